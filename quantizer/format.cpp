@@ -1,0 +1,222 @@
+#include "quantizer/format.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "common/error.hpp"
+
+namespace razerq::quantizer {
+
+const std::vector<FormatSpec>& all_formats() {
+  static const std::vector<FormatSpec> table = {
+#define RAZERQ_FORMAT(id, name, minb, maxb, defb, defg, fixg, scale, special, asym, desc) \
+  FormatSpec{FormatId::id, name, minb, maxb, defb, defg, fixg, ScaleKind::scale, special, asym, desc},
+#include "quantizer/formats.def"
+#undef RAZERQ_FORMAT
+  };
+  return table;
+}
+
+static std::string format_names() {
+  std::string s;
+  for (const auto& f : all_formats()) s += (s.empty() ? "" : ", ") + std::string(f.name);
+  return s;
+}
+
+const FormatSpec& format_spec(std::string_view name) {
+  for (const auto& f : all_formats())
+    if (name == f.name) return f;
+  throw_error(ErrorKind::kInvalidArgument, "--format", "unknown format '%.*s' (expected one of: %s)",
+              static_cast<int>(name.size()), name.data(), format_names().c_str());
+}
+
+const FormatSpec& format_spec(FormatId id) {
+  const auto& t = all_formats();
+  const size_t i = static_cast<size_t>(id);
+  RAZERQ_CHECK(i < t.size() && t[i].id == id, "format id %zu out of the registry", i);
+  return t[i];
+}
+
+std::string FormatConfig::label() const {
+  const FormatSpec& s = spec();
+  std::string l = s.name;
+  if (id == FormatId::kInt || id == FormatId::kRazer) l += std::to_string(bits);
+  if (id == FormatId::kInt) l += asym ? "-asym" : "-sym";
+  return l + "/g" + std::to_string(group);
+}
+
+std::vector<float> default_special_values(FormatId id, int bits) {
+  if (id == FormatId::kMxfp4Razer) return {5.f, 3.5f, -5.f, -3.5f};  // NV quant_mxfp4_razer (razer.md 3.10)
+  if (bits == 3) return {3.f, 6.f, -3.f, -6.f};
+  return {5.f, 8.f, -5.f, -8.f};
+}
+
+FormatConfig make_format_config(std::string_view name, int bits, int group, bool asym,
+                                std::vector<float> special_values) {
+  const FormatSpec& s = format_spec(name);
+  FormatConfig c;
+  c.id = s.id;
+  c.bits = bits > 0 ? bits : s.default_bits;
+  c.group = group > 0 ? group : s.default_group;
+  c.asym = asym;
+  if (c.bits < s.min_bits || c.bits > s.max_bits) {
+    if (s.min_bits == s.max_bits)
+      throw_error(ErrorKind::kInvalidArgument, "--bits " + std::to_string(c.bits), "%s is %d-bit only",
+                  s.name, s.min_bits);
+    throw_error(ErrorKind::kInvalidArgument, "--bits " + std::to_string(c.bits), "%s supports %d to %d bits",
+                s.name, s.min_bits, s.max_bits);
+  }
+  if (s.fixed_group && c.group != s.fixed_group)
+    throw_error(ErrorKind::kInvalidArgument, "--group " + std::to_string(c.group), "%s needs %d", s.name,
+                s.fixed_group);
+  if (c.group < 2 || c.group > (1 << 20))
+    throw_error(ErrorKind::kInvalidArgument, "--group " + std::to_string(c.group),
+                "group size must be in [2, 1048576]");
+  if (asym && !s.supports_asym)
+    throw_error(ErrorKind::kInvalidArgument, "--asym", "%s has no zero point (only int does)", s.name);
+  if (s.has_special) {
+    if (special_values.empty()) special_values = default_special_values(c.id, c.bits);
+    if (special_values.size() != 4)
+      throw_error(ErrorKind::kInvalidArgument, "--special-values",
+                  "%s needs exactly 4 special values (stored index 0..3), got %zu", s.name,
+                  special_values.size());
+    for (float v : special_values) {
+      // Special values must be multiples of 0.5 (razer.md section 2: cheap hardware decode),
+      // nonzero, and distinct from one another.
+      if (!std::isfinite(v) || v == 0.f || std::fabs(v) > 64.f || std::fmod(std::fabs(v) * 2.f, 1.f) != 0.f)
+        throw_error(ErrorKind::kInvalidArgument, "--special-values",
+                    "special value %g must be a nonzero multiple of 0.5 with |v| <= 64", v);
+    }
+    for (size_t i = 0; i < 4; ++i)
+      for (size_t j = i + 1; j < 4; ++j)
+        if (special_values[i] == special_values[j])
+          throw_error(ErrorKind::kInvalidArgument, "--special-values", "special value %g given twice",
+                      special_values[i]);
+    c.special_values = std::move(special_values);
+  } else if (!special_values.empty()) {
+    throw_error(ErrorKind::kInvalidArgument, "--special-values", "%s has no special values", s.name);
+  }
+  return c;
+}
+
+// E2M1 magnitudes by the low three code bits (bit 3 is the sign).
+static constexpr double kE2M1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+// FP3 (sign + 2 exponent bits, no mantissa) magnitudes by the low two code bits (bit 2 is the sign).
+static constexpr double kFp3[4] = {0, 1, 2, 4};
+// NF4, bitsandbytes functional.py get_4bit_type("nf4"), ascending; code = index.
+static constexpr double kNf4[16] = {-1.0,
+                                    -0.6961928009986877,
+                                    -0.5250730514526367,
+                                    -0.39491748809814453,
+                                    -0.28444138169288635,
+                                    -0.18477343022823334,
+                                    -0.09105003625154495,
+                                    0.0,
+                                    0.07958029955625534,
+                                    0.16093020141124725,
+                                    0.24611230194568634,
+                                    0.33791524171829224,
+                                    0.44070982933044434,
+                                    0.5626170039176941,
+                                    0.7229568362236023,
+                                    1.0};
+static_assert(kE2M1[7] == 6.0 && kE2M1[2] == 1.0, "E2M1: bias 1, max 6");
+
+Grid base_grid(const FormatConfig& cfg) {
+  Grid g;
+  const int n = 1 << cfg.bits;
+  g.value.assign(n, 0.0);
+  switch (cfg.id) {
+    case FormatId::kInt:
+      for (int c = 0; c < n; ++c) g.value[c] = cfg.asym ? c : c - n / 2;
+      break;
+    case FormatId::kFp4:
+    case FormatId::kMxfp4:
+    case FormatId::kNvfp4:
+    case FormatId::kMxfp4Razer:
+    case FormatId::kNvfp4Razer:
+      for (int c = 0; c < 16; ++c) g.value[c] = (c & 8 ? -1 : 1) * kE2M1[c & 7];
+      if (cfg.spec().has_special) g.special_code = 8;
+      break;
+    case FormatId::kFp3:
+      for (int c = 0; c < 8; ++c) g.value[c] = (c & 4 ? -1 : 1) * kFp3[c & 3];
+      break;
+    case FormatId::kNf4:
+      for (int c = 0; c < 16; ++c) g.value[c] = kNf4[c];
+      break;
+    case FormatId::kRazer:
+      if (cfg.bits == 4) {
+        for (int c = 0; c < 16; ++c) g.value[c] = (c & 8 ? -1 : 1) * kE2M1[c & 7];
+        g.special_code = 8;
+      } else {
+        for (int c = 0; c < 8; ++c) g.value[c] = (c & 4 ? -1 : 1) * kFp3[c & 3];
+        g.special_code = 4;
+      }
+      break;
+  }
+  if (g.special_code >= 0) g.value[g.special_code] = 0.0;
+  for (int c = 0; c < n; ++c)
+    if (c != g.special_code) g.max_abs = std::max(g.max_abs, std::fabs(g.value[c]));
+  return g;
+}
+
+double e4m3_to_double(uint8_t b) {
+  const int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
+  if (e == 15 && m == 7) return std::numeric_limits<double>::quiet_NaN();
+  const double v = e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1.0 + m / 8.0, e - 7);
+  return s ? -v : v;
+}
+
+double e8m0_to_double(uint8_t b) {
+  if (b == 255) return std::numeric_limits<double>::quiet_NaN();
+  return std::ldexp(1.0, int(b) - 127);
+}
+
+double e3m3_to_double(uint8_t p) {
+  const int e = (p >> 3) & 7, m = p & 7;
+  return e == 0 ? m / 32.0 : std::ldexp(1.0 + m / 8.0, e - 3);
+}
+
+// Round to nearest among the monotonic code table `decode(0..n_codes-1)`, ties to the even
+// code (= even mantissa), saturating at the top code.
+template <class Decode>
+static uint8_t round_to_table(double v, int n_codes, Decode decode) {
+  if (!(v > 0)) return 0;
+  int lo = 0, hi = n_codes - 1;
+  if (v >= decode(hi)) return static_cast<uint8_t>(hi);
+  while (hi - lo > 1) {  // invariant decode(lo) <= v < decode(hi)
+    const int mid = (lo + hi) / 2;
+    if (decode(mid) <= v) lo = mid; else hi = mid;
+  }
+  const double dl = v - decode(lo), dh = decode(hi) - v;
+  if (dl < dh) return static_cast<uint8_t>(lo);
+  if (dh < dl) return static_cast<uint8_t>(hi);
+  return static_cast<uint8_t>((lo & 1) ? hi : lo);
+}
+
+uint8_t double_to_e4m3(double v) {
+  return round_to_table(v, 127, [](int c) { return e4m3_to_double(static_cast<uint8_t>(c)); });
+}
+uint8_t double_to_e3m3(double v) {
+  return round_to_table(v, 64, [](int c) { return e3m3_to_double(static_cast<uint8_t>(c)); });
+}
+
+double bits_per_weight(const FormatConfig& cfg, int64_t rows, int64_t cols, bool separate_sv) {
+  const int64_t groups = (cols + cfg.group - 1) / cfg.group;
+  const int64_t code_words = (cols * cfg.bits + 31) / 32;
+  double bits = double(rows) * code_words * 32;
+  switch (cfg.spec().scale_kind) {
+    case ScaleKind::kFp16:
+    case ScaleKind::kFp16Razer: bits += double(rows) * groups * 16; break;
+    case ScaleKind::kE8M0:
+    case ScaleKind::kE8M0Razer: bits += double(rows) * groups * 8; break;
+    case ScaleKind::kE4M3Tensor:
+    case ScaleKind::kE3M3RazerTensor: bits += double(rows) * groups * 8 + 32; break;
+  }
+  if (cfg.asym) bits += double(rows) * ((groups * cfg.bits + 31) / 32) * 32;  // packed zero points
+  if (separate_sv) bits += double(rows) * groups * 8;
+  return bits / (double(rows) * double(cols));
+}
+
+}  // namespace razerq::quantizer

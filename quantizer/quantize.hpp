@@ -1,0 +1,84 @@
+#pragma once
+// Round-to-nearest quantization of one weight matrix with a per-group search of the scale,
+// the clipping ratio and (RaZeR) the special value; the packed result; the float64
+// reference dequantization that every fast path is tested against.
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quantizer/format.hpp"
+
+namespace razerq::quantizer {
+
+enum class Rule {
+  kSearch,     // ours: every candidate scale x clip ratio x special value, best (weighted) MSE
+  kReference,  // the authors' rule without search (razer.md sections 3.1, 3.8, 3.10; plain RTN otherwise)
+};
+const char* rule_name(Rule r);
+Rule parse_rule(const std::string& s);  // "search" | "reference"
+
+struct SearchOptions {
+  Rule rule = Rule::kSearch;
+  // Clipping ratios tried on each base scale (1 = no clipping). Empty -> default_clip_ratios().
+  std::vector<float> clip_ratios;
+  // Include the range-aware scale rule (razer.md 3.2) next to absmax/qmax.
+  bool range_aware = true;
+};
+// 1.00, 0.97, ..., 0.70 (11 ratios).
+std::vector<float> default_clip_ratios();
+
+struct TensorStats {
+  double sse = 0;  // sum of (w_hat - w)^2, w_hat from the packed tensor in float64
+  double ssq = 0;  // sum of w^2
+  std::array<int64_t, 4> sv_groups{};  // RaZeR: groups per stored special-value index
+  int64_t sv_weights = 0;              // RaZeR: weights that use the special code
+  double rel_error() const { return ssq > 0 ? std::sqrt(sse / ssq) : (sse > 0 ? INFINITY : 0.0); }
+};
+
+// A packed weight matrix. Layouts are specified in formats/SPEC.md.
+struct QuantizedTensor {
+  FormatConfig cfg;
+  int64_t rows = 0, cols = 0;
+  int64_t groups_per_row = 0;           // ceil(cols / group)
+  int64_t code_words_per_row = 0;       // ceil(cols * bits / 32)
+  std::vector<uint32_t> codes;          // [rows, code_words_per_row] row bitstreams (pack.hpp)
+  std::vector<uint16_t> scales16;       // [rows, groups_per_row] kFp16, kFp16Razer scale kinds
+  std::vector<uint8_t> scales8;         // [rows, groups_per_row] kE8M0*, kE4M3Tensor, kE3M3RazerTensor
+  std::vector<uint32_t> zeros;          // [rows, zero_words_per_row] asym int: b-bit zero points, packed like codes
+  std::vector<uint8_t> sv_index;        // [rows, groups_per_row] RaZeR fallback when a scale >= 2 (else empty)
+  float tensor_scale = 1.0f;            // kE4M3Tensor, kE3M3RazerTensor: fp32 per-tensor scale
+  TensorStats stats;
+
+  int64_t zero_words_per_row() const { return cfg.asym ? (groups_per_row * cfg.bits + 31) / 32 : 0; }
+  bool separate_sv() const { return !sv_index.empty(); }
+  double bits_per_weight() const;
+  int64_t group_begin(int64_t g) const { return g * cfg.group; }
+  int64_t group_size(int64_t g) const;  // cfg.group, or shorter for the last group of a row
+};
+
+// Quantizes W [rows, cols] (row-major float32). importance: optional [cols] non-negative
+// weights of a weighted MSE (e.g. a Hessian diagonal); null = plain MSE. threads <= 0: all.
+QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, const FormatConfig& cfg,
+                                const SearchOptions& opt = {}, const float* importance = nullptr,
+                                int threads = 0);
+
+// float64 reference dequantization: out [rows, cols]. The oracle for tests and kernels.
+void dequantize_ref(const QuantizedTensor& q, double* out);
+// One row, float64; out [cols].
+void dequantize_row_ref(const QuantizedTensor& q, int64_t row, double* out);
+
+// Per-group decoded metadata (for kernels, exporters and tests).
+struct GroupParams {
+  double scale;          // effective multiplier of a base value (tensor scale included)
+  double zero;           // asym int zero point (0 otherwise)
+  double special_value;  // RaZeR: the base value of the special code in this group
+};
+GroupParams group_params(const QuantizedTensor& q, int64_t row, int64_t group);
+
+// Checks the internal consistency of a tensor (sizes, reserved bits, NaN scales); throws
+// razerq::Error(kMalformedInput) starting with `where` (e.g. "OUT/model.safetensors: tensor 'x'").
+void validate(const QuantizedTensor& q, const std::string& where);
+
+}  // namespace razerq::quantizer
