@@ -360,11 +360,22 @@ class Searcher {
       if (c_.cfg.asym) {
         // Shrink both ends of the range by r (GPTQ's MSE grid); zero point from the rounded scale.
         for (float r : c_.clip) {
-          const float lo = st.xmin * r, hi = st.xmax * r;
-          const float s = round_to_fp16((hi - lo) / qmax);
-          if (!(s > 0.f)) continue;
-          const float z = std::fmin(std::fmax(std::nearbyint(-lo / s), 0.f), qmax);
-          try_scale(x, h, n, s, float_to_fp16(s), best, z);
+          // The range keeps 0 inside it (as GPTQ does) so the b-bit zero point lies in [0, 2^b-1].
+          const float lo = std::fmin(st.xmin * r, 0.f), hi = std::fmax(st.xmax * r, 0.f);
+          const float raw = (hi - lo) / qmax;
+          uint16_t bits = float_to_fp16(raw);
+          // At r = 1 also the fp16 value just above the exact scale, so the range always fits:
+          // at 8 bits the fp16 rounding of the scale is as large as the quantization error.
+          for (int up = 0; up < (r == 1.0f ? 2 : 1); ++up) {
+            if (up) {
+              if (fp16_to_float(bits) >= raw) break;
+              ++bits;
+            }
+            const float s = fp16_to_float(bits);
+            if (!(s > 0.f)) continue;
+            const float z = std::fmin(std::fmax(std::nearbyint(-lo / s), 0.f), qmax);
+            try_scale(x, h, n, s, bits, best, z);
+          }
           if (!search) break;
         }
         return;
@@ -652,7 +663,9 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
           if (!sv_of_group.empty()) sv_of_group[gi] = static_cast<uint8_t>(ch.sv);
           if (cfg.asym) zrow[static_cast<size_t>(g)] = static_cast<uint32_t>(ch.z);
           const double sv_value = ctx.n_sv ? double(ctx.sv[ch.sv]) : 0.0;
-          add_group_stats(grid, codes.data() + k0, row + k0, n, decode_scale(kind, ch.enc, ctx.tensor_scale),
+          // ch.enc of kFp16Razer is still the plain fp16 scale: the index bits are added below.
+          const ScaleKind plain = kind == ScaleKind::kFp16Razer ? ScaleKind::kFp16 : kind;
+          add_group_stats(grid, codes.data() + k0, row + k0, n, decode_scale(plain, ch.enc, ctx.tensor_scale),
                           cfg.asym ? double(ch.z) : 0.0, sv_value, acc);
           if (ctx.n_sv) ++acc.sv_groups[static_cast<size_t>(ch.sv)];
         }
