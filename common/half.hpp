@@ -57,6 +57,20 @@ inline uint16_t float_to_fp16(float f) {
 }
 
 inline double fp16_to_double(uint16_t h) { return static_cast<double>(fp16_to_float(h)); }
+
+// float64 -> fp16 bits with a single rounding (to nearest even): going through float would
+// round twice. Overflow gives inf.
+inline uint16_t double_to_fp16(double d) {
+  const uint16_t sign = std::signbit(d) ? 0x8000 : 0;
+  const double a = std::fabs(d);
+  if (std::isnan(d)) return 0x7e00;
+  if (a >= 65520.0) return sign | 0x7c00;
+  if (a < 6.103515625e-05) return sign | static_cast<uint16_t>(std::nearbyint(a * 16777216.0));  // subnormal: units of 2^-24
+  int e = std::ilogb(a);                                      // 2^e <= a < 2^(e+1), e in [-14, 15]
+  double m = std::nearbyint(std::ldexp(a, 10 - e));           // [1024, 2048], exact scaling
+  if (m == 2048.0) m = 1024.0, ++e;
+  return sign | static_cast<uint16_t>(((e + 15) << 10) | (static_cast<int>(m) - 1024));
+}
 inline float round_to_fp16(float f) { return fp16_to_float(float_to_fp16(f)); }
 
 // bfloat16 bits <-> float.
@@ -69,5 +83,18 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(x >> 16);
 }
 inline float round_to_bf16(float f) { return bf16_to_float(float_to_bf16(f)); }
+
+// float64 -> bfloat16 bits with a single rounding (to nearest even).
+inline uint16_t double_to_bf16(double d) {
+  const uint16_t sign = std::signbit(d) ? 0x8000 : 0;
+  const double a = std::fabs(d);
+  if (std::isnan(d)) return 0x7fc0;
+  if (a >= 3.3961775292304455e38) return sign | 0x7f80;  // at or past the midpoint above the max finite
+  if (a < 1.1754943508222875e-38) return sign | static_cast<uint16_t>(std::nearbyint(std::ldexp(a, 133)));  // subnormal
+  int e = std::ilogb(a);
+  double m = std::nearbyint(std::ldexp(a, 7 - e));  // [128, 256]
+  if (m == 256.0) m = 128.0, ++e;
+  return sign | static_cast<uint16_t>(((e + 127) << 7) | (static_cast<int>(m) - 128));
+}
 
 }  // namespace razerq

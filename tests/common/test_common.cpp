@@ -108,3 +108,37 @@ TEST(Error, WhereComesFirst) {
   EXPECT_EQ(e.where(), "a.safetensors");
   EXPECT_EQ(strprintf("%d-%s", 7, "x"), "7-x");
 }
+
+TEST(Half, DoubleConversionsRoundOnce) {
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<double> mant(1.0, 2.0);
+  std::uniform_int_distribution<int> ex(-30, 17);
+  for (int i = 0; i < 200000; ++i) {
+    const double d = (i & 1 ? -1 : 1) * std::ldexp(mant(rng), ex(rng));
+    // Reference: the nearest fp16 by exhaustive neighbourhood search in double.
+    const uint16_t h = double_to_fp16(d);
+    const double got = fp16_to_double(h);
+    if (std::isinf(got)) {
+      ASSERT_GE(std::fabs(d), 65520.0);
+      continue;
+    }
+    const uint16_t up = static_cast<uint16_t>(h + 1), dn = static_cast<uint16_t>(h - 1);
+    for (uint16_t n : {up, dn}) {
+      const double other = fp16_to_double(n);
+      if (std::isnan(other) || std::signbit(other) != std::signbit(got)) continue;
+      ASSERT_LE(std::fabs(got - d), std::fabs(other - d)) << d;
+      if (std::fabs(got - d) == std::fabs(other - d)) {
+        ASSERT_EQ(h & 1, 0) << "tie must go to even: " << d;
+      }
+    }
+    // For doubles that are floats, the float path agrees.
+    const float f = static_cast<float>(d);
+    ASSERT_EQ(double_to_fp16(static_cast<double>(f)), float_to_fp16(f));
+    ASSERT_EQ(double_to_bf16(static_cast<double>(f)), float_to_bf16(f));
+  }
+  // Double rounding through float would get this one wrong: 1 + 2^-11 + 2^-40 is just above the
+  // fp16 midpoint between 1 and 1 + 2^-10, but rounds to the midpoint itself in float.
+  const double tricky = 1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40);
+  EXPECT_EQ(double_to_fp16(tricky), 0x3c01);
+  EXPECT_EQ(float_to_fp16(static_cast<float>(tricky)), 0x3c00);
+}
