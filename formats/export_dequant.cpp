@@ -114,6 +114,7 @@ ExportSummary export_dequant(const std::string& packed_dir, const std::string& o
     std::error_code ec;
     fs::copy_file(entry.path(), out.path(name), ec);
     if (ec) throw_error(ErrorKind::kIo, entry.path().string(), "cannot copy: %s", ec.message().c_str());
+    fs::permissions(out.path(name), fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add, ec);
   }
   out.commit();
   return sum;

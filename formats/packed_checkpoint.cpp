@@ -193,6 +193,7 @@ void PackedWriter::copy_file(const std::string& src_path) {
   std::error_code ec;
   fs::copy_file(src_path, dst, fs::copy_options::overwrite_existing, ec);
   if (ec) throw_error(ErrorKind::kIo, src_path, "cannot copy to %s: %s", dst.string().c_str(), ec.message().c_str());
+  fs::permissions(dst, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add, ec);  // sources may be read-only
 }
 
 static std::string utc_now() {

@@ -1,0 +1,78 @@
+// razerq inspect OUT: what a packed checkpoint holds, per layer and in total.
+#include <cstdio>
+
+#include "apps/commands.hpp"
+#include "common/error.hpp"
+#include "formats/packed_checkpoint.hpp"
+
+namespace razerq::app {
+namespace {
+
+struct InspectArgs {
+  std::string dir;
+  bool all = false;
+  bool verify = false;
+};
+
+void run_inspect(const InspectArgs& a, const GlobalOptions& g) {
+  const formats::PackedCheckpoint ck = formats::PackedCheckpoint::open(a.dir);
+  const auto& m = ck.manifest();
+  if (a.verify) {  // decode every quantized tensor: sizes, reserved bits, scales (load_quantized validates)
+    for (const auto& r : ck.tensors())
+      if (r.quantized) ck.load_quantized(r.name);
+  }
+  if (g.json) {
+    nlohmann::json j = m;
+    if (a.verify) j["verified"] = true;
+    std::printf("%s\n", j.dump(1).c_str());
+    return;
+  }
+  const auto& q = m.value("quantization", nlohmann::json::object());
+  std::printf("%s: razerq packed checkpoint v%d, created %s\n", a.dir.c_str(), m.value("version", 0),
+              m.value("created", "?").c_str());
+  if (m.contains("source")) std::printf("source: %s\n", m["source"].value("path", "?").c_str());
+  std::printf("settings: format %s, bits %d, group %d%s, rule %s\n", q.value("format", "?").c_str(), q.value("bits", 0),
+              q.value("group", 0), q.value("asym", false) ? ", asym" : "", q.value("rule", "?").c_str());
+  std::printf("\n%-52s %-14s %-16s %8s %11s %11s  %s\n", "tensor", "shape", "format", "bits/w", "rel_err", "ref_err",
+              "special values (groups)");
+  int64_t qw = 0, kept_bytes = 0;
+  double bits = 0;
+  int nq = 0, nk = 0;
+  for (const auto& r : ck.tensors()) {
+    if (!r.quantized) {
+      ++nk;
+      kept_bytes += static_cast<int64_t>(ck.weights().info(r.name).nbytes());
+      if (a.all) std::printf("%-52s %-14s %-16s\n", r.name.c_str(), formats::shape_string(r.shape).c_str(), r.source_dtype.c_str());
+      continue;
+    }
+    ++nq;
+    const int64_t n = r.shape[0] * r.shape[1];
+    qw += n;
+    bits += r.bits_per_weight * double(n);
+    std::string sv;
+    if (!r.cfg.special_values.empty()) {
+      for (size_t i = 0; i < 4; ++i) sv += strprintf("%s%+g:%lld", i ? " " : "", r.cfg.special_values[i], static_cast<long long>(r.sv_groups[i]));
+      if (r.separate_sv) sv += " (separate index)";
+    }
+    std::printf("%-52s %-14s %-16s %8.4f %11.4e %11s  %s\n", r.name.c_str(), formats::shape_string(r.shape).c_str(),
+                r.cfg.label().c_str(), r.bits_per_weight, r.rel_error,
+                r.reference_rel_error >= 0 ? strprintf("%.4e", r.reference_rel_error).c_str() : "-", sv.c_str());
+  }
+  std::printf("\n%d quantized tensors, %lld weights, %.4f bits/weight; %d tensors kept as they were (%.1f MiB)\n", nq,
+              static_cast<long long>(qw), qw ? bits / double(qw) : 0.0, nk, double(kept_bytes) / (1 << 20));
+  std::printf("model.safetensors: %.1f MiB, sha256 %s%s\n", double(ck.weights().file_size()) / (1 << 20),
+              m.value("weights_sha256", "?").c_str(), a.verify ? " (every quantized tensor decoded and validated)" : "");
+}
+
+}  // namespace
+
+void set_inspect_command(CLI::App& app, GlobalOptions& g) {
+  auto a = std::make_shared<InspectArgs>();
+  CLI::App* c = app.add_subcommand("inspect", "Show the layers, formats, bits/weight and errors of a packed checkpoint");
+  c->add_option("OUT", a->dir, "Packed checkpoint directory")->required();
+  c->add_flag("--all", a->all, "Also list the tensors kept unquantized");
+  c->add_flag("--verify", a->verify, "Decode and validate every quantized tensor");
+  c->callback([a, &g] { run_inspect(*a, g); });
+}
+
+}  // namespace razerq::app

@@ -1,0 +1,111 @@
+// razerq quantize MODEL --format F --bits B --group G -o OUT
+#include <cstdio>
+#include <sstream>
+
+#include "apps/commands.hpp"
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "formats/quantize_model.hpp"
+
+namespace razerq::app {
+namespace {
+
+std::vector<float> parse_floats(const std::string& s, const char* option) {
+  std::vector<float> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      v.push_back(std::stof(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw_error(ErrorKind::kInvalidArgument, option, "'%s' is not a number (expected a comma-separated list)", item.c_str());
+    }
+  }
+  return v;
+}
+
+struct QuantizeArgs {
+  std::string model, out, format = "razer", rule = "search", special, clip;
+  int bits = 0, group = 0, threads = 0;
+  bool asym = false, force = false, compare = false, lm_head = false, no_range_aware = false, no_checksums = false;
+  std::vector<std::string> skip;
+};
+
+void run_quantize(const QuantizeArgs& a, const GlobalOptions& g) {
+  formats::QuantizeJob job;
+  job.model_dir = a.model;
+  job.out_dir = a.out;
+  job.cfg = quantizer::make_format_config(a.format, a.bits, a.group, a.asym,
+                                          a.special.empty() ? std::vector<float>{} : parse_floats(a.special, "--special-values"));
+  job.search.rule = quantizer::parse_rule(a.rule);
+  if (!a.clip.empty()) job.search.clip_ratios = parse_floats(a.clip, "--clip");
+  job.search.range_aware = !a.no_range_aware;
+  job.skip = a.skip;
+  job.quantize_lm_head = a.lm_head;
+  job.compare_reference = a.compare;
+  job.force = a.force;
+  job.threads = a.threads;
+  job.checksums = !a.no_checksums;
+  if (!g.quiet)
+    std::fprintf(stderr, "quantizing %s -> %s as %s (rule %s)\n", a.model.c_str(), a.out.c_str(), job.cfg.label().c_str(),
+                 a.rule.c_str());
+  const formats::QuantizeSummary s = formats::quantize_model(job, [&](const formats::TensorProgress& p) {
+    if (!g.quiet) std::fprintf(stderr, "%s\n", formats::format_progress(p).c_str());
+  });
+  if (g.json) {
+    nlohmann::json j = {{"out", a.out},
+                        {"format", job.cfg.label()},
+                        {"tensors", s.tensors},
+                        {"quantized_tensors", s.quantized},
+                        {"quantized_weights", s.quantized_weights},
+                        {"bits_per_weight", s.bits_per_weight},
+                        {"seconds", s.seconds},
+                        {"worst_rel_error", s.worst_rel_error},
+                        {"worst_tensor", s.worst_tensor}};
+    if (a.compare) j["tensors_worse_than_reference"] = s.worse_than_reference;
+    std::printf("%s\n", j.dump(1).c_str());
+    return;
+  }
+  std::printf("wrote %s: %d tensors, %d quantized as %s (%lld weights, %.4f bits/weight), %.2f s, %.1f M weights/s\n",
+              a.out.c_str(), s.tensors, s.quantized, job.cfg.label().c_str(), static_cast<long long>(s.quantized_weights),
+              s.bits_per_weight, s.seconds, s.seconds > 0 ? double(s.quantized_weights) / s.seconds / 1e6 : 0.0);
+  if (s.quantized) std::printf("worst relative error %.4e (%s)\n", s.worst_rel_error, s.worst_tensor.c_str());
+  if (a.compare)
+    std::printf("tensors where the search is worse than the reference rule: %d of %d\n", s.worse_than_reference, s.quantized);
+}
+
+}  // namespace
+
+void set_quantize_command(CLI::App& app, GlobalOptions& g) {
+  auto a = std::make_shared<QuantizeArgs>();
+  CLI::App* c = app.add_subcommand("quantize", "Quantize a Hugging Face model directory into a packed checkpoint");
+  c->add_option("MODEL", a->model, "Hugging Face model directory (config.json + safetensors, single or sharded)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  c->add_option("-o,--out", a->out, "Output directory (written as OUT.partial, renamed when complete)")->required();
+  c->add_option("-f,--format", a->format, "Number format (see the list below)")->capture_default_str();
+  c->add_option("-b,--bits", a->bits, "Bits per weight (default: the format's)");
+  c->add_option("-g,--group", a->group, "Group size along the input dimension (default: the format's; need not divide K)");
+  c->add_flag("--asym", a->asym, "int only: asymmetric grid with a b-bit zero point per group");
+  c->add_option("--special-values", a->special,
+                "RaZeR family: the 4 special values by stored index, e.g. 5,8,-5,-8 (default per format)");
+  c->add_option("--razer-rule,--rule", a->rule,
+                "search: best scale x clip x special value per group (default); reference: the authors' exact rule")
+      ->check(CLI::IsMember({"search", "reference"}))
+      ->capture_default_str();
+  c->add_option("--clip", a->clip, "Clipping ratios tried per base scale, comma-separated (default 1.00,0.97,...,0.70)");
+  c->add_flag("--no-range-aware", a->no_range_aware, "Drop the range-aware scale candidates (razer.md 3.2)");
+  c->add_flag("--compare-reference", a->compare, "Also run the reference rule per tensor and print both errors");
+  c->add_option("--skip", a->skip, "Regex of tensor names to keep unquantized (repeatable; embeddings, norms and lm_head are always kept)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  c->add_flag("--quantize-lm-head", a->lm_head, "Quantize the LM head too");
+  c->add_option("-t,--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_flag("--force", a->force, "Replace OUT if it exists");
+  c->add_flag("--no-checksums", a->no_checksums, "Skip the SHA-256 of the source files in the manifest");
+  c->callback([a, &g] { run_quantize(*a, g); });
+}
+
+}  // namespace razerq::app
