@@ -1,6 +1,7 @@
 #include "quantizer/format.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -178,29 +179,43 @@ double e3m3_to_double(uint8_t p) {
   return e == 0 ? m / 32.0 : std::ldexp(1.0 + m / 8.0, e - 3);
 }
 
-// Round to nearest among the monotonic code table `decode(0..n_codes-1)`, ties to the even
-// code (= even mantissa), saturating at the top code.
-template <class Decode>
-static uint8_t round_to_table(double v, int n_codes, Decode decode) {
+namespace {
+
+// Decoded values of the non-negative codes, ascending (E4M3: 0x00..0x7E; E3M3: 0..63).
+template <int N, class Decode>
+std::array<double, N> make_table(Decode decode) {
+  std::array<double, N> t{};
+  for (int c = 0; c < N; ++c) t[static_cast<size_t>(c)] = decode(static_cast<uint8_t>(c));
+  return t;
+}
+
+// Round to nearest among a monotonic code table, ties to the even code (= even mantissa),
+// saturating at the top code.
+template <size_t N>
+uint8_t round_to_table(double v, const std::array<double, N>& t) {
   if (!(v > 0)) return 0;
-  int lo = 0, hi = n_codes - 1;
-  if (v >= decode(hi)) return static_cast<uint8_t>(hi);
-  while (hi - lo > 1) {  // invariant decode(lo) <= v < decode(hi)
-    const int mid = (lo + hi) / 2;
-    if (decode(mid) <= v) lo = mid; else hi = mid;
-  }
-  const double dl = v - decode(lo), dh = decode(hi) - v;
+  if (v >= t[N - 1]) return static_cast<uint8_t>(N - 1);
+  const size_t hi = static_cast<size_t>(std::upper_bound(t.begin(), t.end(), v) - t.begin());  // t[hi-1] <= v < t[hi]
+  const size_t lo = hi - 1;
+  const double dl = v - t[lo], dh = t[hi] - v;
   if (dl < dh) return static_cast<uint8_t>(lo);
   if (dh < dl) return static_cast<uint8_t>(hi);
   return static_cast<uint8_t>((lo & 1) ? hi : lo);
 }
 
-uint8_t double_to_e4m3(double v) {
-  return round_to_table(v, 127, [](int c) { return e4m3_to_double(static_cast<uint8_t>(c)); });
+const std::array<double, 127>& e4m3_table() {
+  static const auto t = make_table<127>(e4m3_to_double);
+  return t;
 }
-uint8_t double_to_e3m3(double v) {
-  return round_to_table(v, 64, [](int c) { return e3m3_to_double(static_cast<uint8_t>(c)); });
+const std::array<double, 64>& e3m3_table() {
+  static const auto t = make_table<64>(e3m3_to_double);
+  return t;
 }
+
+}  // namespace
+
+uint8_t double_to_e4m3(double v) { return round_to_table(v, e4m3_table()); }
+uint8_t double_to_e3m3(double v) { return round_to_table(v, e3m3_table()); }
 
 double bits_per_weight(const FormatConfig& cfg, int64_t rows, int64_t cols, bool separate_sv) {
   const int64_t groups = (cols + cfg.group - 1) / cfg.group;

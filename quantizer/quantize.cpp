@@ -456,39 +456,24 @@ class Searcher {
     }
   }
 
-  // 8-bit block scales times the fp32 tensor scale (NVFP4 E4M3, NVFP4-RaZeR E3M3).
+  // 8-bit block scales times the fp32 tensor scale (NVFP4 E4M3, NVFP4-RaZeR E3M3). The codes
+  // are monotonic in value, so the candidates are one contiguous code range: from the code of
+  // the deepest clip (smallest ratio, largest qmax) to one above the no-clip code of qmax = grid max.
   void search_block8(const float* x, const float* h, int n, const GroupStats& st, GroupChoice& best) const {
     if (st.absmax == 0.f) return;
     const bool e3m3 = c_.kind == ScaleKind::kE3M3RazerTensor;
     const double g = c_.tensor_scale;
-    int codes[64];
-    int nc = 0;
-    auto add_code = [&](int code) {
-      const int top = e3m3 ? 63 : 126;
-      if (code < 1 || code > top) return;
-      for (int i = 0; i < nc; ++i)
-        if (codes[i] == code) return;
-      codes[nc++] = code;
-    };
-    float qmaxes[3] = {c_.grid_max, 0, 0};
-    int nq = 1;
-    for (int k = 0; k < c_.n_sv; ++k) {
-      const float m = std::fabs(c_.sv[k]);
-      if (m > c_.grid_max && nq < 3 && (nq == 1 || qmaxes[1] != m)) qmaxes[nq++] = m;
-    }
-    for (int qi = 0; qi < nq; ++qi) {
-      const double t = st.absmax / (qmaxes[qi] * g);
-      for (float r : c_.clip) {
-        const int code = e3m3 ? double_to_e3m3(t * r) : double_to_e4m3(t * r);
-        add_code(code);
-        if (r == c_.clip.front()) add_code(code + 1);
-        if (c_.rule != Rule::kSearch) break;
-      }
-    }
-    for (int i = 0; i < nc; ++i) {
-      const double dec = e3m3 ? e3m3_to_double(static_cast<uint8_t>(codes[i]))
-                              : e4m3_to_double(static_cast<uint8_t>(codes[i]));
-      try_scale(x, h, n, static_cast<float>(dec * g), static_cast<uint32_t>(codes[i]), best);
+    float qmax_hi = c_.grid_max;
+    for (int k = 0; k < c_.n_sv; ++k) qmax_hi = std::max(qmax_hi, std::fabs(c_.sv[k]));
+    float rmin = 1.f;
+    for (float r : c_.clip) rmin = std::min(rmin, r);
+    auto encode = [&](double v) { return static_cast<int>(e3m3 ? double_to_e3m3(v) : double_to_e4m3(v)); };
+    const int top = e3m3 ? 63 : 126;
+    const int c_hi = std::min(encode(st.absmax / (c_.grid_max * g)) + 1, top);
+    const int c_lo = std::max(encode(st.absmax * rmin / (qmax_hi * g)), 1);
+    for (int code = c_hi; code >= c_lo; --code) {
+      const double dec = e3m3 ? e3m3_to_double(static_cast<uint8_t>(code)) : e4m3_to_double(static_cast<uint8_t>(code));
+      try_scale(x, h, n, static_cast<float>(dec * g), static_cast<uint32_t>(code), best);
     }
   }
 
