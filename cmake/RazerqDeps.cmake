@@ -36,5 +36,22 @@ if(NOT TARGET spdlog::spdlog)
 endif()
 
 if(RAZERQ_BUILD_TESTS)
-  find_package(GTest REQUIRED)
+  find_package(GTest QUIET)
+  if(NOT TARGET GTest::gtest)
+    # Headers without the built library (e.g. the GPU machine): build GoogleTest from the
+    # distribution's sources, when present.
+    set(RAZERQ_GTEST_SOURCE_DIR /usr/src/googletest CACHE PATH "GoogleTest sources, used when no GTest package is found")
+    if(EXISTS "${RAZERQ_GTEST_SOURCE_DIR}/CMakeLists.txt")
+      message(STATUS "razerq: no GTest package, building GoogleTest from ${RAZERQ_GTEST_SOURCE_DIR}")
+      set(BUILD_GMOCK OFF CACHE BOOL "" FORCE)
+      set(INSTALL_GTEST OFF CACHE BOOL "" FORCE)
+      add_subdirectory("${RAZERQ_GTEST_SOURCE_DIR}" "${CMAKE_BINARY_DIR}/_deps/googletest" EXCLUDE_FROM_ALL)
+      if(NOT TARGET GTest::gtest)
+        add_library(GTest::gtest ALIAS gtest)
+      endif()
+    else()
+      message(FATAL_ERROR "GoogleTest not found: no GTest CMake package and no sources in ${RAZERQ_GTEST_SOURCE_DIR} "
+                          "(install libgtest-dev, or configure with -DRAZERQ_BUILD_TESTS=OFF)")
+    endif()
+  endif()
 endif()

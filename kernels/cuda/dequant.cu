@@ -1,0 +1,306 @@
+// Host side of the CUDA dequantization: upload, the per-tensor grid table, the dispatch of
+// the one kernel template (dequant.cuh) over (ScaleKind, bits), and checked CUDA calls.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+#include "common/error.hpp"
+#include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/dequant_cuda.hpp"
+
+namespace razerq::kernels {
+
+namespace {
+
+[[noreturn]] void cuda_fail(cudaError_t err, const char* call, const char* file, int line) {
+  throw Error(ErrorKind::kInternal, std::string(file) + ":" + std::to_string(line),
+              strprintf("%s failed: %s (%s)", call, cudaGetErrorString(err), cudaGetErrorName(err)));
+}
+
+#define RAZERQ_CUDA(call)                                          \
+  do {                                                             \
+    const cudaError_t err_ = (call);                               \
+    if (err_ != cudaSuccess) cuda_fail(err_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+using quantizer::ScaleKind;
+
+// --- the registry, at compile time: which (scale kind, bits) pairs exist ------------------
+struct KindBits {
+  ScaleKind kind;
+  int min_bits, max_bits;
+};
+constexpr KindBits kRegistry[] = {
+#define RAZERQ_FORMAT(id, name, minb, maxb, defb, defg, fixg, scale, special, asym, desc) \
+  {ScaleKind::scale, minb, maxb},
+#include "quantizer/formats.def"
+#undef RAZERQ_FORMAT
+};
+constexpr bool registry_uses(ScaleKind k, int bits) {
+  for (const KindBits& e : kRegistry)
+    if (e.kind == k && bits >= e.min_bits && bits <= e.max_bits) return true;
+  return false;
+}
+constexpr bool kind_has_special(ScaleKind k) {
+  return k == ScaleKind::kFp16Razer || k == ScaleKind::kE8M0Razer || k == ScaleKind::kE3M3RazerTensor;
+}
+
+struct Launch {
+  dim3 grid, block;
+};
+
+Launch launch_shape(const detail::KernelArgs& a) {
+  // x: chunks of 8 codes along the row (a warp multiple, up to the block); y: rows.
+  const int chunks = a.chunks_per_row;
+  const int bx = std::min(detail::kBlockThreads, (chunks + 31) / 32 * 32);
+  const int by = detail::kBlockThreads / bx;
+  Launch l;
+  l.block = dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by));
+  const int64_t gx = (chunks + bx - 1) / bx;
+  const int64_t gy = std::min<int64_t>((a.rows + by - 1) / by, 65535);  // the kernel loops over further rows
+  l.grid = dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+  return l;
+}
+
+template <ScaleKind K, int BITS>
+void launch_kb(const detail::KernelArgs& a, cudaStream_t s) {
+  if constexpr (registry_uses(K, BITS)) {
+    const Launch l = launch_shape(a);
+    detail::dequant_fp16_kernel<K, BITS><<<l.grid, l.block, 0, s>>>(a);
+    RAZERQ_CUDA(cudaGetLastError());
+  } else {
+    throw_error(ErrorKind::kUnsupported, "dequantize_fp16_cuda", "no registry format has scale kind %d at %d bits",
+                static_cast<int>(K), BITS);
+  }
+}
+
+template <ScaleKind K>
+void launch_kind(const detail::KernelArgs& a, int bits, cudaStream_t s) {
+  switch (bits) {
+    case 2: return launch_kb<K, 2>(a, s);
+    case 3: return launch_kb<K, 3>(a, s);
+    case 4: return launch_kb<K, 4>(a, s);
+    case 5: return launch_kb<K, 5>(a, s);
+    case 6: return launch_kb<K, 6>(a, s);
+    case 7: return launch_kb<K, 7>(a, s);
+    case 8: return launch_kb<K, 8>(a, s);
+    default:
+      throw_error(ErrorKind::kUnsupported, "dequantize_fp16_cuda", "%d-bit codes are not supported (2..8)", bits);
+  }
+}
+
+void launch(const detail::KernelArgs& a, ScaleKind kind, int bits, cudaStream_t s) {
+  switch (kind) {
+    case ScaleKind::kFp16: return launch_kind<ScaleKind::kFp16>(a, bits, s);
+    case ScaleKind::kFp16Razer: return launch_kind<ScaleKind::kFp16Razer>(a, bits, s);
+    case ScaleKind::kE8M0: return launch_kind<ScaleKind::kE8M0>(a, bits, s);
+    case ScaleKind::kE8M0Razer: return launch_kind<ScaleKind::kE8M0Razer>(a, bits, s);
+    case ScaleKind::kE4M3Tensor: return launch_kind<ScaleKind::kE4M3Tensor>(a, bits, s);
+    case ScaleKind::kE3M3RazerTensor: return launch_kind<ScaleKind::kE3M3RazerTensor>(a, bits, s);
+  }
+  throw_error(ErrorKind::kUnsupported, "dequantize_fp16_cuda", "scale kind %d has no kernel traits",
+              static_cast<int>(kind));
+}
+
+size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+}  // namespace
+
+// --- device queries ---------------------------------------------------------------------
+bool cuda_device_available(std::string* why) {
+  int n = 0;
+  cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    if (why) *why = strprintf("no usable CUDA device: cudaGetDeviceCount: %s", cudaGetErrorString(err));
+    (void)cudaGetLastError();
+    return false;
+  }
+  if (n == 0) {
+    if (why) *why = "no CUDA device present";
+    return false;
+  }
+  // Is there code for this device (sm_90 SASS, or PTX the driver can compile)?
+  cudaFuncAttributes attr;
+  err = cudaFuncGetAttributes(&attr, detail::dequant_fp16_kernel<ScaleKind::kFp16, 4>);
+  if (err != cudaSuccess) {
+    if (why) *why = strprintf("the kernels cannot run on this device: %s", cudaGetErrorString(err));
+    (void)cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
+std::string cuda_device_description() {
+  int dev = 0;
+  RAZERQ_CUDA(cudaGetDevice(&dev));
+  cudaDeviceProp p;
+  RAZERQ_CUDA(cudaGetDeviceProperties(&p, dev));
+  int drv = 0, rt = 0;
+  RAZERQ_CUDA(cudaDriverGetVersion(&drv));
+  RAZERQ_CUDA(cudaRuntimeGetVersion(&rt));
+  return strprintf("%s (sm_%d%d, %d SMs, %.1f GiB, driver %d.%d, runtime %d.%d)", p.name, p.major, p.minor,
+                   p.multiProcessorCount, p.totalGlobalMem / 1073741824.0, drv / 1000, (drv % 1000) / 10,
+                   rt / 1000, (rt % 1000) / 10);
+}
+
+void cuda_synchronize(void* stream) { RAZERQ_CUDA(cudaStreamSynchronize(as_stream(stream))); }
+
+// --- DeviceTensor -------------------------------------------------------------------------
+DeviceTensor::DeviceTensor(DeviceTensor&& o) noexcept { *this = std::move(o); }
+
+DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
+  if (this != &o) {
+    if (storage) (void)cudaFree(storage);
+    cfg = std::move(o.cfg);
+    rows = o.rows, cols = o.cols;
+    groups_per_row = o.groups_per_row, code_words_per_row = o.code_words_per_row,
+    zero_words_per_row = o.zero_words_per_row;
+    codes = o.codes, scales16 = o.scales16, scales8 = o.scales8, zeros = o.zeros, sv_index = o.sv_index;
+    tensor_scale = o.tensor_scale;
+    storage = o.storage, storage_bytes = o.storage_bytes;
+    o.storage = nullptr, o.storage_bytes = 0;
+    o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
+  }
+  return *this;
+}
+
+DeviceTensor::~DeviceTensor() {
+  if (storage) (void)cudaFree(storage);  // no throwing from a destructor
+}
+
+void free(DeviceTensor& t) {
+  if (t.storage) RAZERQ_CUDA(cudaFree(t.storage));
+  t.storage = nullptr, t.storage_bytes = 0;
+  t.codes = nullptr, t.scales16 = nullptr, t.scales8 = nullptr, t.zeros = nullptr, t.sv_index = nullptr;
+}
+
+DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
+  quantizer::validate(q, "upload " + q.cfg.label());
+  const quantizer::FormatSpec& spec = q.cfg.spec();
+  if (spec.has_special != kind_has_special(spec.scale_kind))
+    throw_error(ErrorKind::kInternal, "upload", "format %s: has_special does not match its scale kind", spec.name);
+  if (q.cols > INT_MAX - (1 << 21) || q.groups_per_row > INT_MAX || q.code_words_per_row > INT_MAX)
+    throw_error(ErrorKind::kUnsupported, "upload", "%lld columns: the kernel indexes a row with 32-bit integers",
+                static_cast<long long>(q.cols));
+
+  struct Part {
+    const void* src;
+    size_t bytes;
+    size_t offset;
+  };
+  Part parts[5] = {
+      {q.codes.data(), q.codes.size() * sizeof(uint32_t), 0},
+      {q.scales16.data(), q.scales16.size() * sizeof(uint16_t), 0},
+      {q.scales8.data(), q.scales8.size() * sizeof(uint8_t), 0},
+      {q.zeros.data(), q.zeros.size() * sizeof(uint32_t), 0},
+      {q.sv_index.data(), q.sv_index.size() * sizeof(uint8_t), 0},
+  };
+  size_t total = 0;
+  for (Part& p : parts) {
+    p.offset = total;
+    total += align256(p.bytes);
+  }
+  DeviceTensor t;
+  RAZERQ_CUDA(cudaMalloc(&t.storage, std::max<size_t>(total, 256)));
+  t.storage_bytes = total;
+  char* base = static_cast<char*>(t.storage);
+  cudaStream_t s = as_stream(stream);
+  for (const Part& p : parts)
+    if (p.bytes) RAZERQ_CUDA(cudaMemcpyAsync(base + p.offset, p.src, p.bytes, cudaMemcpyHostToDevice, s));
+  RAZERQ_CUDA(cudaStreamSynchronize(s));  // the host vectors may go away after we return
+  auto at = [&](int i) -> void* { return parts[i].bytes ? base + parts[i].offset : nullptr; };
+  t.cfg = q.cfg;
+  t.rows = q.rows, t.cols = q.cols;
+  t.groups_per_row = q.groups_per_row, t.code_words_per_row = q.code_words_per_row;
+  t.zero_words_per_row = q.zero_words_per_row();
+  t.codes = static_cast<const uint32_t*>(at(0));
+  t.scales16 = static_cast<const uint16_t*>(at(1));
+  t.scales8 = static_cast<const uint8_t*>(at(2));
+  t.zeros = static_cast<const uint32_t*>(at(3));
+  t.sv_index = static_cast<const uint8_t*>(at(4));
+  t.tensor_scale = q.tensor_scale;
+  return t;
+}
+
+void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) {
+  const char* where = "dequantize_fp16_cuda";
+  if (!t.storage || !t.codes) throw_error(ErrorKind::kInvalidArgument, where, "tensor is not uploaded");
+  if (!d_out) throw_error(ErrorKind::kInvalidArgument, where, "output pointer is null");
+  if (t.rows <= 0 || t.cols <= 0) throw_error(ErrorKind::kInvalidArgument, where, "empty tensor");
+  if (reinterpret_cast<uintptr_t>(d_out) % 2)
+    throw_error(ErrorKind::kInvalidArgument, where, "output pointer is not 2-byte aligned");
+  const quantizer::FormatSpec& spec = t.cfg.spec();
+  const bool s16 = spec.scale_kind == ScaleKind::kFp16 || spec.scale_kind == ScaleKind::kFp16Razer;
+  if (s16 ? !t.scales16 : !t.scales8) throw_error(ErrorKind::kInvalidArgument, where, "scales are missing");
+  if (t.cfg.asym && !t.zeros) throw_error(ErrorKind::kInvalidArgument, where, "zero points are missing");
+
+  // The per-tensor table: base value by code and the special values, from the registry.
+  const quantizer::Grid grid = quantizer::base_grid(t.cfg);
+  detail::KernelArgs a;
+  std::memset(&a, 0, sizeof(a));
+  RAZERQ_CHECK(grid.value.size() <= static_cast<size_t>(detail::kMaxCodes), "grid of %zu codes", grid.value.size());
+  std::copy(grid.value.begin(), grid.value.end(), a.grid);
+  if (spec.has_special) {
+    RAZERQ_CHECK(t.cfg.special_values.size() == 4, "%zu special values", t.cfg.special_values.size());
+    for (int i = 0; i < 4; ++i) a.special[i] = static_cast<double>(t.cfg.special_values[static_cast<size_t>(i)]);
+  }
+  a.special_code = grid.special_code;
+  a.codes = t.codes;
+  a.scales16 = t.scales16;
+  a.scales8 = t.scales8;
+  a.zeros = t.zeros;
+  a.sv_index = t.sv_index;
+  a.out = d_out;
+  a.rows = t.rows;
+  a.cols = static_cast<int>(t.cols);
+  a.group = t.cfg.group;
+  a.groups_per_row = static_cast<int>(t.groups_per_row);
+  a.code_words_per_row = static_cast<int>(t.code_words_per_row);
+  a.zero_words_per_row = static_cast<int>(t.zero_words_per_row);
+  a.chunks_per_row = static_cast<int>((t.cols + detail::kCodesPerThread - 1) / detail::kCodesPerThread);
+  a.asym = t.cfg.asym ? 1 : 0;
+  a.vector_store = (t.cols % 8 == 0 && reinterpret_cast<uintptr_t>(d_out) % 16 == 0) ? 1 : 0;
+  a.tensor_scale = static_cast<double>(t.tensor_scale);
+  launch(a, spec.scale_kind, t.cfg.bits, as_stream(stream));
+}
+
+// --- DeviceBuffer -------------------------------------------------------------------------
+DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
+  if (bytes) RAZERQ_CUDA(cudaMalloc(&ptr_, bytes));
+}
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+  o.ptr_ = nullptr, o.bytes_ = 0;
+}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) (void)cudaFree(ptr_);
+    ptr_ = o.ptr_, bytes_ = o.bytes_;
+    o.ptr_ = nullptr, o.bytes_ = 0;
+  }
+  return *this;
+}
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) (void)cudaFree(ptr_);
+}
+void DeviceBuffer::fill_bytes(int byte_value, void* stream) {
+  if (bytes_) RAZERQ_CUDA(cudaMemsetAsync(ptr_, byte_value, bytes_, as_stream(stream)));
+}
+void DeviceBuffer::copy_from_host(const void* src, size_t bytes, void* stream) {
+  RAZERQ_CHECK(bytes <= bytes_, "copy of %zu bytes into a buffer of %zu", bytes, bytes_);
+  if (!bytes) return;
+  RAZERQ_CUDA(cudaMemcpyAsync(ptr_, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)));
+  RAZERQ_CUDA(cudaStreamSynchronize(as_stream(stream)));
+}
+void DeviceBuffer::copy_to_host(void* dst, size_t bytes, void* stream) const {
+  RAZERQ_CHECK(bytes <= bytes_, "copy of %zu bytes out of a buffer of %zu", bytes, bytes_);
+  if (!bytes) return;
+  RAZERQ_CUDA(cudaMemcpyAsync(dst, ptr_, bytes, cudaMemcpyDeviceToHost, as_stream(stream)));
+  RAZERQ_CUDA(cudaStreamSynchronize(as_stream(stream)));
+}
+
+}  // namespace razerq::kernels

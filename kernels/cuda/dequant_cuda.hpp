@@ -1,0 +1,88 @@
+#pragma once
+// Host API of the CUDA dequantization kernel (kernels/cuda/dequant.cu). Includes no CUDA
+// header: device memory is passed as plain pointers, streams as `void*` (a cudaStream_t;
+// nullptr = the legacy default stream). Link razerq::kernels_cuda (defines RAZERQ_HAS_CUDA=1).
+//
+// Every CUDA call is checked; a failure throws razerq::Error naming the call and
+// cudaGetErrorString's text.
+//
+// Exactness: the kernel computes each value in float64 with the reference's expression
+// (base - zero) * scale, scales decoded exactly, and rounds once (cvt.rn.f16.f64), so its
+// output equals fp16(quantizer::dequantize_ref) bit for bit for EVERY scale kind (the tests
+// check 0 ULP for all formats).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "quantizer/quantize.hpp"
+
+namespace razerq::kernels {
+
+// True when a CUDA device is present and can run these kernels (built for sm_90 plus PTX).
+// Otherwise false and, when why != nullptr, the reason (e.g. cudaGetDeviceCount's error).
+bool cuda_device_available(std::string* why = nullptr);
+// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, driver 13.0, runtime 13.0)", for logs.
+std::string cuda_device_description();
+
+// A packed tensor in device memory: one allocation (owned) holding the arrays of a
+// quantizer::QuantizedTensor. Move-only; freed by free() or the destructor.
+struct DeviceTensor {
+  quantizer::FormatConfig cfg;
+  int64_t rows = 0, cols = 0;
+  int64_t groups_per_row = 0, code_words_per_row = 0, zero_words_per_row = 0;
+  const uint32_t* codes = nullptr;     // [rows, code_words_per_row]
+  const uint16_t* scales16 = nullptr;  // [rows, groups_per_row] kFp16, kFp16Razer (else null)
+  const uint8_t* scales8 = nullptr;    // [rows, groups_per_row] 8-bit scale kinds (else null)
+  const uint32_t* zeros = nullptr;     // [rows, zero_words_per_row] asym int (else null)
+  const uint8_t* sv_index = nullptr;   // [rows, groups_per_row] razer fallback (else null)
+  float tensor_scale = 1.0f;
+  void* storage = nullptr;  // the owning allocation
+  size_t storage_bytes = 0;
+
+  DeviceTensor() = default;
+  DeviceTensor(DeviceTensor&& o) noexcept;
+  DeviceTensor& operator=(DeviceTensor&& o) noexcept;
+  DeviceTensor(const DeviceTensor&) = delete;
+  DeviceTensor& operator=(const DeviceTensor&) = delete;
+  ~DeviceTensor();
+};
+
+// Validates q (quantizer::validate) and copies it to the device; synchronous.
+DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream = nullptr);
+// Frees the device memory; idempotent.
+void free(DeviceTensor& t);
+
+// d_out: device [t.rows, t.cols] fp16 bits, row-major (any alignment; 16-byte aligned with
+// cols % 8 == 0 takes the vector-store path). Asynchronous on `stream`; launch errors throw
+// here, execution errors at the next synchronising call.
+void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream = nullptr);
+
+// cudaStreamSynchronize (nullptr: the default stream), checked.
+void cuda_synchronize(void* stream = nullptr);
+
+// Plain device buffer, for outputs and tests. Move-only.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes);
+  DeviceBuffer(DeviceBuffer&& o) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+
+  void* data() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr_); }
+
+  void fill_bytes(int byte_value, void* stream = nullptr);                 // cudaMemsetAsync
+  void copy_from_host(const void* src, size_t bytes, void* stream = nullptr);  // then synchronises
+  void copy_to_host(void* dst, size_t bytes, void* stream = nullptr) const;    // then synchronises
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+}  // namespace razerq::kernels
