@@ -1,4 +1,6 @@
 // razerq quantize MODEL --format F --bits B --group G -o OUT
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <sstream>
 
@@ -9,6 +11,14 @@
 
 namespace razerq::app {
 namespace {
+
+// Peak resident memory of this process so far, in MiB (the streaming pipeline keeps it near
+// one tensor in float32 plus its packed output, whatever the model size).
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;  // Linux: KiB
+}
 
 std::vector<float> parse_floats(const std::string& s, const char* option) {
   std::vector<float> v;
@@ -63,7 +73,8 @@ void run_quantize(const QuantizeArgs& a, const GlobalOptions& g) {
                         {"bits_per_weight", s.bits_per_weight},
                         {"seconds", s.seconds},
                         {"worst_rel_error", s.worst_rel_error},
-                        {"worst_tensor", s.worst_tensor}};
+                        {"worst_tensor", s.worst_tensor},
+                        {"peak_rss_mib", peak_rss_mib()}};
     if (a.compare) j["tensors_worse_than_reference"] = s.worse_than_reference;
     std::printf("%s\n", j.dump(1).c_str());
     return;
@@ -72,6 +83,7 @@ void run_quantize(const QuantizeArgs& a, const GlobalOptions& g) {
               a.out.c_str(), s.tensors, s.quantized, job.cfg.label().c_str(), static_cast<long long>(s.quantized_weights),
               s.bits_per_weight, s.seconds, s.seconds > 0 ? double(s.quantized_weights) / s.seconds / 1e6 : 0.0);
   if (s.quantized) std::printf("worst relative error %.4e (%s)\n", s.worst_rel_error, s.worst_tensor.c_str());
+  std::printf("peak memory %.1f MiB\n", peak_rss_mib());
   if (a.compare)
     std::printf("tensors where the search is worse than the reference rule: %d of %d\n", s.worse_than_reference, s.quantized);
 }
@@ -95,7 +107,7 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g) {
                 "search: best scale x clip x special value per group (default); reference: the authors' exact rule")
       ->check(CLI::IsMember({"search", "reference"}))
       ->capture_default_str();
-  c->add_option("--clip", a->clip, "Clipping ratios tried per base scale, comma-separated (default 1.00,0.97,...,0.70)");
+  c->add_option("--clip", a->clip, "Clipping ratios tried per base scale, comma-separated (default 1.00,0.97,...,0.79)");
   c->add_flag("--no-range-aware", a->no_range_aware, "Drop the range-aware scale candidates (razer.md 3.2)");
   c->add_flag("--compare-reference", a->compare, "Also run the reference rule per tensor and print both errors");
   c->add_option("--skip", a->skip, "Regex of tensor names to keep unquantized (repeatable; embeddings, norms and lm_head are always kept)")

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <omp.h>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
@@ -66,7 +65,6 @@ QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(
       throw_error(ErrorKind::kInvalidArgument, "--skip", "invalid regex '%s': %s", s.c_str(), e.what());
     }
   }
-  if (job.threads > 0) omp_set_num_threads(job.threads);
 
   const HfCheckpoint ckpt = HfCheckpoint::open(job.model_dir);
   // Decide everything up front, so the ETA covers exactly the weights to quantize.

@@ -25,7 +25,7 @@ Rule parse_rule(const std::string& s) {
 
 std::vector<float> default_clip_ratios() {
   std::vector<float> r;
-  for (int i = 0; i <= 10; ++i) r.push_back(1.0f - 0.03f * static_cast<float>(i));
+  for (int i = 0; i <= 7; ++i) r.push_back(1.0f - 0.03f * static_cast<float>(i));
   return r;
 }
 
@@ -298,11 +298,9 @@ class Searcher {
       case ScaleKind::kE4M3Tensor:
       case ScaleKind::kE3M3RazerTensor: search_block8(x, h, n, st, best); break;
     }
-    if (!std::isfinite(best.err)) {  // all candidates degenerate (all-zero group): scale 0
+    if (!std::isfinite(best.err)) {  // an all-zero group: scale code 0, every code 0, every value 0
       best = GroupChoice{};
       best.err = 0;
-      best.enc = 0;
-      if (c_.kind == ScaleKind::kE8M0) best.enc = 0;  // 2^-127, effectively 0 scale for zeros
     }
     return best;
   }
@@ -382,6 +380,7 @@ class Searcher {
       }
       const float hi_q = static_cast<float>((1 << (b - 1)) - 1), lo_q = static_cast<float>(1 << (b - 1));
       add_base(st.absmax / hi_q);
+      add_base(2.0f * st.absmax / qmax);  // GPTQ's symmetric rule: the extremes land inside [-2^(b-1), 2^(b-1)-1]
       if (c_.range_aware) add_base(std::fmax(st.xmax / hi_q, -st.xmin / lo_q));
     } else if (c_.n_sv == 0) {
       add_base(st.absmax / c_.grid_max);
@@ -605,6 +604,8 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
         throw_error(ErrorKind::kInvalidArgument, "importance", "entry %lld is %g (expected finite and >= 0)",
                     static_cast<long long>(k), importance[k]);
 
+  // A num_threads clause, not omp_set_num_threads: the caller's setting stays as it was.
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
   QuantizedTensor q;
   q.cfg = cfg;
   q.rows = rows;
@@ -627,9 +628,8 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
     Searcher searcher(ctx);
     std::vector<uint8_t> sv_of_group(cfg.spec().has_special ? ng : 0);
     const Grid& grid = ctx.grid;
-    if (threads > 0) omp_set_num_threads(threads);
     StatsAcc total;
-#pragma omp parallel
+#pragma omp parallel num_threads(nthreads)
     {
       StatsAcc acc;
       std::vector<uint8_t> codes(static_cast<size_t>(cols));
@@ -694,7 +694,7 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
   std::array<int64_t, 4> hist{};
   int64_t sv_w = 0;
   const int special = base_grid(cfg).special_code;
-#pragma omp parallel reduction(+ : sse, ssq, sv_w)
+#pragma omp parallel num_threads(nthreads) reduction(+ : sse, ssq, sv_w)
   {
     std::vector<double> out(static_cast<size_t>(cols));
     std::vector<uint8_t> row_codes(static_cast<size_t>(cols));

@@ -92,7 +92,8 @@ TEST(ReferenceFigures, PackedReferenceKeepsTheRuleUpToFp16Scales) {
     const QuantizedTensor q = quantize_tensor(w.data(), 256, 1024, cfg, opt);
     const ReferenceResult r = reference_quantize(w.data(), 256, 1024, cfg);
     EXPECT_NEAR(q.stats.rel_error(), r.rel_error_precast, 2e-4 * r.rel_error_precast) << f.key;
-    if (cfg.spec().has_special)
+    if (cfg.spec().has_special) {
       for (int i = 0; i < 4; ++i) EXPECT_EQ(q.stats.sv_groups[static_cast<size_t>(i)], r.sv_groups[static_cast<size_t>(i)]) << f.key;
+    }
   }
 }

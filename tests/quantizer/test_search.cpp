@@ -204,5 +204,7 @@ TEST(Search, SpecialCodeNeverEncodesZero) {
   const QuantizedTensor q = quantize_tensor(w.data(), 2, 128, make_format_config("razer", 4, 128));
   const auto out = dequant(q);
   for (size_t i = 0; i < w.size(); ++i)
-    if (w[i] == 0.f) EXPECT_EQ(out[i], 0.0) << i;
+    if (w[i] == 0.f) {
+      EXPECT_EQ(out[i], 0.0) << i;
+    }
 }
