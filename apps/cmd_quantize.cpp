@@ -107,7 +107,7 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g) {
                 "search: best scale x clip x special value per group (default); reference: the authors' exact rule")
       ->check(CLI::IsMember({"search", "reference"}))
       ->capture_default_str();
-  c->add_option("--clip", a->clip, "Clipping ratios tried per base scale, comma-separated (default 1.00,0.97,...,0.79)");
+  c->add_option("--clip", a->clip, "Clipping ratios tried per base scale, comma-separated (default 1.00,0.97,...,0.79 at 4+ bits; 1.00,0.96,...,0.52 below)");
   c->add_flag("--no-range-aware", a->no_range_aware, "Drop the range-aware scale candidates (razer.md 3.2)");
   c->add_flag("--compare-reference", a->compare, "Also run the reference rule per tensor and print both errors");
   c->add_option("--skip", a->skip, "Regex of tensor names to keep unquantized (repeatable; embeddings, norms and lm_head are always kept)")

@@ -148,7 +148,7 @@ QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(
                       {"group", job.cfg.group},
                       {"asym", job.cfg.asym},
                       {"rule", quantizer::rule_name(job.search.rule)},
-                      {"clip_ratios", job.search.clip_ratios.empty() ? quantizer::default_clip_ratios() : job.search.clip_ratios},
+                      {"clip_ratios", job.search.clip_ratios.empty() ? quantizer::default_clip_ratios(job.cfg.bits) : job.search.clip_ratios},
                       {"range_aware", job.search.range_aware},
                       {"skip", job.skip},
                       {"quantize_lm_head", job.quantize_lm_head}};

@@ -23,9 +23,13 @@ Rule parse_rule(const std::string& s) {
               s.c_str());
 }
 
-std::vector<float> default_clip_ratios() {
+std::vector<float> default_clip_ratios(int bits) {
   std::vector<float> r;
-  for (int i = 0; i <= 7; ++i) r.push_back(1.0f - 0.03f * static_cast<float>(i));
+  if (bits >= 4) {
+    for (int i = 0; i <= 7; ++i) r.push_back(1.0f - 0.03f * static_cast<float>(i));  // 1.00 .. 0.79
+  } else {
+    for (int i = 0; i <= 12; ++i) r.push_back(1.0f - 0.04f * static_cast<float>(i));  // 1.00 .. 0.52
+  }
   return r;
 }
 
@@ -84,7 +88,7 @@ Ctx make_ctx(const FormatConfig& cfg, const SearchOptions& opt) {
   c.kind = cfg.spec().scale_kind;
   c.grid = base_grid(cfg);
   c.rule = opt.rule;
-  c.clip = opt.clip_ratios.empty() ? default_clip_ratios() : opt.clip_ratios;
+  c.clip = opt.clip_ratios.empty() ? default_clip_ratios(cfg.bits) : opt.clip_ratios;
   for (float r : c.clip)
     if (!(r > 0.f && r <= 1.f))
       throw_error(ErrorKind::kInvalidArgument, "--clip", "clip ratio %g is outside (0, 1]", r);

@@ -21,14 +21,15 @@ Rule parse_rule(const std::string& s);  // "search" | "reference"
 
 struct SearchOptions {
   Rule rule = Rule::kSearch;
-  // Clipping ratios tried on each base scale (1 = no clipping). Empty -> default_clip_ratios().
+  // Clipping ratios tried on each base scale (1 = no clipping). Empty -> default_clip_ratios(bits).
   std::vector<float> clip_ratios;
   // Include the range-aware scale rule (razer.md 3.2) next to absmax/qmax.
   bool range_aware = true;
 };
-// 1.00, 0.97, ..., 0.79 (8 ratios; deeper clipping was never worth its time on LLM-like
-// weights, quantizer/NOTES.md).
-std::vector<float> default_clip_ratios();
+// 4 bits and more: 1.00, 0.97, ..., 0.79 (8 ratios; deeper clipping did not pay on LLM-like
+// weights). 3 bits and less: 1.00, 0.96, ..., 0.52 (13 ratios; coarse grids gain from clipping).
+// quantizer/NOTES.md has the measurements.
+std::vector<float> default_clip_ratios(int bits);
 
 struct TensorStats {
   double sse = 0;  // sum of (w_hat - w)^2, w_hat from the packed tensor in float64
