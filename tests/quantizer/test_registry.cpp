@@ -149,6 +149,8 @@ TEST(Pack, RandomRoundTripEveryWidth) {
       unpack_row(words.data(), n, bits, back.data());
       ASSERT_EQ(back, codes) << bits << " bits, n=" << n;
       const int used = (n * bits) % 32;  // padding bits stay zero
-      if (used) EXPECT_EQ(words.back() >> used, 0u);
+      if (used) {
+        EXPECT_EQ(words.back() >> used, 0u);
+      }
     }
 }
