@@ -67,7 +67,6 @@ struct Ctx {
   float mag[8]{};
   float thr[8]{};
   float step[8]{};
-  std::array<uint8_t, 8> mag_code{};  // code of +mag[i]
   uint8_t sign_bit = 0;
   // Signed tables (NF4): sorted values, thresholds, steps, codes.
   int n_val = 0;
@@ -119,7 +118,6 @@ Ctx make_ctx(const FormatConfig& cfg, const SearchOptions& opt) {
     c.sign_bit = static_cast<uint8_t>(n / 2);
     for (int i = 0; i < c.n_mag; ++i) {
       c.mag[i] = static_cast<float>(c.grid.value[i]);
-      c.mag_code[i] = static_cast<uint8_t>(i);
     }
     for (int i = 0; i + 1 < c.n_mag; ++i) {
       RAZERQ_CHECK(c.mag[i + 1] > c.mag[i], "grid magnitudes must increase");

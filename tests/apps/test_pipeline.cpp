@@ -315,3 +315,51 @@ TEST(PackedCheckpoint, CorruptionIsLocated) {
     EXPECT_NE(std::string(e.what()).find("Hugging Face model directory"), std::string::npos);
   }
 }
+
+TEST(Pipeline, Bf16SourceIsReadAsItsValues) {
+  // stories260K rewritten with BF16 weights: the quantizer sees exactly the bf16 values, and
+  // the unquantized tensors stay BF16, byte for byte.
+  if (!have_model("models/stories260K/hf")) GTEST_SKIP() << "no stories260K";
+  test::TempDir tmp;
+  const HfCheckpoint src = HfCheckpoint::open(test::data_path("models/stories260K/hf"));
+  fs::create_directories(tmp.path() / "model");
+  fs::copy_file(test::data_path("models/stories260K/hf/config.json"), tmp.path() / "model/config.json");
+  {
+    SafetensorsWriter w((tmp.path() / "model/model.safetensors").string());
+    for (const auto& name : src.tensor_names) {
+      const std::vector<float> f = src.file_of(name).read_float(name);
+      std::vector<uint16_t> b(f.size());
+      for (size_t i = 0; i < f.size(); ++i) b[i] = float_to_bf16(f[i]);
+      w.add(name, DType::kBF16, src.info(name).shape, b.data(), b.size() * 2);
+    }
+    w.finish();
+  }
+  QuantizeJob job;
+  job.model_dir = (tmp.path() / "model").string();
+  job.out_dir = tmp.str("o");
+  job.cfg = quantizer::make_format_config("razer");
+  job.compare_reference = true;
+  const QuantizeSummary s = quantize_model(job, nullptr);
+  EXPECT_EQ(s.quantized, 35);
+  EXPECT_EQ(s.worse_than_reference, 0);
+  const PackedCheckpoint pk = PackedCheckpoint::open(tmp.str("o"));
+  const HfCheckpoint bf = HfCheckpoint::open(job.model_dir);
+  for (const auto& r : pk.tensors()) {
+    if (!r.quantized) {
+      EXPECT_EQ(pk.weights().info(r.name).dtype, DType::kBF16) << r.name;
+      continue;
+    }
+    EXPECT_EQ(r.source_dtype, "BF16");
+    // The recorded error is measured against the bf16 values the file holds.
+    const std::vector<float> w = bf.file_of(r.name).read_float(r.name);
+    const quantizer::QuantizedTensor q = pk.load_quantized(r.name);
+    std::vector<double> out(w.size());
+    quantizer::dequantize_ref(q, out.data());
+    double e = 0, n = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      e += (out[i] - w[i]) * (out[i] - w[i]);
+      n += double(w[i]) * w[i];
+    }
+    EXPECT_NEAR(std::sqrt(e / n), r.rel_error, 1e-12) << r.name;
+  }
+}
