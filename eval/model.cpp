@@ -1,0 +1,522 @@
+// libtorch forward of the LLaMA family and OPT. One of the two translation units of
+// razerq_eval that include torch (the other is perplexity.cpp): keep it that way, each costs
+// about 30 s to compile.
+#include "eval/model.hpp"
+
+#include <torch/cuda.h>
+#include <torch/utils.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <unordered_map>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "formats/safetensors.hpp"
+#if defined(RAZERQ_HAS_CUDA)
+#include "kernels/cuda/dequant_cuda.hpp"
+#endif
+
+namespace razerq::eval {
+
+namespace {
+
+using torch::indexing::Slice;
+
+#if TORCH_VERSION_MAJOR >= 2
+constexpr bool kFusedAttentionAvailable = true;  // at::scaled_dot_product_attention
+#else
+constexpr bool kFusedAttentionAvailable = false;
+#endif
+
+std::string c10_message(const c10::Error& e) {
+  std::string m = e.what_without_backtrace();
+  const size_t nl = m.find('\n');
+  return nl == std::string::npos ? m : m.substr(0, nl);
+}
+
+struct Linear {
+  torch::Tensor w;  // [out, in]
+  torch::Tensor b;  // [out] or undefined
+  torch::Tensor operator()(const torch::Tensor& x) const { return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w); }
+};
+
+struct Norm {
+  torch::Tensor w, b;  // b: LayerNorm only (may be undefined)
+};
+
+struct Layer {
+  Norm ln1, ln2;  // LLaMA: input_layernorm, post_attention_layernorm; OPT: self_attn_layer_norm, final_layer_norm
+  Linear q, k, v, o;
+  Linear gate, up, down;  // LLaMA MLP
+  Linear fc1, fc2;        // OPT MLP
+  bool sliding = false;
+};
+
+}  // namespace
+
+struct Model::Impl {
+  ModelConfig cfg;
+  ModelOptions opt;
+  std::string path;
+  bool packed = false;
+  int64_t quantized = 0;
+  int64_t params = 0;
+  double load_seconds = 0;
+
+  std::unordered_map<std::string, torch::Tensor> tensors;  // by checkpoint name
+  std::vector<std::string> names;                          // load order
+
+  torch::Tensor embed;      // [V, E]
+  torch::Tensor positions;  // OPT: [max_pos + 2, H]
+  Linear project_in, project_out;  // OPT when word_embed_proj_dim != hidden_size
+  std::vector<Layer> layers;
+  Norm final_norm;  // LLaMA: model.norm; OPT: decoder.final_layer_norm (w undefined when absent)
+  Linear lm_head;
+  torch::Tensor inv_freq;  // float64 [head_dim / 2], CPU
+
+  // ---- loading ----
+  torch::Tensor load(const WeightSource& src, const std::string& name, const std::vector<int64_t>& shape);
+  Linear load_linear(const WeightSource& src, const std::string& prefix, int64_t out, int64_t in, bool bias);
+  Norm load_norm(const WeightSource& src, const std::string& prefix, int64_t n, bool bias);
+  void load_llama(const WeightSource& src);
+  void load_opt(const WeightSource& src);
+
+  // ---- forward ----
+  torch::Tensor rms_norm(const torch::Tensor& x, const Norm& n) const;
+  torch::Tensor layer_norm(const torch::Tensor& x, const Norm& n) const;
+  torch::Tensor attention(const Layer& L, size_t li, const torch::Tensor& x, const torch::Tensor& cos,
+                          const torch::Tensor& sin, KVCache* cache) const;
+  int64_t attention_chunk(int64_t rows, int64_t Tk, int64_t T) const;
+  torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
+};
+
+// ---- loading ------------------------------------------------------------------------------
+
+torch::Tensor Model::Impl::load(const WeightSource& src, const std::string& name, const std::vector<int64_t>& shape) {
+  if (!src.has(name))
+    throw_error(ErrorKind::kMalformedInput, src.dir(), "tensor '%s' is missing (expected shape %s for %s)", name.c_str(),
+                formats::shape_string(shape).c_str(), cfg.model_type.c_str());
+  const std::vector<int64_t> got = src.shape(name);
+  if (got != shape)
+    throw_error(ErrorKind::kMalformedInput, src.file_of(name) + ": tensor '" + name + "'", "shape %s (expected %s for %s)",
+                formats::shape_string(got).c_str(), formats::shape_string(shape).c_str(), cfg.model_type.c_str());
+  if (auto it = tensors.find(name); it != tensors.end()) return it->second;
+
+  torch::Tensor t;
+  const bool q = src.quantized(name);
+#if defined(RAZERQ_HAS_CUDA)
+  // fp16 on CUDA: our dequant-to-fp16 kernel (the reference rounded once to fp16). It runs on
+  // the current CUDA device, so only when the model lives on device 0 (or the default one).
+  if (q && opt.device.is_cuda() && opt.dtype == torch::kFloat16 && opt.device.index() <= 0) {
+    const quantizer::QuantizedTensor qt = src.load_quantized(name);
+    kernels::DeviceTensor dt = kernels::upload(qt);
+    t = torch::empty({qt.rows, qt.cols}, torch::TensorOptions().dtype(torch::kFloat16).device(opt.device));
+    kernels::dequantize_fp16_cuda(dt, reinterpret_cast<uint16_t*>(t.data_ptr()), nullptr);
+    kernels::cuda_synchronize(nullptr);
+  }
+#endif
+  if (!t.defined()) {
+    torch::Tensor host = torch::empty(shape, torch::TensorOptions().dtype(torch::kFloat32));
+    src.read_float(name, host.data_ptr<float>(), opt.threads);
+    t = host.to(opt.device, opt.dtype);
+  }
+  if (q) ++quantized;
+  params += t.numel();
+  tensors.emplace(name, t);
+  names.push_back(name);
+  return t;
+}
+
+Linear Model::Impl::load_linear(const WeightSource& src, const std::string& prefix, int64_t out, int64_t in, bool bias) {
+  Linear l;
+  l.w = load(src, prefix + ".weight", {out, in});
+  if (bias) l.b = load(src, prefix + ".bias", {out});
+  return l;
+}
+
+Norm Model::Impl::load_norm(const WeightSource& src, const std::string& prefix, int64_t n, bool bias) {
+  Norm r;
+  r.w = load(src, prefix + ".weight", {n});
+  if (bias) r.b = load(src, prefix + ".bias", {n});
+  return r;
+}
+
+void Model::Impl::load_llama(const WeightSource& src) {
+  const int64_t H = cfg.hidden_size, V = cfg.vocab_size, F = cfg.intermediate_size;
+  const int64_t qd = cfg.num_heads * cfg.head_dim, kvd = cfg.num_kv_heads * cfg.head_dim;
+  embed = load(src, "model.embed_tokens.weight", {V, H});
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l);
+    Layer L;
+    L.ln1 = load_norm(src, p + ".input_layernorm", H, false);
+    L.q = load_linear(src, p + ".self_attn.q_proj", qd, H, cfg.qkv_bias);
+    L.k = load_linear(src, p + ".self_attn.k_proj", kvd, H, cfg.qkv_bias);
+    L.v = load_linear(src, p + ".self_attn.v_proj", kvd, H, cfg.qkv_bias);
+    L.o = load_linear(src, p + ".self_attn.o_proj", H, qd, cfg.o_bias);
+    L.ln2 = load_norm(src, p + ".post_attention_layernorm", H, false);
+    L.gate = load_linear(src, p + ".mlp.gate_proj", F, H, cfg.mlp_bias);
+    L.up = load_linear(src, p + ".mlp.up_proj", F, H, cfg.mlp_bias);
+    L.down = load_linear(src, p + ".mlp.down_proj", H, F, cfg.mlp_bias);
+    L.sliding = cfg.sliding_window > 0 && cfg.sliding_layers[static_cast<size_t>(l)];
+    layers.push_back(std::move(L));
+  }
+  final_norm = load_norm(src, "model.norm", H, false);
+  lm_head.w = cfg.tie_word_embeddings ? embed : load(src, "lm_head.weight", {V, H});
+  const std::vector<double> inv = rope_inv_freq(cfg);
+  inv_freq = torch::tensor(inv, torch::TensorOptions().dtype(torch::kFloat64));
+}
+
+void Model::Impl::load_opt(const WeightSource& src) {
+  const int64_t H = cfg.hidden_size, V = cfg.vocab_size, F = cfg.intermediate_size, E = cfg.word_embed_proj_dim;
+  const bool b = cfg.enable_bias, aff = cfg.layer_norm_affine;
+  // OPTForCausalLM names its tensors "model.decoder.*"; a bare OPTModel "decoder.*".
+  const std::string d = !src.has("model.decoder.embed_tokens.weight") && src.has("decoder.embed_tokens.weight")
+                            ? "decoder."
+                            : "model.decoder.";
+  embed = load(src, d + "embed_tokens.weight", {V, E});
+  positions = load(src, d + "embed_positions.weight", {cfg.max_position_embeddings + cfg.position_offset, H});
+  if (cfg.has_project_in_out()) {
+    project_in = load_linear(src, d + "project_in", H, E, false);
+    project_out = load_linear(src, d + "project_out", E, H, false);
+  }
+  auto norm = [&](const std::string& p) {
+    Norm n;
+    if (aff) n = load_norm(src, p, H, true);
+    return n;
+  };
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const std::string p = d + "layers." + std::to_string(l);
+    Layer L;
+    L.ln1 = norm(p + ".self_attn_layer_norm");
+    L.q = load_linear(src, p + ".self_attn.q_proj", H, H, b);
+    L.k = load_linear(src, p + ".self_attn.k_proj", H, H, b);
+    L.v = load_linear(src, p + ".self_attn.v_proj", H, H, b);
+    L.o = load_linear(src, p + ".self_attn.out_proj", H, H, b);
+    L.ln2 = norm(p + ".final_layer_norm");
+    L.fc1 = load_linear(src, p + ".fc1", F, H, b);
+    L.fc2 = load_linear(src, p + ".fc2", H, F, b);
+    layers.push_back(std::move(L));
+  }
+  if (cfg.final_layer_norm) final_norm = norm(d + "final_layer_norm");
+  lm_head.w = cfg.tie_word_embeddings ? embed : load(src, "lm_head.weight", {V, E});
+}
+
+// ---- forward ------------------------------------------------------------------------------
+
+torch::Tensor Model::Impl::rms_norm(const torch::Tensor& x, const Norm& n) const {
+  // transformers' LlamaRMSNorm: float32 statistics, weight applied in the input dtype.
+  torch::Tensor xf = x.to(torch::kFloat32);
+  torch::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  xf = xf * torch::rsqrt(var + cfg.norm_eps);
+  return n.w * xf.to(x.scalar_type());
+}
+
+torch::Tensor Model::Impl::layer_norm(const torch::Tensor& x, const Norm& n) const {
+  return torch::layer_norm(x, {cfg.hidden_size}, n.w, n.b, cfg.norm_eps);
+}
+
+// Queries per attention chunk: keeps a chunk's float32 scores (rows x n x Tk) near a budget that
+// stays in cache and that the allocator recycles (CPU: glibc maps blocks above 32 MiB afresh
+// every time, and faulting them in dominated the unchunked forward).
+int64_t Model::Impl::attention_chunk(int64_t rows, int64_t Tk, int64_t T) const {
+  // Elements of float32 scores per chunk. CPU: 2 MiB (measured on llama-14m and stories260K at
+  // seqlen 512 and 2048: much larger chunks were slower); CUDA: 1 GiB, one chunk for a 7B at 2048.
+  const int64_t budget = opt.device.is_cpu() ? (int64_t{1} << 19) : (int64_t{1} << 28);
+  const int64_t n = budget / std::max<int64_t>(1, rows * Tk);
+  return std::max<int64_t>(std::min<int64_t>(n, T), std::min<int64_t>(T, 16));
+}
+
+torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Tensor& x, const torch::Tensor& cos,
+                                      const torch::Tensor& sin, KVCache* cache) const {
+  const int64_t B = x.size(0), T = x.size(1);
+  const int64_t nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim, g = nh / nkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const bool llama = cfg.arch == Arch::kLlama;
+
+  torch::Tensor q = L.q(x);
+  const int64_t window = L.sliding ? cfg.sliding_window : 0;
+  // The fused kernel (CUDA, libtorch >= 2): full causal windows and one-token decode steps;
+  // a cached prefix with several new tokens or a sliding window take the eager path.
+  const int64_t cached = cache && li < cache->k.size() && cache->k[li].defined() ? cache->k[li].size(2) : 0;
+  const bool fused = kFusedAttentionAvailable && opt.fused_attention && x.is_cuda() && window == 0 && (cached == 0 || T == 1);
+  if (!llama && !fused) q = q * scale;  // OPT scales the queries before the product (as transformers does)
+  q = q.view({B, T, nh, hd}).transpose(1, 2);          // [B, nh, T, hd]
+  torch::Tensor k = L.k(x).view({B, T, nkv, hd}).transpose(1, 2);  // [B, nkv, T, hd]
+  torch::Tensor v = L.v(x).view({B, T, nkv, hd}).transpose(1, 2);
+  if (llama) {
+    auto rope = [&](const torch::Tensor& t) {
+      const int64_t h = hd / 2;
+      torch::Tensor rot = torch::cat({-t.index({"...", Slice(h, torch::indexing::None)}), t.index({"...", Slice(0, h)})}, -1);
+      return t * cos + rot * sin;
+    };
+    q = rope(q);
+    k = rope(k);
+  }
+  if (cache) {
+    if (cache->k.size() <= li) {
+      cache->k.resize(cfg.num_layers);
+      cache->v.resize(cfg.num_layers);
+    }
+    if (cache->k[li].defined()) {
+      k = torch::cat({cache->k[li], k}, 2);
+      v = torch::cat({cache->v[li], v}, 2);
+    }
+    cache->k[li] = k;
+    cache->v[li] = v;
+  }
+  const int64_t Tk = k.size(2);
+#if TORCH_VERSION_MAJOR >= 2
+  if (fused) {
+    torch::Tensor kk = k, vv = v;
+    if (g > 1) {  // GQA: each kv head serves g consecutive query heads
+      kk = k.unsqueeze(2).expand({B, nkv, g, Tk, hd}).reshape({B, nh, Tk, hd});
+      vv = v.unsqueeze(2).expand({B, nkv, g, Tk, hd}).reshape({B, nh, Tk, hd});
+    }
+    // Default scale 1/sqrt(head_dim); causal when the queries are the whole window.
+    torch::Tensor o = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/T > 1);
+    return L.o(o.transpose(1, 2).reshape({B, T, nh * hd}));
+  }
+#endif
+
+  // Grouped heads without copying K/V: query head h uses kv head h / g, so the g query heads
+  // of one kv head are stacked along the time axis: [B, nkv, g*n, hd] x [B, nkv, hd, Tk].
+  // Causal attention is computed in chunks of queries: a chunk only multiplies the keys it
+  // can see (about half the work of the full square), and its scores stay small enough to be
+  // reused by the allocator instead of being mapped and faulted in afresh for every layer.
+  // LLaMA: the queries are scaled after RoPE (transformers scales the scores: the same up to
+  // one rounding, none when head_dim is a power of 4); OPT's were scaled above.
+  const torch::Tensor qv = (llama ? q * scale : q.contiguous()).view({B, nkv, g, T, hd});
+  const int64_t chunk = attention_chunk(B * nh, Tk, T);
+  torch::Tensor out = chunk >= T ? torch::Tensor() : torch::empty({B, nkv, g, T, hd}, q.options());
+  torch::Tensor single;
+  const int64_t kshift = Tk - T;  // key index of query i's own position is i + kshift
+  const auto lopt = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+  for (int64_t i0 = 0; i0 < T; i0 += chunk) {
+    const int64_t n = std::min(chunk, T - i0);
+    const int64_t kend = i0 + n + kshift;  // keys [kstart, kend) are visible to some query of the chunk
+    const int64_t kstart = window > 0 ? std::max<int64_t>(0, i0 + kshift - window + 1) : 0;
+    const int64_t kc_len = kend - kstart;
+    const torch::Tensor kc = k.narrow(2, kstart, kc_len), vc = v.narrow(2, kstart, kc_len);
+    torch::Tensor qc = qv.narrow(3, i0, n).reshape({B, nkv, g * n, hd});
+    torch::Tensor scores = torch::matmul(qc, kc.transpose(-1, -2));  // [B, nkv, g*n, Kc]
+    const double neg_inf = -std::numeric_limits<double>::infinity();
+    if (window > 0) {
+      // Masked where key position > query position or <= query position - window.
+      const torch::Tensor qpos = torch::arange(i0 + kshift, i0 + kshift + n, lopt).unsqueeze(1);
+      const torch::Tensor kpos = torch::arange(kstart, kend, lopt).unsqueeze(0);
+      scores.view({B, nkv, g, n, kc_len}).masked_fill_((kpos > qpos).logical_or(kpos <= qpos - window), neg_inf);
+    } else if (n > 1) {
+      // Only the last n keys (the chunk's own positions) can be ahead of a query: mask the
+      // strict upper triangle of that n x n block.
+      const torch::Tensor r = torch::arange(n, lopt);
+      scores.view({B, nkv, g, n, kc_len}).narrow(4, kc_len - n, n).masked_fill_(r.unsqueeze(0) > r.unsqueeze(1), neg_inf);
+    }
+    torch::Tensor p = torch::softmax(scores, -1, torch::kFloat32);
+    if (p.scalar_type() != x.scalar_type()) p = p.to(x.scalar_type());
+    torch::Tensor oc = torch::matmul(p, vc).view({B, nkv, g, n, hd});
+    if (out.defined())
+      out.narrow(3, i0, n).copy_(oc);
+    else
+      single = oc;
+  }
+  if (!out.defined()) out = single;
+  out = out.view({B, nh, T, hd}).transpose(1, 2).reshape({B, T, nh * hd});
+  return L.o(out);
+}
+
+torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) const {
+  if (ids_in.dim() != 2)
+    throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "ids must be [batch, time], got %lld dims",
+                static_cast<long long>(ids_in.dim()));
+  if (!c10::isIntegralType(ids_in.scalar_type(), /*includeBool=*/false))
+    throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "ids must be an integer tensor");
+  const int64_t B = ids_in.size(0), T = ids_in.size(1);
+  if (B == 0 || T == 0) throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "ids is empty");
+  torch::Tensor ids = ids_in.to(opt.device, torch::kLong);
+  {
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    if (lo < 0 || hi >= cfg.vocab_size)
+      throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "token id %lld outside [0, %lld)",
+                  static_cast<long long>(lo < 0 ? lo : hi), static_cast<long long>(cfg.vocab_size));
+  }
+  int64_t p0 = 0;
+  if (cache) {
+    p0 = cache->length;
+    if (p0 > 0 && !cache->k.empty() && cache->k[0].defined() && cache->k[0].size(0) != B)
+      throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "batch %lld does not match the cache's %lld",
+                  static_cast<long long>(B), static_cast<long long>(cache->k[0].size(0)));
+  }
+
+  torch::Tensor h = torch::embedding(embed, ids);  // [B, T, E]
+  torch::Tensor cos, sin;
+  if (cfg.arch == Arch::kLlama) {
+    // RoPE tables in float64, rounded once to the model dtype: [T, head_dim], halves repeated.
+    torch::Tensor pos = torch::arange(p0, p0 + T, torch::TensorOptions().dtype(torch::kFloat64)).unsqueeze(1);
+    torch::Tensor ang = pos * inv_freq.unsqueeze(0);
+    ang = torch::cat({ang, ang}, -1);
+    cos = ang.cos().to(opt.device, h.scalar_type());
+    sin = ang.sin().to(opt.device, h.scalar_type());
+  } else {
+    if (p0 + T > cfg.max_position_embeddings)
+      throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward",
+                  "positions up to %lld exceed max_position_embeddings %lld (OPT has learned positions)",
+                  static_cast<long long>(p0 + T), static_cast<long long>(cfg.max_position_embeddings));
+    if (project_in.w.defined()) h = project_in(h);
+    torch::Tensor pos = torch::arange(p0 + cfg.position_offset, p0 + T + cfg.position_offset,
+                                      torch::TensorOptions().dtype(torch::kLong).device(opt.device));
+    h = h + torch::embedding(positions, pos).unsqueeze(0);
+  }
+
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const Layer& L = layers[li];
+    if (cfg.arch == Arch::kLlama) {
+      h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache);
+      torch::Tensor m = rms_norm(h, L.ln2);
+      h = h + L.down(torch::silu(L.gate(m)) * L.up(m));
+    } else {
+      const bool pre = cfg.do_layer_norm_before;
+      const bool aff = cfg.layer_norm_affine;
+      auto ln = [&](const torch::Tensor& x, const Norm& n) {
+        return aff ? layer_norm(x, n) : torch::layer_norm(x, {cfg.hidden_size}, {}, {}, cfg.norm_eps);
+      };
+      torch::Tensor a = attention(L, li, pre ? ln(h, L.ln1) : h, cos, sin, cache);
+      h = h + a;
+      if (!pre) h = ln(h, L.ln1);
+      torch::Tensor f = L.fc1(pre ? ln(h, L.ln2) : h);
+      f = cfg.activation == "gelu" ? torch::gelu(f) : torch::relu(f);
+      h = h + L.fc2(f);
+      if (!pre) h = ln(h, L.ln2);
+    }
+  }
+  if (cache) cache->length = p0 + T;
+
+  if (cfg.arch == Arch::kLlama) {
+    h = rms_norm(h, final_norm);
+  } else {
+    if (cfg.final_layer_norm)
+      h = cfg.layer_norm_affine ? layer_norm(h, final_norm) : torch::layer_norm(h, {cfg.hidden_size}, {}, {}, cfg.norm_eps);
+    if (project_out.w.defined()) h = project_out(h);
+  }
+  return lm_head(h).to(torch::kFloat32);
+}
+
+// ---- Model --------------------------------------------------------------------------------
+
+torch::ScalarType parse_dtype(const std::string& s) {
+  if (s == "fp32" || s == "float32" || s == "f32") return torch::kFloat32;
+  if (s == "fp16" || s == "float16" || s == "half" || s == "f16") return torch::kFloat16;
+  if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;
+  throw_error(ErrorKind::kInvalidArgument, "--dtype", "\"%s\" is not a model dtype (expected fp32, fp16 or bf16)", s.c_str());
+}
+
+const char* dtype_label(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return "float32";
+    case torch::kFloat16: return "float16";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat64: return "float64";
+    default: return "other";
+  }
+}
+
+torch::Device parse_device(const std::string& s) {
+  torch::Device d(torch::kCPU);
+  try {
+    d = torch::Device(s);
+  } catch (const c10::Error&) {
+    throw_error(ErrorKind::kInvalidArgument, "--device", "\"%s\" is not a device (expected cpu, cuda or cuda:N)", s.c_str());
+  }
+  if (!d.is_cpu() && !d.is_cuda())
+    throw_error(ErrorKind::kInvalidArgument, "--device", "\"%s\": only cpu and cuda are supported", s.c_str());
+  if (d.is_cuda()) {
+    if (!torch::cuda::is_available())
+      throw_error(ErrorKind::kUnsupported, "--device", "\"%s\": this libtorch sees no CUDA device", s.c_str());
+    if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+      throw_error(ErrorKind::kInvalidArgument, "--device", "\"%s\": only %d CUDA device(s)", s.c_str(),
+                  static_cast<int>(torch::cuda::device_count()));
+  }
+  return d;
+}
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::load(const std::string& path, const ModelOptions& opt) {
+  std::unique_ptr<WeightSource> src = WeightSource::open(path);
+  return load(*src, opt);
+}
+
+Model Model::load(const WeightSource& src, const ModelOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto impl = std::make_unique<Impl>();
+  impl->opt = opt;
+  impl->path = src.dir();
+  impl->packed = src.packed();
+  if (opt.dtype != torch::kFloat32 && opt.dtype != torch::kFloat16 && opt.dtype != torch::kBFloat16)
+    throw_error(ErrorKind::kInvalidArgument, src.dir(), "model dtype %s is not supported (supported: float32, float16, bfloat16)",
+                dtype_label(opt.dtype));
+  if (opt.device.is_cuda() && !torch::cuda::is_available())
+    throw_error(ErrorKind::kUnsupported, src.dir(), "device %s requested but this libtorch sees no CUDA device",
+                opt.device.str().c_str());
+  if (!opt.device.is_cpu() && !opt.device.is_cuda())
+    throw_error(ErrorKind::kInvalidArgument, src.dir(), "device %s is not supported (supported: cpu, cuda)", opt.device.str().c_str());
+  impl->cfg = ModelConfig::from_json(src.config(), src.config_path());
+  torch::NoGradGuard no_grad;
+  try {
+    if (impl->cfg.arch == Arch::kLlama)
+      impl->load_llama(src);
+    else
+      impl->load_opt(src);
+  } catch (const c10::Error& e) {
+    throw_error(ErrorKind::kInternal, src.dir(), "libtorch failed while loading: %s", c10_message(e).c_str());
+  }
+  impl->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Model m(std::move(impl));
+  log::debug("eval: loaded " + m.describe());
+  return m;
+}
+
+const ModelConfig& Model::config() const { return impl_->cfg; }
+const ModelOptions& Model::options() const { return impl_->opt; }
+const std::string& Model::path() const { return impl_->path; }
+bool Model::packed() const { return impl_->packed; }
+int64_t Model::quantized_tensors() const { return impl_->quantized; }
+int64_t Model::parameters() const { return impl_->params; }
+double Model::load_seconds() const { return impl_->load_seconds; }
+
+std::string Model::describe() const {
+  std::string s = impl_->path + " (" + (impl_->packed ? "packed" : "hf") + "): " + impl_->cfg.summary();
+  s += strprintf("; %.2f M params, %s on %s", static_cast<double>(impl_->params) / 1e6, dtype_label(impl_->opt.dtype),
+                 impl_->opt.device.str().c_str());
+  if (impl_->quantized > 0) s += strprintf(", %lld quantized tensors dequantized at load", static_cast<long long>(impl_->quantized));
+  return s;
+}
+
+torch::Tensor Model::forward(const torch::Tensor& ids) const { return forward(ids, nullptr); }
+
+torch::Tensor Model::forward(const torch::Tensor& ids, KVCache* cache) const {
+  torch::NoGradGuard no_grad;
+  try {
+    return impl_->forward(ids, cache);
+  } catch (const c10::Error& e) {
+    throw_error(ErrorKind::kInternal, impl_->path, "libtorch failed in forward (%s on %s): %s", dtype_label(impl_->opt.dtype),
+                impl_->opt.device.str().c_str(), c10_message(e).c_str());
+  }
+}
+
+torch::Tensor Model::tensor(const std::string& name) const {
+  auto it = impl_->tensors.find(name);
+  if (it == impl_->tensors.end())
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "the model has no tensor '%s'", name.c_str());
+  return it->second;
+}
+
+std::vector<std::string> Model::tensor_names() const { return impl_->names; }
+
+}  // namespace razerq::eval

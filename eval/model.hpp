@@ -1,0 +1,102 @@
+#pragma once
+// A causal language model in libtorch, for evaluation: the LLaMA family (llama, mistral, qwen2)
+// and OPT, built from a Hugging Face directory or a razerq packed checkpoint.
+//
+// Loading: every tensor the architecture needs is checked (a missing one, or one of the wrong
+// shape, throws razerq::Error naming the tensor and the expected shape) and converted once to
+// the model dtype on the model device. The quantized linears of a packed checkpoint are
+// dequantized once, at load ("reference dequant cached per layer"): on CPU, and on CUDA for
+// fp32/bf16, by kernels::dequantize_to_float (equal to the float64 reference rounded once to
+// float32); on CUDA with fp16 (when built with the CUDA kernels) by the dequant-to-fp16 kernel
+// (equal to the reference rounded once to fp16). Forward then runs dense matmuls.
+//
+// The forward follows transformers' eager implementations: RMSNorm in float32, HF rotate_half
+// RoPE (tables computed in float64, rounded to the model dtype), attention scores in the model
+// dtype with a float32 softmax, and the logits returned as float32.
+//
+// This header includes <torch/types.h>; nothing here includes spdlog (log through common/log.hpp).
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eval/model_config.hpp"
+#include "eval/weight_source.hpp"
+
+namespace razerq::eval {
+
+struct ModelOptions {
+  torch::ScalarType dtype = torch::kFloat32;  // kFloat32, kFloat16 or kBFloat16
+  torch::Device device = torch::Device(torch::kCPU);
+  int threads = 0;  // dequantization threads at load (<= 0: OpenMP's default)
+  // On CUDA with libtorch >= 2: attention through at::scaled_dot_product_attention (flash /
+  // memory-efficient kernels) for whole windows and one-token decode steps without a sliding
+  // window. Otherwise (and always on CPU) the eager path: scores in the model dtype, float32
+  // softmax, causal chunks.
+  bool fused_attention = true;
+};
+
+// "fp32"/"float32", "fp16"/"float16"/"half", "bf16"/"bfloat16"; else kInvalidArgument.
+torch::ScalarType parse_dtype(const std::string& s);
+const char* dtype_label(torch::ScalarType t);  // "float32", "float16", "bfloat16"
+// "cpu", "cuda", "cuda:N"; else kInvalidArgument. CUDA without a usable device: kUnsupported.
+torch::Device parse_device(const std::string& s);
+
+// Keys and values of the layers already seen, for incremental decoding: forward(ids, &cache)
+// appends the new positions. One cache per sequence batch; clear() to reuse it.
+struct KVCache {
+  std::vector<torch::Tensor> k, v;  // per layer: [B, kv_heads, length, head_dim]
+  int64_t length = 0;               // positions already in the cache
+  void clear() {
+    k.clear();
+    v.clear();
+    length = 0;
+  }
+};
+
+class Model {
+ public:
+  // A packed checkpoint when `path` holds manifest.json, else a Hugging Face directory.
+  static Model load(const std::string& path, const ModelOptions& opt = {});
+  static Model load(const WeightSource& src, const ModelOptions& opt = {});
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const;
+  const ModelOptions& options() const;
+  torch::ScalarType dtype() const { return options().dtype; }
+  torch::Device device() const { return options().device; }
+  const std::string& path() const;
+  bool packed() const;
+  int64_t quantized_tensors() const;  // dequantized at load
+  int64_t parameters() const;         // elements of the loaded tensors (tied ones once)
+  double load_seconds() const;
+  // One line: path, architecture summary, dtype, device, quantized tensors.
+  std::string describe() const;
+
+  // ids: [B, T] integer token ids (int64 or int32, any device). Returns float32 logits
+  // [B, T, vocab] on the model device, computed in the model dtype. Causal attention over
+  // the T positions. Ids outside [0, vocab) throw kInvalidArgument; for OPT, positions past
+  // max_position_embeddings throw kInvalidArgument.
+  torch::Tensor forward(const torch::Tensor& ids) const;
+  // Same, continuing the sequences in `cache` (positions cache->length ...), which it
+  // extends; nullptr = no cache. Batch size must match the cache's.
+  torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
+
+  // A loaded tensor by its checkpoint name (model dtype, model device), e.g.
+  // "model.layers.0.self_attn.q_proj.weight"; for a packed checkpoint the dequantized matrix.
+  // Unknown names throw kInvalidArgument.
+  torch::Tensor tensor(const std::string& name) const;
+  std::vector<std::string> tensor_names() const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace razerq::eval
