@@ -16,6 +16,7 @@
 #include "calib/python_random.hpp"
 #include "calib/tokenizer.hpp"
 #include "common/error.hpp"
+#include "common/file.hpp"
 #include "common/sha256.hpp"
 
 namespace razerq::calib {
@@ -106,14 +107,7 @@ std::string default_data_dir() {
   return "../shared/data";
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_error(ErrorKind::kIo, path, "cannot open for reading: %s", std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw_error(ErrorKind::kIo, path, "read failed");
-  return ss.str();
-}
+std::string read_text_file(const std::string& path) { return read_file(path); }
 
 std::vector<std::string> read_jsonl_texts(const std::string& path) {
   const std::string contents = read_text_file(path);

@@ -14,6 +14,7 @@
 
 #include "calib/unicode.hpp"
 #include "common/error.hpp"
+#include "common/file.hpp"
 
 namespace razerq::calib {
 namespace {
@@ -61,15 +62,6 @@ std::string brief(const json& j) {
   std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
   if (s.size() > 80) s = s.substr(0, 77) + "...";
   return s;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_error(ErrorKind::kIo, path, "cannot open: %s", std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw_error(ErrorKind::kIo, path, "cannot read: %s", std::strerror(errno));
-  return ss.str();
 }
 
 json parse_json_object(const std::string& text, const std::string& path) {

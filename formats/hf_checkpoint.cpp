@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/file.hpp"
 #include "common/log.hpp"
 #include "common/sha256.hpp"
 
@@ -34,18 +35,10 @@ std::string brief(const json& j) {
   return s;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_error(ErrorKind::kIo, path, "cannot open: %s", std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw_error(ErrorKind::kIo, path, "cannot read: %s", std::strerror(errno));
-  return ss.str();
-}
 
 // Reads and parses a JSON file that must hold an object.
 json read_json_object(const std::string& path) {
-  const std::string text = read_text(path);
+  const std::string text = read_file(path);
   json j;
   try {
     j = json::parse(text);

@@ -1,9 +1,13 @@
 #pragma once
 // Shared helpers for the test suites: where the data lives, temporary directories.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
+
+#include "common/error.hpp"
 
 namespace razerq::test {
 
@@ -42,5 +46,25 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Runs f, which must throw razerq::Error, and returns the error (a test failure otherwise).
+template <typename F>
+Error catch_error(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected razerq::Error, got std::exception: " << e.what();
+    return Error(ErrorKind::kInternal, "", "wrong exception type");
+  }
+  ADD_FAILURE() << "expected razerq::Error, nothing was thrown";
+  return Error(ErrorKind::kInternal, "", "nothing thrown");
+}
+
+inline ::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
+}
 
 }  // namespace razerq::test

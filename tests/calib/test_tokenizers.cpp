@@ -29,24 +29,8 @@ using test::TempDir;
 
 // ---- helpers ---------------------------------------------------------------------------
 
-template <typename F>
-Error catch_error(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected razerq::Error, got std::exception: " << e.what();
-    return Error(ErrorKind::kInternal, "", "wrong exception type");
-  }
-  ADD_FAILURE() << "expected razerq::Error, nothing was thrown";
-  return Error(ErrorKind::kInternal, "", "nothing thrown");
-}
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
+using test::catch_error;
+using test::Contains;
 
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -26,24 +26,8 @@ using test::TempDir;
 
 // ---- helpers ---------------------------------------------------------------------------
 
-template <typename F>
-Error catch_error(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected razerq::Error, got std::exception: " << e.what();
-    return Error(ErrorKind::kInternal, "", "wrong exception type");
-  }
-  ADD_FAILURE() << "expected razerq::Error, nothing was thrown";
-  return Error(ErrorKind::kInternal, "", "nothing thrown");
-}
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
+using test::catch_error;
+using test::Contains;
 
 // Opening `dir` must fail with `kind`, and the message must contain every string of `parts`.
 void expect_open_error(const std::string& dir, ErrorKind kind,

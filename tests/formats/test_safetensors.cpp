@@ -51,25 +51,8 @@ std::string as_bytes(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
-// Runs f, which must throw razerq::Error, and returns the error.
-template <typename F>
-Error catch_error(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected razerq::Error, got std::exception: " << e.what();
-    return Error(ErrorKind::kInternal, "", "wrong exception type");
-  }
-  ADD_FAILURE() << "expected razerq::Error, nothing was thrown";
-  return Error(ErrorKind::kInternal, "", "nothing thrown");
-}
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
+using test::catch_error;
+using test::Contains;
 
 // Opening `path` must fail as malformed input, naming the file and every string of `parts`.
 void expect_malformed(const std::string& path, const std::vector<std::string>& parts) {
