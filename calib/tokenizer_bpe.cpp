@@ -15,6 +15,7 @@
 #include "calib/unicode.hpp"
 #include "common/error.hpp"
 #include "common/file.hpp"
+#include "common/json.hpp"
 
 namespace razerq::calib {
 namespace {
@@ -62,21 +63,6 @@ std::string brief(const json& j) {
   std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
   if (s.size() > 80) s = s.substr(0, 77) + "...";
   return s;
-}
-
-json parse_json_object(const std::string& text, const std::string& path) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    if (!what.empty() && what[0] == '[' && what.find("] ") != std::string::npos)
-      what = what.substr(what.find("] ") + 2);
-    throw_error(ErrorKind::kMalformedInput, path, "invalid JSON: %s", what.c_str());
-  }
-  if (!j.is_object())
-    throw_error(ErrorKind::kMalformedInput, path, "expected a JSON object, got %s", j.type_name());
-  return j;
 }
 
 // Readers for optional fields; a present value of the wrong type is an error.

@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
-#include "common/file.hpp"
+#include "common/json.hpp"
 #include "common/log.hpp"
 #include "common/sha256.hpp"
 
@@ -35,23 +35,6 @@ std::string brief(const json& j) {
   return s;
 }
 
-
-// Reads and parses a JSON file that must hold an object.
-json read_json_object(const std::string& path) {
-  const std::string text = read_file(path);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    if (!what.empty() && what[0] == '[' && what.find("] ") != std::string::npos)
-      what = what.substr(what.find("] ") + 2);
-    throw_error(ErrorKind::kMalformedInput, path, "invalid JSON: %s", what.c_str());
-  }
-  if (!j.is_object())
-    throw_error(ErrorKind::kMalformedInput, path, "expected a JSON object, got %s", j.type_name());
-  return j;
-}
 
 // The keys every consumer of a model needs; checked up front for a clear error.
 void check_config(const json& config, const std::string& path) {
