@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/file.hpp"
 #include "common/half.hpp"
 #include "common/log.hpp"
 #include "formats/packed_checkpoint.hpp"
@@ -30,21 +31,21 @@ class StagedDir {
     partial_ = out_ + ".partial";
     std::error_code ec;
     if (fs::exists(out_, ec) && !force) throw_error(ErrorKind::kInvalidArgument, out_, "already exists (pass --force to replace it)");
-    fs::remove_all(partial_, ec);
+    razerq::remove_tree(partial_, ec);
     fs::create_directory(partial_, ec);
     if (ec) throw_error(ErrorKind::kIo, partial_, "cannot create: %s", ec.message().c_str());
   }
   ~StagedDir() {
     if (!done_) {
       std::error_code ec;
-      fs::remove_all(partial_, ec);
+      razerq::remove_tree(partial_, ec);
     }
   }
   std::string path(const std::string& name) const { return (fs::path(partial_) / name).string(); }
   void commit() {
     std::error_code ec;
     if (fs::exists(out_, ec)) {
-      fs::remove_all(out_, ec);
+      razerq::remove_tree(out_, ec);
       if (ec) throw_error(ErrorKind::kIo, out_, "cannot remove for replacement: %s", ec.message().c_str());
     }
     fs::rename(partial_, out_, ec);

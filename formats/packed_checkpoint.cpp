@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "common/file.hpp"
 #include "common/log.hpp"
 #include "common/sha256.hpp"
 #include "quantizer/pack.hpp"
@@ -126,7 +127,7 @@ PackedWriter::PackedWriter(std::string out_dir, bool force) : out_(std::move(out
     throw_error(ErrorKind::kInvalidArgument, out_, "already exists (pass --force to replace it)");
   if (fs::exists(partial_, ec)) {
     log::warn(strprintf("removing %s left by an interrupted run", partial_.c_str()));
-    fs::remove_all(partial_, ec);
+    razerq::remove_tree(partial_, ec);
     if (ec) throw_error(ErrorKind::kIo, partial_, "cannot remove: %s", ec.message().c_str());
   }
   const fs::path parent = fs::path(out_).parent_path();
@@ -141,7 +142,7 @@ PackedWriter::~PackedWriter() {
   if (finished_) return;
   weights_.reset();  // removes its temporary files
   std::error_code ec;
-  fs::remove_all(partial_, ec);
+  razerq::remove_tree(partial_, ec);
 }
 
 void PackedWriter::add_quantized(const std::string& name, const QuantizedTensor& q, TensorRecord record) {
@@ -247,14 +248,14 @@ void PackedWriter::finish(nlohmann::json header) {
   std::string old;
   if (fs::exists(out_, ec)) {  // --force: move the old output aside, then drop it once the new one is in place
     old = out_ + ".old";
-    fs::remove_all(old, ec);
+    razerq::remove_tree(old, ec);
     fs::rename(out_, old, ec);
     if (ec) throw_error(ErrorKind::kIo, out_, "cannot move aside for replacement: %s", ec.message().c_str());
   }
   fs::rename(partial_, out_, ec);
   if (ec) throw_error(ErrorKind::kIo, partial_, "cannot rename to %s: %s", out_.c_str(), ec.message().c_str());
   finished_ = true;
-  if (!old.empty()) fs::remove_all(old, ec);
+  if (!old.empty()) razerq::remove_tree(old, ec);
 }
 
 // ---- reader -----------------------------------------------------------------------------------

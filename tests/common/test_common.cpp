@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "common/error.hpp"
+#include "common/file.hpp"
 #include "common/half.hpp"
 #include "common/sha256.hpp"
 #include "tests/test_util.hpp"
@@ -141,4 +143,27 @@ TEST(Half, DoubleConversionsRoundOnce) {
   const double tricky = 1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40);
   EXPECT_EQ(double_to_fp16(tricky), 0x3c01);
   EXPECT_EQ(float_to_fp16(static_cast<float>(tricky)), 0x3c00);
+}
+
+TEST(RemoveTree, RemovesNestedTreesFilesAndLinksButNotLinkTargets) {
+  namespace fs = std::filesystem;
+  test::TempDir tmp;
+  const fs::path root = tmp.path() / "tree";
+  fs::create_directories(root / "a" / "b" / "c");
+  std::ofstream(root / "a" / "f1") << "x";
+  std::ofstream(root / "a" / "b" / "c" / "f2") << "y";
+  const fs::path outside = tmp.path() / "kept";
+  fs::create_directories(outside);
+  std::ofstream(outside / "keep.txt") << "z";
+  fs::create_directory_symlink(outside, root / "a" / "link");  // removed, target untouched
+  std::error_code ec;
+  EXPECT_EQ(remove_tree(root.string(), ec), 7u);  // tree, a, b, c, f1, f2, link
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_FALSE(fs::exists(root));
+  EXPECT_TRUE(fs::exists(outside / "keep.txt"));
+  // A missing path is not an error; a plain file is removed.
+  EXPECT_EQ(remove_tree(root.string(), ec), 0u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(remove_tree((outside / "keep.txt").string(), ec), 1u);
+  EXPECT_FALSE(fs::exists(outside / "keep.txt"));
 }
