@@ -99,6 +99,8 @@ Ctx make_ctx(const FormatConfig& cfg, const SearchOptions& opt) {
   }
   const int n = static_cast<int>(c.grid.value.size());
   if (cfg.id == FormatId::kNf4) {
+    // The tables hold at most 16 entries (4 bits); saying so also lets GCC 13 see the bound.
+    RAZERQ_CHECK(n <= 16, "nf4 grid of %d values", n);
     std::vector<std::pair<double, int>> v;
     for (int code = 0; code < n; ++code) v.push_back({c.grid.value[code], code});
     std::sort(v.begin(), v.end());
