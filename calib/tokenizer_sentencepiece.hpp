@@ -1,5 +1,8 @@
 #pragma once
-// Sentencepiece models (tokenizer.model: Llama-1/2, tok512) through libsentencepiece.
+// Sentencepiece models (tokenizer.model: Llama-1/2, tok512) through libsentencepiece, which
+// is reached through the shim librazerq_sentencepiece opened with dlopen (sentencepiece_shim.h
+// says why). The shim is looked for in $RAZERQ_SENTENCEPIECE_SHIM, next to the executable (and
+// in ../lib from it), in the build tree, then on the loader's search path.
 // Encoding follows the sentencepiece convention the golden ids were made with:
 // [bos] + sp.Encode(text). The literal text "<unk>", "<s>" or "</s>" is spelled out as
 // ordinary characters, unlike the transformers LlamaTokenizer, which splits such special
@@ -10,9 +13,7 @@
 
 #include "calib/tokenizer.hpp"
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
+struct razerq_spm;
 
 namespace razerq::calib {
 
@@ -34,12 +35,14 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string id_to_piece(int32_t id) const;
   std::string kind() const override { return "sentencepiece"; }
   const std::string& path() const { return path_; }
+  // The shim's path once loaded (loads it; throws kUnsupported naming the places tried).
+  static std::string shim_path();
 
  private:
   SentencePieceTokenizer() = default;
 
   std::string path_;
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  razerq_spm* sp_ = nullptr;  // owned; destroyed through the shim
   int32_t vocab_size_ = 0;
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;

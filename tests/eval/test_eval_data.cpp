@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "calib/tokenizer.hpp"
 #include "common/error.hpp"
 #include "eval/model.hpp"
 #include "eval/perplexity.hpp"
@@ -51,25 +52,6 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-#if defined(RAZERQ_EVAL_SP_DECODE)
-// sentencepiece's decoding of ids, through the eval_sp_decode helper process (libsentencepiece
-// cannot be loaded next to libtorch: tests/eval/sp_decode.cpp says why).
-std::string sp_decode(const std::string& model, const std::vector<int>& ids, const test::TempDir& tmp) {
-  const std::string in = tmp.str("ids.txt");
-  {
-    std::ofstream f(in);
-    for (int id : ids) f << id << ' ';
-  }
-  const std::string cmd = std::string("'") + RAZERQ_EVAL_SP_DECODE + "' '" + model + "' < '" + in + "'";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return "(popen failed)";
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int rc = pclose(p);
-  return rc == 0 ? out : "(eval_sp_decode failed: " + std::to_string(rc) + ")";
-}
-#endif
 
 void print_progress(const EvalProgress& p) {
   if (p.windows_done == p.windows_total || p.windows_done % 200 == 0)
@@ -105,9 +87,6 @@ TEST(EvalStories260K, LogitsMatchFloat64NumPyGolden) {
 TEST(EvalStories260K, Greedy200MatchesLlama2c) {
   RAZERQ_REQUIRE_DATA(kStories);
   RAZERQ_REQUIRE_DATA(kGreedy);
-#if !defined(RAZERQ_EVAL_SP_DECODE)
-  GTEST_SKIP() << "built without sentencepiece (libsentencepiece-dev): cannot decode the text";
-#else
   const Model model = Model::load(test::data_path(kStories));
   // llama2.c `run -t 0 -n 200`: 200 forward steps from BOS (position 0 is BOS itself), each
   // printing the argmax token; stops early on BOS. So 200 generated tokens, BOS not counted.
@@ -128,13 +107,14 @@ TEST(EvalStories260K, Greedy200MatchesLlama2c) {
   const torch::Tensor full = model.forward(torch::tensor(seq).unsqueeze(0))[0].argmax(-1);
   EXPECT_TRUE(torch::equal(full, torch::tensor(std::vector<int64_t>(out.begin(), out.end()))));
 
-  test::TempDir tmp;
-  const std::string text = sp_decode(test::data_path(std::string(kStories) + "/tokenizer.model"), out, tmp);
+  // Decoded by calib's sentencepiece tokenizer, in this process next to libtorch (through the
+  // dlopen'ed shim: calib/NOTES.md).
+  const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kStories));
+  const std::string text = tok->decode(std::vector<int32_t>(out.begin(), out.end()));
   const std::string golden = read_text(test::data_path(kGreedy));
   EXPECT_EQ(text, golden);
   std::printf("  greedy 200 tokens: %zu bytes, golden %zu bytes, %s\n", text.size(), golden.size(),
               text == golden ? "identical" : "DIFFERENT");
-#endif
 }
 
 TEST(EvalStories260K, PerplexityWikitext2Seqlen512) {
