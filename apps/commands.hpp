@@ -13,5 +13,8 @@ struct GlobalOptions {
 void set_quantize_command(CLI::App& app, GlobalOptions& g);
 void set_inspect_command(CLI::App& app, GlobalOptions& g);
 void set_export_command(CLI::App& app, GlobalOptions& g);
+#if defined(RAZERQ_HAS_EVAL)
+void set_eval_command(CLI::App& app, GlobalOptions& g);  // built with libtorch only
+#endif
 
 }  // namespace razerq::app

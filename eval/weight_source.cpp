@@ -30,6 +30,12 @@ class HfSource final : public WeightSource {
     const formats::SafetensorsFile& f = ckpt_.file_of(name);
     f.read_float(f.info(name), out);
   }
+  const void* raw(const std::string& name, std::string* dtype) const override {
+    const formats::SafetensorsFile& f = ckpt_.file_of(name);
+    const formats::TensorInfo& t = f.info(name);
+    *dtype = formats::dtype_name(t.dtype);
+    return f.data(t);
+  }
   quantizer::QuantizedTensor load_quantized(const std::string& name) const override {
     throw_error(ErrorKind::kInvalidArgument, ckpt_.file_of(name).path() + ": tensor '" + name + "'",
                 "is not quantized (a Hugging Face checkpoint)");
@@ -76,6 +82,17 @@ class PackedSource final : public WeightSource {
       const formats::SafetensorsFile& f = ckpt_.weights();
       f.read_float(f.info(name), out);
     }
+  }
+  const void* raw(const std::string& name, std::string* dtype) const override {
+    const formats::TensorRecord& r = rec(name);
+    if (r.quantized) {
+      *dtype = r.cfg.label();
+      return nullptr;
+    }
+    const formats::SafetensorsFile& f = ckpt_.weights();
+    const formats::TensorInfo& t = f.info(name);
+    *dtype = formats::dtype_name(t.dtype);
+    return f.data(t);
   }
   quantizer::QuantizedTensor load_quantized(const std::string& name) const override {
     return ckpt_.load_quantized(name);

@@ -38,6 +38,10 @@ class WeightSource {
   virtual std::string file_of(const std::string& name) const = 0;
   // Dense float32 into out[0, numel). threads <= 0: OpenMP's default (dequantization only).
   virtual void read_float(const std::string& name, float* out, int threads = 0) const = 0;
+  // The stored bytes of an unquantized tensor (nullptr for a quantized one), valid while this
+  // source lives; `dtype` receives the stored dtype ("F16", "BF16", "F32", ...). Lets a loader
+  // copy a tensor stored in the model dtype without converting it.
+  virtual const void* raw(const std::string& name, std::string* dtype) const = 0;
   // The packed tensor (packed sources only, quantized tensors only; else throws).
   virtual quantizer::QuantizedTensor load_quantized(const std::string& name) const = 0;
   // Every tensor name.
