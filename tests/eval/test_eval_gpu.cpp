@@ -1,0 +1,203 @@
+// eval/ on CUDA (ctest label "gpu"; every test skips with the reason where libtorch sees no
+// CUDA device): llama-14m's float16 and float32 goldens of ../shared/data/golden (PyTorch +
+// transformers on an H100), a packed RaZeR W4 g128 checkpoint giving the CPU's perplexity on
+// CUDA (weights dequantized by our CUDA kernel, bit-equal to the CPU reference), its KL against
+// the base model, the transformers fixtures on CUDA, and stories260K's greedy text.
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "calib/datasets.hpp"
+#include "calib/tokenizer.hpp"
+#include "common/json.hpp"
+#include "eval/model.hpp"
+#include "eval/perplexity.hpp"
+#include "formats/packed_checkpoint.hpp"
+#include "formats/quantize_model.hpp"
+#include "kernels/cpu/dequant.hpp"
+#include "quantizer/format.hpp"
+#include "tests/eval/eval_test_util.hpp"
+#include "tests/eval/transformers_fixtures.hpp"
+
+namespace razerq::eval {
+namespace {
+
+using namespace razerq::eval::testing;
+
+constexpr const char* kLlama14m = "models/llama-14m";
+constexpr const char* kStories = "models/stories260K/hf";
+constexpr const char* kGolden = "golden/llama-14m.golden_hf.json";
+constexpr const char* kGreedy = "golden/stories260K_greedy200.txt";
+
+#define RAZERQ_REQUIRE_CUDA()                                                                   \
+  do {                                                                                         \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to libtorch";   \
+  } while (0)
+
+ModelOptions cuda_opts(torch::ScalarType dt) {
+  ModelOptions o;
+  o.device = torch::Device(torch::kCUDA, 0);
+  o.dtype = dt;
+  return o;
+}
+
+// The eight GPTQ-convention figures of a dtype ("float16/wikitext2/2048" -> ppl).
+TEST(EvalGpuLlama14m, GoldensFloat16AndFloat32) {
+  RAZERQ_REQUIRE_CUDA();
+  RAZERQ_REQUIRE_DATA(kLlama14m);
+  RAZERQ_REQUIRE_DATA(kGolden);
+  const nlohmann::json golden = read_json_object(test::data_path(kGolden))["ppl"];
+  const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kLlama14m));
+  struct Case {
+    torch::ScalarType dt;
+    const char* label;
+    double tol;
+  };
+  for (const Case& c : {Case{torch::kFloat16, "float16", 1e-3}, Case{torch::kFloat32, "float32", 5e-4}}) {
+    const Model model = Model::load(test::data_path(kLlama14m), cuda_opts(c.dt));
+    for (int seqlen : {2048, 512})
+      for (const char* ds : {"wikitext2", "ptb", "ptb-new", "c4-new"}) {
+        const std::string key = std::string(c.label) + "/" + ds + "/" + std::to_string(seqlen);
+        SCOPED_TRACE(key);
+        ASSERT_TRUE(golden.contains(key));
+        const calib::EvalSet set = calib::gptq_eval_set(ds, *tok, seqlen, test::data_dir());
+        EvalOptions eo;
+        eo.batch_size = seqlen == 512 ? 8 : 2;
+        const PerplexityResult r = perplexity(model, set.windows, eo);
+        const double g = golden[key]["gptq_ppl"].get<double>();
+        std::printf("  llama-14m %-24s cuda: %.6f  golden %.6f  diff %+.4f %%  (%lld windows, %.2f s)\n", key.c_str(), r.ppl,
+                    g, 100 * (r.ppl / g - 1), static_cast<long long>(r.windows), r.seconds);
+        EXPECT_EQ(r.windows, golden[key]["windows"].get<int64_t>());
+        EXPECT_NEAR(r.ppl / g, 1.0, c.tol);
+      }
+  }
+}
+
+// A packed RaZeR W4 g128 checkpoint of llama-14m, quantized once for the tests below.
+class EvalGpuPackedRazer4 : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!torch::cuda::is_available() || !have_data(kLlama14m)) return;
+    tmp_ = new test::TempDir();
+    formats::QuantizeJob job;
+    job.model_dir = test::data_path(kLlama14m);
+    job.out_dir = tmp_->str("razer4");
+    job.cfg = quantizer::make_format_config("razer", 4, 128);
+    job.checksums = false;
+    formats::quantize_model(job, [](const formats::TensorProgress&) {});
+    dir_ = job.out_dir;
+  }
+  static void TearDownTestSuite() {
+    delete tmp_;
+    tmp_ = nullptr;
+  }
+  void SetUp() override {
+    RAZERQ_REQUIRE_CUDA();
+    RAZERQ_REQUIRE_DATA(kLlama14m);
+    ASSERT_FALSE(dir_.empty());
+  }
+  static test::TempDir* tmp_;
+  static std::string dir_;
+};
+test::TempDir* EvalGpuPackedRazer4::tmp_ = nullptr;
+std::string EvalGpuPackedRazer4::dir_;
+
+// CUDA fp16 weights come from our CUDA dequant kernel: equal to the CPU reference rounded once
+// to fp16, bit for bit; CUDA fp32 weights equal the CPU model's.
+TEST_F(EvalGpuPackedRazer4, CudaWeightsEqualCpuReference) {
+  const Model g16 = Model::load(dir_, cuda_opts(torch::kFloat16));
+  const Model g32 = Model::load(dir_, cuda_opts(torch::kFloat32));
+  const Model cpu = Model::load(dir_);
+  const formats::PackedCheckpoint pc = formats::PackedCheckpoint::open(dir_);
+  int64_t checked = 0;
+  for (const formats::TensorRecord& r : pc.tensors()) {
+    if (!r.quantized) continue;
+    const quantizer::QuantizedTensor qt = pc.load_quantized(r.name);
+    torch::Tensor want = torch::empty({qt.rows, qt.cols}, torch::kInt16);
+    kernels::dequantize_to_fp16(qt, reinterpret_cast<uint16_t*>(want.data_ptr<int16_t>()));
+    EXPECT_TRUE(torch::equal(g16.tensor(r.name).cpu().view(torch::kInt16), want)) << r.name;
+    EXPECT_TRUE(torch::equal(g32.tensor(r.name).cpu(), cpu.tensor(r.name))) << r.name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 56);
+}
+
+// Perplexity on CPU (fp32) equals CUDA fp32 and fp16 within 0.05 % (first 12 WikiText-2 windows;
+// scripts/gpu/run_eval_gpu.sh compares the whole set through the CLI).
+TEST_F(EvalGpuPackedRazer4, PerplexitySameOnCpuAndCuda) {
+  const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kLlama14m));
+  const calib::EvalSet set = calib::gptq_eval_set("wikitext2", *tok, 2048, test::data_dir());
+  const Windows first(set.windows.begin(), set.windows.begin() + 12);
+  const Model cpu = Model::load(dir_);
+  const Model g32 = Model::load(dir_, cuda_opts(torch::kFloat32));
+  const Model g16 = Model::load(dir_, cuda_opts(torch::kFloat16));
+  const PerplexityResult pc_cpu = perplexity(cpu, first), pc_32 = perplexity(g32, first), pc_16 = perplexity(g16, first);
+  std::printf("  razer4/g128 wikitext2/2048, first 12 windows: cpu fp32 %.6f, cuda fp32 %.6f, cuda fp16 %.6f\n", pc_cpu.ppl,
+              pc_32.ppl, pc_16.ppl);
+  EXPECT_NEAR(pc_32.ppl / pc_cpu.ppl, 1.0, 5e-4);
+  EXPECT_NEAR(pc_16.ppl / pc_cpu.ppl, 1.0, 5e-4);
+}
+
+// KL(base || razer4) over the whole WikiText-2 set on CUDA fp16 lies in (0, 0.05).
+TEST_F(EvalGpuPackedRazer4, KlAgainstBaseOnCuda) {
+  const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kLlama14m));
+  const calib::EvalSet set = calib::gptq_eval_set("wikitext2", *tok, 2048, test::data_dir());
+  const Model base16 = Model::load(test::data_path(kLlama14m), cuda_opts(torch::kFloat16));
+  const Model g16 = Model::load(dir_, cuda_opts(torch::kFloat16));
+  EvalOptions eo;
+  eo.batch_size = 4;
+  const KlResult kl = kl_divergence(base16, g16, set.windows, eo);
+  std::printf("  razer4/g128 vs fp16 base, cuda, all %lld windows: %s\n", static_cast<long long>(kl.windows),
+              format_result(kl).c_str());
+  EXPECT_GT(kl.mean_kl, 0.0);
+  EXPECT_LT(kl.mean_kl, 0.05);
+}
+
+TEST(EvalGpuTransformers, LogitsEqualTransformersOnCuda) {
+  RAZERQ_REQUIRE_CUDA();
+  const std::vector<std::string> names = transformers_fixtures();
+  if (names.empty()) GTEST_SKIP() << "no fixtures in " << transformers_fixture_dir();
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    const TransformersReference ref = read_reference(name);
+    const Model model = Model::load(transformers_fixture_dir() + "/" + name, cuda_opts(torch::kFloat32));
+    const torch::Tensor logits = model.forward(ref.ids.cuda()).cpu();
+    const double r = max_rel(logits, ref.logits_f64);
+    std::printf("  %-9s cuda fp32: max rel diff vs transformers fp64 %.2e (vs fp32 %.2e)\n", name.c_str(), r,
+                max_rel(logits, ref.logits_f32));
+    EXPECT_LT(r, 1e-4);
+  }
+}
+
+TEST(EvalGpuStories260K, Greedy200OnCuda) {
+  RAZERQ_REQUIRE_CUDA();
+  RAZERQ_REQUIRE_DATA(kStories);
+  RAZERQ_REQUIRE_DATA(kGreedy);
+  const Model model = Model::load(test::data_path(kStories), cuda_opts(torch::kFloat32));
+  KVCache cache;
+  std::vector<int32_t> out;
+  int64_t token = 1;
+  for (int step = 0; step < 200; ++step) {
+    const torch::Tensor logits = model.forward(torch::tensor({{token}}).cuda(), &cache);
+    const int64_t next = logits[0][0].argmax().item<int64_t>();
+    if (next == 1) break;
+    out.push_back(static_cast<int32_t>(next));
+    token = next;
+  }
+  const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kStories));
+  std::ifstream in(test::data_path(kGreedy), std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(tok->decode(out), ss.str());
+}
+
+}  // namespace
+}  // namespace razerq::eval
