@@ -11,10 +11,12 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "calib/datasets.hpp"
 #include "calib/tokenizer.hpp"
 #include "common/error.hpp"
 #include "eval/model.hpp"
@@ -38,6 +40,7 @@ constexpr const char* kLlama14m = "models/llama-14m";
 constexpr const char* kWikiIds = "golden/token_ids/tok512.wikitext2.sentencepiece.i32";
 constexpr const char* kRefLogits = "golden/stories260K_ref_logits.safetensors";
 constexpr const char* kGreedy = "golden/stories260K_greedy200.txt";
+constexpr const char* kStoriesGolden = "golden/stories260K_and_tokenizers_golden_hf.json";
 
 // Goldens (../shared/data/golden): stories260K_and_tokenizers_golden_hf.json and
 // llama-14m.golden_hf.json, fp32, GPTQ protocol on WikiText-2.
@@ -135,6 +138,31 @@ TEST(EvalStories260K, PerplexityWikitext2Seqlen512) {
   EXPECT_EQ(r.scored_tokens, 1591 * 511);
   EXPECT_NEAR(r.ppl / kStoriesWiki512, 1.0, 5e-4);
   EXPECT_NEAR(r.exact_ppl / kStoriesWiki512, 1.0, 5e-4);
+}
+
+// PTB, PTB-new and C4-new at seqlen 512 against the fp32 goldens (the golden file's "c4" is
+// GPTQ's c4-new construction: " ".join of the documents, the first 256 x 512 tokens). The text
+// is tokenized here by calib's sentencepiece tokenizer (its ids are checked against the golden
+// hashes in tests/calib).
+TEST(EvalStories260K, PtbPtbNewC4NewSeqlen512MatchGoldens) {
+  RAZERQ_REQUIRE_DATA(kStories);
+  RAZERQ_REQUIRE_DATA(kStoriesGolden);
+  const nlohmann::json golden = nlohmann::json::parse(read_text(test::data_path(kStoriesGolden)))["stories260K_ppl"];
+  const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kStories));
+  const Model model = Model::load(test::data_path(kStories));
+  for (const auto& [ours, theirs] : {std::pair<const char*, const char*>{"ptb", "ptb"}, {"ptb-new", "ptb-new"}, {"c4-new", "c4"}}) {
+    SCOPED_TRACE(ours);
+    const calib::EvalSet set = calib::gptq_eval_set(ours, *tok, 512, test::data_dir());
+    EvalOptions opt;
+    opt.batch_size = 16;
+    const PerplexityResult r = perplexity(model, set.windows, opt);
+    const nlohmann::json& g = golden[theirs]["float32"];
+    std::printf("  stories260K %-8s 512 fp32: %.6f, golden %.6f, diff %+.5f %%\n", ours, r.ppl, g["gptq_ppl"].get<double>(),
+                100.0 * (r.ppl / g["gptq_ppl"].get<double>() - 1.0));
+    EXPECT_EQ(r.windows, g["nsamples"].get<int64_t>());
+    EXPECT_EQ(r.scored_tokens, g["predicted_tokens"].get<int64_t>());
+    EXPECT_NEAR(r.ppl / g["gptq_ppl"].get<double>(), 1.0, 5e-4);
+  }
 }
 
 TEST(EvalStories260K, PackedRazer4LoadsDequantizesAndEvaluates) {
