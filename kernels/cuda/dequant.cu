@@ -162,6 +162,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     zero_words_per_row = o.zero_words_per_row;
     codes = o.codes, scales16 = o.scales16, scales8 = o.scales8, zeros = o.zeros, sv_index = o.sv_index;
     tensor_scale = o.tensor_scale;
+    scales_fit_fp16 = o.scales_fit_fp16;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
@@ -224,6 +225,16 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.zeros = static_cast<const uint32_t*>(at(3));
   t.sv_index = static_cast<const uint8_t*>(at(4));
   t.tensor_scale = q.tensor_scale;
+  if (spec.scale_kind == ScaleKind::kE8M0 || spec.scale_kind == ScaleKind::kE8M0Razer) {
+    const bool razer = spec.scale_kind == ScaleKind::kE8M0Razer;
+    for (uint8_t b : q.scales8) {
+      const int e = razer ? static_cast<int>(b & 63) - 31 : static_cast<int>(b) - 127;
+      if ((!razer && b == 255) || e < -24 || e > 15) {
+        t.scales_fit_fp16 = false;
+        break;
+      }
+    }
+  }
   return t;
 }
 

@@ -36,6 +36,9 @@ struct DeviceTensor {
   const uint32_t* zeros = nullptr;     // [rows, zero_words_per_row] asym int (else null)
   const uint8_t* sv_index = nullptr;   // [rows, groups_per_row] razer fallback (else null)
   float tensor_scale = 1.0f;
+  // Every group scale is representable as an fp16 (always for fp16 kinds; MX kinds: exponents
+  // -24 .. 15), which the fused GEMV needs (gemv_cuda.hpp). Set by upload().
+  bool scales_fit_fp16 = true;
   void* storage = nullptr;  // the owning allocation
   size_t storage_bytes = 0;
 

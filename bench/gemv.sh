@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# bench/gemv: ours (bench_gemv) vs cuBLAS fp16 vs PyTorch's int4 tinygemm, one table.
+#   bench/gemv.sh BUILD_DIR [all|small] [formats]   (on the GPU machine; writes bench/gemv.md's table to stdout)
+set -euo pipefail
+B=${1:?build dir}
+SET=${2:-all}
+FORMATS=${3:-razer,int,int-asym,fp4,nvfp4,nvfp4-razer}
+T=$(mktemp -d)
+"$B/bench/bench_gemv" --formats "$FORMATS" --shapes "$SET" --json "$T/ours.json" >&2
+python3 "$(dirname "$0")/gemv_tinygemm.py" "$T/tiny.json" "$SET" >&2 || echo '{"rows": []}' > "$T/tiny.json"
+python3 - "$T/ours.json" "$T/tiny.json" <<'PY'
+import json, sys
+ours = json.load(open(sys.argv[1])); tiny = json.load(open(sys.argv[2]))
+tg = {(r["N"], r["K"], r["M"]): r["us"] for r in tiny["rows"]}
+print(f"measured copy bandwidth {ours['copy_gbs']:.0f} GB/s; torch {tiny.get('torch', '?')}\n")
+print("| format | N x K | M | ours us | % of BW floor | cuBLAS fp16 us | tinygemm us | vs cuBLAS | vs tinygemm |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for r in ours["rows"]:
+    t = tg.get((r["N"], r["K"], r["M"]))
+    ts = f"{t:.2f}" if t else "n/a"
+    vt = f"{t / r['us']:.2f}x" if t else "n/a"
+    print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {vt} |")
+PY
+rm -rf "$T"

@@ -1,0 +1,38 @@
+#pragma once
+// Fused-dequant GEMV / small-batch GEMM on CUDA: y[M, N] = x[M, K] . W^T for a packed 4-bit
+// tensor W [N, K] (kernels/cuda/gemv.cu). Host API; includes no CUDA header.
+//
+// One kernel template over the registry's scale kinds (razer4, int4 sym/asym, fp4, nf4,
+// mxfp4, mxfp4-razer, nvfp4, nvfp4-razer), reading the packed checkpoint layout as uploaded
+// (row-major little-endian code bitstreams, formats/SPEC.md): no re-tiling. Tensor cores
+// (mma.sync m16n8k16, fp16 x fp16 -> fp32) do the products for M = 1 .. 16; the CUDA cores
+// decode each weight once, through a per-tensor table of the format's values in shared memory.
+//
+// What it computes: each weight becomes fp16(value x inner scale), where the inner scale is the
+// group's scale when it is an fp16 (int, fp4, nf4, razer), 2^e (MX kinds), or the E4M3/E3M3
+// group scale without the fp32 tensor scale (NV kinds), which multiplies the fp32 sums at the
+// end. So for every format except nf4 the weights used are exactly the float64 reference
+// rounded once to fp16 (NV kinds: exactly the reference before the tensor scale); nf4's table
+// values are rounded to fp16 first (its grid is not fp16-exact), within one fp16 ulp.
+// Accumulation in fp32; y is rounded once to fp16.
+#include <cstdint>
+#include <string>
+
+#include "kernels/cuda/dequant_cuda.hpp"
+
+namespace razerq::kernels {
+
+// Largest M (rows of x) one call takes.
+inline constexpr int kGemvMaxM = 16;
+
+// Whether gemv_fp16_cuda takes this tensor; when not, why (then dequantize + cuBLAS). Needs
+// 4-bit codes, cols % 128 == 0, a power-of-two group of at least 16, and group scales
+// representable as fp16 (MX kinds: 2^-24 .. 2^15; upload() records it).
+bool gemv_supported(const DeviceTensor& w, std::string* why = nullptr);
+
+// y (fp16, [M, w.rows], row stride w.rows) = x (fp16, [M, w.cols], row stride w.cols) . W^T,
+// 1 <= M <= kGemvMaxM. x must be 16-byte aligned. Asynchronous on `stream`; argument errors
+// (unsupported tensor, bad M or alignment) throw razerq::Error here.
+void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream = nullptr);
+
+}  // namespace razerq::kernels

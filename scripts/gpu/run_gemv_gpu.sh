@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The fused GEMV on the GPU machine, one device call: build -> resource usage (registers, spills)
+# -> correctness (test_kernels_cuda, GemvCuda.*) -> compute-sanitizer memcheck on the small cases
+# -> bench/gemv.sh (ours, cuBLAS fp16, tinygemm). Logs and the table go to $OUT.
+#   bash scripts/gpu/run_gemv_gpu.sh [all|small]
+set -u
+T0=$(date +%s)
+OUT=${OUT:-/tmp/razerq-gpu}; mkdir -p "$OUT"
+B=build-gpu
+export RAZERQ_DATA=$PWD/.device/data PATH="$PATH:/usr/local/cuda/bin"
+TP=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TP" -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DRAZERQ_DATA_DIR="$RAZERQ_DATA" >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build $B -j "$(nproc)" --target test_kernels_cuda bench_gemv >"$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -30; exit 1; }
+echo "build done at $(( $(date +%s) - T0 )) s; warnings: $(grep -c warning "$OUT/build.log")"
+echo "== resource usage (gemv kernels)"
+cuobjdump -res-usage $B/kernels/CMakeFiles/razerq_kernels_cuda.dir/cuda/gemv.cu.o 2>&1 | grep -A1 "gemv_kernel" | grep -o "REG:[0-9]* STACK:[0-9]* SHARED:[0-9]* LOCAL:[0-9]*" | sort | uniq -c
+echo "== correctness"
+timeout 240 $B/tests/kernels/test_kernels_cuda --gtest_filter='Gemv*' 2>&1 | tee "$OUT/gemv_tests.log" | grep -E "^  |OK \]|FAILED|Failure|y\[" | head -60
+echo "== memcheck"
+timeout 120 compute-sanitizer --tool memcheck --error-exitcode 99 $B/tests/kernels/test_kernels_cuda \
+  --gtest_filter='GemvCuda.EveryFormat*:GemvCuda.Unsupported*' --gtest_brief=1 >"$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?"
+grep "ERROR SUMMARY" "$OUT/memcheck.log" | tail -1
+echo "== bench (t=$(( $(date +%s) - T0 )) s)"
+timeout 300 bash bench/gemv.sh $B "${1:-all}" 2>"$OUT/bench.log" | tee "$OUT/gemv_table.md"
+tail -3 "$OUT/bench.log"
+echo "done at $(( $(date +%s) - T0 )) s"

@@ -1,0 +1,237 @@
+// The fused-dequant GEMV (kernels/cuda/gemv_cuda.hpp) against a float64 CPU reference, for every
+// 4-bit registry format: fresh random weights quantized by the search (realistic scales and
+// codes) and real llama-14m layers; M = 1 .. 16; N not a multiple of the 8-row tile; outputs
+// poisoned before each run, guards after them. Label gpu; skips with the reason without a device.
+//
+// Reference: y[m][n] = sum_k x[m][k] * w[n][k] in float64, where w is what the kernel is
+// specified to multiply by (gemv_cuda.hpp): fp16(dequantize_ref) for the fp16-scale and MX kinds,
+// dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums), and
+// fp16(fp16(grid) x scale) for nf4. The bound per element: the fp16 rounding of y (2^-11
+// relative) plus fp32 accumulation (K x 2^-23 x sum |x w|).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "common/error.hpp"
+#include "common/half.hpp"
+#include "formats/hf_checkpoint.hpp"
+#include "kernels/cuda/dequant_cuda.hpp"
+#include "kernels/cuda/gemv_cuda.hpp"
+#include "quantizer/format.hpp"
+#include "quantizer/pack.hpp"
+#include "quantizer/quantize.hpp"
+#include "tests/kernels/kernel_test_util.hpp"
+#include "tests/test_util.hpp"
+
+namespace razerq {
+namespace {
+
+using kernels::DeviceBuffer;
+using kernels::DeviceTensor;
+using quantizer::QuantizedTensor;
+
+bool device_ok(std::string* why) {
+  static std::string reason;
+  static const bool ok = kernels::cuda_device_available(&reason);
+  *why = reason;
+  return ok;
+}
+#define SKIP_WITHOUT_DEVICE()                    \
+  do {                                           \
+    std::string why_;                            \
+    if (!device_ok(&why_)) GTEST_SKIP() << why_; \
+  } while (0)
+
+// The 4-bit formats the fused kernel takes, with the group each is tested at.
+struct GemvCase {
+  const char* format;
+  bool asym;
+  int group;
+};
+const GemvCase kCases[] = {
+    {"razer", false, 128}, {"int", false, 128}, {"int", true, 128}, {"fp4", false, 128}, {"nf4", false, 64},
+    {"mxfp4", false, 32},  {"mxfp4-razer", false, 32}, {"nvfp4", false, 16}, {"nvfp4-razer", false, 16},
+    {"razer", false, 64},  {"int", true, 256}};
+
+std::string label(const GemvCase& c) {
+  return std::string(c.format) + (c.asym ? "-asym" : "") + "/g" + std::to_string(c.group);
+}
+
+// The weights the kernel multiplies by, as doubles [N, K].
+std::vector<double> kernel_weights(const QuantizedTensor& q) {
+  std::vector<double> w(static_cast<size_t>(q.rows * q.cols));
+  quantizer::dequantize_ref(q, w.data());
+  const auto kind = q.cfg.spec().scale_kind;
+  const bool nv = kind == quantizer::ScaleKind::kE4M3Tensor || kind == quantizer::ScaleKind::kE3M3RazerTensor;
+  if (nv) return w;
+  if (q.cfg.id == quantizer::FormatId::kNf4) {
+    const quantizer::Grid g = quantizer::base_grid(q.cfg);
+    std::vector<uint8_t> codes(static_cast<size_t>(q.cols));
+    for (int64_t n = 0; n < q.rows; ++n) {
+      quantizer::unpack_row(q.codes.data() + n * q.code_words_per_row, q.cols, q.cfg.bits, codes.data());
+      for (int64_t k = 0; k < q.cols; ++k) {
+        const double s = fp16_to_float(q.scales16[n * q.groups_per_row + k / q.cfg.group]);
+        const double v = fp16_to_float(double_to_fp16(g.value[codes[k]]));
+        w[n * q.cols + k] = fp16_to_float(double_to_fp16(v * s));
+      }
+    }
+    return w;
+  }
+  for (double& v : w) v = fp16_to_float(double_to_fp16(v));
+  return w;
+}
+
+struct Stats {
+  double max_excess = 0;  // max over elements of |err| / bound (must stay <= 1)
+  double max_rel = 0;     // max |err| / max |y|
+};
+
+// Runs the kernel and checks every element (and the guards) against the reference.
+Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x_scale, const std::string& what) {
+  const int64_t N = q.rows, K = q.cols;
+  std::normal_distribution<float> nd(0.f, x_scale);
+  std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+  for (auto& h : xh) h = float_to_fp16(nd(rng));
+  const std::vector<double> w = kernel_weights(q);
+
+  DeviceTensor t = kernels::upload(q);
+  std::string why;
+  EXPECT_TRUE(kernels::gemv_supported(t, &why)) << what << ": " << why;
+  DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N + 64) * 2);
+  dx.copy_from_host(xh.data(), xh.size() * 2);
+  dy.fill_bytes(0xff);  // NaN everywhere, including 64 guard halves after the output
+  kernels::gemv_fp16_cuda(t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
+  kernels::cuda_synchronize();
+  std::vector<uint16_t> y(static_cast<size_t>(M * N + 64));
+  dy.copy_to_host(y.data(), y.size() * 2);
+
+  Stats st;
+  double ymax = 0;
+  std::vector<double> ref(static_cast<size_t>(M * N)), absum(static_cast<size_t>(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0, a = 0;
+      const double* wr = w.data() + n * K;
+      const uint16_t* xr = xh.data() + m * K;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = static_cast<double>(fp16_to_float(xr[k])) * wr[k];
+        s += p;
+        a += std::fabs(p);
+      }
+      ref[m * N + n] = s;
+      absum[m * N + n] = a;
+      ymax = std::max(ymax, std::fabs(s));
+    }
+  int bad = 0;
+  for (int64_t i = 0; i < M * N; ++i) {
+    const double got = fp16_to_float(y[i]);
+    const double err = std::fabs(got - ref[i]);
+    const double bound = std::ldexp(std::fabs(ref[i]), -11) + 6e-8 + static_cast<double>(K) * std::ldexp(absum[i], -23);
+    st.max_excess = std::max(st.max_excess, err / bound);
+    st.max_rel = std::max(st.max_rel, err / std::max(ymax, 1e-30));
+    if (!(err <= bound) && bad++ < 5)
+      ADD_FAILURE() << what << ": y[" << i / N << "][" << i % N << "] = " << got << ", reference " << ref[i]
+                    << " (bound " << bound << ")";
+  }
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(y[M * N + i], 0xffffu) << what << ": guard " << i << " overwritten";
+  return st;
+}
+
+QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N, int64_t K, double wscale = 1.0) {
+  const std::vector<float> w = test::random_weights(rng, N, K, wscale);
+  return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, 4, c.group, c.asym));
+}
+
+TEST(GemvCuda, EveryFormatShapeAndM) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}};
+  for (const GemvCase& c : kCases) {
+    Stats worst;
+    for (auto [N, K] : shapes) {
+      const QuantizedTensor q = quantize_random(rng, c, N, K);
+      for (int64_t M : {1, 2, 3, 8, 9, 16}) {
+        const Stats s = check_gemv(q, M, rng, 1.f, label(c) + " " + std::to_string(N) + "x" + std::to_string(K) +
+                                                       " M=" + std::to_string(M));
+        worst.max_excess = std::max(worst.max_excess, s.max_excess);
+        worst.max_rel = std::max(worst.max_rel, s.max_rel);
+      }
+    }
+    std::printf("  %-18s worst error / bound %.3f, worst |err| / max|y| %.2e\n", label(c).c_str(), worst.max_excess,
+                worst.max_rel);
+  }
+}
+
+// A larger, LLM-shaped layer (and razer's separate special-value index, weights x 1000).
+TEST(GemvCuda, LargeLayerAndRazerFallback) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  for (const GemvCase& c : {kCases[0], kCases[2], kCases[7], kCases[8]}) {
+    const QuantizedTensor q = quantize_random(rng, c, 4096, 4096);
+    for (int64_t M : {1, 16}) {
+      const Stats s = check_gemv(q, M, rng, 1.f, label(c) + " 4096x4096 M=" + std::to_string(M));
+      std::printf("  %-18s 4096x4096 M=%-2lld error / bound %.3f\n", label(c).c_str(), static_cast<long long>(M), s.max_excess);
+    }
+  }
+  const QuantizedTensor big = quantize_random(rng, kCases[0], 64, 1024, 1000.0);
+  ASSERT_FALSE(big.sv_index.empty()) << "expected the separate special-value index";
+  for (int64_t M : {1, 16}) check_gemv(big, M, rng, 1e-3f, "razer x1000 (separate index)");
+}
+
+// Real layers: llama-14m's q_proj, gate_proj and down_proj of layer 3, razer4 and nvfp4-razer.
+TEST(GemvCuda, Llama14mLayers) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string dir = test::data_path("models/llama-14m");
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no " << dir;
+  const formats::HfCheckpoint ckpt = formats::HfCheckpoint::open(dir);
+  std::mt19937 rng(test::test_seed());
+  for (const char* name : {"model.layers.3.self_attn.q_proj.weight", "model.layers.3.mlp.gate_proj.weight",
+                           "model.layers.3.mlp.down_proj.weight"}) {
+    const formats::SafetensorsFile& f = ckpt.file_of(name);
+    const formats::TensorInfo& ti = f.info(name);
+    const std::vector<float> w = f.read_float(name);
+    for (const GemvCase& c : {kCases[0], kCases[8], kCases[2]}) {
+      const QuantizedTensor q =
+          quantizer::quantize_tensor(w.data(), ti.shape[0], ti.shape[1], quantizer::make_format_config(c.format, 4, c.group, c.asym));
+      for (int64_t M : {1, 5, 16}) check_gemv(q, M, rng, 1.f, std::string(name) + " " + label(c));
+    }
+  }
+}
+
+TEST(GemvCuda, UnsupportedTensorsAndArgumentsAreRefused) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  std::string why;
+  {  // K not a multiple of 128
+    const QuantizedTensor q = quantize_random(rng, {"razer", false, 64}, 16, 192);
+    DeviceTensor t = kernels::upload(q);
+    EXPECT_FALSE(kernels::gemv_supported(t, &why));
+    EXPECT_NE(why.find("128"), std::string::npos) << why;
+  }
+  {  // 3-bit codes
+    const std::vector<float> w = test::random_weights(rng, 16, 256, 1.0);
+    const QuantizedTensor q = quantizer::quantize_tensor(w.data(), 16, 256, quantizer::make_format_config("razer", 3, 128));
+    DeviceTensor t = kernels::upload(q);
+    EXPECT_FALSE(kernels::gemv_supported(t, &why));
+    DeviceBuffer x(256 * 2), y(64);
+    const Error e = test::catch_error([&] { kernels::gemv_fp16_cuda(t, x.as<uint16_t>(), 1, y.as<uint16_t>()); });
+    EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
+  }
+  {  // M out of range, misaligned x
+    const QuantizedTensor q = quantize_random(rng, kCases[0], 16, 256);
+    DeviceTensor t = kernels::upload(q);
+    DeviceBuffer x(17 * 256 * 2 + 16), y(17 * 16 * 2);
+    EXPECT_EQ(test::catch_error([&] { kernels::gemv_fp16_cuda(t, x.as<uint16_t>(), 17, y.as<uint16_t>()); }).kind(),
+              ErrorKind::kInvalidArgument);
+    EXPECT_EQ(test::catch_error([&] { kernels::gemv_fp16_cuda(t, x.as<uint16_t>(), 0, y.as<uint16_t>()); }).kind(),
+              ErrorKind::kInvalidArgument);
+    EXPECT_EQ(test::catch_error([&] { kernels::gemv_fp16_cuda(t, x.as<uint16_t>() + 1, 1, y.as<uint16_t>()); }).kind(),
+              ErrorKind::kInvalidArgument);
+  }
+}
+
+}  // namespace
+}  // namespace razerq
