@@ -12,7 +12,7 @@ export RAZERQ_DATA
 RAZERQ_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopenblas0-pthread libeigen3-dev libcli11-dev libspdlog-dev libfmt-dev
-  nlohmann-json3-dev libsentencepiece-dev libgtest-dev
+  nlohmann-json3-dev libsentencepiece-dev libgtest-dev python3-numpy
 )
 
 razerq_install() {
