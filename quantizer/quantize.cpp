@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "common/error.hpp"
 #include "common/half.hpp"
@@ -594,6 +595,25 @@ void add_group_stats(const Grid& grid, const uint8_t* codes, const float* x, int
   }
 }
 
+// Stores the special-value index: inside the scale when every scale leaves bits 15 and 14
+// free (fp16 < 2, sign 0), else in the separate per-group byte array (formats/SPEC.md).
+void place_sv_index(QuantizedTensor& q, const std::vector<uint8_t>& sv_of_group) {
+  const ScaleKind kind = q.cfg.spec().scale_kind;
+  const size_t ng = sv_of_group.size();
+  if (kind == ScaleKind::kFp16Razer) {
+    bool fits = true;
+    for (uint16_t s : q.scales16) fits &= (s & 0xC000u) == 0;
+    if (fits) {
+      for (size_t i = 0; i < ng; ++i)
+        q.scales16[i] |= static_cast<uint16_t>(((sv_of_group[i] >> 1) << 15) | ((sv_of_group[i] & 1) << 14));
+    } else {
+      q.sv_index = sv_of_group;
+    }
+  } else if (kind == ScaleKind::kE8M0Razer || kind == ScaleKind::kE3M3RazerTensor) {
+    for (size_t i = 0; i < ng; ++i) q.scales8[i] |= static_cast<uint8_t>(sv_of_group[i] << 6);
+  }
+}
+
 }  // namespace
 
 QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, const FormatConfig& cfg,
@@ -676,20 +696,7 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
     q.stats.ssq = total.ssq;
     q.stats.sv_groups = total.sv_groups;
     q.stats.sv_weights = total.sv_weights;
-    // Store the special-value index: inside the scale when every scale leaves bits 15 and 14
-    // free (fp16 < 2, sign 0), else in the separate per-group byte array (formats/SPEC.md).
-    if (kind == ScaleKind::kFp16Razer) {
-      bool fits = true;
-      for (uint16_t s : q.scales16) fits &= (s & 0xC000u) == 0;
-      if (fits) {
-        for (size_t i = 0; i < ng; ++i)
-          q.scales16[i] |= static_cast<uint16_t>(((sv_of_group[i] >> 1) << 15) | ((sv_of_group[i] & 1) << 14));
-      } else {
-        q.sv_index = sv_of_group;
-      }
-    } else if (kind == ScaleKind::kE8M0Razer || kind == ScaleKind::kE3M3RazerTensor) {
-      for (size_t i = 0; i < ng; ++i) q.scales8[i] |= static_cast<uint8_t>(sv_of_group[i] << 6);
-    }
+    place_sv_index(q, sv_of_group);
   }
 
   if (opt.rule == Rule::kSearch) return q;
@@ -732,6 +739,104 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
   q.stats.ssq = ssq;
   q.stats.sv_groups = hist;
   q.stats.sv_weights = sv_w;
+  return q;
+}
+
+// --- GroupQuantizer -------------------------------------------------------------------
+
+struct GroupQuantizer::Impl {
+  Ctx ctx;
+  Searcher searcher;
+  ScaleKind plain;  // the scale kind without index bits (decode_scale of a Params::enc)
+  Impl(const FormatConfig& cfg, const SearchOptions& opt) : ctx(make_ctx(cfg, opt)), searcher(ctx) {}
+};
+
+GroupQuantizer::GroupQuantizer(const FormatConfig& cfg, const SearchOptions& opt, const float* w, int64_t count)
+    : impl_(nullptr) {
+  if (opt.rule != Rule::kSearch)
+    throw_error(ErrorKind::kUnsupported, "GroupQuantizer", "only the search rule chooses parameters per group");
+  std::unique_ptr<Impl> p(new Impl(cfg, opt));
+  p->ctx.tensor_scale = tensor_scale_for(p->ctx, w, count);
+  const ScaleKind kind = cfg.spec().scale_kind;
+  p->plain = kind == ScaleKind::kFp16Razer ? ScaleKind::kFp16 : kind;
+  impl_ = p.release();
+}
+
+GroupQuantizer::~GroupQuantizer() { delete impl_; }
+
+float GroupQuantizer::tensor_scale() const { return impl_->ctx.tensor_scale; }
+
+GroupQuantizer::Params GroupQuantizer::choose(const float* x, const float* h, int n) const {
+  const GroupChoice ch = impl_->searcher.search(x, h, n);
+  Params p;
+  p.enc = ch.enc;
+  p.sv = ch.sv;
+  p.z = ch.z;
+  p.s = ch.s;
+  p.scale = decode_scale(impl_->plain, ch.enc, impl_->ctx.tensor_scale);
+  return p;
+}
+
+void GroupQuantizer::quantize(const Params& p, const float* x, int n, uint8_t* codes, double* values) const {
+  const Ctx& c = impl_->ctx;
+  GroupChoice ch;
+  ch.s = p.s;
+  ch.enc = p.enc;
+  ch.sv = p.sv;
+  ch.z = p.z;
+  if (!(p.s > 0.f)) {  // an all-zero group: every code 0 (value 0)
+    const Grid& g = c.grid;
+    int zero_code = 0;
+    for (int k = 0; k < static_cast<int>(g.value.size()); ++k)
+      if (g.value[static_cast<size_t>(k)] == 0.0 && k != g.special_code) {
+        zero_code = k;
+        break;
+      }
+    for (int i = 0; i < n; ++i) {
+      codes[i] = static_cast<uint8_t>(c.cfg.asym ? 0 : zero_code);
+      if (values) values[i] = 0.0;
+    }
+    return;
+  }
+  finalize_codes(c, x, nullptr, n, ch, codes);
+  if (!values) return;
+  const double sv_value = c.n_sv ? double(c.sv[p.sv]) : 0.0;
+  for (int i = 0; i < n; ++i) {
+    const double base = codes[i] == c.grid.special_code ? sv_value : c.grid.value[codes[i]];
+    values[i] = (base - (c.cfg.asym ? double(p.z) : 0.0)) * p.scale;
+  }
+}
+
+QuantizedTensor GroupQuantizer::assemble(int64_t rows, int64_t cols, const std::vector<uint8_t>& codes,
+                                         const std::vector<Params>& params) const {
+  const FormatConfig& cfg = impl_->ctx.cfg;
+  QuantizedTensor q;
+  q.cfg = cfg;
+  q.rows = rows;
+  q.cols = cols;
+  q.groups_per_row = (cols + cfg.group - 1) / cfg.group;
+  q.code_words_per_row = words_per_row(cols, cfg.bits);
+  const size_t ng = static_cast<size_t>(rows * q.groups_per_row);
+  RAZERQ_CHECK(codes.size() == static_cast<size_t>(rows * cols) && params.size() == ng, "assemble: sizes");
+  q.tensor_scale = impl_->ctx.tensor_scale;
+  q.codes.assign(static_cast<size_t>(rows * q.code_words_per_row), 0);
+  const ScaleKind kind = cfg.spec().scale_kind;
+  const bool s16 = kind == ScaleKind::kFp16 || kind == ScaleKind::kFp16Razer;
+  if (s16) q.scales16.assign(ng, 0); else q.scales8.assign(ng, 0);
+  if (cfg.asym) q.zeros.assign(static_cast<size_t>(rows * q.zero_words_per_row()), 0);
+  std::vector<uint8_t> sv_of_group(cfg.spec().has_special ? ng : 0);
+  std::vector<uint8_t> z8(static_cast<size_t>(q.groups_per_row));
+  for (int64_t r = 0; r < rows; ++r) {
+    pack_row(codes.data() + r * cols, cols, cfg.bits, q.codes.data() + r * q.code_words_per_row);
+    for (int64_t g = 0; g < q.groups_per_row; ++g) {
+      const size_t gi = static_cast<size_t>(r * q.groups_per_row + g);
+      if (s16) q.scales16[gi] = static_cast<uint16_t>(params[gi].enc); else q.scales8[gi] = static_cast<uint8_t>(params[gi].enc);
+      if (!sv_of_group.empty()) sv_of_group[gi] = static_cast<uint8_t>(params[gi].sv);
+      z8[static_cast<size_t>(g)] = static_cast<uint8_t>(params[gi].z);
+    }
+    if (cfg.asym) pack_row(z8.data(), q.groups_per_row, cfg.bits, q.zeros.data() + r * q.zero_words_per_row());
+  }
+  place_sv_index(q, sv_of_group);
   return q;
 }
 

@@ -66,6 +66,41 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
                                 const SearchOptions& opt = {}, const float* importance = nullptr,
                                 int threads = 0);
 
+// Per-group quantization with frozen parameters, for algorithms that choose a group's
+// parameters at one moment and round its columns later (GPTQ). Uses the same search
+// (quantize_tensor's) and the same final rounding. One object per tensor.
+class GroupQuantizer {
+ public:
+  // w [count]: the whole tensor, read only for the NV kinds' per-tensor scale.
+  GroupQuantizer(const FormatConfig& cfg, const SearchOptions& opt, const float* w, int64_t count);
+  ~GroupQuantizer();
+  GroupQuantizer(const GroupQuantizer&) = delete;
+  GroupQuantizer& operator=(const GroupQuantizer&) = delete;
+
+  // A group's frozen parameters (the encoded scale, special-value index, zero point).
+  struct Params {
+    uint32_t enc = 0;  // fp16 bits of the scale or the 8-bit scale code (without index bits)
+    int sv = 0;        // special-value index (RaZeR family)
+    float z = 0;       // asym int zero point
+    float s = 0;       // effective scale, float (search arithmetic)
+    double scale = 0;  // effective scale, exact
+  };
+  // The search over one group's n weights (h: optional importance, as quantize_tensor's).
+  Params choose(const float* x, const float* h, int n) const;
+  // Codes of n values under p, with quantize_tensor's final rounding; values[i] (optional)
+  // receives each code's dequantized value (exact, float64).
+  void quantize(const Params& p, const float* x, int n, uint8_t* codes, double* values) const;
+  float tensor_scale() const;
+  // A packed tensor from codes [rows, cols] and parameters [rows, groups_per_row] (places the
+  // RaZeR index bits, or the separate index when some fp16 scale is 2 or more; packs zeros).
+  QuantizedTensor assemble(int64_t rows, int64_t cols, const std::vector<uint8_t>& codes,
+                           const std::vector<Params>& params) const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
 // float64 reference dequantization: out [rows, cols]. The oracle for tests and kernels.
 void dequantize_ref(const QuantizedTensor& q, double* out);
 // One row, float64; out [cols].

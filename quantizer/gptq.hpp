@@ -1,0 +1,47 @@
+#pragma once
+// GPTQ (Frantar et al. 2022; IST-DASLab/gptq) for every registry format, torch-free (Eigen).
+//
+// Given W [rows, cols] and the Hessian H = sum_x x x^T [cols, cols] of the layer's inputs, the
+// columns are quantized left to right (or in decreasing diag(H) order with act_order), each
+// column's rounding error fed back into the not-yet-quantized columns through the upper
+// Cholesky factor of H^-1, in blocks of block_size columns (lazy batch updates).
+//
+// Formats: a group's parameters (scale, clip, special value, zero point: the same search as
+// quantize_tensor, weighted by diag(H) of its columns) are chosen when GPTQ reaches the group's
+// first column, on the error-updated weights, then frozen; the error feedback uses the format's
+// own rounding (GroupQuantizer). With act_order the groups stay the natural column groups
+// ("static groups"): their parameters are chosen up front on the original weights.
+//
+// Damping: damp x mean(diag H) is added to the diagonal; when the Cholesky factorisation fails
+// the damping is multiplied by 10 (up to 1e3 x mean(diag H)) and the attempt repeated.
+// Columns with H_ii = 0 (inputs always zero) are "dead": H_ii := 1, their weights quantized as 0.
+#include <cstdint>
+
+#include "quantizer/format.hpp"
+#include "quantizer/quantize.hpp"
+
+namespace razerq::quantizer {
+
+struct GptqOptions {
+  double damp = 0.01;      // fraction of mean(diag H) added to the diagonal
+  int block_size = 128;    // columns per lazy batch
+  bool act_order = false;  // quantize columns by decreasing diag(H) (static groups)
+  bool weighted_search = true;  // diag(H) as the group search's importance
+  SearchOptions search;    // the group search (rule must be kSearch)
+  int threads = 0;         // <= 0: OpenMP's default
+};
+
+struct GptqResult {
+  QuantizedTensor q;
+  double damp_used = 0;    // the damping fraction that made H + damp I positive definite
+  double loss = 0;         // GPTQ's loss: sum over weights of (w - q)^2 / [U]_jj^2 / 2
+  int64_t dead_columns = 0;
+};
+
+// w: [rows, cols] row-major float; h: [cols, cols] row-major float64, symmetric positive
+// semi-definite. Throws kInvalidArgument on bad sizes/values, kMalformedInput when H stays
+// indefinite after the damping escalation.
+GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const double* h, const FormatConfig& cfg,
+                         const GptqOptions& opt = {});
+
+}  // namespace razerq::quantizer
