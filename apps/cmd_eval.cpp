@@ -180,7 +180,7 @@ void set_eval_command(CLI::App& app, GlobalOptions& g) {
       ->check(CLI::IsMember({"gptq", "llamacpp"}))
       ->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
-  c->add_option("--dtype", a->dtype, "fp32, fp16 or bf16 (fp16 needs cuda with libtorch 1.x)")->capture_default_str();
+  c->add_option("--dtype", a->dtype, "fp32, fp16 or bf16 (fp16 on the CPU needs libtorch 2)")->capture_default_str();
   c->add_option("--kl-base", a->kl_base,
                 "Base model (HF directory or packed checkpoint): adds mean KL(base || model), top-1 agreement and the "
                 "perplexity difference, window by window");

@@ -17,8 +17,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -166,11 +166,10 @@ int main(int argc, char** argv) {
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%s: %lld layers, hidden %lld, %.2f GB %s, %.1f s\n", out.c_str(), static_cast<long long>(L),
                 static_cast<long long>(H), total_bytes / 1e9, dtype.c_str(), sec);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    std::error_code ec;
+    remove_tree(out + ".partial", ec);  // nothing half-written stays behind
     return 1;
   }
   return 0;
