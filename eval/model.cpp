@@ -40,9 +40,13 @@ std::string c10_message(const c10::Error& e) {
 }
 
 struct Linear {
-  torch::Tensor w;  // [out, in]
-  torch::Tensor b;  // [out] or undefined
-  torch::Tensor operator()(const torch::Tensor& x) const { return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w); }
+  torch::Tensor w;   // [out, in]
+  torch::Tensor b;   // [out] or undefined
+  std::string name;  // checkpoint prefix, e.g. "model.layers.0.self_attn.q_proj"
+  torch::Tensor operator()(const torch::Tensor& x, const LinearHook* hook = nullptr) const {
+    if (hook && *hook) (*hook)(name, x);
+    return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
+  }
 };
 
 struct Norm {
@@ -90,7 +94,14 @@ struct Model::Impl {
   torch::Tensor rms_norm(const torch::Tensor& x, const Norm& n) const;
   torch::Tensor layer_norm(const torch::Tensor& x, const Norm& n) const;
   torch::Tensor attention(const Layer& L, size_t li, const torch::Tensor& x, const torch::Tensor& cos,
-                          const torch::Tensor& sin, KVCache* cache) const;
+                          const torch::Tensor& sin, KVCache* cache, const LinearHook* hook = nullptr) const;
+  // forward() in pieces (also the calibration API of Model: embed / layer / head).
+  torch::Tensor check_ids(const torch::Tensor& ids) const;
+  torch::Tensor embed_tokens(const torch::Tensor& ids, int64_t p0) const;
+  void rope_tables(int64_t p0, int64_t T, torch::ScalarType dt, torch::Tensor& cos, torch::Tensor& sin) const;
+  torch::Tensor layer_forward(size_t li, torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
+                              KVCache* cache, const LinearHook* hook) const;
+  torch::Tensor head(torch::Tensor h) const;
   int64_t attention_chunk(int64_t rows, int64_t Tk, int64_t T) const;
   torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
 };
@@ -148,6 +159,7 @@ torch::Tensor Model::Impl::load(const WeightSource& src, const std::string& name
 
 Linear Model::Impl::load_linear(const WeightSource& src, const std::string& prefix, int64_t out, int64_t in, bool bias) {
   Linear l;
+  l.name = prefix;
   l.w = load(src, prefix + ".weight", {out, in});
   if (bias) l.b = load(src, prefix + ".bias", {out});
   return l;
@@ -246,13 +258,13 @@ int64_t Model::Impl::attention_chunk(int64_t rows, int64_t Tk, int64_t T) const 
 }
 
 torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Tensor& x, const torch::Tensor& cos,
-                                      const torch::Tensor& sin, KVCache* cache) const {
+                                      const torch::Tensor& sin, KVCache* cache, const LinearHook* hook) const {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim, g = nh / nkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const bool llama = cfg.arch == Arch::kLlama;
 
-  torch::Tensor q = L.q(x);
+  torch::Tensor q = L.q(x, hook);
   const int64_t window = L.sliding ? cfg.sliding_window : 0;
   // The fused kernel (CUDA, libtorch >= 2): full causal windows and one-token decode steps;
   // a cached prefix with several new tokens or a sliding window take the eager path.
@@ -260,8 +272,8 @@ torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Ten
   const bool fused = kFusedAttentionAvailable && opt.fused_attention && x.is_cuda() && window == 0 && (cached == 0 || T == 1);
   if (!llama && !fused) q = q * scale;  // OPT scales the queries before the product (as transformers does)
   q = q.view({B, T, nh, hd}).transpose(1, 2);          // [B, nh, T, hd]
-  torch::Tensor k = L.k(x).view({B, T, nkv, hd}).transpose(1, 2);  // [B, nkv, T, hd]
-  torch::Tensor v = L.v(x).view({B, T, nkv, hd}).transpose(1, 2);
+  torch::Tensor k = L.k(x, hook).view({B, T, nkv, hd}).transpose(1, 2);  // [B, nkv, T, hd]
+  torch::Tensor v = L.v(x, hook).view({B, T, nkv, hd}).transpose(1, 2);
   if (llama) {
     auto rope = [&](const torch::Tensor& t) {
       const int64_t h = hd / 2;
@@ -293,7 +305,7 @@ torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Ten
     }
     // Default scale 1/sqrt(head_dim); causal when the queries are the whole window.
     torch::Tensor o = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/T > 1);
-    return L.o(o.transpose(1, 2).reshape({B, T, nh * hd}));
+    return L.o(o.transpose(1, 2).reshape({B, T, nh * hd}), hook);
   }
 #endif
 
@@ -340,10 +352,10 @@ torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Ten
   }
   if (!out.defined()) out = single;
   out = out.view({B, nh, T, hd}).transpose(1, 2).reshape({B, T, nh * hd});
-  return L.o(out);
+  return L.o(out, hook);
 }
 
-torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) const {
+torch::Tensor Model::Impl::check_ids(const torch::Tensor& ids_in) const {
   if (ids_in.dim() != 2)
     throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "ids must be [batch, time], got %lld dims",
                 static_cast<long long>(ids_in.dim()));
@@ -352,30 +364,17 @@ torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) 
   const int64_t B = ids_in.size(0), T = ids_in.size(1);
   if (B == 0 || T == 0) throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "ids is empty");
   torch::Tensor ids = ids_in.to(opt.device, torch::kLong);
-  {
-    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-    if (lo < 0 || hi >= cfg.vocab_size)
-      throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "token id %lld outside [0, %lld)",
-                  static_cast<long long>(lo < 0 ? lo : hi), static_cast<long long>(cfg.vocab_size));
-  }
-  int64_t p0 = 0;
-  if (cache) {
-    p0 = cache->length;
-    if (p0 > 0 && !cache->k.empty() && cache->k[0].defined() && cache->k[0].size(0) != B)
-      throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "batch %lld does not match the cache's %lld",
-                  static_cast<long long>(B), static_cast<long long>(cache->k[0].size(0)));
-  }
+  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (lo < 0 || hi >= cfg.vocab_size)
+    throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "token id %lld outside [0, %lld)",
+                static_cast<long long>(lo < 0 ? lo : hi), static_cast<long long>(cfg.vocab_size));
+  return ids;
+}
 
+torch::Tensor Model::Impl::embed_tokens(const torch::Tensor& ids, int64_t p0) const {
+  const int64_t T = ids.size(1);
   torch::Tensor h = torch::embedding(embed, ids);  // [B, T, E]
-  torch::Tensor cos, sin;
-  if (cfg.arch == Arch::kLlama) {
-    // RoPE tables in float64, rounded once to the model dtype: [T, head_dim], halves repeated.
-    torch::Tensor pos = torch::arange(p0, p0 + T, torch::TensorOptions().dtype(torch::kFloat64)).unsqueeze(1);
-    torch::Tensor ang = pos * inv_freq.unsqueeze(0);
-    ang = torch::cat({ang, ang}, -1);
-    cos = ang.cos().to(opt.device, h.scalar_type());
-    sin = ang.sin().to(opt.device, h.scalar_type());
-  } else {
+  if (cfg.arch != Arch::kLlama) {
     if (p0 + T > cfg.max_position_embeddings)
       throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward",
                   "positions up to %lld exceed max_position_embeddings %lld (OPT has learned positions)",
@@ -385,30 +384,44 @@ torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) 
                                       torch::TensorOptions().dtype(torch::kLong).device(opt.device));
     h = h + torch::embedding(positions, pos).unsqueeze(0);
   }
+  return h;
+}
 
-  for (size_t li = 0; li < layers.size(); ++li) {
-    const Layer& L = layers[li];
-    if (cfg.arch == Arch::kLlama) {
-      h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache);
-      torch::Tensor m = rms_norm(h, L.ln2);
-      h = h + L.down(torch::silu(L.gate(m)) * L.up(m));
-    } else {
-      const bool pre = cfg.do_layer_norm_before;
-      const bool aff = cfg.layer_norm_affine;
-      auto ln = [&](const torch::Tensor& x, const Norm& n) {
-        return aff ? layer_norm(x, n) : torch::layer_norm(x, {cfg.hidden_size}, {}, {}, cfg.norm_eps);
-      };
-      torch::Tensor a = attention(L, li, pre ? ln(h, L.ln1) : h, cos, sin, cache);
-      h = h + a;
-      if (!pre) h = ln(h, L.ln1);
-      torch::Tensor f = L.fc1(pre ? ln(h, L.ln2) : h);
-      f = cfg.activation == "gelu" ? torch::gelu(f) : torch::relu(f);
-      h = h + L.fc2(f);
-      if (!pre) h = ln(h, L.ln2);
-    }
+void Model::Impl::rope_tables(int64_t p0, int64_t T, torch::ScalarType dt, torch::Tensor& cos, torch::Tensor& sin) const {
+  if (cfg.arch != Arch::kLlama) return;
+  // RoPE tables in float64, rounded once to the model dtype: [T, head_dim], halves repeated.
+  torch::Tensor pos = torch::arange(p0, p0 + T, torch::TensorOptions().dtype(torch::kFloat64)).unsqueeze(1);
+  torch::Tensor ang = pos * inv_freq.unsqueeze(0);
+  ang = torch::cat({ang, ang}, -1);
+  cos = ang.cos().to(opt.device, dt);
+  sin = ang.sin().to(opt.device, dt);
+}
+
+torch::Tensor Model::Impl::layer_forward(size_t li, torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
+                                         KVCache* cache, const LinearHook* hook) const {
+  const Layer& L = layers[li];
+  if (cfg.arch == Arch::kLlama) {
+    h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache, hook);
+    torch::Tensor m = rms_norm(h, L.ln2);
+    torch::Tensor gate = L.gate(m, hook);
+    return h + L.down(torch::silu(gate) * L.up(m, hook), hook);
   }
-  if (cache) cache->length = p0 + T;
+  const bool pre = cfg.do_layer_norm_before;
+  const bool aff = cfg.layer_norm_affine;
+  auto ln = [&](const torch::Tensor& x, const Norm& n) {
+    return aff ? layer_norm(x, n) : torch::layer_norm(x, {cfg.hidden_size}, {}, {}, cfg.norm_eps);
+  };
+  torch::Tensor a = attention(L, li, pre ? ln(h, L.ln1) : h, cos, sin, cache, hook);
+  h = h + a;
+  if (!pre) h = ln(h, L.ln1);
+  torch::Tensor f = L.fc1(pre ? ln(h, L.ln2) : h, hook);
+  f = cfg.activation == "gelu" ? torch::gelu(f) : torch::relu(f);
+  h = h + L.fc2(f, hook);
+  if (!pre) h = ln(h, L.ln2);
+  return h;
+}
 
+torch::Tensor Model::Impl::head(torch::Tensor h) const {
   if (cfg.arch == Arch::kLlama) {
     h = rms_norm(h, final_norm);
   } else {
@@ -417,6 +430,24 @@ torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) 
     if (project_out.w.defined()) h = project_out(h);
   }
   return lm_head(h).to(torch::kFloat32);
+}
+
+torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) const {
+  const torch::Tensor ids = check_ids(ids_in);
+  const int64_t B = ids.size(0), T = ids.size(1);
+  int64_t p0 = 0;
+  if (cache) {
+    p0 = cache->length;
+    if (p0 > 0 && !cache->k.empty() && cache->k[0].defined() && cache->k[0].size(0) != B)
+      throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "batch %lld does not match the cache's %lld",
+                  static_cast<long long>(B), static_cast<long long>(cache->k[0].size(0)));
+  }
+  torch::Tensor h = embed_tokens(ids, p0);
+  torch::Tensor cos, sin;
+  rope_tables(p0, T, h.scalar_type(), cos, sin);
+  for (size_t li = 0; li < layers.size(); ++li) h = layer_forward(li, h, cos, sin, cache, nullptr);
+  if (cache) cache->length = p0 + T;
+  return head(h);
 }
 
 // ---- Model --------------------------------------------------------------------------------
@@ -523,6 +554,52 @@ torch::Tensor Model::forward(const torch::Tensor& ids, KVCache* cache) const {
     throw_error(ErrorKind::kInternal, impl_->path, "libtorch failed in forward (%s on %s): %s", dtype_label(impl_->opt.dtype),
                 impl_->opt.device.str().c_str(), c10_message(e).c_str());
   }
+}
+
+torch::Tensor Model::embed(const torch::Tensor& ids) const {
+  torch::NoGradGuard no_grad;
+  return impl_->embed_tokens(impl_->check_ids(ids), 0);
+}
+
+torch::Tensor Model::layer(int64_t i, const torch::Tensor& hidden, const LinearHook& hook) const {
+  if (i < 0 || i >= num_layers())
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "layer %lld (the model has %lld)", static_cast<long long>(i),
+                static_cast<long long>(num_layers()));
+  if (hidden.dim() != 3 || hidden.size(2) != impl_->cfg.hidden_size)
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "hidden states must be [batch, time, %lld]",
+                static_cast<long long>(impl_->cfg.hidden_size));
+  torch::NoGradGuard no_grad;
+  const torch::Tensor h = hidden.to(impl_->opt.device, impl_->opt.dtype);
+  torch::Tensor cos, sin;
+  impl_->rope_tables(0, h.size(1), h.scalar_type(), cos, sin);
+  return impl_->layer_forward(static_cast<size_t>(i), h, cos, sin, nullptr, hook ? &hook : nullptr);
+}
+
+torch::Tensor Model::head(const torch::Tensor& hidden) const {
+  torch::NoGradGuard no_grad;
+  return impl_->head(hidden.to(impl_->opt.device, impl_->opt.dtype));
+}
+
+int64_t Model::num_layers() const { return static_cast<int64_t>(impl_->layers.size()); }
+
+std::vector<std::string> Model::layer_linears(int64_t i) const {
+  if (i < 0 || i >= num_layers())
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "layer %lld (the model has %lld)", static_cast<long long>(i),
+                static_cast<long long>(num_layers()));
+  const auto& L = impl_->layers[static_cast<size_t>(i)];
+  if (impl_->cfg.arch == Arch::kLlama) return {L.q.name, L.k.name, L.v.name, L.o.name, L.gate.name, L.up.name, L.down.name};
+  return {L.q.name, L.k.name, L.v.name, L.o.name, L.fc1.name, L.fc2.name};
+}
+
+void Model::set_tensor(const std::string& name, const torch::Tensor& value) {
+  auto it = impl_->tensors.find(name);
+  if (it == impl_->tensors.end())
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "the model has no tensor '%s'", name.c_str());
+  if (!value.sizes().equals(it->second.sizes()))
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "tensor '%s': new value of shape %s (expected %s)", name.c_str(),
+                formats::shape_string(value.sizes().vec()).c_str(), formats::shape_string(it->second.sizes().vec()).c_str());
+  torch::NoGradGuard no_grad;
+  it->second.copy_(value);  // the layers hold the same storage
 }
 
 torch::Tensor Model::tensor(const std::string& name) const {

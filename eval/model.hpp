@@ -18,6 +18,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,10 @@
 #include "eval/weight_source.hpp"
 
 namespace razerq::eval {
+
+// Called with a linear layer's checkpoint prefix ("model.layers.3.mlp.up_proj") and its input
+// [B, T, in] each time the layer runs (activation capture for calibration).
+using LinearHook = std::function<void(const std::string& name, const torch::Tensor& input)>;
 
 struct ModelOptions {
   torch::ScalarType dtype = torch::kFloat32;  // kFloat32, kFloat16 or kBFloat16
@@ -86,6 +91,20 @@ class Model {
   // Same, continuing the sequences in `cache` (positions cache->length ...), which it
   // extends; nullptr = no cache. Batch size must match the cache's.
   torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
+
+  // The forward in pieces, for calibration (sequential, layer-by-layer quantization):
+  // head(layer(n-1, ... layer(0, embed(ids)))) equals forward(ids) (positions 0 .. T-1, no cache).
+  // embed: token (and OPT position) embeddings [B, T, hidden]; layer: decoder block i, calling
+  // `hook` with each linear's input; head: final norm, projections and LM head (float32 logits).
+  torch::Tensor embed(const torch::Tensor& ids) const;
+  torch::Tensor layer(int64_t i, const torch::Tensor& hidden, const LinearHook& hook = nullptr) const;
+  torch::Tensor head(const torch::Tensor& hidden) const;
+  int64_t num_layers() const;
+  // The checkpoint prefixes of block i's linears, in the order the forward runs them.
+  std::vector<std::string> layer_linears(int64_t i) const;
+  // Overwrites a loaded tensor in place (e.g. a linear's weight by its quantized value):
+  // same shape, converted to the model dtype and device; unknown names or shapes throw.
+  void set_tensor(const std::string& name, const torch::Tensor& value);
 
   // A loaded tensor by its checkpoint name (model dtype, model device), e.g.
   // "model.layers.0.self_attn.q_proj.weight"; for a packed checkpoint the dequantized matrix.

@@ -86,6 +86,44 @@ TEST_P(EvalSynthetic, LogitsMatchFloat64Reference) {
   }
 }
 
+// The calibration API: embed -> layer(i) -> head equals forward bit for bit; the hook sees every
+// linear of a block, in layer_linears order, with its input; set_tensor changes the forward and
+// restoring the weight restores it exactly.
+TEST_P(EvalSynthetic, PiecesHooksAndSetTensor) {
+  test::TempDir tmp;
+  const json cfg = GetParam().cfg();
+  write_model(tmp.str("m"), cfg, 5);
+  Model model = Model::load(tmp.str("m"));
+  const int64_t T = 13;
+  torch::Tensor ids = torch::stack({torch::tensor(random_ids(T, cfg["vocab_size"], 8)),
+                                    torch::tensor(random_ids(T, cfg["vocab_size"], 9))});
+  const torch::Tensor full = model.forward(ids);
+  torch::Tensor h = model.embed(ids);
+  std::vector<std::string> seen;
+  for (int64_t i = 0; i < model.num_layers(); ++i) {
+    seen.clear();
+    h = model.layer(i, h, [&](const std::string& name, const torch::Tensor& x) {
+      seen.push_back(name);
+      EXPECT_EQ(x.dim(), 3);
+      EXPECT_EQ(x.size(0), 2);
+      EXPECT_EQ(x.size(1), T);
+      EXPECT_EQ(x.size(2), model.tensor(name + ".weight").size(1)) << name;
+    });
+    EXPECT_EQ(seen, model.layer_linears(i)) << "layer " << i;
+  }
+  EXPECT_TRUE(torch::equal(model.head(h), full)) << GetParam().name;
+
+  const std::string w = model.layer_linears(0).back() + ".weight";
+  const torch::Tensor orig = model.tensor(w).clone();
+  model.set_tensor(w, torch::zeros_like(orig));
+  EXPECT_FALSE(torch::equal(model.forward(ids), full));
+  model.set_tensor(w, orig);
+  EXPECT_TRUE(torch::equal(model.forward(ids), full));
+  EXPECT_EQ(test::catch_error([&] { model.set_tensor(w, torch::zeros({3, 3})); }).kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(test::catch_error([&] { model.set_tensor("nope.weight", orig); }).kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(test::catch_error([&] { model.layer(model.num_layers(), h); }).kind(), ErrorKind::kInvalidArgument);
+}
+
 TEST_P(EvalSynthetic, KvCacheEqualsFullForward) {
   test::TempDir tmp;
   const json cfg = GetParam().cfg();
