@@ -1,0 +1,99 @@
+#include "calib/gptq_sequential.hpp"
+
+#include <torch/types.h>
+
+#include <chrono>
+#include <set>
+
+#include "common/error.hpp"
+
+namespace razerq::calib {
+
+namespace {
+
+// The groups of a block's linears, in GPTQ's true-sequential order (by the linears' role).
+std::vector<std::vector<std::string>> sequential_groups(const std::vector<std::string>& lin) {
+  auto role = [](const std::string& n) { return n.substr(n.rfind('.') + 1); };
+  std::vector<std::vector<std::string>> g;
+  std::vector<std::string> qkv;
+  for (const auto& n : lin) {
+    const std::string r = role(n);
+    if (r == "q_proj" || r == "k_proj" || r == "v_proj") qkv.push_back(n);
+  }
+  if (!qkv.empty()) g.push_back(qkv);
+  for (const char* one : {"o_proj", "out_proj"})
+    for (const auto& n : lin)
+      if (role(n) == one) g.push_back({n});
+  std::vector<std::string> gu;
+  for (const auto& n : lin)
+    if (role(n) == "gate_proj" || role(n) == "up_proj") gu.push_back(n);
+  if (!gu.empty()) g.push_back(gu);
+  for (const char* one : {"down_proj", "fc1", "fc2"})
+    for (const auto& n : lin)
+      if (role(n) == one) g.push_back({n});
+  size_t count = 0;
+  for (const auto& x : g) count += x.size();
+  if (count != lin.size()) throw_error(ErrorKind::kInternal, "gptq_sequential", "unexpected linear names in a block");
+  return g;
+}
+
+}  // namespace
+
+std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& model,
+                                                                  const std::vector<std::vector<int32_t>>& windows,
+                                                                  const quantizer::FormatConfig& cfg,
+                                                                  const SequentialOptions& opt) {
+  if (windows.empty()) throw_error(ErrorKind::kInvalidArgument, "gptq_sequential", "no calibration windows");
+  const auto t0 = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  // Hidden states entering block 0, one tensor per batch of windows.
+  std::vector<torch::Tensor> hidden;
+  const int64_t B = std::max<int64_t>(1, opt.batch);
+  for (size_t i = 0; i < windows.size(); i += static_cast<size_t>(B)) {
+    std::vector<torch::Tensor> rows;
+    for (size_t j = i; j < std::min(windows.size(), i + static_cast<size_t>(B)); ++j)
+      rows.push_back(torch::tensor(std::vector<int64_t>(windows[j].begin(), windows[j].end())));
+    hidden.push_back(model.embed(torch::stack(rows)));
+  }
+
+  std::map<std::string, quantizer::QuantizedTensor> out;
+  const int64_t L = model.num_layers();
+  for (int64_t li = 0; li < L; ++li) {
+    for (const std::vector<std::string>& group : sequential_groups(model.layer_linears(li))) {
+      const std::set<std::string> names(group.begin(), group.end());
+      // One Hessian per distinct input (q/k/v and gate/up share theirs): keyed by the first name.
+      std::map<std::string, torch::Tensor> hess;
+      const eval::LinearHook hook = [&](const std::string& name, const torch::Tensor& x) {
+        if (!names.count(name)) return;
+        torch::Tensor x2 = x.reshape({-1, x.size(-1)}).to(torch::kFloat64);
+        torch::Tensor& h = hess[name];
+        if (!h.defined()) h = torch::zeros({x2.size(1), x2.size(1)}, x2.options());
+        h.addmm_(x2.t(), x2);
+      };
+      for (const torch::Tensor& h : hidden) model.layer(li, h, hook);
+      for (const std::string& name : group) {
+        const torch::Tensor H = hess.at(name).cpu().contiguous();
+        const std::string wname = name + ".weight";
+        const torch::Tensor W = model.tensor(wname).to(torch::kCPU, torch::kFloat32).contiguous();
+        quantizer::GptqResult r = quantizer::gptq_quantize(W.data_ptr<float>(), W.size(0), W.size(1),
+                                                           H.data_ptr<double>(), cfg, opt.gptq);
+        torch::Tensor deq = torch::empty({W.size(0), W.size(1)}, torch::kFloat64);
+        quantizer::dequantize_ref(r.q, deq.data_ptr<double>());
+        model.set_tensor(wname, deq);
+        if (opt.progress) {
+          SequentialProgress p;
+          p.layer = li, p.layers = L, p.tensor = wname;
+          p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          p.damp_used = r.damp_used, p.loss = r.loss;
+          opt.progress(p);
+        }
+        out.emplace(wname, std::move(r.q));
+      }
+    }
+    // The next block's inputs: this block's outputs with its quantized weights.
+    for (torch::Tensor& h : hidden) h = model.layer(li, h);
+  }
+  return out;
+}
+
+}  // namespace razerq::calib

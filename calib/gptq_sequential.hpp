@@ -1,0 +1,44 @@
+#pragma once
+// Sequential, layer-by-layer GPTQ over a libtorch model (issue: calibrated stages). Built only
+// with libtorch (razerq_calib then links razerq_eval).
+//
+// Block by block: the calibration windows are run through the blocks already quantized (their
+// weights replaced by the dequantized GPTQ result), so each block is calibrated on the inputs it
+// will see. Inside a block, "true sequential" as GPTQ does: [q, k, v] -> [o] -> [gate, up] ->
+// [down] (OPT: [q, k, v] -> [out] -> [fc1] -> [fc2]); each group's Hessian H = sum x x^T is
+// accumulated (float64) from the inputs its linears receive after the earlier groups of the
+// block were quantized. Activations stay on the model's device, one block's worth.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "eval/model.hpp"
+#include "quantizer/gptq.hpp"
+
+namespace razerq::calib {
+
+struct SequentialProgress {
+  int64_t layer = 0, layers = 0;
+  std::string tensor;   // the linear just quantized
+  double seconds = 0;   // since the start
+  double damp_used = 0;
+  double loss = 0;      // GPTQ's loss of this tensor
+};
+
+struct SequentialOptions {
+  quantizer::GptqOptions gptq;
+  int64_t batch = 1;  // windows per forward
+  std::function<void(const SequentialProgress&)> progress;
+};
+
+// Quantizes every linear of the model's decoder blocks; returns name + ".weight" -> packed
+// tensor. The model's weights are left replaced by the dequantized results (so the model then
+// evaluates as the quantized checkpoint would). windows: [n][seqlen] token ids.
+std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& model,
+                                                                  const std::vector<std::vector<int32_t>>& windows,
+                                                                  const quantizer::FormatConfig& cfg,
+                                                                  const SequentialOptions& opt = {});
+
+}  // namespace razerq::calib

@@ -1,0 +1,66 @@
+// Sequential GPTQ over a real model (calib/gptq_sequential.hpp): stories260K calibrated on C4
+// train crops, evaluated on WikiText-2 windows, against round-to-nearest packed checkpoints of
+// the same format. The returned packed tensors are what the model now computes with.
+#include <gtest/gtest.h>
+#include <torch/types.h>
+
+#include <cstdio>
+
+#include "calib/datasets.hpp"
+#include "calib/gptq_sequential.hpp"
+#include "calib/tokenizer.hpp"
+#include "eval/model.hpp"
+#include "eval/perplexity.hpp"
+#include "formats/quantize_model.hpp"
+#include "quantizer/format.hpp"
+#include "tests/eval/eval_test_util.hpp"
+
+namespace razerq::eval {
+namespace {
+
+using namespace razerq::eval::testing;
+
+constexpr const char* kStories = "models/stories260K/hf";
+
+TEST(GptqSequential, Stories260KBeatsRoundToNearest) {
+  RAZERQ_REQUIRE_DATA(kStories);
+  const std::string dir = test::data_path(kStories);
+  const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(dir);
+  const std::vector<std::vector<int32_t>> cal = calib::calibration_windows("c4", 32, 256, 0, *tok, test::data_dir());
+  const calib::EvalSet wiki = calib::gptq_eval_set("wikitext2", *tok, 512, test::data_dir());
+  const Windows win(wiki.windows.begin(), wiki.windows.begin() + 120);
+  EvalOptions eo;
+  eo.batch_size = 16;
+  const double ppl_base = perplexity(Model::load(dir), win, eo).ppl;
+  for (const auto& [fmt, bits] : {std::pair<const char*, int>{"razer", 3}, {"int", 3}, {"razer", 4}}) {
+    SCOPED_TRACE(std::string(fmt) + std::to_string(bits));
+    const quantizer::FormatConfig cfg = quantizer::make_format_config(fmt, bits, 128);
+    test::TempDir tmp;
+    formats::QuantizeJob job;
+    job.model_dir = dir;
+    job.out_dir = tmp.str("rtn");
+    job.cfg = cfg;
+    job.checksums = false;
+    formats::quantize_model(job, [](const formats::TensorProgress&) {});
+    const double ppl_rtn = perplexity(Model::load(job.out_dir), win, eo).ppl;
+
+    Model model = Model::load(dir);
+    calib::SequentialOptions so;
+    so.batch = 8;
+    const auto q = calib::gptq_sequential(model, cal, cfg, so);
+    EXPECT_EQ(q.size(), 35u);  // 5 layers x 7 linears
+    const double ppl_gptq = perplexity(model, win, eo).ppl;
+    std::printf("  stories260K %s%d/g128, 120 wikitext2 windows of 512: fp32 %.3f, RTN %.3f, GPTQ %.3f\n", fmt, bits,
+                ppl_base, ppl_rtn, ppl_gptq);
+    // What the model computes with is exactly the packed result (dequantized, rounded to fp32).
+    for (const auto& [name, qt] : q) {
+      torch::Tensor want = torch::empty({qt.rows, qt.cols}, torch::kFloat64);
+      quantizer::dequantize_ref(qt, want.data_ptr<double>());
+      EXPECT_TRUE(torch::equal(model.tensor(name), want.to(torch::kFloat32))) << name;
+    }
+    EXPECT_LT(ppl_gptq, ppl_rtn);
+  }
+}
+
+}  // namespace
+}  // namespace razerq::eval
