@@ -2,9 +2,12 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "apps/commands.hpp"
+#include "apps/gptq_stage.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "formats/quantize_model.hpp"
@@ -41,6 +44,8 @@ struct QuantizeArgs {
   int bits = 0, group = 0, threads = 0;
   bool asym = false, force = false, compare = false, lm_head = false, no_range_aware = false, no_checksums = false;
   std::vector<std::string> skip;
+  bool gptq = false;
+  GptqStageArgs g;
 };
 
 void run_quantize(const QuantizeArgs& a, const GlobalOptions& g) {
@@ -58,6 +63,19 @@ void run_quantize(const QuantizeArgs& a, const GlobalOptions& g) {
   job.force = a.force;
   job.threads = a.threads;
   job.checksums = !a.no_checksums;
+  std::map<std::string, quantizer::QuantizedTensor> gptq_tensors;
+  if (a.gptq) {
+#if defined(RAZERQ_HAS_EVAL)
+    if (job.search.rule != quantizer::Rule::kSearch)
+      throw_error(ErrorKind::kInvalidArgument, "--gptq", "GPTQ chooses group parameters with the search (not --rule reference)");
+    if (!a.force && std::filesystem::exists(a.out))
+      throw_error(ErrorKind::kInvalidArgument, a.out, "exists (use --force to replace it)");  // before a long calibration
+    gptq_tensors = run_gptq_stage(a.model, job.cfg, job.search, a.g, g.quiet, &job.extra_quantization);
+    job.precomputed = &gptq_tensors;
+#else
+    throw_error(ErrorKind::kUnsupported, "--gptq", "this razerq was built without libtorch (GPTQ runs the model)");
+#endif
+  }
   if (!g.quiet)
     std::fprintf(stderr, "quantizing %s -> %s as %s (rule %s)\n", a.model.c_str(), a.out.c_str(), job.cfg.label().c_str(),
                  a.rule.c_str());
@@ -117,6 +135,20 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g) {
   c->add_option("-t,--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_flag("--force", a->force, "Replace OUT if it exists");
   c->add_flag("--no-checksums", a->no_checksums, "Skip the SHA-256 of the source files in the manifest");
+  c->add_flag("--gptq", a->gptq, "GPTQ, layer by layer on calibration data (needs libtorch); the LM head stays round-to-nearest");
+  c->add_option("--calib", a->g.calib, "GPTQ calibration source: c4 (train excerpt), wikitext2-valid, or a .txt/.jsonl file")
+      ->capture_default_str();
+  c->add_option("--nsamples", a->g.nsamples, "GPTQ calibration windows")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--calib-seqlen", a->g.seqlen, "GPTQ calibration window length")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  c->add_option("--seed", a->g.seed, "Calibration sampling seed (Python's random, as GPTQ)")->capture_default_str();
+  c->add_option("--damp", a->g.damp, "GPTQ damping, fraction of mean(diag H); raised x10 when Cholesky fails")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_flag("--act-order", a->g.act_order, "GPTQ: columns by decreasing diag(H), static groups");
+  c->add_option("--gptq-block", a->g.block_size, "GPTQ lazy-batch block size")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--device", a->g.device, "Where the calibration forward runs: cpu, cuda, cuda:N")->capture_default_str();
+  c->add_option("--calib-batch", a->g.batch, "Calibration windows per forward")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--data-dir", a->g.data_dir, "Calibration data (default $RAZERQ_DATA or ../shared/data)");
   c->callback([a, &g] { run_quantize(*a, g); });
 }
 

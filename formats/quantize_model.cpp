@@ -104,7 +104,16 @@ QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(
       file.read_float(ti, buf.data());
       quantizer::QuantizedTensor q;
       try {
-        q = quantizer::quantize_tensor(buf.data(), rows, cols, job.cfg, job.search, nullptr, job.threads);
+        const auto* pre = job.precomputed && job.precomputed->count(name) ? &job.precomputed->at(name) : nullptr;
+        if (pre) {
+          q = *pre;
+          if (q.rows != rows || q.cols != cols || q.cfg.label() != job.cfg.label() || q.cfg.special_values != job.cfg.special_values)
+            throw_error(ErrorKind::kInternal, "", "precomputed tensor is %s [%lld, %lld] (expected %s [%lld, %lld])",
+                        q.cfg.label().c_str(), static_cast<long long>(q.rows), static_cast<long long>(q.cols),
+                        job.cfg.label().c_str(), static_cast<long long>(rows), static_cast<long long>(cols));
+        } else {
+          q = quantizer::quantize_tensor(buf.data(), rows, cols, job.cfg, job.search, nullptr, job.threads);
+        }
       } catch (const Error& e) {
         throw Error(e.kind(), file.path() + ": tensor '" + name + "'", e.message());
       }
@@ -154,6 +163,7 @@ QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(
                       {"quantize_lm_head", job.quantize_lm_head}};
   if (!job.cfg.special_values.empty()) q["special_values"] = job.cfg.special_values;
   if (job.search.rule == quantizer::Rule::kReference) q["reference_rule"] = quantizer::reference_rule_description(job.cfg);
+  for (const auto& [k, v] : job.extra_quantization.items()) q[k] = v;
   header["quantization"] = q;
   header["producer"] = "razerq";
   writer.finish(header);

@@ -2,6 +2,8 @@
 // The quantize pipeline: a Hugging Face checkpoint in, a packed checkpoint out, streamed
 // tensor by tensor (peak memory about one tensor in float32 plus its packed output).
 #include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
 #include <vector>
@@ -23,6 +25,11 @@ struct QuantizeJob {
   bool force = false;                // replace an existing output directory
   int threads = 0;                   // <= 0: all cores
   bool checksums = true;             // SHA-256 of the source files in the manifest
+  // Tensors quantized beforehand (e.g. by GPTQ), by name: stored as they are instead of being
+  // searched (shape and format must match the job's); the others are quantized as usual.
+  const std::map<std::string, quantizer::QuantizedTensor>* precomputed = nullptr;
+  // Merged into the manifest's "quantization" object (e.g. "stages", "calibration").
+  nlohmann::json extra_quantization = nlohmann::json::object();
 };
 
 // Which tensors are quantized: 2-D floating-point "*.weight" tensors of linear layers; never

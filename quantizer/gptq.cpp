@@ -133,6 +133,7 @@ GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const doubl
   }
   res.loss = loss;
   res.q = gq.assemble(rows, cols, codes, params);
+  compute_stats(res.q, w, nthreads);  // against the weights given (not the error-updated ones)
   return res;
 }
 

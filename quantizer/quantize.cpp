@@ -701,6 +701,15 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
 
   if (opt.rule == Rule::kSearch) return q;
   // Reference rule: statistics from the packed tensor itself, in float64.
+  compute_stats(q, w, nthreads);
+  return q;
+}
+
+void compute_stats(QuantizedTensor& q, const float* w, int threads) {
+  const int64_t rows = q.rows, cols = q.cols;
+  const FormatConfig& cfg = q.cfg;
+  const ScaleKind kind = cfg.spec().scale_kind;
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
   double sse = 0, ssq = 0;
   std::array<int64_t, 4> hist{};
   int64_t sv_w = 0;
@@ -739,7 +748,6 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
   q.stats.ssq = ssq;
   q.stats.sv_groups = hist;
   q.stats.sv_weights = sv_w;
-  return q;
 }
 
 // --- GroupQuantizer -------------------------------------------------------------------

@@ -101,6 +101,10 @@ class GroupQuantizer {
   Impl* impl_;
 };
 
+// Fills q.stats (squared error against w [rows, cols], special-value histograms) from the
+// packed tensor itself, in float64. threads <= 0: all.
+void compute_stats(QuantizedTensor& q, const float* w, int threads = 0);
+
 // float64 reference dequantization: out [rows, cols]. The oracle for tests and kernels.
 void dequantize_ref(const QuantizedTensor& q, double* out);
 // One row, float64; out [cols].

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/file.hpp"
 #include "quantizer/format.hpp"
 #include "tests/test_util.hpp"
 
@@ -184,5 +185,33 @@ TEST(CliEval, BadInputsNameTheProblem) {
   EXPECT_EQ(r.code, 0);
   for (const char* opt : {"--ppl", "--seqlen", "--convention", "--device", "--kl-base", "--batch", "--data-dir"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+}
+// razerq quantize --gptq: calibration recorded in the manifest; the checkpoint evaluates better
+// than round-to-nearest at 3 bits (tests/eval/test_gptq_sequential.cpp has the library figures).
+TEST(CliEval, QuantizeGptqRecordsCalibrationAndBeatsRtn) {
+  const std::string model = razerq::test::data_path("models/stories260K/hf");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "no " << model;
+  razerq::test::TempDir tmp;
+  Result r = run_cli("-q quantize " + model + " -o " + tmp.str("g") +
+                     " --format razer --bits 3 --gptq --nsamples 32 --calib-seqlen 256 --calib-batch 8");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json m = nlohmann::json::parse(razerq::read_file(tmp.str("g") + "/manifest.json"));
+  EXPECT_EQ(m["quantization"]["stages"], nlohmann::json::array({"gptq"}));
+  EXPECT_EQ(m["quantization"]["calibration"]["source"], "c4");
+  EXPECT_EQ(m["quantization"]["calibration"]["n_samples"], 32);
+  EXPECT_EQ(m["quantization"]["calibration"]["tokens_sha256"].get<std::string>().size(), 64u);
+  r = run_cli("-q quantize " + model + " -o " + tmp.str("r") + " --format razer --bits 3");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto ppl = [&](const std::string& dir) {
+    const Result e = run_cli("eval " + dir + " --ppl wikitext2 --seqlen 512 --max-windows 120 --batch 16 --json -q");
+    EXPECT_EQ(e.code, 0) << e.out;
+    return nlohmann::json::parse(e.out)["results"][0]["ppl"].get<double>();
+  };
+  const double g = ppl(tmp.str("g")), rtn = ppl(tmp.str("r"));
+  std::printf("  stories260K razer3: RTN %.3f, GPTQ %.3f (120 windows of 512)\n", rtn, g);
+  EXPECT_LT(g, rtn);
+  r = run_cli("quantize " + model + " -o " + tmp.str("x") + " --gptq --rule reference");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--gptq"), std::string::npos) << r.out;
 }
 #endif
