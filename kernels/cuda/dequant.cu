@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/dequant_cuda.hpp"
 
@@ -15,19 +16,7 @@ namespace razerq::kernels {
 
 namespace {
 
-[[noreturn]] void cuda_fail(cudaError_t err, const char* call, const char* file, int line) {
-  throw Error(ErrorKind::kInternal, std::string(file) + ":" + std::to_string(line),
-              strprintf("%s failed: %s (%s)", call, cudaGetErrorString(err), cudaGetErrorName(err)));
-}
-
-#define RAZERQ_CUDA(call)                                          \
-  do {                                                             \
-    const cudaError_t err_ = (call);                               \
-    if (err_ != cudaSuccess) cuda_fail(err_, #call, __FILE__, __LINE__); \
-  } while (0)
-
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
+using detail::as_stream;
 using quantizer::ScaleKind;
 
 // --- the registry, at compile time: which (scale kind, bits) pairs exist ------------------

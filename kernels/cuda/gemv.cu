@@ -30,6 +30,7 @@
 #include <cstring>
 
 #include "common/error.hpp"
+#include "kernels/cuda/cuda_check.cuh"
 #include "common/half.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
 
@@ -38,16 +39,6 @@ namespace razerq::kernels {
 namespace {
 
 using quantizer::ScaleKind;
-
-[[noreturn]] void cuda_fail(cudaError_t err, const char* call, const char* file, int line) {
-  throw Error(ErrorKind::kInternal, std::string(file) + ":" + std::to_string(line),
-              strprintf("%s failed: %s (%s)", call, cudaGetErrorString(err), cudaGetErrorName(err)));
-}
-#define RAZERQ_CUDA(call)                                                 \
-  do {                                                                    \
-    const cudaError_t err_ = (call);                                      \
-    if (err_ != cudaSuccess) cuda_fail(err_, #call, __FILE__, __LINE__); \
-  } while (0)
 
 constexpr int kWarps = 8;
 constexpr int kRowsPerBlock = 16;
@@ -345,7 +336,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
       if (spec.has_special && c == grid.special_code) v = w.cfg.special_values[tbl];
       a.table[tbl * 16 + c] = razerq::double_to_fp16(v);
     }
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cudaStream_t s = detail::as_stream(stream);
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
       return w.cfg.asym ? launch_k<ScaleKind::kFp16, true>(a, s) : launch_k<ScaleKind::kFp16, false>(a, s);
