@@ -595,6 +595,23 @@ void add_group_stats(const Grid& grid, const uint8_t* codes, const float* x, int
   }
 }
 
+// A packed tensor of the given shape with every part allocated and zeroed (codes, the scale
+// array of the format's kind, zero points when asym).
+QuantizedTensor zeroed_tensor(const FormatConfig& cfg, int64_t rows, int64_t cols) {
+  QuantizedTensor q;
+  q.cfg = cfg;
+  q.rows = rows;
+  q.cols = cols;
+  q.groups_per_row = (cols + cfg.group - 1) / cfg.group;
+  q.code_words_per_row = words_per_row(cols, cfg.bits);
+  q.codes.assign(static_cast<size_t>(rows * q.code_words_per_row), 0);
+  const ScaleKind kind = cfg.spec().scale_kind;
+  const size_t ng = static_cast<size_t>(rows * q.groups_per_row);
+  if (kind == ScaleKind::kFp16 || kind == ScaleKind::kFp16Razer) q.scales16.assign(ng, 0); else q.scales8.assign(ng, 0);
+  if (cfg.asym) q.zeros.assign(static_cast<size_t>(rows * q.zero_words_per_row()), 0);
+  return q;
+}
+
 // Stores the special-value index: inside the scale when every scale leaves bits 15 and 14
 // free (fp16 < 2, sign 0), else in the separate per-group byte array (formats/SPEC.md).
 void place_sv_index(QuantizedTensor& q, const std::vector<uint8_t>& sv_of_group) {
@@ -630,18 +647,10 @@ QuantizedTensor quantize_tensor(const float* w, int64_t rows, int64_t cols, cons
 
   // A num_threads clause, not omp_set_num_threads: the caller's setting stays as it was.
   const int nthreads = threads > 0 ? threads : omp_get_max_threads();
-  QuantizedTensor q;
-  q.cfg = cfg;
-  q.rows = rows;
-  q.cols = cols;
-  q.groups_per_row = (cols + cfg.group - 1) / cfg.group;
-  q.code_words_per_row = words_per_row(cols, cfg.bits);
-  q.codes.assign(static_cast<size_t>(rows * q.code_words_per_row), 0);
+  QuantizedTensor q = zeroed_tensor(cfg, rows, cols);
   const ScaleKind kind = cfg.spec().scale_kind;
   const bool s16 = kind == ScaleKind::kFp16 || kind == ScaleKind::kFp16Razer;
   const size_t ng = static_cast<size_t>(rows * q.groups_per_row);
-  if (s16) q.scales16.assign(ng, 0); else q.scales8.assign(ng, 0);
-  if (cfg.asym) q.zeros.assign(static_cast<size_t>(rows * q.zero_words_per_row()), 0);
 
   if (opt.rule == Rule::kReference) {
     reference_pack(w, rows, cols, cfg, q);
@@ -818,20 +827,12 @@ void GroupQuantizer::quantize(const Params& p, const float* x, int n, uint8_t* c
 QuantizedTensor GroupQuantizer::assemble(int64_t rows, int64_t cols, const std::vector<uint8_t>& codes,
                                          const std::vector<Params>& params) const {
   const FormatConfig& cfg = impl_->ctx.cfg;
-  QuantizedTensor q;
-  q.cfg = cfg;
-  q.rows = rows;
-  q.cols = cols;
-  q.groups_per_row = (cols + cfg.group - 1) / cfg.group;
-  q.code_words_per_row = words_per_row(cols, cfg.bits);
+  QuantizedTensor q = zeroed_tensor(cfg, rows, cols);
   const size_t ng = static_cast<size_t>(rows * q.groups_per_row);
   RAZERQ_CHECK(codes.size() == static_cast<size_t>(rows * cols) && params.size() == ng, "assemble: sizes");
   q.tensor_scale = impl_->ctx.tensor_scale;
-  q.codes.assign(static_cast<size_t>(rows * q.code_words_per_row), 0);
   const ScaleKind kind = cfg.spec().scale_kind;
   const bool s16 = kind == ScaleKind::kFp16 || kind == ScaleKind::kFp16Razer;
-  if (s16) q.scales16.assign(ng, 0); else q.scales8.assign(ng, 0);
-  if (cfg.asym) q.zeros.assign(static_cast<size_t>(rows * q.zero_words_per_row()), 0);
   std::vector<uint8_t> sv_of_group(cfg.spec().has_special ? ng : 0);
   std::vector<uint8_t> z8(static_cast<size_t>(q.groups_per_row));
   for (int64_t r = 0; r < rows; ++r) {
