@@ -169,6 +169,14 @@ void BpeTokenizer::split_added(std::string_view text, const Trie& trie,
 
 // ---- pre-tokenization -----------------------------------------------------------------------
 
+uint8_t BpeTokenizer::char_class(uint32_t cp) {
+  uint8_t k = 0;
+  if (unicode::is_letter(cp)) k |= kClassLetter;
+  if (unicode::is_number(cp)) k |= kClassNumber;
+  if (unicode::is_white_space(cp)) k |= kClassSpace;
+  return k;
+}
+
 size_t BpeTokenizer::match_pattern(Pattern pattern, const uint32_t* cp, const uint8_t* cls,
                                    size_t n, size_t i) {
   if (i >= n) return i;
@@ -296,12 +304,8 @@ void BpeTokenizer::pre_tokenize(std::string_view text, size_t stage, EncodeState
     const unicode::Utf8Step step = unicode::decode_utf8(text.substr(i));
     // The text was validated in encode(); keep going safely regardless.
     const uint32_t c = step.valid ? step.cp : unicode::kReplacementChar;
-    uint8_t k = 0;
-    if (unicode::is_letter(c)) k |= kClassLetter;
-    if (unicode::is_number(c)) k |= kClassNumber;
-    if (unicode::is_white_space(c)) k |= kClassSpace;
     buf.cps.push_back(c);
-    buf.classes.push_back(k);
+    buf.classes.push_back(char_class(c));
     buf.offsets.push_back(i);
     i += step.length;
   }

@@ -66,6 +66,8 @@ class BpeTokenizer final : public Tokenizer {
   // matches at position i of a text given as code points and their class flags
   // (kClassLetter, ...), or i when nothing matches there. Public for the unit tests.
   enum : uint8_t { kClassLetter = 1, kClassNumber = 2, kClassSpace = 4 };
+  // The class flags of a code point, as match_pattern expects them.
+  static uint8_t char_class(uint32_t cp);
   static size_t match_pattern(Pattern pattern, const uint32_t* cps, const uint8_t* classes,
                               size_t n, size_t i);
 

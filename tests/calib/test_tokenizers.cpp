@@ -197,9 +197,7 @@ std::vector<std::string> split(BpeTokenizer::Pattern p, const std::string& text)
   for (size_t i = 0; i < text.size();) {
     const unicode::Utf8Step st = unicode::decode_utf8(std::string_view(text).substr(i));
     cps.push_back(st.cp);
-    cls.push_back((unicode::is_letter(st.cp) ? BpeTokenizer::kClassLetter : 0) |
-                  (unicode::is_number(st.cp) ? BpeTokenizer::kClassNumber : 0) |
-                  (unicode::is_white_space(st.cp) ? BpeTokenizer::kClassSpace : 0));
+    cls.push_back(BpeTokenizer::char_class(st.cp));
     offs.push_back(i);
     i += st.length;
   }
