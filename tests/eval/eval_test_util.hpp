@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "formats/quantize_model.hpp"
 #include "formats/safetensors.hpp"
 #include "tests/test_util.hpp"
 
@@ -31,6 +32,19 @@ inline bool have_data(const std::string& rel) { return std::filesystem::exists(t
       GTEST_SKIP() << "no test data at " << ::razerq::test::data_path(rel)                       \
                    << " (../shared/data is missing; set RAZERQ_DATA to a copy)";                 \
   } while (0)
+
+// Quantizes the HF directory `model_dir` into a packed checkpoint `out_dir` (no source
+// checksums, no progress output); returns out_dir.
+inline std::string quantize_packed(const std::string& model_dir, const std::string& out_dir,
+                                   const quantizer::FormatConfig& cfg) {
+  formats::QuantizeJob job;
+  job.model_dir = model_dir;
+  job.out_dir = out_dir;
+  job.cfg = cfg;
+  job.checksums = false;
+  formats::quantize_model(job, [](const formats::TensorProgress&) {});
+  return out_dir;
+}
 
 inline std::vector<int32_t> read_i32_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -169,21 +169,16 @@ TEST(EvalStories260K, PackedRazer4LoadsDequantizesAndEvaluates) {
   RAZERQ_REQUIRE_DATA(kStories);
   RAZERQ_REQUIRE_DATA(kWikiIds);
   test::TempDir tmp;
-  formats::QuantizeJob job;
-  job.model_dir = test::data_path(kStories);
-  job.out_dir = tmp.str("razer4");
-  job.cfg = quantizer::make_format_config("razer", 4, 128);
-  job.checksums = false;
-  formats::quantize_model(job, [](const formats::TensorProgress&) {});
+  const std::string out = quantize_packed(test::data_path(kStories), tmp.str("razer4"), quantizer::make_format_config("razer", 4, 128));
 
   const Model base = Model::load(test::data_path(kStories));
-  const Model q = Model::load(job.out_dir);
+  const Model q = Model::load(out);
   EXPECT_TRUE(q.packed());
   std::printf("  %s\n", q.describe().c_str());
 
   // Every quantized weight equals kernels::dequantize_to_float of its packed tensor; every
   // other tensor equals the base model's.
-  const formats::PackedCheckpoint pc = formats::PackedCheckpoint::open(job.out_dir);
+  const formats::PackedCheckpoint pc = formats::PackedCheckpoint::open(out);
   int64_t nq = 0;
   for (const formats::TensorRecord& r : pc.tensors()) {
     const torch::Tensor got = q.tensor(r.name);
@@ -222,14 +217,9 @@ TEST(EvalLlama14m, PackedRazer4KlOnFirstWindows) {
   RAZERQ_REQUIRE_DATA(kLlama14m);
   RAZERQ_REQUIRE_DATA(kWikiIds);
   test::TempDir tmp;
-  formats::QuantizeJob job;
-  job.model_dir = test::data_path(kLlama14m);
-  job.out_dir = tmp.str("razer4");
-  job.cfg = quantizer::make_format_config("razer", 4, 128);
-  job.checksums = false;
-  formats::quantize_model(job, [](const formats::TensorProgress&) {});
+  const std::string out = quantize_packed(test::data_path(kLlama14m), tmp.str("razer4"), quantizer::make_format_config("razer", 4, 128));
   const Model base = Model::load(test::data_path(kLlama14m));
-  const Model q = Model::load(job.out_dir);
+  const Model q = Model::load(out);
   EXPECT_EQ(q.quantized_tensors(), 56);  // 8 layers x 7 linears; embeddings and lm_head kept
 
   const Windows win = split_windows(read_i32_file(test::data_path(kWikiIds)), 2048, 6);  // 6 of the 397 windows

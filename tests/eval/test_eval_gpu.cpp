@@ -87,13 +87,7 @@ class EvalGpuPackedRazer4 : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!torch::cuda::is_available() || !have_data(kLlama14m)) return;
     tmp_ = new test::TempDir();
-    formats::QuantizeJob job;
-    job.model_dir = test::data_path(kLlama14m);
-    job.out_dir = tmp_->str("razer4");
-    job.cfg = quantizer::make_format_config("razer", 4, 128);
-    job.checksums = false;
-    formats::quantize_model(job, [](const formats::TensorProgress&) {});
-    dir_ = job.out_dir;
+    dir_ = quantize_packed(test::data_path(kLlama14m), tmp_->str("razer4"), quantizer::make_format_config("razer", 4, 128));
   }
   static void TearDownTestSuite() {
     delete tmp_;

@@ -36,13 +36,7 @@ TEST(GptqSequential, Stories260KBeatsRoundToNearest) {
     SCOPED_TRACE(std::string(fmt) + std::to_string(bits));
     const quantizer::FormatConfig cfg = quantizer::make_format_config(fmt, bits, 128);
     test::TempDir tmp;
-    formats::QuantizeJob job;
-    job.model_dir = dir;
-    job.out_dir = tmp.str("rtn");
-    job.cfg = cfg;
-    job.checksums = false;
-    formats::quantize_model(job, [](const formats::TensorProgress&) {});
-    const double ppl_rtn = perplexity(Model::load(job.out_dir), win, eo).ppl;
+    const double ppl_rtn = perplexity(Model::load(quantize_packed(dir, tmp.str("rtn"), cfg)), win, eo).ppl;
 
     Model model = Model::load(dir);
     calib::SequentialOptions so;
