@@ -24,6 +24,11 @@ using nlohmann::json;
 using Weights = std::map<std::string, torch::Tensor>;  // float64, CPU
 using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
+// Paths under the data directory shared by the eval test files.
+inline constexpr const char* kStories = "models/stories260K/hf";
+inline constexpr const char* kLlama14m = "models/llama-14m";
+inline constexpr const char* kGreedy = "golden/stories260K_greedy200.txt";
+
 inline bool have_data(const std::string& rel) { return std::filesystem::exists(test::data_path(rel)); }
 
 #define RAZERQ_REQUIRE_DATA(rel)                                                                  \

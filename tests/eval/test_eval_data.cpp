@@ -35,11 +35,8 @@ namespace {
 
 using namespace razerq::eval::testing;
 
-constexpr const char* kStories = "models/stories260K/hf";
-constexpr const char* kLlama14m = "models/llama-14m";
 constexpr const char* kWikiIds = "golden/token_ids/tok512.wikitext2.sentencepiece.i32";
 constexpr const char* kRefLogits = "golden/stories260K_ref_logits.safetensors";
-constexpr const char* kGreedy = "golden/stories260K_greedy200.txt";
 constexpr const char* kStoriesGolden = "golden/stories260K_and_tokenizers_golden_hf.json";
 
 // Goldens (../shared/data/golden): stories260K_and_tokenizers_golden_hf.json and

@@ -32,10 +32,7 @@ namespace {
 
 using namespace razerq::eval::testing;
 
-constexpr const char* kLlama14m = "models/llama-14m";
-constexpr const char* kStories = "models/stories260K/hf";
 constexpr const char* kGolden = "golden/llama-14m.golden_hf.json";
-constexpr const char* kGreedy = "golden/stories260K_greedy200.txt";
 
 #define RAZERQ_REQUIRE_CUDA()                                                                   \
   do {                                                                                         \

@@ -20,8 +20,6 @@ namespace {
 
 using namespace razerq::eval::testing;
 
-constexpr const char* kStories = "models/stories260K/hf";
-
 TEST(GptqSequential, Stories260KBeatsRoundToNearest) {
   RAZERQ_REQUIRE_DATA(kStories);
   const std::string dir = test::data_path(kStories);
