@@ -10,15 +10,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "calib/datasets.hpp"
 #include "calib/tokenizer.hpp"
 #include "common/error.hpp"
+#include "common/file.hpp"
+#include "common/json.hpp"
 #include "eval/model.hpp"
 #include "eval/perplexity.hpp"
 #include "formats/hf_checkpoint.hpp"
@@ -44,14 +44,6 @@ constexpr const char* kStoriesGolden = "golden/stories260K_and_tokenizers_golden
 constexpr double kStoriesWiki512 = 122.372895;
 constexpr double kLlama14mWiki2048 = 10.150151411704826;
 constexpr int64_t kWikiIdCount = 815066;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 
 void print_progress(const EvalProgress& p) {
   if (p.windows_done == p.windows_total || p.windows_done % 200 == 0)
@@ -111,7 +103,7 @@ TEST(EvalStories260K, Greedy200MatchesLlama2c) {
   // dlopen'ed shim: calib/NOTES.md).
   const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kStories));
   const std::string text = tok->decode(std::vector<int32_t>(out.begin(), out.end()));
-  const std::string golden = read_text(test::data_path(kGreedy));
+  const std::string golden = read_file(test::data_path(kGreedy));
   EXPECT_EQ(text, golden);
   std::printf("  greedy 200 tokens: %zu bytes, golden %zu bytes, %s\n", text.size(), golden.size(),
               text == golden ? "identical" : "DIFFERENT");
@@ -144,7 +136,7 @@ TEST(EvalStories260K, PerplexityWikitext2Seqlen512) {
 TEST(EvalStories260K, PtbPtbNewC4NewSeqlen512MatchGoldens) {
   RAZERQ_REQUIRE_DATA(kStories);
   RAZERQ_REQUIRE_DATA(kStoriesGolden);
-  const nlohmann::json golden = nlohmann::json::parse(read_text(test::data_path(kStoriesGolden)))["stories260K_ppl"];
+  const nlohmann::json golden = read_json_object(test::data_path(kStoriesGolden))["stories260K_ppl"];
   const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kStories));
   const Model model = Model::load(test::data_path(kStories));
   for (const auto& [ours, theirs] : {std::pair<const char*, const char*>{"ptb", "ptb"}, {"ptb-new", "ptb-new"}, {"c4-new", "c4"}}) {

@@ -9,14 +9,13 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "calib/datasets.hpp"
 #include "calib/tokenizer.hpp"
+#include "common/file.hpp"
 #include "common/json.hpp"
 #include "eval/model.hpp"
 #include "eval/perplexity.hpp"
@@ -184,10 +183,7 @@ TEST(EvalGpuStories260K, Greedy200OnCuda) {
     token = next;
   }
   const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kStories));
-  std::ifstream in(test::data_path(kGreedy), std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  EXPECT_EQ(tok->decode(out), ss.str());
+  EXPECT_EQ(tok->decode(out), read_file(test::data_path(kGreedy)));
 }
 
 }  // namespace
