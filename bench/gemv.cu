@@ -1,7 +1,8 @@
 // bench_gemv: the fused-dequant GEMV (kernels/cuda/gemv_cuda.hpp) against cuBLAS fp16 at the
 // issue's shapes, M = 1, 2, 4, 8, 16. Rotating sets of weights larger than L2 (>= 200 MB per
 // measurement), CUDA events around batches of launches, the median of 15 batches.
-//   bench_gemv [--formats razer,int] [--shapes all|small] [--json FILE]
+//   bench_gemv [--formats razer,int,razer:bits:s2] [--shapes all|small] [--json FILE]
+// Suffixes force the decoder (":table", ":bits") or the blocks in flight per warp (":s1", ":s2").
 // Prints the measured copy bandwidth (device-to-device cudaMemcpy, read + write bytes) and a
 // table: microseconds, and our time as a % of the floor "bytes we must read / copy bandwidth".
 #include <cublas_v2.h>
@@ -143,7 +144,7 @@ int main(int argc, char** argv) {
   if (js) std::fprintf(js, "{\"copy_gbs\": %.1f, \"rows\": [\n", copy_gbs);
   bool first_row = true;
 
-  std::printf("\n%-12s %-13s %3s %10s %7s %10s %8s\n", "format", "N x K", "M", "ours us", "% BW", "cuBLAS us", "speedup");
+  std::printf("\n%-24s %-13s %3s %10s %7s %10s %8s\n", "format", "N x K", "M", "ours us", "% BW", "cuBLAS us", "speedup");
   for (const auto& shape : shapes) {
     const int64_t N = shape.first, K = shape.second;
     // cuBLAS fp16 weights, rotated.
@@ -175,7 +176,14 @@ int main(int argc, char** argv) {
     }
     for (void* p : w16) CK(cudaFree(p));
 
-    for (const std::string& f : formats) {
+    for (const std::string& entry : formats) {
+      // "razer:table", "razer:bits", "int:s1": force the decoder or the stage count.
+      const size_t colon = entry.find(':');
+      const std::string f = entry.substr(0, colon), opts = colon == std::string::npos ? "" : entry.substr(colon);
+      kernels::set_gemv_decoder(opts.find(":table") != std::string::npos ? kernels::GemvDecoder::kTable
+                                : opts.find(":bits") != std::string::npos ? kernels::GemvDecoder::kBits
+                                                                          : kernels::GemvDecoder::kAuto);
+      kernels::set_gemv_stages(opts.find(":s1") != std::string::npos ? 1 : opts.find(":s2") != std::string::npos ? 2 : 0);
       const bool asym = f == "int-asym";
       const std::string fname = asym ? "int" : f;
       const auto& spec = quantizer::format_spec(fname);
@@ -186,6 +194,7 @@ int main(int argc, char** argv) {
       const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
       std::vector<kernels::DeviceTensor> ws;
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
+      const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]);
       for (int M : Ms) {
         int idx = 0;
         const double us = median_us(
@@ -195,11 +204,11 @@ int main(int argc, char** argv) {
             },
             50);
         const double floor_us = (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3);
-        std::printf("%-12s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx\n", cfg.label().c_str(), static_cast<long long>(N),
+        std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx\n", name.c_str(), static_cast<long long>(N),
                     static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
         if (js)
           std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f}",
-                       first_row ? "" : ",\n", cfg.label().c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
+                       first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
                        100.0 * floor_us / us, cublas_us[M]);
         first_row = false;
       }

@@ -3,11 +3,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <climits>
 #include <cstring>
 #include <utility>
 
 #include "common/error.hpp"
+#include "common/half.hpp"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/dequant_cuda.hpp"
@@ -152,6 +154,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     codes = o.codes, scales16 = o.scales16, scales8 = o.scales8, zeros = o.zeros, sv_index = o.sv_index;
     tensor_scale = o.tensor_scale;
     scales_fit_fp16 = o.scales_fit_fp16;
+    max_inner_scale = o.max_inner_scale;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
@@ -214,6 +217,29 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.zeros = static_cast<const uint32_t*>(at(3));
   t.sv_index = static_cast<const uint8_t*>(at(4));
   t.tensor_scale = q.tensor_scale;
+  double mx = 0;
+  switch (spec.scale_kind) {
+    case ScaleKind::kFp16:
+      for (uint16_t h : q.scales16) mx = std::max(mx, std::fabs(fp16_to_double(h)));
+      break;
+    case ScaleKind::kFp16Razer:
+      for (uint16_t h : q.scales16)  // 14-bit scales beside the special-value index, unless separate
+        mx = std::max(mx, std::fabs(fp16_to_double(static_cast<uint16_t>(q.sv_index.empty() ? h & 0x3fffu : h))));
+      break;
+    case ScaleKind::kE8M0:
+      for (uint8_t b : q.scales8) mx = std::max(mx, b == 255 ? HUGE_VAL : std::ldexp(1.0, b - 127));
+      break;
+    case ScaleKind::kE8M0Razer:
+      for (uint8_t b : q.scales8) mx = std::max(mx, std::ldexp(1.0, static_cast<int>(b & 63) - 31));
+      break;
+    case ScaleKind::kE4M3Tensor:
+      for (uint8_t b : q.scales8) mx = std::max(mx, std::fabs(quantizer::e4m3_to_double(b)));
+      break;
+    case ScaleKind::kE3M3RazerTensor:
+      for (uint8_t b : q.scales8) mx = std::max(mx, quantizer::e3m3_to_double(static_cast<uint8_t>(b & 63)));
+      break;
+  }
+  t.max_inner_scale = mx;
   if (spec.scale_kind == ScaleKind::kE8M0 || spec.scale_kind == ScaleKind::kE8M0Razer) {
     const bool razer = spec.scale_kind == ScaleKind::kE8M0Razer;
     for (uint8_t b : q.scales8) {

@@ -39,6 +39,9 @@ struct DeviceTensor {
   // Every group scale is representable as an fp16 (always for fp16 kinds; MX kinds: exponents
   // -24 .. 15), which the fused GEMV needs (gemv_cuda.hpp). Set by upload().
   bool scales_fit_fp16 = true;
+  // The largest inner group scale (fp16/2^e/E4M3/E3M3, without the tensor scale); the fused
+  // GEMV folds the 2^14 of its E2M1 bit decode into the scale when this is below 4. Set by upload().
+  double max_inner_scale = 0;
   void* storage = nullptr;  // the owning allocation
   size_t storage_bytes = 0;
 

@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstring>
 
 #include "common/error.hpp"
@@ -56,6 +57,7 @@ struct GemvArgs {
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
+  uint32_t special[kTables];     // kE2M1 RaZeR: half2 of (special value x 2^-14) ^ -0, per table
 };
 
 __device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: do not keep in L1
@@ -129,41 +131,90 @@ __device__ __forceinline__ uint32_t lds16(uint32_t addr) {
   return v;
 }
 
-// One A register: the two nibbles of byte `sh / 8` of q, looked up, joined, zero-shifted,
-// scaled. `tb` is the shared-memory address of the group's 16-entry fp16 table (32-byte
-// aligned, so the nibble's byte offset is OR-ed in): each lookup is one shift, one LOP3 and one
-// LDS.U16; q2 = q << 1 saves the shift of the low nibble of byte 0. The four tables of the
-// RaZeR kinds fill the 32 banks once, so lanes reading different tables never conflict.
-template <bool ASYM>
-__device__ __forceinline__ uint32_t decode_pair(uint32_t q, uint32_t q2, int sh, uint32_t tb, __half2 scale,
-                                                __half2 zero) {
-  const uint32_t lo = lds16(((q2 >> sh) & 0x1eu) | tb);
-  const uint32_t hi = lds16(((q >> (sh + 3)) & 0x1eu) | tb);
-  __half2 v = u2h(__byte_perm(lo, hi, 0x5410));
-  if constexpr (ASYM) v = __hsub2(v, zero);
-  return h2u(__hmul2(v, scale));
+__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t mask, uint32_t bits) {  // (a & mask) | bits
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(mask), "r"(bits));
+  return r;
 }
 
 // Per lane and 128-column block: the decoded group parameters of one weight row.
 struct RowGroup {
   __half2 scale[2];  // columns 0..15 and 16..31 of the lane's 32 (equal unless G16)
-  __half2 zero[2];
-  uint32_t tb[2];    // shared address of the value table
+  __half2 zero[2];   // kLut asym: the zero point; kInt4: 1024 + 8 (sym) or 1024 + zero (asym)
+  uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: the special value
 };
 
-template <ScaleKind K, bool ASYM, bool G16>
+// Pair i (0..3) of a code word q holds codes i and i + 4 (columns 8w + i and 8w + i + 4 of
+// the word's 8), as one half2 of decoded, scaled weights. Three decoders:
+//  kLut:  each code indexes the group's 16-entry fp16 table in shared memory (any 4-bit grid).
+//  kInt4: (q >> 4i) & 0x000f000f | 0x6400 6400 is the half2 (1024 + c_i, 1024 + c_i+4); minus
+//         1024 + 8 (sym) or 1024 + zero (asym) is the exact integer, times the scale.
+//  kE2M1: the code's sign to bit 15, its 3 magnitude bits to bits 11..9: the fp16 of the E2M1
+//         value times 2^-14 (subnormals included, exactly); the 2^14 is folded into the scale
+//         (PRE, when every scale is below 4) or applied by one more exact HMUL2. RaZeR: the -0
+//         code (8) decodes to -0 and is replaced by the group's special value (x 2^-14): a
+//         per-word mask of the 8-codes (3 instructions per word), spread to the pair's halves by
+//         PRMT's sign replication, and one LOP3.
+enum class Decode { kLut, kInt4, kE2M1 };
+
+template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE>
+__device__ __forceinline__ uint32_t decode_pair(uint32_t q, uint32_t is8, int i, uint32_t tb, __half2 scale,
+                                                __half2 zero) {
+  __half2 v;
+  if constexpr (DEC == Decode::kLut) {
+    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0x1eu : (q >> (4 * i - 1)) & 0x1eu) | tb);
+    const uint32_t hi = lds16(((q >> (4 * i + 15)) & 0x1eu) | tb);
+    v = u2h(__byte_perm(lo, hi, 0x5410));
+    if constexpr (ASYM) v = __hsub2(v, zero);
+  } else if constexpr (DEC == Decode::kInt4) {
+    v = __hsub2(u2h(lop3_and_or(q >> (4 * i), 0x000f000fu, 0x64006400u)), zero);
+  } else {
+    const uint32_t u = q << (12 - 4 * i);
+    uint32_t b = (u & 0x80008000u) | ((u >> 3) & 0x0e000e00u);
+    if constexpr (SPECIAL) {
+      // is8 (odd codes) / is8 << 4 (even codes) carry code j's flag in bit 7 of byte j / 2.
+      // (__byte_perm ignores bit 3 of the selector nibbles: PRMT's sign replication needs asm.)
+      uint32_t m;
+      asm("prmt.b32 %0, %1, 0, %2;" : "=r"(m) : "r"(i & 1 ? is8 : is8 << 4), "r"(i < 2 ? 0xaa88u : 0xbb99u));
+      b ^= m & tb;
+    }
+    v = u2h(b);
+    if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
+  }
+  return h2u(__hmul2(v, scale));
+}
+
+// Bit 3 of each code that is 8 (RaZeR's remapped -0), 0 elsewhere: ((c & 7) + 7) has bit 3
+// set iff c & 7 != 0, with no carry out of the nibble.
+__device__ __forceinline__ uint32_t code8_flags(uint32_t q) {
+  const uint32_t a = (q & 0x77777777u) + 0x77777777u;
+  return ~a & q & 0x88888888u;
+}
+
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE>
 __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0, const Group& g1, int n, bool ok,
                                               int col, uint32_t lut_addr) {
   RowGroup r;
-  r.scale[0] = u2h(g0.scale | (g0.scale << 16));
-  r.scale[1] = G16 ? u2h(g1.scale | (g1.scale << 16)) : r.scale[0];
-  r.tb[0] = lut_addr | g0.table;
-  r.tb[1] = G16 ? (lut_addr | g1.table) : r.tb[0];
-  r.zero[0] = r.zero[1] = __float2half2_rn(0.f);
+  __half2 s0 = u2h(g0.scale | (g0.scale << 16)), s1 = u2h(g1.scale | (g1.scale << 16));
+  if constexpr (DEC == Decode::kE2M1 && PRE) {
+    s0 = __hmul2(s0, __float2half2_rn(16384.f));
+    if constexpr (G16) s1 = __hmul2(s1, __float2half2_rn(16384.f));
+  }
+  r.scale[0] = s0;
+  r.scale[1] = G16 ? s1 : s0;
+  if constexpr (DEC == Decode::kE2M1) {
+    r.tb[0] = a.special[g0.table >> 5];
+    r.tb[1] = G16 ? a.special[g1.table >> 5] : r.tb[0];
+  } else {
+    r.tb[0] = lut_addr | g0.table;
+    r.tb[1] = G16 ? (lut_addr | g1.table) : r.tb[0];
+  }
+  r.zero[0] = r.zero[1] = DEC == Decode::kInt4 ? u2h(0x64086408u) : __float2half2_rn(0.f);
   if constexpr (ASYM) {
     const int gl = col >> a.group_shift;
     const uint32_t zw = ok ? a.zeros[static_cast<int64_t>(n) * a.zero_words + (gl >> 3)] : 0u;
-    r.zero[0] = r.zero[1] = __half2half2(__uint2half_rn((zw >> ((gl & 7) * 4)) & 15u));
+    const uint32_t z = (zw >> ((gl & 7) * 4)) & 15u;
+    r.zero[0] = r.zero[1] = DEC == Decode::kInt4 ? u2h((0x6400u | z) * 0x10001u) : __half2half2(__uint2half_rn(z));
   }
   return r;
 }
@@ -171,15 +222,22 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // The tensor-core product is taken transposed, y^T = W . x^T: A = 16 weight rows (decoded),
 // B = x^T (M <= 8 columns per mma; a second mma for rows 8..15 of x), so no operand is padded
 // with zeros for small M. Lane = 4 g + t holds weight rows n0 + g and n0 + g + 8 and x row g
-// (and g + 8), columns 32 t .. 32 t + 31 of each 128-block.
+// (and g + 8), columns 32 t .. 32 t + 31 of each 128-block. Step s = 2 w + h of the block
+// takes pairs 2h, 2h + 1 of code word w (columns 8w + {2h, 2h + 4} in k-slots 2t, 2t + 1 and
+// 8w + {2h + 1, 2h + 5} in slots 2t + 8, 2t + 9); x's half2 words are permuted to match by PRMT.
 // MT = 1: M <= 8; MT = 2: M <= 16. G16: 16-column groups (two per lane and block).
-template <ScaleKind K, bool ASYM, int MT, bool G16>
+// Pipeline: each warp keeps kStages (1 or 2) blocks of codes and group parameters in flight.
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
+  constexpr bool SPECIAL = DEC == Decode::kE2M1 && (K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer ||
+                                                    K == ScaleKind::kE3M3RazerTensor);
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
   __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  if (tid < kTables * 16) lut[tid] = a.table[tid];
-  __syncthreads();
+  if (DEC == Decode::kLut) {
+    if (tid < kTables * 16) lut[tid] = a.table[tid];
+    __syncthreads();
+  }
   const uint32_t lut_addr = static_cast<uint32_t>(__cvta_generic_to_shared(lut));  // 128-byte aligned
 
   const int g = lane >> 2, t = lane & 3;
@@ -193,8 +251,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   const uint16_t* x1 = a.x + static_cast<int64_t>(m1_ok ? g + 8 : 0) * a.K;
 
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
-  // Software pipeline: the weights and group scales of the next block this warp takes are
-  // loaded before the current block is decoded.
   auto load_q = [&](const uint32_t* w, bool ok, int kb) {
     return ok && kb < kblocks ? ld_stream(w + kb * 16 + t * 4) : make_uint4(0, 0, 0, 0);
   };
@@ -202,48 +258,64 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     const int64_t gi = static_cast<int64_t>(n) * a.groups_per_row + ((kb * 128 + t * 32) >> a.group_shift) + second;
     return ok && kb < kblocks ? load_group<K>(a, gi) : Group{0, 0};
   };
-  uint4 qA_next = load_q(wA, okA, warp), qB_next = load_q(wB, okB, warp);
-  Group gA0n = load_g(nA, okA, warp, 0), gB0n = load_g(nB, okB, warp, 0);
-  Group gA1n = G16 ? load_g(nA, okA, warp, 1) : gA0n, gB1n = G16 ? load_g(nB, okB, warp, 1) : gB0n;
-  for (int kb = warp; kb < kblocks; kb += kWarps) {
-    const uint4 qA = qA_next, qB = qB_next;
-    const Group gA0 = gA0n, gA1 = gA1n, gB0 = gB0n, gB1 = gB1n;
-    qA_next = load_q(wA, okA, kb + kWarps);
-    qB_next = load_q(wB, okB, kb + kWarps);
-    gA0n = load_g(nA, okA, kb + kWarps, 0);
-    gB0n = load_g(nB, okB, kb + kWarps, 0);
-    if constexpr (G16) {
-      gA1n = load_g(nA, okA, kb + kWarps, 1);
-      gB1n = load_g(nB, okB, kb + kWarps, 1);
-    }
-    const int col = kb * 128 + t * 32;  // first of this lane's 32 columns
-    const RowGroup rA = row_group<K, ASYM, G16>(a, gA0, gA1, nA, okA, col, lut_addr);
-    const RowGroup rB = row_group<K, ASYM, G16>(a, gB0, gB1, nB, okB, col, lut_addr);
-    // x: 32 halves of row g (and g + 8) at these columns, as 16 half2 pairs.
-    uint32_t xa[16], xb[16];
+  uint4 qa[kStages], qb[kStages];
+  Group ga0[kStages], gb0[kStages], ga1[kStages], gb1[kStages];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint4 v = m0_ok ? __ldg(reinterpret_cast<const uint4*>(x0 + col) + i) : make_uint4(0, 0, 0, 0);
-      xa[4 * i] = v.x, xa[4 * i + 1] = v.y, xa[4 * i + 2] = v.z, xa[4 * i + 3] = v.w;
-      if constexpr (MT == 2) {
-        const uint4 u = m1_ok ? __ldg(reinterpret_cast<const uint4*>(x1 + col) + i) : make_uint4(0, 0, 0, 0);
-        xb[4 * i] = u.x, xb[4 * i + 1] = u.y, xb[4 * i + 2] = u.z, xb[4 * i + 3] = u.w;
+  for (int s = 0; s < kStages; ++s) {
+    const int kb = warp + s * kWarps;
+    qa[s] = load_q(wA, okA, kb), qb[s] = load_q(wB, okB, kb);
+    ga0[s] = load_g(nA, okA, kb, 0), gb0[s] = load_g(nB, okB, kb, 0);
+    if constexpr (G16) ga1[s] = load_g(nA, okA, kb, 1), gb1[s] = load_g(nB, okB, kb, 1);
+  }
+  for (int kb0 = warp; kb0 < kblocks; kb0 += kStages * kWarps) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      const int kb = kb0 + s * kWarps;
+      if (kb >= kblocks) break;
+      const int col = kb * 128 + t * 32;  // first of this lane's 32 columns
+      // x: 32 halves of row g (and g + 8) at these columns, as 16 half2 words.
+      uint32_t xa[16], xb[16];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint4 v = m0_ok ? __ldg(reinterpret_cast<const uint4*>(x0 + col) + i) : make_uint4(0, 0, 0, 0);
+        xa[4 * i] = v.x, xa[4 * i + 1] = v.y, xa[4 * i + 2] = v.z, xa[4 * i + 3] = v.w;
+        if constexpr (MT == 2) {
+          const uint4 u = m1_ok ? __ldg(reinterpret_cast<const uint4*>(x1 + col) + i) : make_uint4(0, 0, 0, 0);
+          xb[4 * i] = u.x, xb[4 * i + 1] = u.y, xb[4 * i + 2] = u.z, xb[4 * i + 3] = u.w;
+        }
       }
-    }
-    const uint32_t wa[4] = {qA.x, qA.y, qA.z, qA.w}, wb[4] = {qB.x, qB.y, qB.z, qB.w};
+      const uint4 qA = qa[s], qB = qb[s];
+      const Group gA0 = ga0[s], gB0 = gb0[s];
+      const Group gA1 = G16 ? ga1[s] : gA0, gB1 = G16 ? gb1[s] : gB0;
+      const int kn = kb + kStages * kWarps;
+      qa[s] = load_q(wA, okA, kn), qb[s] = load_q(wB, okB, kn);
+      ga0[s] = load_g(nA, okA, kn, 0), gb0[s] = load_g(nB, okB, kn, 0);
+      if constexpr (G16) ga1[s] = load_g(nA, okA, kn, 1), gb1[s] = load_g(nB, okB, kn, 1);
+
+      const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE>(a, gA0, gA1, nA, okA, col, lut_addr);
+      const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE>(a, gB0, gB1, nB, okB, col, lut_addr);
+      const uint32_t wa[4] = {qA.x, qA.y, qA.z, qA.w}, wb[4] = {qB.x, qB.y, qB.z, qB.w};
 #pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
-      const uint32_t qa2 = wa[w] << 1, qb2 = wb[w] << 1;
+      for (int w = 0; w < 4; ++w) {
+        const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
+        const uint32_t fa = SPECIAL ? code8_flags(wa[w]) : 0u, fb = SPECIAL ? code8_flags(wb[w]) : 0u;
+        // x words of columns 8w .. 8w + 7 regrouped as (i, i + 4) pairs.
+        uint32_t xp[4], xq[4];
+        xp[0] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x5410), xp[1] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x7632);
+        xp[2] = __byte_perm(xa[4 * w + 1], xa[4 * w + 3], 0x5410), xp[3] = __byte_perm(xa[4 * w + 1], xa[4 * w + 3], 0x7632);
+        if constexpr (MT == 2) {
+          xq[0] = __byte_perm(xb[4 * w], xb[4 * w + 2], 0x5410), xq[1] = __byte_perm(xb[4 * w], xb[4 * w + 2], 0x7632);
+          xq[2] = __byte_perm(xb[4 * w + 1], xb[4 * w + 3], 0x5410), xq[3] = __byte_perm(xb[4 * w + 1], xb[4 * w + 3], 0x7632);
+        }
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int step = 2 * w + h;  // columns 4 step .. 4 step + 3 of the lane's 32
-        const uint32_t a0 = decode_pair<ASYM>(wa[w], qa2, 16 * h, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
-        const uint32_t a1 = decode_pair<ASYM>(wb[w], qb2, 16 * h, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
-        const uint32_t a2 = decode_pair<ASYM>(wa[w], qa2, 16 * h + 8, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
-        const uint32_t a3 = decode_pair<ASYM>(wb[w], qb2, 16 * h + 8, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
-        mma16816(acc0, a0, a1, a2, a3, xa[2 * step], xa[2 * step + 1]);
-        if constexpr (MT == 2) mma16816(acc1, a0, a1, a2, a3, xb[2 * step], xb[2 * step + 1]);
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wa[w], fa, 2 * h, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
+          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wb[w], fb, 2 * h, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
+          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wa[w], fa, 2 * h + 1, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
+          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wb[w], fb, 2 * h + 1, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
+          mma16816(acc0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
+          if constexpr (MT == 2) mma16816(acc1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
+        }
       }
     }
   }
@@ -269,20 +341,74 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
 
 constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
 
-template <ScaleKind K, bool ASYM>
-void launch_k(const GemvArgs& a, cudaStream_t s) {
+template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S>
+void launch_s(const GemvArgs& a, cudaStream_t s) {
   const dim3 grid((a.N + kRowsPerBlock - 1) / kRowsPerBlock), block(kWarps * 32);
-  const bool g16 = a.group_shift == 4;
   if constexpr (is_tensor_kind(K)) {  // NV kinds: the group is 16
-    if (a.M <= 8) gemv_kernel<K, ASYM, 1, true><<<grid, block, 0, s>>>(a);
-    else gemv_kernel<K, ASYM, 2, true><<<grid, block, 0, s>>>(a);
+    if (a.M <= 8) gemv_kernel<K, ASYM, 1, true, DEC, PRE, S><<<grid, block, 0, s>>>(a);
+    else gemv_kernel<K, ASYM, 2, true, DEC, PRE, S><<<grid, block, 0, s>>>(a);
   } else {
-    if (g16) throw_error(ErrorKind::kUnsupported, "gemv_fp16_cuda", "group 16 is supported for the NV kinds only");
-    if (a.M <= 8) gemv_kernel<K, ASYM, 1, false><<<grid, block, 0, s>>>(a);
-    else gemv_kernel<K, ASYM, 2, false><<<grid, block, 0, s>>>(a);
+    if (a.group_shift == 4) throw_error(ErrorKind::kUnsupported, "gemv_fp16_cuda", "group 16 is supported for the NV kinds only");
+    if (a.M <= 8) gemv_kernel<K, ASYM, 1, false, DEC, PRE, S><<<grid, block, 0, s>>>(a);
+    else gemv_kernel<K, ASYM, 2, false, DEC, PRE, S><<<grid, block, 0, s>>>(a);
   }
   RAZERQ_CUDA(cudaGetLastError());
 }
+
+template <ScaleKind K, bool ASYM, Decode DEC, bool PRE>
+void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
+  if (stages == 2) return launch_s<K, ASYM, DEC, PRE, 2>(a, s);
+  launch_s<K, ASYM, DEC, PRE, 1>(a, s);
+}
+
+template <ScaleKind K, bool ASYM>
+void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stages) {
+  if (dec == Decode::kLut) return launch_d<K, ASYM, Decode::kLut, false>(a, s, stages);
+  if constexpr (K == ScaleKind::kFp16)
+    if (dec == Decode::kInt4) return launch_d<K, ASYM, Decode::kInt4, false>(a, s, stages);
+  if constexpr (!ASYM)
+    if (dec == Decode::kE2M1)
+      return pre ? launch_d<K, false, Decode::kE2M1, true>(a, s, stages)
+                 : launch_d<K, false, Decode::kE2M1, false>(a, s, stages);
+  throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "decoder %d has no kernel for this scale kind", static_cast<int>(dec));
+}
+
+GemvDecoder g_decoder = GemvDecoder::kAuto;
+int g_stages = 0;
+
+// The bit decoder the tensor's grid allows (kInt4: int 4-bit; kE2M1: the E2M1 sign-magnitude
+// grid, the special code 8 if any, special values exact as fp16 x 2^-14), else the table.
+// kAuto keeps the table for nvfp4-razer only: with 16-column groups and E3M3 scales its
+// special-value patch costs more than the lookups (bench/gemv.md, 2026-11-23).
+Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
+  std::memset(special, 0, sizeof(special));
+  if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
+  const quantizer::FormatSpec& spec = w.cfg.spec();
+  if (w.cfg.id == quantizer::FormatId::kInt) return spec.scale_kind == ScaleKind::kFp16 ? Decode::kInt4 : Decode::kLut;
+  if (w.cfg.asym) return Decode::kLut;
+  static constexpr double kE2M1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  for (int c = 0; c < 16; ++c)
+    if (c != grid.special_code && grid.value[c] != (c & 8 ? -1 : 1) * kE2M1[c & 7]) return Decode::kLut;
+  if (spec.has_special) {
+    if (g_decoder == GemvDecoder::kAuto && spec.scale_kind == ScaleKind::kE3M3RazerTensor) return Decode::kLut;
+    if (grid.special_code != 8 || w.cfg.special_values.size() < kTables) return Decode::kLut;
+    for (int i = 0; i < kTables; ++i) {
+      const double v = std::ldexp(w.cfg.special_values[i], -14);
+      const uint16_t h = razerq::double_to_fp16(v);
+      if (razerq::fp16_to_double(h) != v) return Decode::kLut;
+      special[i] = static_cast<uint32_t>(h ^ 0x8000u) * 0x10001u;
+    }
+  } else if (grid.special_code >= 0) {
+    return Decode::kLut;
+  }
+  return Decode::kE2M1;
+}
+
+// One block of codes in flight per warp (prefetched while the current one is decoded) is the
+// fastest at every measured shape once the decode is by bits: two or more take registers that
+// cost more resident warps than they hide latency (bench/gemv.md). Two stay available for
+// measurements (set_gemv_stages).
+int choose_stages() { return g_stages == 2 ? 2 : 1; }
 
 }  // namespace
 
@@ -336,17 +462,36 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
       if (spec.has_special && c == grid.special_code) v = w.cfg.special_values[tbl];
       a.table[tbl * 16 + c] = razerq::double_to_fp16(v);
     }
+  const Decode dec = choose_decoder(w, grid, a.special);
+  const bool pre = w.max_inner_scale < 3.99;  // scale x 2^14 stays an exact fp16
+  const int stages = choose_stages();
   cudaStream_t s = detail::as_stream(stream);
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
-      return w.cfg.asym ? launch_k<ScaleKind::kFp16, true>(a, s) : launch_k<ScaleKind::kFp16, false>(a, s);
-    case ScaleKind::kFp16Razer: return launch_k<ScaleKind::kFp16Razer, false>(a, s);
-    case ScaleKind::kE8M0: return launch_k<ScaleKind::kE8M0, false>(a, s);
-    case ScaleKind::kE8M0Razer: return launch_k<ScaleKind::kE8M0Razer, false>(a, s);
-    case ScaleKind::kE4M3Tensor: return launch_k<ScaleKind::kE4M3Tensor, false>(a, s);
-    case ScaleKind::kE3M3RazerTensor: return launch_k<ScaleKind::kE3M3RazerTensor, false>(a, s);
+      return w.cfg.asym ? launch_k<ScaleKind::kFp16, true>(a, s, dec, pre, stages) : launch_k<ScaleKind::kFp16, false>(a, s, dec, pre, stages);
+    case ScaleKind::kFp16Razer: return launch_k<ScaleKind::kFp16Razer, false>(a, s, dec, pre, stages);
+    case ScaleKind::kE8M0: return launch_k<ScaleKind::kE8M0, false>(a, s, dec, pre, stages);
+    case ScaleKind::kE8M0Razer: return launch_k<ScaleKind::kE8M0Razer, false>(a, s, dec, pre, stages);
+    case ScaleKind::kE4M3Tensor: return launch_k<ScaleKind::kE4M3Tensor, false>(a, s, dec, pre, stages);
+    case ScaleKind::kE3M3RazerTensor: return launch_k<ScaleKind::kE3M3RazerTensor, false>(a, s, dec, pre, stages);
   }
   throw_error(ErrorKind::kUnsupported, where, "scale kind %d has no GEMV traits", static_cast<int>(spec.scale_kind));
+}
+
+void set_gemv_decoder(GemvDecoder d) { g_decoder = d; }
+void set_gemv_stages(int stages) { g_stages = stages; }
+
+const char* gemv_decoder_name(const DeviceTensor& w) {
+  if (!gemv_supported(w)) return "unsupported";
+  uint32_t special[kTables];
+  const Decode dec = choose_decoder(w, quantizer::base_grid(w.cfg), special);
+  const bool two = choose_stages() == 2;
+  switch (dec) {
+    case Decode::kInt4: return two ? "int4-bits/2" : "int4-bits/1";
+    case Decode::kE2M1: return two ? "e2m1-bits/2" : "e2m1-bits/1";
+    case Decode::kLut: break;
+  }
+  return two ? "table/2" : "table/1";
 }
 
 }  // namespace razerq::kernels

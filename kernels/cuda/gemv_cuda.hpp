@@ -35,4 +35,19 @@ bool gemv_supported(const DeviceTensor& w, std::string* why = nullptr);
 // (unsupported tensor, bad M or alignment) throw razerq::Error here.
 void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream = nullptr);
 
+// How the kernel turns codes into fp16 weights. Bit decoders: int4 by the 0x6400 magic, the
+// E2M1 formats (RaZeR included) by placing the code's bits into an fp16 (the special value
+// patched in); the table: a shared-memory table of the format's 16 values (any grid, nf4).
+// kAuto: bits wherever the grid allows except nvfp4-razer, the table there and for nf4 (the
+// faster on the H100, bench/gemv.md); kTable / kBits force one (kBits where the grid allows).
+// Every choice gives the same weights and the same y bit for bit (tests). With the stage count
+// (blocks of codes in flight per warp: 1 or 2; 0 = automatic, 1) these are process-wide
+// settings for tests and benchmarks.
+enum class GemvDecoder { kAuto, kTable, kBits };
+void set_gemv_decoder(GemvDecoder d);
+void set_gemv_stages(int stages);
+// What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "table/1", ... (decoder /
+// stages), or "unsupported".
+const char* gemv_decoder_name(const DeviceTensor& w);
+
 }  // namespace razerq::kernels

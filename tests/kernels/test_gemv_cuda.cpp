@@ -145,23 +145,94 @@ QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N,
   return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, 4, c.group, c.asym));
 }
 
+// Restores the automatic decoder and stage choice when a test ends (also on failure).
+struct DecoderScope {
+  explicit DecoderScope(kernels::GemvDecoder d, int stages = 0) {
+    kernels::set_gemv_decoder(d);
+    kernels::set_gemv_stages(stages);
+  }
+  ~DecoderScope() {
+    kernels::set_gemv_decoder(kernels::GemvDecoder::kAuto);
+    kernels::set_gemv_stages(0);
+  }
+};
+
 TEST(GemvCuda, EveryFormatShapeAndM) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}};
+  const std::pair<kernels::GemvDecoder, int> configs[] = {
+      {kernels::GemvDecoder::kBits, 0}, {kernels::GemvDecoder::kTable, 0}, {kernels::GemvDecoder::kBits, 2},
+      {kernels::GemvDecoder::kTable, 2}};
+  for (auto [dec, stages] : configs) {
+    DecoderScope scope(dec, stages);
+    for (const GemvCase& c : kCases) {
+      Stats worst;
+      std::string decoder;
+      for (auto [N, K] : shapes) {
+        const QuantizedTensor q = quantize_random(rng, c, N, K);
+        decoder = kernels::gemv_decoder_name(kernels::upload(q));
+        for (int64_t M : {1, 2, 3, 8, 9, 16}) {
+          const Stats s = check_gemv(q, M, rng, 1.f, label(c) + " (" + decoder + ") " + std::to_string(N) + "x" +
+                                                         std::to_string(K) + " M=" + std::to_string(M));
+          worst.max_excess = std::max(worst.max_excess, s.max_excess);
+          worst.max_rel = std::max(worst.max_rel, s.max_rel);
+        }
+      }
+      std::printf("  %-18s %-10s worst error / bound %.3f, worst |err| / max|y| %.2e\n", label(c).c_str(),
+                  decoder.c_str(), worst.max_excess, worst.max_rel);
+    }
+  }
+}
+
+// The bit decoders (int4 magic, E2M1 bit placement with RaZeR's special-value patch) produce the
+// very weights the value table does and feed the same k-slots, whatever the pipeline depth: y
+// is equal bit for bit. Scales below and above 4 (the 2^14 folded into the scale, or applied
+// separately).
+TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const std::string expect[] = {"e2m1-bits", "int4-bits", "int4-bits", "e2m1-bits", "table", "e2m1-bits",
+                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-bits", "int4-bits"};
+  const std::pair<kernels::GemvDecoder, int> configs[] = {
+      {kernels::GemvDecoder::kBits, 1}, {kernels::GemvDecoder::kBits, 2}, {kernels::GemvDecoder::kTable, 1},
+      {kernels::GemvDecoder::kTable, 2}, {kernels::GemvDecoder::kAuto, 0}};
+  int i = 0;
   for (const GemvCase& c : kCases) {
-    Stats worst;
-    for (auto [N, K] : shapes) {
-      const QuantizedTensor q = quantize_random(rng, c, N, K);
-      for (int64_t M : {1, 2, 3, 8, 9, 16}) {
-        const Stats s = check_gemv(q, M, rng, 1.f, label(c) + " " + std::to_string(N) + "x" + std::to_string(K) +
-                                                       " M=" + std::to_string(M));
-        worst.max_excess = std::max(worst.max_excess, s.max_excess);
-        worst.max_rel = std::max(worst.max_rel, s.max_rel);
+    for (double wscale : {1.0, 300.0}) {
+      const QuantizedTensor q = quantize_random(rng, c, 300, 1024, wscale);
+      const DeviceTensor t = kernels::upload(q);
+      {
+        DecoderScope scope(kernels::GemvDecoder::kBits);
+        const std::string name = kernels::gemv_decoder_name(t);
+        EXPECT_EQ(name.substr(0, name.find('/')), expect[i]) << label(c);
+      }
+      std::normal_distribution<float> nd(0.f, static_cast<float>(1.0 / wscale));
+      for (int64_t M : {1, 7, 16}) {
+        std::vector<uint16_t> xh(static_cast<size_t>(M * 1024));
+        for (auto& h : xh) h = float_to_fp16(nd(rng));
+        DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * 300) * 2);
+        dx.copy_from_host(xh.data(), xh.size() * 2);
+        std::vector<uint16_t> first;
+        for (auto [dec, stages] : configs) {
+          DecoderScope scope(dec, stages);
+          dy.fill_bytes(0xff);
+          kernels::gemv_fp16_cuda(t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
+          kernels::cuda_synchronize();
+          std::vector<uint16_t> y(static_cast<size_t>(M * 300));
+          dy.copy_to_host(y.data(), y.size() * 2);
+          if (first.empty()) {
+            first = y;
+            continue;
+          }
+          int diff = 0;
+          for (size_t k = 0; k < y.size(); ++k) diff += y[k] != first[k];
+          EXPECT_EQ(diff, 0) << label(c) << " x" << wscale << " M=" << M << " " << kernels::gemv_decoder_name(t)
+                             << " vs bits/1 (max inner scale " << t.max_inner_scale << ")";
+        }
       }
     }
-    std::printf("  %-18s worst error / bound %.3f, worst |err| / max|y| %.2e\n", label(c).c_str(), worst.max_excess,
-                worst.max_rel);
+    ++i;
   }
 }
 
