@@ -11,15 +11,13 @@
 // Tensor cores: mma.sync.m16n8k16 computing y^T = W . x^T (A = 16 decoded weight rows, B = x^T
 // with up to 8 rows of x, fp32 accumulators); M = 9..16 takes a second mma on the same A. So
 // small M pads nothing. A k-step sums 16 products in any order, so the k-slots of a fragment may
-// name any 16 columns as long as A and B agree: lane (g, t) puts columns 32 t + 4 s + {0, 1} in
-// slots (2t, 2t+1) and 32 t + 4 s + {2, 3} in slots (2t+8, 2t+9) of step s = 0..7. Its A
-// registers for step s are then byte s of each row's 16 code bytes read as two pairs of
-// nibbles, and its B registers are x's half2 pairs as they lie in memory: no shuffles.
+// name any 16 columns as long as A and B agree: the decoders produce pairs of codes (i, i + 4)
+// of each 8-code word, and x's half2 words are regrouped to match by PRMT.
 //
-// Decoding: a nibble indexes a table of the format's values in shared memory (one 16-entry
-// table per special value for the RaZeR kinds, the special code's slot holding that value; one
-// table otherwise; fp16 entries, the four tables covering the 32 banks once), two lookups joined
-// by one PRMT into a register; then HSUB2 of the zero point (asym int) and one HMUL2 by the
+// Decoding (decode_pair): by bits where the grid allows (int4: the 0x6400 magic; E2M1 formats:
+// sign and magnitude bits placed into an fp16; RaZeR: the -0 code patched to the group's special
+// value), else through a 16-entry fp16 table of the format's values in shared memory (one per
+// special value for the RaZeR kinds); then the zero point (asym int) and one HMUL2 by the
 // group's fp16 inner scale.
 // bench/gemv.md has the measurements and what was tried.
 #include <cuda_fp16.h>
