@@ -8,6 +8,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include "formats/safetensors.hpp"
 #if defined(RAZERQ_HAS_CUDA)
 #include "kernels/cuda/dequant_cuda.hpp"
+#include "kernels/cuda/gemv_cuda.hpp"
 #endif
 
 namespace razerq::eval {
@@ -39,12 +41,39 @@ std::string c10_message(const c10::Error& e) {
   return nl == std::string::npos ? m : m.substr(0, nl);
 }
 
+// Calls of the fused GEMV (decode-style products), counted for tests and logs.
+std::atomic<int64_t> g_fused_calls{0};
+
 struct Linear {
   torch::Tensor w;   // [out, in]
   torch::Tensor b;   // [out] or undefined
   std::string name;  // checkpoint prefix, e.g. "model.layers.0.self_attn.q_proj"
+#if defined(RAZERQ_HAS_CUDA)
+  // The packed weight on the device (CUDA fp16 models of packed checkpoints): products with at
+  // most kGemvMaxM rows of x (decoding) run the fused-dequant GEMV on it; larger ones (prefill)
+  // the dense matmul on w, which the dequant kernel produced at load.
+  std::shared_ptr<kernels::DeviceTensor> packed;
+#endif
   torch::Tensor operator()(const torch::Tensor& x, const LinearHook* hook = nullptr) const {
     if (hook && *hook) (*hook)(name, x);
+#if defined(RAZERQ_HAS_CUDA)
+    if (packed && x.is_cuda() && x.scalar_type() == torch::kFloat16) {
+      const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
+      if (rows >= 1 && rows <= kernels::kGemvMaxM) {
+        torch::Tensor x2 = x.reshape({rows, in}).contiguous();
+        if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16) x2 = x2.clone();
+        torch::Tensor y = torch::empty({rows, out}, x.options());
+        // The legacy default stream: the one libtorch uses unless a caller sets another.
+        kernels::gemv_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
+                                reinterpret_cast<uint16_t*>(y.data_ptr()), nullptr);
+        g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+        if (b.defined()) y = y + b;
+        std::vector<int64_t> shape = x.sizes().vec();
+        shape.back() = out;
+        return y.view(shape);
+      }
+    }
+#endif
     return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
   }
 };
@@ -73,6 +102,9 @@ struct Model::Impl {
   double load_seconds = 0;
 
   std::unordered_map<std::string, torch::Tensor> tensors;  // by checkpoint name
+#if defined(RAZERQ_HAS_CUDA)
+  std::unordered_map<std::string, std::shared_ptr<kernels::DeviceTensor>> packed_weights;  // fused GEMV operands
+#endif
   std::vector<std::string> names;                          // load order
 
   torch::Tensor embed;      // [V, E]
@@ -129,6 +161,8 @@ torch::Tensor Model::Impl::load(const WeightSource& src, const std::string& name
     t = torch::empty({qt.rows, qt.cols}, torch::TensorOptions().dtype(torch::kFloat16).device(opt.device));
     kernels::dequantize_fp16_cuda(dt, reinterpret_cast<uint16_t*>(t.data_ptr()), nullptr);
     kernels::cuda_synchronize(nullptr);
+    if (opt.fused_gemv && kernels::gemv_supported(dt))
+      packed_weights.emplace(name, std::make_shared<kernels::DeviceTensor>(std::move(dt)));
   }
 #endif
   if (!t.defined() && !q) {
@@ -162,6 +196,9 @@ Linear Model::Impl::load_linear(const WeightSource& src, const std::string& pref
   l.name = prefix;
   l.w = load(src, prefix + ".weight", {out, in});
   if (bias) l.b = load(src, prefix + ".bias", {out});
+#if defined(RAZERQ_HAS_CUDA)
+  if (auto it = packed_weights.find(prefix + ".weight"); it != packed_weights.end()) l.packed = it->second;
+#endif
   return l;
 }
 
@@ -533,6 +570,14 @@ const ModelOptions& Model::options() const { return impl_->opt; }
 const std::string& Model::path() const { return impl_->path; }
 bool Model::packed() const { return impl_->packed; }
 int64_t Model::quantized_tensors() const { return impl_->quantized; }
+int64_t Model::fused_gemv_tensors() const {
+#if defined(RAZERQ_HAS_CUDA)
+  return static_cast<int64_t>(impl_->packed_weights.size());
+#else
+  return 0;
+#endif
+}
+int64_t Model::fused_gemv_calls() { return g_fused_calls.load(); }
 int64_t Model::parameters() const { return impl_->params; }
 double Model::load_seconds() const { return impl_->load_seconds; }
 
@@ -541,6 +586,8 @@ std::string Model::describe() const {
   s += strprintf("; %.2f M params, %s on %s", static_cast<double>(impl_->params) / 1e6, dtype_label(impl_->opt.dtype),
                  impl_->opt.device.str().c_str());
   if (impl_->quantized > 0) s += strprintf(", %lld quantized tensors dequantized at load", static_cast<long long>(impl_->quantized));
+  if (fused_gemv_tensors() > 0)
+    s += strprintf(" (%lld also kept packed for the fused GEMV)", static_cast<long long>(fused_gemv_tensors()));
   return s;
 }
 
@@ -600,6 +647,18 @@ void Model::set_tensor(const std::string& name, const torch::Tensor& value) {
                 formats::shape_string(value.sizes().vec()).c_str(), formats::shape_string(it->second.sizes().vec()).c_str());
   torch::NoGradGuard no_grad;
   it->second.copy_(value);  // the layers hold the same storage
+#if defined(RAZERQ_HAS_CUDA)
+  // A packed copy for the fused GEMV no longer matches: the linear falls back to the matmul.
+  if (impl_->packed_weights.erase(name)) {
+    const std::string prefix = name.substr(0, name.rfind(".weight"));
+    auto drop = [&](Linear& l) {
+      if (l.name == prefix) l.packed.reset();
+    };
+    for (Layer& L : impl_->layers)
+      for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.fc1, &L.fc2}) drop(*l);
+    for (Linear* l : {&impl_->project_in, &impl_->project_out, &impl_->lm_head}) drop(*l);
+  }
+#endif
 }
 
 torch::Tensor Model::tensor(const std::string& name) const {

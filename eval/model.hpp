@@ -12,7 +12,9 @@
 //
 // The forward follows transformers' eager implementations: RMSNorm in float32, HF rotate_half
 // RoPE (tables computed in float64, rounded to the model dtype), attention scores in the model
-// dtype with a float32 softmax, and the logits returned as float32.
+// dtype with a float32 softmax, and the logits returned as float32. CUDA fp16 models of packed
+// checkpoints keep the packed weights too: decode-sized products (<= 16 rows) run the fused
+// dequant GEMV on them (ModelOptions::fused_gemv), prefill-sized ones the dense weights.
 //
 // This header includes <torch/types.h>; nothing here includes spdlog (log through common/log.hpp).
 #include <torch/types.h>
@@ -41,6 +43,10 @@ struct ModelOptions {
   // window. Otherwise (and always on CPU) the eager path: scores in the model dtype, float32
   // softmax, causal chunks.
   bool fused_attention = true;
+  // CUDA fp16 models of packed checkpoints (4-bit formats the fused kernel takes): products with
+  // at most 16 rows of x (token-by-token decoding) run kernels::gemv_fp16_cuda on the packed
+  // weights, kept on the device beside the dequantized ones; larger ones run the dense matmul.
+  bool fused_gemv = true;
 };
 
 // "fp32"/"float32", "fp16"/"float16"/"half", "bf16"/"bfloat16"; else kInvalidArgument.
@@ -78,6 +84,9 @@ class Model {
   const std::string& path() const;
   bool packed() const;
   int64_t quantized_tensors() const;  // dequantized at load
+  int64_t fused_gemv_tensors() const;  // of those, kept packed for the fused GEMV
+  // Fused-GEMV products run by all models of this process so far.
+  static int64_t fused_gemv_calls();
   int64_t parameters() const;         // elements of the loaded tensors (tied ones once)
   double load_seconds() const;
   // One line: path, architecture summary, dtype, device, quantized tensors.
