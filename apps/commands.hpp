@@ -14,7 +14,8 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g);
 void set_inspect_command(CLI::App& app, GlobalOptions& g);
 void set_export_command(CLI::App& app, GlobalOptions& g);
 #if defined(RAZERQ_HAS_EVAL)
-void set_eval_command(CLI::App& app, GlobalOptions& g);  // built with libtorch only
+void set_eval_command(CLI::App& app, GlobalOptions& g);   // built with libtorch only
+void set_bench_command(CLI::App& app, GlobalOptions& g);  // built with libtorch only
 #endif
 
 }  // namespace razerq::app

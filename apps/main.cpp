@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   razerq::app::set_export_command(app, g);
 #if defined(RAZERQ_HAS_EVAL)
   razerq::app::set_eval_command(app, g);
+  razerq::app::set_bench_command(app, g);
 #endif
   for (CLI::App* sub : app.get_subcommands({})) sub->fallthrough();  // -q/--json after the subcommand too
   try {

@@ -186,6 +186,33 @@ TEST(CliEval, BadInputsNameTheProblem) {
   for (const char* opt : {"--ppl", "--seqlen", "--convention", "--device", "--kl-base", "--batch", "--data-dir"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
 }
+// razerq bench decode: one row per model and batch, the ratio against the baseline, greedy
+// decoding with the cache on the CPU (the CUDA numbers are in bench/decode.md).
+TEST(CliBench, DecodeRowsPerBatchWithBaselineRatio) {
+  const std::string model = razerq::test::data_path("models/stories260K/hf");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "no " << model;
+  razerq::test::TempDir tmp;
+  Result r = run_cli("-q quantize " + model + " -o " + tmp.str("q") + " --format razer --bits 4");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_cli("--json -q bench decode " + tmp.str("q") + " --baseline " + model +
+              " --device cpu --dtype fp32 --batch 1,3 --prompt 12 --tokens 6 --warmup 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.find('[')));
+  ASSERT_EQ(j.size(), 4u) << r.out;
+  for (const auto& row : j) {
+    EXPECT_GT(row["tokens_per_s"].get<double>(), 0.0);
+    EXPECT_GT(row["ttft_ms"].get<double>(), 0.0);
+    EXPECT_EQ(row["tokens"], 6);
+    EXPECT_EQ(row.contains("speedup_vs_baseline"), row["role"] == "model") << row.dump();
+    EXPECT_EQ(row["fused_gemv_products"], 0) << "no fused GEMV on the CPU";
+  }
+  EXPECT_EQ(j[0]["batch"], 1);
+  EXPECT_EQ(j[1]["batch"], 3);
+  r = run_cli("bench decode " + model + " --device cpu --batch 0");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--batch 0"), std::string::npos) << r.out;
+}
+
 // razerq quantize --gptq: calibration recorded in the manifest; the checkpoint evaluates better
 // than round-to-nearest at 3 bits (tests/eval/test_gptq_sequential.cpp has the library figures).
 TEST(CliEval, QuantizeGptqRecordsCalibrationAndBeatsRtn) {
