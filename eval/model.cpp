@@ -3,6 +3,7 @@
 // about 30 s to compile.
 #include "eval/model.hpp"
 
+#include <ATen/Context.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 #include <torch/version.h>
@@ -547,6 +548,12 @@ Model Model::load(const WeightSource& src, const ModelOptions& opt) {
   if (opt.device.is_cuda() && !torch::cuda::is_available())
     throw_error(ErrorKind::kUnsupported, src.dir(), "device %s requested but this libtorch sees no CUDA device",
                 opt.device.str().c_str());
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  // Fused attention means the flash / memory-efficient kernels: cuDNN's SDPA backend builds a
+  // plan per new key length, which made every decode step of the first model in a process cost
+  // ~50 ms on the H100 (bench/decode.md). Process-wide libtorch setting.
+  if (opt.device.is_cuda() && opt.fused_attention) at::globalContext().setSDPUseCuDNN(false);
+#endif
   if (!opt.device.is_cpu() && !opt.device.is_cuda())
     throw_error(ErrorKind::kInvalidArgument, src.dir(), "device %s is not supported (supported: cpu, cuda)", opt.device.str().c_str());
   impl->cfg = ModelConfig::from_json(src.config(), src.config_path());

@@ -147,7 +147,8 @@ double mean_nll(const torch::Tensor& logits, const torch::Tensor& ids) {
 // Token-by-token decoding with the KV cache (1, 4 and 16 rows of x per product) runs the fused
 // GEMV on the packed weights; its perplexity equals the prefill path's (dense weights from the
 // dequant kernel, cuBLAS) and the CPU float32 reference's within fp16 noise (5e-4), and the
-// decode logits equal those of the same decode with the fused GEMV turned off within 1e-2.
+// decode logits equal those of the same decode with the fused GEMV turned off within 4 fp16
+// ulps of the largest logit (fp16 outputs of different summation orders).
 TEST_F(EvalGpuPackedRazer4, DecodePathRunsFusedGemvAndMatchesPrefill) {
   const std::unique_ptr<calib::Tokenizer> tok = calib::load_tokenizer(test::data_path(kLlama14m));
   const calib::EvalSet set = calib::gptq_eval_set("wikitext2", *tok, 2048, test::data_dir());
@@ -180,13 +181,14 @@ TEST_F(EvalGpuPackedRazer4, DecodePathRunsFusedGemvAndMatchesPrefill) {
     const double nll_pre = mean_nll(prefill, ids), nll_fused = mean_nll(fused, ids), nll_dense = mean_nll(dense, ids);
     const double nll_cpu = mean_nll(cpu.forward(ids.cpu()), ids);
     const double dmax = (fused - dense).abs().max().item<double>();
+    const double bound = std::ldexp(dense.abs().max().item<double>(), -8);
     std::printf("  razer4 decode B=%lld T=%lld: ppl cpu fp32 %.5f, prefill fp16 %.5f, decode fused %.5f, decode dense %.5f; "
                 "max |logit fused - dense| %.2e\n",
                 static_cast<long long>(B), static_cast<long long>(T), std::exp(nll_cpu), std::exp(nll_pre),
                 std::exp(nll_fused), std::exp(nll_dense), dmax);
     EXPECT_NEAR(std::exp(nll_fused - nll_cpu), 1.0, 5e-4);
     EXPECT_NEAR(std::exp(nll_fused - nll_pre), 1.0, 5e-4);
-    EXPECT_LT(dmax, 1e-2);
+    EXPECT_LE(dmax, bound);
   }
 }
 
