@@ -67,9 +67,14 @@ void set_export_command(CLI::App& app, GlobalOptions& g) {
       ->required()
       ->check(CLI::IsMember({"dequant", "gptq", "compressed-tensors", "bnb-nf4"}));
   c->add_option("-o,--out", a->out, "Output directory (written as DIR.partial, renamed when complete)")->required();
-  c->add_option("--dtype", a->dtype, "dequant: fp16, bf16 or fp32")->capture_default_str();
+  CLI::Option* dtype = c->add_option("--dtype", a->dtype, "dequant: fp16, bf16 or fp32")->capture_default_str();
   c->add_flag("--force", a->force, "Replace the output directory if it exists");
-  c->callback([a, &g] { run_export(*a, g); });
+  c->callback([a, &g, dtype] {
+    if (a->to != "dequant" && dtype->count() > 0)
+      throw_error(ErrorKind::kInvalidArgument, "--dtype",
+                  "applies to --to dequant only (%s keeps the codes and the target's own scale types)", a->to.c_str());
+    run_export(*a, g);
+  });
 }
 
 }  // namespace razerq::app

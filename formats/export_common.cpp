@@ -170,10 +170,10 @@ TensorVerdict compare_decoded(const std::string& name, const std::string& target
   v.max_abs_err = nan ? NAN : max_err;
   v.rel_err = ssq > 0 ? std::sqrt(sse / ssq) : std::sqrt(sse);
   v.lossless = within;
-  if (within)
-    v.note = tol_rel == 0 ? "exact" : tol_note;
+  if (within && max_err == 0)
+    v.note = tol_note.empty() ? "exact" : "exact; " + tol_note;
   else
-    v.note = tol_note.empty() ? "decoded values differ" : tol_note;
+    v.note = tol_note.empty() ? "decoded values differ from the reference" : tol_note;
   return v;
 }
 
@@ -185,7 +185,7 @@ std::vector<double> reference_dequant(const quantizer::QuantizedTensor& q) {
 
 std::string verdict_line(const TensorVerdict& v) {
   std::string s = strprintf("%s -> %s (%s): ", v.name.c_str(), v.target_name.c_str(), v.target_type.c_str());
-  if (v.lossless && v.max_abs_err == 0) return s + "lossless (exact)";
+  if (v.lossless && v.max_abs_err == 0) return s + "lossless (" + v.note + ")";
   if (v.lossless)
     return s + strprintf("lossless (%s; max abs %.3e, rel %.3e)", v.note.c_str(), v.max_abs_err, v.rel_err);
   return s + strprintf("LOSSY max abs %.3e, rel %.3e (%s)", v.max_abs_err, v.rel_err, v.note.c_str());

@@ -91,14 +91,18 @@ print(f + " g" + str(r["group"]))' "$WORK/packed/manifest.json")
       row+=" $(cell <"$WORK/e.json") |"
     else
       rc=$?
-      if [ $rc -eq 5 ]; then row+=" refused |"; else row+=" error (exit $rc: $(head -c 120 "$WORK/e.log")) |"; fi
+      if [ $rc -eq 5 ]; then
+        # The format does not map, or it does but a tensor's shape does not fit the target.
+        if grep -q "tensor '" "$WORK/e.log"; then row+=" refused (tensor shape) |"; else row+=" refused |"; fi
+      else row+=" error (exit $rc: $(head -c 120 "$WORK/e.log")) |"; fi
     fi
     echo "  -> $t" >&2
   done
   ROWS+=("$row")
 done
 
-echo "Exports of $(basename "$MODEL")${SKIP[*]:+ (quantized with ${SKIP[*]})} (razerq $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)):"
+NAME=$(basename "$MODEL"); [ "$NAME" = hf ] && NAME=$(basename "$(dirname "$MODEL")")
+echo "Exports of $NAME${SKIP[*]:+ (quantized with ${SKIP[*]})} (razerq $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)):"
 echo "each export re-read by the target's independent decoder and compared with razerq's float64 dequantization."
 echo
 hdr="| source format |"; sep="|---|"
@@ -106,7 +110,8 @@ for t in "${TARGETS[@]}"; do hdr+=" $t |"; sep+="---|"; done
 echo "$hdr"; echo "$sep"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "refused: razerq export names the reason and the targets that take the format (\`razerq export OUT --to T\`)."
+echo "refused: the format has no exact mapping to the target; refused (tensor shape): it has, but a tensor's shape does not fit"
+echo "(razerq export names the tensor, the rule and the targets that take the format)."
 echo "dequant (any format) is not in the table: it writes our dequantization rounded once to fp16/bf16/fp32."
 
 if [ -f scripts/export_table_gguf.sh ]; then
