@@ -119,6 +119,10 @@ void run_eval(const EvalArgs& a, const GlobalOptions& g) {
                         {"windows_in_set", all_windows},
                         {"dtype", eval::dtype_label(mo.dtype)},
                         {"device", model.device().str()}};
+    if (set.stream_tokens > 0) {  // the token stream, for other tools to check theirs against
+      r["stream_tokens"] = set.stream_tokens;
+      r["stream_sha256"] = set.stream_sha256;
+    }
     std::string line = strprintf("%-10s %-8s seqlen %5d  windows %4lld", name.c_str(), set.convention.c_str(), set.seqlen,
                                  static_cast<long long>(set.n_windows()));
     if (set.n_windows() < all_windows) line += strprintf(" of %lld", static_cast<long long>(all_windows));

@@ -1,9 +1,10 @@
-// razerq export OUT --to dequant -o DIR
+// razerq export OUT --to dequant|gptq|compressed-tensors|bnb-nf4 -o DIR
 #include <cstdio>
 
 #include "apps/commands.hpp"
 #include "common/error.hpp"
 #include "formats/export_dequant.hpp"
+#include "formats/export_quantized.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -15,10 +16,29 @@ struct ExportArgs {
   bool force = false;
 };
 
+// gptq, compressed-tensors, bnb-nf4: progress on stderr, then the verdict of re-reading the
+// export (one line per converted tensor and the total) on stdout, or the report with --json.
+void run_quantized_export(const ExportArgs& a, const GlobalOptions& g, const formats::ExportOptions& opt) {
+  const auto progress = [&](const std::string& line) {
+    if (!g.quiet) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  formats::ExportReport r;
+  if (a.to == "gptq") r = formats::export_gptq(a.dir, a.out, opt, progress);
+  else if (a.to == "compressed-tensors") r = formats::export_compressed_tensors(a.dir, a.out, opt, progress);
+  else r = formats::export_bnb_nf4(a.dir, a.out, opt, progress);
+  if (g.json) {
+    std::printf("%s\n", formats::report_to_json(r).dump(1).c_str());
+    return;
+  }
+  for (const auto& t : r.tensors) std::printf("%s\n", formats::verdict_line(t).c_str());
+  std::printf("%s\n", formats::verdict_total(r).c_str());
+}
+
 void run_export(const ExportArgs& a, const GlobalOptions& g) {
   formats::ExportOptions opt;
   opt.dtype = formats::parse_export_dtype(a.dtype);
   opt.force = a.force;
+  if (a.to != "dequant") return run_quantized_export(a, g, opt);
   const formats::ExportSummary s = formats::export_dequant(a.dir, a.out, opt, [&](const std::string& line) {
     if (!g.quiet) std::fprintf(stderr, "%s\n", line.c_str());
   });
@@ -39,13 +59,22 @@ void set_export_command(CLI::App& app, GlobalOptions& g) {
   auto a = std::make_shared<ExportArgs>();
   CLI::App* c = app.add_subcommand("export", "Write a packed checkpoint in a format another runtime loads");
   c->add_option("OUT", a->dir, "Packed checkpoint directory")->required();
-  c->add_option("--to", a->to, "Target: dequant (a Hugging Face directory with dequantized weights)")
+  c->add_option("--to", a->to,
+                 "Target: dequant (a Hugging Face directory with dequantized weights; any format), gptq (GPTQ v1: "
+                 "int sym/asym at 2/3/4/8 bits), compressed-tensors (int 2-8 bits -> pack-quantized, nvfp4, mxfp4), "
+                 "bnb-nf4 (nf4, group 32..4096). The quantized targets re-read the export with an independent "
+                 "decoder and print, per tensor, whether it equals razerq's dequantization (lossless) or the error")
       ->required()
-      ->check(CLI::IsMember({"dequant"}));
+      ->check(CLI::IsMember({"dequant", "gptq", "compressed-tensors", "bnb-nf4"}));
   c->add_option("-o,--out", a->out, "Output directory (written as DIR.partial, renamed when complete)")->required();
-  c->add_option("--dtype", a->dtype, "dequant: fp16, bf16 or fp32")->capture_default_str();
+  CLI::Option* dtype = c->add_option("--dtype", a->dtype, "dequant: fp16, bf16 or fp32")->capture_default_str();
   c->add_flag("--force", a->force, "Replace the output directory if it exists");
-  c->callback([a, &g] { run_export(*a, g); });
+  c->callback([a, &g, dtype] {
+    if (a->to != "dequant" && dtype->count() > 0)
+      throw_error(ErrorKind::kInvalidArgument, "--dtype",
+                  "applies to --to dequant only (%s keeps the codes and the target's own scale types)", a->to.c_str());
+    run_export(*a, g);
+  });
 }
 
 }  // namespace razerq::app

@@ -8,6 +8,7 @@
 #include "common/file.hpp"
 #include "common/half.hpp"
 #include "common/log.hpp"
+#include "formats/export_common.hpp"
 #include "formats/packed_checkpoint.hpp"
 
 namespace fs = std::filesystem;
@@ -20,45 +21,6 @@ DType parse_export_dtype(const std::string& s) {
   if (s == "fp32" || s == "f32" || s == "float32") return DType::kF32;
   throw_error(ErrorKind::kInvalidArgument, "--dtype", "unknown dtype '%s' (expected fp16, bf16 or fp32)", s.c_str());
 }
-
-namespace {
-
-// Output directory built in DIR.partial and renamed when complete (same contract as PackedWriter).
-class StagedDir {
- public:
-  StagedDir(std::string out, bool force) : out_(std::move(out)) {
-    while (out_.size() > 1 && out_.back() == '/') out_.pop_back();
-    partial_ = out_ + ".partial";
-    std::error_code ec;
-    if (fs::exists(out_, ec) && !force) throw_error(ErrorKind::kInvalidArgument, out_, "already exists (pass --force to replace it)");
-    razerq::remove_tree(partial_, ec);
-    fs::create_directory(partial_, ec);
-    if (ec) throw_error(ErrorKind::kIo, partial_, "cannot create: %s", ec.message().c_str());
-  }
-  ~StagedDir() {
-    if (!done_) {
-      std::error_code ec;
-      razerq::remove_tree(partial_, ec);
-    }
-  }
-  std::string path(const std::string& name) const { return (fs::path(partial_) / name).string(); }
-  void commit() {
-    std::error_code ec;
-    if (fs::exists(out_, ec)) {
-      razerq::remove_tree(out_, ec);
-      if (ec) throw_error(ErrorKind::kIo, out_, "cannot remove for replacement: %s", ec.message().c_str());
-    }
-    fs::rename(partial_, out_, ec);
-    if (ec) throw_error(ErrorKind::kIo, partial_, "cannot rename to %s: %s", out_.c_str(), ec.message().c_str());
-    done_ = true;
-  }
-
- private:
-  std::string out_, partial_;
-  bool done_ = false;
-};
-
-}  // namespace
 
 ExportSummary export_dequant(const std::string& packed_dir, const std::string& out_dir, const ExportOptions& opt,
                              const std::function<void(const std::string&)>& progress) {

@@ -82,6 +82,39 @@ TEST(Cli, BadArgumentsExitNonZeroWithAReason) {
   EXPECT_FALSE(std::filesystem::exists(tmp.path() / "o"));
 }
 
+// export --to gptq|compressed-tensors|bnb-nf4: progress on stderr, one verdict line per converted
+// tensor and a total on stdout, the report with --json, refusals with exit 5 naming the targets.
+TEST(Cli, ExportQuantizedTargetsPrintTheVerdict) {
+  const std::string model = razerq::test::data_path("models/stories260K/hf");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "no " << model;
+  razerq::test::TempDir tmp;
+  Result r = run_cli("-q quantize " + model + " --format int --bits 4 --group 32 --skip mlp -o " + tmp.str("o"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_cli("export " + tmp.str("o") + " --to gptq -o " + tmp.str("g"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[3/47] model.layers.0.self_attn.q_proj.weight [64, 64] int4-sym/g32 -> "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("model.layers.4.self_attn.v_proj.weight -> model.layers.4.self_attn.v_proj.{qweight,qzeros,scales,"
+                       "g_idx} (GPTQ v1 int4 sym g32): lossless (exact)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("gptq: 20/20 converted tensors lossless; wrote "), std::string::npos) << r.out;
+  r = run_cli("export " + tmp.str("o") + " --to compressed-tensors -o " + tmp.str("c") + " --json -q");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["target"], "compressed-tensors");
+  EXPECT_EQ(j["lossless"], 20);
+  EXPECT_EQ(j["tensors"].size(), 20u);
+  r = run_cli("export " + tmp.str("o") + " --to bnb-nf4 -o " + tmp.str("b"));
+  EXPECT_EQ(r.code, 5);
+  EXPECT_NE(r.out.find("int4-sym/g32 can go to: gptq, compressed-tensors (pack-quantized), dequant"), std::string::npos)
+      << r.out;
+  r = run_cli("export " + tmp.str("o") + " --to gptq -o " + tmp.str("g2") + " --dtype bf16");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--dtype: applies to --to dequant only"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "b"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "g2"));
+}
+
 TEST(Cli, QuantizeStreamsTensorByTensor) {
   // Peak memory grows far less than the size of the model's weights (29 MB of fp16, 58 MB as
   // float32): shards are memory-mapped, read one tensor at a time and released, and the output
@@ -143,6 +176,8 @@ TEST(CliEval, JsonKlBaseAndLlamaCppConvention) {
     EXPECT_NEAR(x["ppl_diff"].get<double>(), x["ppl"].get<double>() - x["base_ppl"].get<double>(), 1e-9);
   }
   EXPECT_TRUE(j["packed"].get<bool>());
+  EXPECT_GT(j["results"][0]["stream_tokens"].get<int64_t>(), 0);  // for other tools to check their token streams
+  EXPECT_EQ(j["results"][0]["stream_sha256"].get<std::string>().size(), 64u);
 
   // llama.cpp convention on a text file: n_ctx 128, second half scored.
   const std::string txt = tmp.str("t.txt");
