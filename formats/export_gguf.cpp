@@ -186,6 +186,7 @@ struct Item {
   Source source = Source::kRaw;
   std::string note;
   bool expect_exact = false;
+  bool tensor_scale = false;  // NVFP4 source: the fp32 tensor scale goes to "<name>.scale", not into the weight
   uint64_t nbytes = 0, offset = 0;
 };
 
@@ -578,13 +579,18 @@ ExportReport export_gguf(const std::string& packed_dir, const std::string& out_p
           it.type = t;
           it.expect_exact = true;
           if (t == kQ4_1) it.note = "m = -d*z rounded to fp16";
-          if (t == kNVFP4) it.note = "x fp32 tensor scale " + it.gname.substr(0, it.gname.size() - 7) + ".scale";
         } else {
           it.source = Source::kDequantF32;
           it.type = kF32;
           it.note = strprintf("width %lld is not a multiple of the %s block (%d): dequantized to F32",
                               static_cast<long long>(it.cols), ex.c_str(), type_info(t).block);
         }
+        // NVFP4: codes x E4M3 stay exact in the weight (even as F32), the fp32 tensor scale is
+        // applied by llama.cpp as "<name>.scale" (ggml_mul after the matmul), as its converter writes it.
+        it.tensor_scale = t == kNVFP4;
+        if (it.tensor_scale)
+          it.note += std::string(it.note.empty() ? "" : "; ") + "x fp32 tensor scale " +
+                     it.gname.substr(0, it.gname.size() - 7) + ".scale";
       } else if (opt.requant.empty()) {
         if (refused.empty()) first_refused = r.name;
         ++refused[r.cfg.label()];
@@ -606,7 +612,7 @@ ExportReport export_gguf(const std::string& packed_dir, const std::string& out_p
       }
     }
     items.push_back(it);
-    if (it.source == Source::kExact && it.type == kNVFP4) {
+    if (it.tensor_scale) {
       Item s;
       s.rec = &r;
       s.gname = it.gname.substr(0, it.gname.size() - 7) + ".scale";  // ".weight" -> ".scale"
@@ -627,12 +633,15 @@ ExportReport export_gguf(const std::string& packed_dir, const std::string& out_p
   }
 
   // Metadata, in convert_hf_to_gguf.py's order.
-  int q_types = 0;
+  // general.file_type (llama_ftype, informative): the requested --requant type when it was
+  // used, else the exact type of the quantized tensors.
   GgmlType main_q = dense;
   for (const Item& it : items)
-    if (it.source == Source::kExact || it.source == Source::kRequant) main_q = it.type, ++q_types;
-  uint32_t file_type = dense == kF32 ? 0 : dense == kBF16 ? 32 : 1;  // llama_ftype
-  switch (q_types ? main_q : dense) {
+    if (it.source == Source::kExact) main_q = it.type;
+  for (const Item& it : items)
+    if (it.source == Source::kRequant) main_q = requant;
+  uint32_t file_type = dense == kF32 ? 0 : dense == kBF16 ? 32 : 1;
+  switch (main_q) {
     case kQ4_0: file_type = 2; break;
     case kQ4_1: file_type = 3; break;
     case kQ8_0: file_type = 7; break;
@@ -760,6 +769,8 @@ ExportReport export_gguf(const std::string& packed_dir, const std::string& out_p
             continue;
           }
           quantizer::dequantize_row_ref(q, s, drow.data());
+          if (it.tensor_scale)  // exact: the products were exact in float64
+            for (double& x : drow) x /= static_cast<double>(q.tensor_scale);
           if (it.source == Source::kDequantF32 || it.type == kF16) {
             write_float_row(it.type, drow.data(), it.cols, dst);
           } else {
@@ -799,10 +810,10 @@ ExportReport export_gguf(const std::string& packed_dir, const std::string& out_p
     v.note = it.note;
     const int64_t n_rows = it.one_d ? it.cols : it.rows, n_cols = it.one_d ? 1 : it.cols;
     double tensor_scale = 1.0;
-    if (gt->type == 40) {  // NVFP4: the loader multiplies the matmul output by "<name>.scale"
-      const gguf::TensorInfo* st = f.find_tensor(it.gname.substr(0, it.gname.size() - 7) + ".scale");
-      if (!st) throw_error(ErrorKind::kInternal, partial, "tensor '%s': no .scale tensor on re-read", it.gname.c_str());
-      f.decode_row(*st, 0, &tensor_scale);
+    if (it.gname.size() > 7 && it.gname.compare(it.gname.size() - 7, 7, ".weight") == 0) {
+      // llama.cpp multiplies the matmul output by "<name>.scale" when the file has one
+      if (const gguf::TensorInfo* st = f.find_tensor(it.gname.substr(0, it.gname.size() - 7) + ".scale"))
+        f.decode_row(*st, 0, &tensor_scale);
     }
     QuantizedTensor q;
     const uint8_t* raw = nullptr;
