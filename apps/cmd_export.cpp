@@ -1,9 +1,12 @@
 // razerq export OUT --to dequant|gptq|compressed-tensors|bnb-nf4 -o DIR
+// razerq export OUT --to gguf -o FILE.gguf [--requant Q4_K]
 #include <cstdio>
 
 #include "apps/commands.hpp"
 #include "common/error.hpp"
+#include "formats/export_common.hpp"
 #include "formats/export_dequant.hpp"
+#include "formats/export_gguf.hpp"
 #include "formats/export_quantized.hpp"
 
 #include <nlohmann/json.hpp>
@@ -12,7 +15,7 @@ namespace razerq::app {
 namespace {
 
 struct ExportArgs {
-  std::string dir, to, out, dtype = "fp16";
+  std::string dir, to, out, dtype = "fp16", requant;
   bool force = false;
 };
 
@@ -34,7 +37,24 @@ void run_quantized_export(const ExportArgs& a, const GlobalOptions& g, const for
   std::printf("%s\n", formats::verdict_total(r).c_str());
 }
 
+void run_export_gguf(const ExportArgs& a, const GlobalOptions& g) {
+  formats::GgufExportOptions opt;
+  opt.dtype = formats::parse_export_dtype(a.dtype);
+  opt.requant = a.requant;
+  opt.force = a.force;
+  const formats::ExportReport r = formats::export_gguf(a.dir, a.out, opt, [&](const std::string& line) {
+    if (!g.quiet) std::fprintf(stderr, "%s\n", line.c_str());
+  });
+  if (g.json) {
+    std::printf("%s\n", formats::report_to_json(r).dump(1).c_str());
+    return;
+  }
+  for (const auto& v : r.tensors) std::printf("%s\n", formats::verdict_line(v).c_str());
+  std::printf("%s\n", formats::verdict_total(r).c_str());
+}
+
 void run_export(const ExportArgs& a, const GlobalOptions& g) {
+  if (a.to == "gguf") return run_export_gguf(a, g);
   formats::ExportOptions opt;
   opt.dtype = formats::parse_export_dtype(a.dtype);
   opt.force = a.force;
@@ -62,17 +82,27 @@ void set_export_command(CLI::App& app, GlobalOptions& g) {
   c->add_option("--to", a->to,
                  "Target: dequant (a Hugging Face directory with dequantized weights; any format), gptq (GPTQ v1: "
                  "int sym/asym at 2/3/4/8 bits), compressed-tensors (int 2-8 bits -> pack-quantized, nvfp4, mxfp4), "
-                 "bnb-nf4 (nf4, group 32..4096). The quantized targets re-read the export with an independent "
-                 "decoder and print, per tensor, whether it equals razerq's dequantization (lossless) or the error")
+                 "bnb-nf4 (nf4, group 32..4096), gguf (one GGUF v3 file for llama.cpp, LLaMA family: exact "
+                 "Q4_0/Q4_1/MXFP4/NVFP4 blocks, --requant for the rest). The quantized targets re-read the export "
+                 "with an independent decoder and print, per tensor, whether it equals razerq's dequantization "
+                 "(lossless) or the error")
       ->required()
-      ->check(CLI::IsMember({"dequant", "gptq", "compressed-tensors", "bnb-nf4"}));
-  c->add_option("-o,--out", a->out, "Output directory (written as DIR.partial, renamed when complete)")->required();
-  CLI::Option* dtype = c->add_option("--dtype", a->dtype, "dequant: fp16, bf16 or fp32")->capture_default_str();
+      ->check(CLI::IsMember({"dequant", "gptq", "compressed-tensors", "bnb-nf4", "gguf"}));
+  c->add_option("-o,--out", a->out, "Output directory, or file for gguf (written as OUT.partial, renamed when complete)")
+      ->required();
+  CLI::Option* dtype =
+      c->add_option("--dtype", a->dtype, "dequant: fp16, bf16 or fp32; gguf: the type of unquantized 2-D tensors")
+          ->capture_default_str();
+  c->add_option("--requant", a->requant,
+                "gguf: re-quantize formats without an exact GGUF type (razer, fp4, fp3, nf4, ...) to this type: Q4_K "
+                "(Q5_0 where the width is not a multiple of 256, as llama-quantize does), Q4_0, Q4_1, Q5_0, Q8_0; "
+                "lossy, the error is printed per tensor")
+      ->check(CLI::IsMember(formats::gguf_requant_types()));
   c->add_flag("--force", a->force, "Replace the output directory if it exists");
   c->callback([a, &g, dtype] {
-    if (a->to != "dequant" && dtype->count() > 0)
+    if (a->to != "dequant" && a->to != "gguf" && dtype->count() > 0)
       throw_error(ErrorKind::kInvalidArgument, "--dtype",
-                  "applies to --to dequant only (%s keeps the codes and the target's own scale types)", a->to.c_str());
+                  "applies to --to dequant and gguf only (%s keeps the codes and the target's own scale types)", a->to.c_str());
     run_export(*a, g);
   });
 }

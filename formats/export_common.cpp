@@ -54,13 +54,14 @@ std::string targets_accepting(const FormatConfig& cfg) {
     case FormatId::kInt:
       if (cfg.bits == 2 || cfg.bits == 3 || cfg.bits == 4 || cfg.bits == 8) t = "gptq, ";
       t += "compressed-tensors (pack-quantized), ";
+      if (cfg.bits <= 4 && cfg.group % 32 == 0) t += cfg.asym ? "gguf (Q4_1), " : "gguf (Q4_0), ";
       break;
-    case FormatId::kNvfp4: t = "compressed-tensors (nvfp4-pack-quantized), "; break;
-    case FormatId::kMxfp4: t = "compressed-tensors (mxfp4-pack-quantized), "; break;
+    case FormatId::kNvfp4: t = "compressed-tensors (nvfp4-pack-quantized), gguf (NVFP4), "; break;
+    case FormatId::kMxfp4: t = "compressed-tensors (mxfp4-pack-quantized), gguf (MXFP4), "; break;
     case FormatId::kNf4: t = "bnb-nf4 (block sizes 32 ... 4096, powers of two), "; break;
     default: break;
   }
-  return t + "dequant";
+  return t + "dequant" + (t.find("gguf") == std::string::npos ? ", gguf with --requant (lossy)" : "");
 }
 
 const FormatConfig& uniform_config(const PackedCheckpoint& ckpt, const char* target) {

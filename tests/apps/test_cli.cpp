@@ -106,11 +106,11 @@ TEST(Cli, ExportQuantizedTargetsPrintTheVerdict) {
   EXPECT_EQ(j["tensors"].size(), 20u);
   r = run_cli("export " + tmp.str("o") + " --to bnb-nf4 -o " + tmp.str("b"));
   EXPECT_EQ(r.code, 5);
-  EXPECT_NE(r.out.find("int4-sym/g32 can go to: gptq, compressed-tensors (pack-quantized), dequant"), std::string::npos)
+  EXPECT_NE(r.out.find("int4-sym/g32 can go to: gptq, compressed-tensors (pack-quantized), gguf (Q4_0), dequant"), std::string::npos)
       << r.out;
   r = run_cli("export " + tmp.str("o") + " --to gptq -o " + tmp.str("g2") + " --dtype bf16");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.out.find("--dtype: applies to --to dequant only"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--dtype: applies to --to dequant and gguf only"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(tmp.path() / "b"));
   EXPECT_FALSE(std::filesystem::exists(tmp.path() / "g2"));
 }
