@@ -20,15 +20,16 @@ struct ScaleGroup {
 
 std::string role(const std::string& n) { return n.substr(n.rfind('.') + 1); }
 
-// Gram matrix X^T X / N of inputs [N, cols], float64 on the CPU, in chunks.
+// Gram matrix X^T X / N of inputs [N, cols]: float64, accumulated in chunks on X's device,
+// returned on the CPU.
 torch::Tensor gram(const torch::Tensor& x) {
   const int64_t n = x.size(0), cols = x.size(1);
-  torch::Tensor g = torch::zeros({cols, cols}, torch::kFloat64);
+  torch::Tensor g = torch::zeros({cols, cols}, x.options().dtype(torch::kFloat64));
   for (int64_t i = 0; i < n; i += 8192) {
-    const torch::Tensor c = x.narrow(0, i, std::min<int64_t>(8192, n - i)).to(torch::kCPU, torch::kFloat64);
+    const torch::Tensor c = x.narrow(0, i, std::min<int64_t>(8192, n - i)).to(torch::kFloat64);
     g.addmm_(c.t(), c);
   }
-  return g / static_cast<double>(std::max<int64_t>(1, n));
+  return (g / static_cast<double>(std::max<int64_t>(1, n))).cpu();
 }
 
 }  // namespace
@@ -164,12 +165,14 @@ AwqResult awq_apply(eval::Model& model, const std::vector<std::vector<int32_t>>&
       for (const auto& n : g.layers) X.at(n) = xs;
     }
     // 3. Clip search (not q/k).
+    std::map<const void*, torch::Tensor> grams;  // by input (gate and up share theirs)
     if (opt.clip)
       for (const auto& n : lin) {
         const std::string r = role(n);
         if (r == "q_proj" || r == "k_proj") continue;
         const torch::Tensor W = model.tensor(n + ".weight").to(torch::kCPU, torch::kFloat32).contiguous();
-        const torch::Tensor G = gram(X.at(n)).contiguous();
+        torch::Tensor& G = grams[X.at(n).data_ptr()];
+        if (!G.defined()) G = gram(X.at(n)).contiguous();
         quantizer::AwqClipOptions co = opt.clip_opt;
         co.range_aware = opt.range_aware;
         quantizer::AwqClipResult cr =
