@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "apps/commands.hpp"
-#include "apps/gptq_stage.hpp"
+#include "apps/calib_stages.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "formats/quantize_model.hpp"
@@ -44,8 +44,7 @@ struct QuantizeArgs {
   int bits = 0, group = 0, threads = 0;
   bool asym = false, force = false, compare = false, lm_head = false, no_range_aware = false, no_checksums = false;
   std::vector<std::string> skip;
-  bool gptq = false;
-  GptqStageArgs g;
+  CalibStageArgs g;
 };
 
 void run_quantize(const QuantizeArgs& a, const GlobalOptions& g) {
@@ -63,17 +62,21 @@ void run_quantize(const QuantizeArgs& a, const GlobalOptions& g) {
   job.force = a.force;
   job.threads = a.threads;
   job.checksums = !a.no_checksums;
-  std::map<std::string, quantizer::QuantizedTensor> gptq_tensors;
-  if (a.gptq) {
+  CalibStageOutput staged;
+  if (a.g.any()) {
 #if defined(RAZERQ_HAS_EVAL)
     if (job.search.rule != quantizer::Rule::kSearch)
-      throw_error(ErrorKind::kInvalidArgument, "--gptq", "GPTQ chooses group parameters with the search (not --rule reference)");
+      throw_error(ErrorKind::kInvalidArgument, a.g.gptq ? "--gptq" : a.g.awq ? "--awq" : a.g.lwc ? "--lwc" : "--rotate",
+                  "the calibrated stages choose group parameters with the search (not --rule reference)");
     if (!a.force && std::filesystem::exists(a.out))
       throw_error(ErrorKind::kInvalidArgument, a.out, "exists (use --force to replace it)");  // before a long calibration
-    gptq_tensors = run_gptq_stage(a.model, job.cfg, job.search, a.g, g.quiet, &job.extra_quantization);
-    job.precomputed = &gptq_tensors;
+    staged = run_calib_stages(a.model, job.cfg, job.search, a.g, g.quiet, &job.extra_quantization);
+    job.precomputed = &staged.precomputed;
+    job.replaced = &staged.replaced;
+    job.config_patch = staged.config_patch;
 #else
-    throw_error(ErrorKind::kUnsupported, "--gptq", "this razerq was built without libtorch (GPTQ runs the model)");
+    throw_error(ErrorKind::kUnsupported, a.g.gptq ? "--gptq" : a.g.awq ? "--awq" : a.g.lwc ? "--lwc" : "--rotate",
+                "this razerq was built without libtorch (the calibrated stages run the model)");
 #endif
   }
   if (!g.quiet)
@@ -135,18 +138,43 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g) {
   c->add_option("-t,--threads", a->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_flag("--force", a->force, "Replace OUT if it exists");
   c->add_flag("--no-checksums", a->no_checksums, "Skip the SHA-256 of the source files in the manifest");
-  c->add_flag("--gptq", a->gptq, "GPTQ, layer by layer on calibration data (needs libtorch); the LM head stays round-to-nearest");
-  c->add_option("--calib", a->g.calib, "GPTQ calibration source: c4 (train excerpt), wikitext2-valid, or a .txt/.jsonl file")
+  c->add_flag("--gptq", a->g.gptq, "GPTQ, layer by layer on calibration data (needs libtorch); the LM head stays round-to-nearest");
+  c->add_flag("--awq", a->g.awq,
+              "AWQ: per-channel scales (grid over alpha, block-output MSE) folded into the previous norm/linear, then "
+              "AWQ's clip search; with --gptq the scales and clipping come first");
+  c->add_flag("--lwc", a->g.lwc,
+              "OmniQuant-style learned weight clipping: per-group sigmoid clip factors trained by AdamW (straight-through "
+              "rounding) on block-output MSE; not with --gptq");
+  c->add_option("--lwc-epochs", a->g.lwc_epochs, "LWC: passes over the calibration windows per block")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  c->add_option("--nsamples", a->g.nsamples, "GPTQ calibration windows")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--calib-seqlen", a->g.seqlen, "GPTQ calibration window length")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  c->add_option("--lwc-lr", a->g.lwc_lr, "LWC: AdamW learning rate of the clip factors")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_flag("--rotate", a->g.rotate,
+              "QuaRot-style weight-only rotation: norms folded, residual stream rotated by a seeded randomized Hadamard "
+              "matrix, online Hadamard on down_proj's input (recorded in config.json; razerq eval applies it). LLaMA family");
+  c->add_option("--calib", a->g.calib, "Calibration source (--awq, --lwc, --gptq): c4 (train excerpt), wikitext2-valid, or a .txt/.jsonl file")
+      ->capture_default_str();
+  c->add_option("--nsamples", a->g.nsamples, "Calibration windows")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--calib-seqlen", a->g.seqlen, "Calibration window length (AutoAWQ uses 128 x 512)")
+      ->check(CLI::Range(2, 1 << 20))
+      ->capture_default_str();
   c->add_option("--seed", a->g.seed, "Calibration sampling seed (Python's random, as GPTQ)")->capture_default_str();
   c->add_option("--damp", a->g.damp, "GPTQ damping, fraction of mean(diag H); raised x10 when Cholesky fails")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   c->add_flag("--act-order", a->g.act_order, "GPTQ: columns by decreasing diag(H), static groups");
   c->add_option("--gptq-block", a->g.block_size, "GPTQ lazy-batch block size")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--device", a->g.device, "Where the calibration forward runs: cpu, cuda, cuda:N")->capture_default_str();
+  c->add_option("--awq-grid", a->g.awq_grid, "AWQ scale search: grid points over alpha in [0, 1)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_flag("!--awq-no-duo", a->g.awq_duo_scaling, "AWQ: s = x_mean^alpha (llm-awq) instead of AutoAWQ's x_mean^alpha / w_mean^(1-alpha)");
+  c->add_flag("!--awq-no-clip", a->g.awq_clip, "AWQ: skip the clip search");
+  c->add_option("--awq-clip-grid", a->g.awq_clip_grid, "AWQ clip search: ratio step 1/N")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--awq-max-shrink", a->g.awq_max_shrink, "AWQ clip search: ratios down to 1 - this (exclusive)")
+      ->check(CLI::Range(0.0, 0.99))
+      ->capture_default_str();
+  c->add_option("--rotate-seed", a->g.rotate_seed, "Seed of the rotation's random signs")->capture_default_str();
+  c->add_option("--device", a->g.device, "Where the calibrated stages run the model: cpu, cuda, cuda:N")->capture_default_str();
   c->add_option("--calib-batch", a->g.batch, "Calibration windows per forward")->check(CLI::PositiveNumber)->capture_default_str();
   c->add_option("--data-dir", a->g.data_dir, "Calibration data (default $RAZERQ_DATA or ../shared/data)");
   c->callback([a, &g] { run_quantize(*a, g); });

@@ -115,6 +115,7 @@ struct Model::Impl {
   Norm final_norm;  // LLaMA: model.norm; OPT: decoder.final_layer_norm (w undefined when absent)
   Linear lm_head;
   torch::Tensor inv_freq;  // float64 [head_dim / 2], CPU
+  OnlineHadamard had_down;  // rotated models: applied to down_proj's input (ModelConfig::online_hadamard_down)
 
   // ---- loading ----
   torch::Tensor load(const WeightSource& src, const std::string& name, const std::vector<int64_t>& shape);
@@ -133,7 +134,7 @@ struct Model::Impl {
   torch::Tensor embed_tokens(const torch::Tensor& ids, int64_t p0) const;
   void rope_tables(int64_t p0, int64_t T, torch::ScalarType dt, torch::Tensor& cos, torch::Tensor& sin) const;
   torch::Tensor layer_forward(size_t li, torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
-                              KVCache* cache, const LinearHook* hook) const;
+                              KVCache* cache, const LinearHook* hook, const Layer* replaced = nullptr) const;
   torch::Tensor head(torch::Tensor h) const;
   int64_t attention_chunk(int64_t rows, int64_t Tk, int64_t T) const;
   torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
@@ -231,6 +232,7 @@ void Model::Impl::load_llama(const WeightSource& src) {
   }
   final_norm = load_norm(src, "model.norm", H, false);
   lm_head.w = cfg.tie_word_embeddings ? embed : load(src, "lm_head.weight", {V, H});
+  if (cfg.online_hadamard_down) had_down = OnlineHadamard(F, opt.device);
   const std::vector<double> inv = rope_inv_freq(cfg);
   inv_freq = torch::tensor(inv, torch::TensorOptions().dtype(torch::kFloat64));
 }
@@ -436,13 +438,15 @@ void Model::Impl::rope_tables(int64_t p0, int64_t T, torch::ScalarType dt, torch
 }
 
 torch::Tensor Model::Impl::layer_forward(size_t li, torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
-                                         KVCache* cache, const LinearHook* hook) const {
-  const Layer& L = layers[li];
+                                         KVCache* cache, const LinearHook* hook, const Layer* replaced) const {
+  const Layer& L = replaced ? *replaced : layers[li];
   if (cfg.arch == Arch::kLlama) {
     h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache, hook);
     torch::Tensor m = rms_norm(h, L.ln2);
     torch::Tensor gate = L.gate(m, hook);
-    return h + L.down(torch::silu(gate) * L.up(m, hook), hook);
+    torch::Tensor a = torch::silu(gate) * L.up(m, hook);
+    if (had_down.defined()) a = had_down(a);
+    return h + L.down(a, hook);
   }
   const bool pre = cfg.do_layer_norm_before;
   const bool aff = cfg.layer_norm_affine;
@@ -486,6 +490,37 @@ torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) 
   for (size_t li = 0; li < layers.size(); ++li) h = layer_forward(li, h, cos, sin, cache, nullptr);
   if (cache) cache->length = p0 + T;
   return head(h);
+}
+
+// ---- OnlineHadamard -------------------------------------------------------------------------
+
+OnlineHadamard::OnlineHadamard(int64_t n, torch::Device device) : n_(n), plan_(quantizer::hadamard_plan(n)) {
+  for (const quantizer::SignMatrix& f : plan_.factors) {
+    torch::Tensor t = torch::empty({f.order, f.order}, torch::kFloat32);
+    float* p = t.data_ptr<float>();
+    for (size_t i = 0; i < f.v.size(); ++i) p[i] = f.v[i];
+    factors_.push_back(t.to(device));
+  }
+  scale_ = 1.0 / std::sqrt(static_cast<double>(plan_.block()));
+}
+
+torch::Tensor OnlineHadamard::operator()(const torch::Tensor& x) const {
+  const std::vector<int64_t> sizes = x.sizes().vec();
+  if (sizes.empty() || sizes.back() != n_)
+    throw_error(ErrorKind::kInvalidArgument, "OnlineHadamard", "input of shape %s (expected the last axis %lld)",
+                formats::shape_string(sizes).c_str(), static_cast<long long>(n_));
+  // [..., n] -> [..., count, f1, f2, ...]: factor t acts on axis t of the tail (y_j = sum_i x_i F_ij).
+  std::vector<int64_t> shape(sizes.begin(), sizes.end() - 1);
+  shape.push_back(plan_.count);
+  for (const torch::Tensor& f : factors_) shape.push_back(f.size(0));
+  torch::Tensor y = x.to(torch::kFloat32).reshape(shape);
+  const int64_t nf = static_cast<int64_t>(factors_.size()), nd = y.dim();
+  for (int64_t t = 0; t < nf; ++t) {
+    const int64_t axis = nd - nf + t;
+    y = axis == nd - 1 ? torch::matmul(y, factors_[static_cast<size_t>(t)])
+                       : torch::matmul(y.transpose(axis, -1), factors_[static_cast<size_t>(t)]).transpose(axis, -1);
+  }
+  return (y * scale_).reshape(sizes).to(x.scalar_type());
 }
 
 // ---- Model --------------------------------------------------------------------------------
@@ -627,6 +662,34 @@ torch::Tensor Model::layer(int64_t i, const torch::Tensor& hidden, const LinearH
   torch::Tensor cos, sin;
   impl_->rope_tables(0, h.size(1), h.scalar_type(), cos, sin);
   return impl_->layer_forward(static_cast<size_t>(i), h, cos, sin, nullptr, hook ? &hook : nullptr);
+}
+
+torch::Tensor Model::layer_with(int64_t i, const torch::Tensor& hidden, const std::map<std::string, torch::Tensor>& weights) const {
+  if (i < 0 || i >= num_layers())
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "layer %lld (the model has %lld)", static_cast<long long>(i),
+                static_cast<long long>(num_layers()));
+  Layer L = impl_->layers[static_cast<size_t>(i)];  // shares the tensors; linears replaced below
+  size_t used = 0;
+  for (Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.fc1, &L.fc2}) {
+    if (lin->name.empty()) continue;
+    auto it = weights.find(lin->name + ".weight");
+    if (it == weights.end()) continue;
+    if (!it->second.sizes().equals(lin->w.sizes()))
+      throw_error(ErrorKind::kInvalidArgument, impl_->path, "layer_with: '%s' of shape %s (expected %s)", it->first.c_str(),
+                  formats::shape_string(it->second.sizes().vec()).c_str(), formats::shape_string(lin->w.sizes().vec()).c_str());
+    lin->w = it->second.to(impl_->opt.device, impl_->opt.dtype);
+#if defined(RAZERQ_HAS_CUDA)
+    lin->packed.reset();  // the packed weights are not these
+#endif
+    ++used;
+  }
+  if (used != weights.size())
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "layer_with: %zu of the %zu weights are not linears of layer %lld",
+                weights.size() - used, weights.size(), static_cast<long long>(i));
+  const torch::Tensor h = hidden.to(impl_->opt.device, impl_->opt.dtype);
+  torch::Tensor cos, sin;
+  impl_->rope_tables(0, h.size(1), h.scalar_type(), cos, sin);
+  return impl_->layer_forward(static_cast<size_t>(i), h, cos, sin, nullptr, nullptr, &L);
 }
 
 torch::Tensor Model::head(const torch::Tensor& hidden) const {

@@ -21,12 +21,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "eval/model_config.hpp"
 #include "eval/weight_source.hpp"
+#include "quantizer/hadamard.hpp"
 
 namespace razerq::eval {
 
@@ -65,6 +67,26 @@ struct KVCache {
     v.clear();
     length = 0;
   }
+};
+
+// The orthogonal transform x -> x Q of quantizer::hadamard_plan(n) on the last axis of x,
+// applied factor by factor (Kronecker structure: cost n x the sum of the factor orders per
+// row), in float32, the result in x's dtype. The online Hadamard op of rotated models
+// (ModelConfig::online_hadamard_down); calib/rotation.cpp multiplies the weights by the same Q.
+class OnlineHadamard {
+ public:
+  OnlineHadamard() = default;
+  OnlineHadamard(int64_t n, torch::Device device);
+  bool defined() const { return n_ > 0; }
+  int64_t size() const { return n_; }
+  const quantizer::HadamardPlan& plan() const { return plan_; }
+  torch::Tensor operator()(const torch::Tensor& x) const;
+
+ private:
+  int64_t n_ = 0;
+  quantizer::HadamardPlan plan_;
+  std::vector<torch::Tensor> factors_;  // float32 [order, order] each, +-1
+  double scale_ = 1.0;                  // 1 / sqrt(block)
 };
 
 class Model {
@@ -108,6 +130,10 @@ class Model {
   torch::Tensor embed(const torch::Tensor& ids) const;
   torch::Tensor layer(int64_t i, const torch::Tensor& hidden, const LinearHook& hook = nullptr) const;
   torch::Tensor head(const torch::Tensor& hidden) const;
+  // layer() with some of the block's linear weights replaced (checkpoint name -> [out, in]
+  // tensor, e.g. a fake-quantized weight that requires grad) and autograd left as the caller
+  // set it: for learned quantization parameters (calib/lwc.hpp). No hook.
+  torch::Tensor layer_with(int64_t i, const torch::Tensor& hidden, const std::map<std::string, torch::Tensor>& weights) const;
   int64_t num_layers() const;
   // The checkpoint prefixes of block i's linears, in the order the forward runs them.
   std::vector<std::string> layer_linears(int64_t i) const;

@@ -157,6 +157,15 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
     if (prf != 1.0)
       throw_error(ErrorKind::kUnsupported, where, "partial_rotary_factor %g is not supported (supported: 1)", prf);
     c.rope = parse_rope(j, where);
+    if (const json* oh = field(j, "razerq_online_hadamard")) {
+      if (!oh->is_array()) throw_error(ErrorKind::kMalformedInput, where, "\"razerq_online_hadamard\" must be an array of linear names");
+      for (const json& e : *oh) {
+        if (!e.is_string() || e.get<std::string>() != "down_proj")
+          throw_error(ErrorKind::kUnsupported, where, "\"razerq_online_hadamard\": %s is not supported (supported: \"down_proj\")",
+                      e.dump().c_str());
+        c.online_hadamard_down = true;
+      }
+    }
 
     // Sliding windows.
     c.sliding_layers.assign(static_cast<size_t>(c.num_layers), 0);
@@ -217,6 +226,7 @@ std::string ModelConfig::summary() const {
     s += ")";
     if (qkv_bias) s += ", qkv bias";
     if (sliding_window > 0) s += strprintf(", sliding window %lld", static_cast<long long>(sliding_window));
+    if (online_hadamard_down) s += ", online Hadamard on down_proj input";
   } else {
     s += strprintf(", %s, layer norm %s", activation.c_str(), do_layer_norm_before ? "before" : "after");
     if (has_project_in_out()) s += strprintf(", embed %lld", static_cast<long long>(word_embed_proj_dim));

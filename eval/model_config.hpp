@@ -45,6 +45,11 @@ struct ModelConfig {
   bool o_bias = false;    // llama with attention_bias
   bool mlp_bias = false;  // llama with mlp_bias
   RopeConfig rope;
+  // Online Hadamard transform of down_proj's input (a model rotated by `razerq quantize
+  // --rotate`, QuaRot-style): config.json "razerq_online_hadamard": ["down_proj"]. The forward
+  // multiplies the MLP's inner activation by the orthogonal quantizer::hadamard_plan
+  // (intermediate_size) transform before down_proj, whose weight was multiplied by the same.
+  bool online_hadamard_down = false;
   // Sliding-window attention: key j is visible from query i when i - window < j <= i.
   // 0 = none. sliding_layers[l] != 0 for the layers that use it (mistral: all; qwen2 with
   // use_sliding_window: layers >= max_window_layers; or config "layer_types").

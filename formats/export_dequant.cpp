@@ -2,6 +2,8 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/error.hpp"
@@ -10,6 +12,7 @@
 #include "common/log.hpp"
 #include "formats/export_common.hpp"
 #include "formats/packed_checkpoint.hpp"
+#include "quantizer/hadamard.hpp"
 
 namespace fs = std::filesystem;
 
@@ -27,6 +30,33 @@ ExportSummary export_dequant(const std::string& packed_dir, const std::string& o
   if (opt.dtype != DType::kF16 && opt.dtype != DType::kBF16 && opt.dtype != DType::kF32)
     throw_error(ErrorKind::kInvalidArgument, "--dtype", "export writes fp16, bf16 or fp32");
   const PackedCheckpoint ckpt = PackedCheckpoint::open(packed_dir);
+  // A rotated checkpoint (razerq quantize --rotate) runs an online Hadamard Q before down_proj
+  // (config.json "razerq_online_hadamard"): the export folds it back, W_down Q^T, so that the
+  // exported model is a plain Hugging Face model (the residual rotation is in the weights).
+  nlohmann::json config;
+  bool unrotate_down = false;
+  {
+    std::ifstream in(fs::path(ckpt.dir()) / "config.json");
+    if (in) {
+      try {
+        config = nlohmann::json::parse(in);
+      } catch (const nlohmann::json::exception& e) {
+        throw_error(ErrorKind::kMalformedInput, (fs::path(ckpt.dir()) / "config.json").string(), "invalid JSON: %s", e.what());
+      }
+      if (config.is_object() && config.contains("razerq_online_hadamard")) {
+        for (const auto& e : config["razerq_online_hadamard"])
+          if (e.is_string() && e.get<std::string>() == "down_proj") unrotate_down = true;
+          else
+            throw_error(ErrorKind::kUnsupported, (fs::path(ckpt.dir()) / "config.json").string(),
+                        "razerq_online_hadamard: %s cannot be exported (supported: \"down_proj\")", e.dump().c_str());
+        config.erase("razerq_online_hadamard");
+      }
+    }
+  }
+  auto is_down = [](const std::string& n) {
+    static const std::string suf = ".mlp.down_proj.weight";
+    return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
+  };
   StagedDir out(out_dir, opt.force);
   ExportSummary sum;
   {
@@ -37,9 +67,30 @@ ExportSummary export_dequant(const std::string& packed_dir, const std::string& o
     const int total = static_cast<int>(ckpt.tensors().size());
     for (int i = 0; i < total; ++i) {
       const TensorRecord& r = ckpt.tensors()[static_cast<size_t>(i)];
-      if (!r.quantized) {
+      if (!r.quantized && !(unrotate_down && is_down(r.name))) {
         const TensorInfo& ti = ckpt.weights().info(r.name);
         w.add(r.name, ti.dtype, ti.shape, ckpt.weights().data(ti), ti.nbytes());
+        ++sum.tensors;
+        continue;
+      }
+      if (!r.quantized) {  // an unquantized rotated down_proj: fold Q^T, keep its dtype
+        const TensorInfo& ti = ckpt.weights().info(r.name);
+        const int64_t rows = ti.shape[0], cols = ti.shape[1];
+        std::vector<float> f(static_cast<size_t>(rows * cols));
+        ckpt.weights().read_float(ti, f.data());
+        std::vector<double> d(f.begin(), f.end());
+        quantizer::apply_right(quantizer::hadamard_plan(cols), d.data(), rows, /*transpose=*/true);
+        std::vector<uint8_t> b(static_cast<size_t>(rows * cols) * dtype_size(ti.dtype));
+        for (int64_t k = 0; k < rows * cols; ++k) {
+          if (ti.dtype == DType::kF32) {
+            const float x = static_cast<float>(d[static_cast<size_t>(k)]);
+            std::memcpy(b.data() + k * 4, &x, 4);
+          } else {
+            const uint16_t h = ti.dtype == DType::kF16 ? double_to_fp16(d[static_cast<size_t>(k)]) : double_to_bf16(d[static_cast<size_t>(k)]);
+            std::memcpy(b.data() + k * 2, &h, 2);
+          }
+        }
+        w.add(r.name, ti.dtype, ti.shape, b.data(), b.size());
         ++sum.tensors;
         continue;
       }
@@ -47,8 +98,11 @@ ExportSummary export_dequant(const std::string& packed_dir, const std::string& o
       const size_t esz = dtype_size(opt.dtype);
       bytes.resize(static_cast<size_t>(q.rows * q.cols) * esz);
       row.resize(static_cast<size_t>(q.cols));
+      const bool fold = unrotate_down && is_down(r.name);
+      const quantizer::HadamardPlan plan = quantizer::hadamard_plan(fold ? q.cols : 1);
       for (int64_t rr = 0; rr < q.rows; ++rr) {
         quantizer::dequantize_row_ref(q, rr, row.data());
+        if (fold) quantizer::apply_right(plan, row.data(), 1, /*transpose=*/true);
         uint8_t* dst = bytes.data() + static_cast<size_t>(rr * q.cols) * esz;
         for (int64_t k = 0; k < q.cols; ++k) {
           const double v = row[static_cast<size_t>(k)];
@@ -74,6 +128,12 @@ ExportSummary export_dequant(const std::string& packed_dir, const std::string& o
   for (const auto& entry : fs::directory_iterator(ckpt.dir())) {
     const std::string name = entry.path().filename().string();
     if (name == kManifestFile || name == kWeightsFile || !entry.is_regular_file()) continue;
+    if (name == "config.json" && unrotate_down) {
+      std::ofstream cf(out.path(name), std::ios::trunc);
+      cf << config.dump(2) << "\n";
+      if (!cf) throw_error(ErrorKind::kIo, out.path(name), "cannot write");
+      continue;
+    }
     std::error_code ec;
     fs::copy_file(entry.path(), out.path(name), ec);
     if (ec) throw_error(ErrorKind::kIo, entry.path().string(), "cannot copy: %s", ec.message().c_str());

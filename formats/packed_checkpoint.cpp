@@ -197,6 +197,14 @@ void PackedWriter::copy_file(const std::string& src_path) {
   fs::permissions(dst, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add, ec);  // sources may be read-only
 }
 
+void PackedWriter::write_file(const std::string& name, const std::string& contents) {
+  const fs::path dst = fs::path(partial_) / name;
+  std::ofstream out(dst, std::ios::binary | std::ios::trunc);
+  out << contents;
+  out.close();
+  if (!out) throw_error(ErrorKind::kIo, dst.string(), "cannot write");
+}
+
 static std::string utc_now() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};

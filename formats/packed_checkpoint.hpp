@@ -68,6 +68,8 @@ class PackedWriter {
                size_t nbytes);
   // Copies a small side file (config.json, tokenizer files) into OUT under the same file name.
   void copy_file(const std::string& src_path);
+  // Writes a small side file into OUT (e.g. a patched config.json).
+  void write_file(const std::string& name, const std::string& contents);
   // Writes model.safetensors and manifest.json (with `header` merged in: source, settings),
   // then renames OUT.partial to OUT (replacing OUT when forced).
   void finish(nlohmann::json header);

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/error.hpp"
+#include "common/half.hpp"
 #include "common/log.hpp"
 #include "quantizer/reference_rules.hpp"
 
@@ -54,6 +55,38 @@ std::string format_progress(const TensorProgress& p) {
   return s;
 }
 
+namespace {
+
+// The stage's values for `name`, checked against the source shape; nullptr when not replaced.
+const FloatTensor* replaced_tensor(const QuantizeJob& job, const std::string& name, const std::vector<int64_t>& shape,
+                                   const std::string& file) {
+  if (!job.replaced) return nullptr;
+  auto it = job.replaced->find(name);
+  if (it == job.replaced->end()) return nullptr;
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (it->second.shape != shape || static_cast<int64_t>(it->second.data.size()) != n)
+    throw_error(ErrorKind::kInternal, file + ": tensor '" + name + "'", "replaced by a tensor of shape %s (expected %s)",
+                shape_string(it->second.shape).c_str(), shape_string(shape).c_str());
+  return &it->second;
+}
+
+// Stores float values in dtype (F32, F16 or BF16; round to nearest even).
+void add_float(PackedWriter& writer, const std::string& name, DType dtype, const FloatTensor& t) {
+  const std::vector<float>& v = t.data;
+  if (dtype == DType::kF32) {
+    writer.add_raw(name, dtype, t.shape, v.data(), v.size() * 4);
+    return;
+  }
+  if (dtype != DType::kF16 && dtype != DType::kBF16)
+    throw_error(ErrorKind::kUnsupported, name, "cannot store a replaced tensor as %s (supported: F32, F16, BF16)", dtype_name(dtype));
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = dtype == DType::kF16 ? float_to_fp16(v[i]) : float_to_bf16(v[i]);
+  writer.add_raw(name, dtype, t.shape, h.data(), h.size() * 2);
+}
+
+}  // namespace
+
 QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(const TensorProgress&)>& progress) {
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
@@ -85,6 +118,7 @@ QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(
   double quant_seconds = 0;
   std::vector<float> buf;
   const int total = static_cast<int>(ckpt.tensor_names.size());
+  int total_out = total;
   for (int i = 0; i < total; ++i) {
     const std::string& name = ckpt.tensor_names[static_cast<size_t>(i)];
     const SafetensorsFile& file = ckpt.file_of(name);
@@ -94,14 +128,22 @@ QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(
     p.index = i + 1;
     p.total = total;
     p.bytes_in = ti.nbytes();
+    const FloatTensor* rep = replaced_tensor(job, name, ti.shape, file.path());
     if (!reason[static_cast<size_t>(i)].empty()) {
-      writer.add_raw(name, ti.dtype, ti.shape, file.data(ti), ti.nbytes());
+      if (rep) {
+        add_float(writer, name, ti.dtype, *rep);
+      } else {
+        writer.add_raw(name, ti.dtype, ti.shape, file.data(ti), ti.nbytes());
+      }
       p.bytes_out = ti.nbytes();
       p.skip_reason = reason[static_cast<size_t>(i)];
     } else {
       const int64_t rows = ti.shape[0], cols = ti.shape[1];
       buf.resize(static_cast<size_t>(rows * cols));
-      file.read_float(ti, buf.data());
+      if (rep)
+        buf = rep->data;
+      else
+        file.read_float(ti, buf.data());
       quantizer::QuantizedTensor q;
       try {
         const auto* pre = job.precomputed && job.precomputed->count(name) ? &job.precomputed->at(name) : nullptr;
@@ -139,12 +181,31 @@ QuantizeSummary quantize_model(const QuantizeJob& job, const std::function<void(
     if (progress) progress(p);
   }
 
+  // Tensors a stage added (a rotation's untied LM head), stored as they are.
+  if (job.replaced)
+    for (const auto& [name, t] : *job.replaced) {
+      if (ckpt.has(name)) continue;
+      add_float(writer, name, t.dtype.empty() ? DType::kF32 : parse_dtype(t.dtype, name), t);
+      TensorProgress p;
+      p.index = ++total_out;
+      p.total = total_out;
+      p.record = &writer.records().back();
+      p.skip_reason = "added by a calibrated stage";
+      if (progress) progress(p);
+    }
+
   // Side files that make the packed checkpoint self-contained (config, tokenizer).
   for (const char* f : {"config.json", "generation_config.json", "tokenizer.model", "tokenizer.json",
                         "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"}) {
     const fs::path src = fs::path(job.model_dir) / f;
     std::error_code ec;
-    if (fs::is_regular_file(src, ec)) writer.copy_file(src.string());
+    if (std::string(f) == "config.json" && !job.config_patch.empty()) {
+      nlohmann::json c = ckpt.config;
+      c.merge_patch(job.config_patch);
+      writer.write_file(f, c.dump(2) + "\n");
+    } else if (fs::is_regular_file(src, ec)) {
+      writer.copy_file(src.string());
+    }
   }
 
   nlohmann::json header;

@@ -14,6 +14,14 @@
 
 namespace razerq::formats {
 
+// A dense tensor held in memory, float32 row-major; dtype: how to store it ("F32", "F16",
+// "BF16"; empty = the source tensor's dtype).
+struct FloatTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+  std::string dtype;
+};
+
 struct QuantizeJob {
   std::string model_dir;
   std::string out_dir;
@@ -30,6 +38,13 @@ struct QuantizeJob {
   const std::map<std::string, quantizer::QuantizedTensor>* precomputed = nullptr;
   // Merged into the manifest's "quantization" object (e.g. "stages", "calibration").
   nlohmann::json extra_quantization = nlohmann::json::object();
+  // Tensors whose values a calibrated stage changed (AWQ's folded scales, a rotation), by
+  // name: used instead of the source's values, whether the tensor is then quantized or stored
+  // (in the source's dtype). Names the source lacks (a rotation unties the LM head) are stored
+  // after the source's tensors, in their own dtype.
+  const std::map<std::string, FloatTensor>* replaced = nullptr;
+  // RFC 7386 merge patch applied to the copied config.json (e.g. the online Hadamard op).
+  nlohmann::json config_patch = nlohmann::json::object();
 };
 
 // Which tensors are quantized: 2-D floating-point "*.weight" tensors of linear layers; never
