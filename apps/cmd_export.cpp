@@ -19,6 +19,17 @@ struct ExportArgs {
   bool force = false;
 };
 
+// The verdict of re-reading an export: one line per converted tensor and the total on stdout,
+// or the report with --json.
+void print_report(const formats::ExportReport& r, const GlobalOptions& g) {
+  if (g.json) {
+    std::printf("%s\n", formats::report_to_json(r).dump(1).c_str());
+    return;
+  }
+  for (const auto& t : r.tensors) std::printf("%s\n", formats::verdict_line(t).c_str());
+  std::printf("%s\n", formats::verdict_total(r).c_str());
+}
+
 // gptq, compressed-tensors, bnb-nf4: progress on stderr, then the verdict of re-reading the
 // export (one line per converted tensor and the total) on stdout, or the report with --json.
 void run_quantized_export(const ExportArgs& a, const GlobalOptions& g, const formats::ExportOptions& opt) {
@@ -29,12 +40,7 @@ void run_quantized_export(const ExportArgs& a, const GlobalOptions& g, const for
   if (a.to == "gptq") r = formats::export_gptq(a.dir, a.out, opt, progress);
   else if (a.to == "compressed-tensors") r = formats::export_compressed_tensors(a.dir, a.out, opt, progress);
   else r = formats::export_bnb_nf4(a.dir, a.out, opt, progress);
-  if (g.json) {
-    std::printf("%s\n", formats::report_to_json(r).dump(1).c_str());
-    return;
-  }
-  for (const auto& t : r.tensors) std::printf("%s\n", formats::verdict_line(t).c_str());
-  std::printf("%s\n", formats::verdict_total(r).c_str());
+  print_report(r, g);
 }
 
 void run_export_gguf(const ExportArgs& a, const GlobalOptions& g) {
@@ -45,12 +51,7 @@ void run_export_gguf(const ExportArgs& a, const GlobalOptions& g) {
   const formats::ExportReport r = formats::export_gguf(a.dir, a.out, opt, [&](const std::string& line) {
     if (!g.quiet) std::fprintf(stderr, "%s\n", line.c_str());
   });
-  if (g.json) {
-    std::printf("%s\n", formats::report_to_json(r).dump(1).c_str());
-    return;
-  }
-  for (const auto& v : r.tensors) std::printf("%s\n", formats::verdict_line(v).c_str());
-  std::printf("%s\n", formats::verdict_total(r).c_str());
+  print_report(r, g);
 }
 
 void run_export(const ExportArgs& a, const GlobalOptions& g) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "calib/gptq_sequential.hpp"
 #include "common/error.hpp"
 
 namespace razerq::calib {
@@ -54,14 +55,7 @@ AwqResult awq_apply(eval::Model& model, const std::vector<std::vector<int32_t>>&
   if (opt.n_grid <= 0) throw_error(ErrorKind::kInvalidArgument, "awq", "n_grid %d (expected > 0)", opt.n_grid);
   const auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> hidden;
-  const int64_t B = std::max<int64_t>(1, opt.batch);
-  for (size_t i = 0; i < windows.size(); i += static_cast<size_t>(B)) {
-    std::vector<torch::Tensor> rows;
-    for (size_t j = i; j < std::min(windows.size(), i + static_cast<size_t>(B)); ++j)
-      rows.push_back(torch::tensor(std::vector<int64_t>(windows[j].begin(), windows[j].end())));
-    hidden.push_back(model.embed(torch::stack(rows)));
-  }
+  std::vector<torch::Tensor> hidden = embed_windows(model, windows, opt.batch);
   const std::vector<float> no_clip = {1.0f};
   AwqResult res;
   const int64_t L = model.num_layers();

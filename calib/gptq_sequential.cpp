@@ -39,6 +39,20 @@ std::vector<std::vector<std::string>> sequential_groups(const std::vector<std::s
 
 }  // namespace
 
+std::vector<torch::Tensor> embed_windows(const eval::Model& model, const std::vector<std::vector<int32_t>>& windows,
+                                         int64_t batch) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> hidden;
+  const size_t B = static_cast<size_t>(std::max<int64_t>(1, batch));
+  for (size_t i = 0; i < windows.size(); i += B) {
+    std::vector<torch::Tensor> rows;
+    for (size_t j = i; j < std::min(windows.size(), i + B); ++j)
+      rows.push_back(torch::tensor(std::vector<int64_t>(windows[j].begin(), windows[j].end())));
+    hidden.push_back(model.embed(torch::stack(rows)));
+  }
+  return hidden;
+}
+
 std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& model,
                                                                   const std::vector<std::vector<int32_t>>& windows,
                                                                   const quantizer::FormatConfig& cfg,
@@ -46,15 +60,7 @@ std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& m
   if (windows.empty()) throw_error(ErrorKind::kInvalidArgument, "gptq_sequential", "no calibration windows");
   const auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
-  // Hidden states entering block 0, one tensor per batch of windows.
-  std::vector<torch::Tensor> hidden;
-  const int64_t B = std::max<int64_t>(1, opt.batch);
-  for (size_t i = 0; i < windows.size(); i += static_cast<size_t>(B)) {
-    std::vector<torch::Tensor> rows;
-    for (size_t j = i; j < std::min(windows.size(), i + static_cast<size_t>(B)); ++j)
-      rows.push_back(torch::tensor(std::vector<int64_t>(windows[j].begin(), windows[j].end())));
-    hidden.push_back(model.embed(torch::stack(rows)));
-  }
+  std::vector<torch::Tensor> hidden = embed_windows(model, windows, opt.batch);
 
   std::map<std::string, quantizer::QuantizedTensor> out;
   const int64_t L = model.num_layers();

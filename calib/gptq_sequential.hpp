@@ -33,6 +33,12 @@ struct SequentialOptions {
   std::function<void(const SequentialProgress&)> progress;
 };
 
+// The hidden states entering block 0 for the calibration windows ([n][seqlen] token ids), one
+// tensor [batch, seqlen, hidden] per `batch` windows (the last may hold fewer); no autograd.
+// Shared by GPTQ, AWQ and learned clipping.
+std::vector<torch::Tensor> embed_windows(const eval::Model& model, const std::vector<std::vector<int32_t>>& windows,
+                                         int64_t batch);
+
 // Quantizes every linear of the model's decoder blocks; returns name + ".weight" -> packed
 // tensor. The model's weights are left replaced by the dequantized results (so the model then
 // evaluates as the quantized checkpoint would). windows: [n][seqlen] token ids.

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "calib/gptq_sequential.hpp"
 #include "common/error.hpp"
 #include "quantizer/awq_clip.hpp"
 
@@ -67,13 +68,7 @@ std::map<std::string, quantizer::QuantizedTensor> lwc_apply(eval::Model& model, 
   std::vector<torch::Tensor> h_fp, h_q;
   {
     torch::NoGradGuard ng;
-    const int64_t B = std::max<int64_t>(1, opt.batch);
-    for (size_t i = 0; i < windows.size(); i += static_cast<size_t>(B)) {
-      std::vector<torch::Tensor> rows;
-      for (size_t j = i; j < std::min(windows.size(), i + static_cast<size_t>(B)); ++j)
-        rows.push_back(torch::tensor(std::vector<int64_t>(windows[j].begin(), windows[j].end())));
-      h_fp.push_back(model.embed(torch::stack(rows)));
-    }
+    h_fp = embed_windows(model, windows, opt.batch);
     h_q = h_fp;
   }
   std::map<std::string, quantizer::QuantizedTensor> out;
