@@ -139,10 +139,10 @@ for m in $MODELS; do
   done
 done
 
-/usr/bin/python3 - "$TSV" "$STAGES" "$DEVICE" "$DTYPE" "$NSAMPLES" "$CALIB_SEQLEN" <<'PY'
+/usr/bin/python3 - "$TSV" "$STAGES" "$DEVICE" "$DTYPE" "$NSAMPLES" "$CALIB_SEQLEN" "$MAX_WINDOWS" <<'PY'
 import sys
 from collections import OrderedDict
-path, stages, device, dtype, nsamples, cseq = sys.argv[1:7]
+path, stages, device, dtype, nsamples, cseq, maxw = sys.argv[1:8]
 stages = stages.split()
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 models = OrderedDict()
@@ -151,7 +151,8 @@ for m, f, s, bpw, w, c in rows:
 for m, fm in models.items():
     base = fm.pop("base", {}).get("fp", ("16", "?", "?"))
     for ds, k in (("WikiText-2", 1), ("C4-new", 2)):
-        print("\n%s, %s perplexity (%s %s; calibration %s x %s C4 windows)\n" % (m, ds, device, dtype, nsamples, cseq or "eval seqlen"))
+        subset = ", first %s windows of each set" % maxw if maxw else ""
+        print("\n%s, %s perplexity (%s %s%s; calibration %s x %s C4 windows)\n" % (m, ds, device, dtype, subset, nsamples, cseq or "eval seqlen"))
         print("| format | bits | " + " | ".join(s.upper() if "+" not in s else s.replace("gptq", "GPTQ") for s in stages) + " |")
         print("|---|---:|" + "---:|" * len(stages))
         print("| fp (unquantized) | 16 | " + " | ".join([base[k]] + ["" for _ in stages[1:]]) + " |")

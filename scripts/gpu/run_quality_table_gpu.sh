@@ -7,7 +7,8 @@
 # build-gpu/), then runs the (format, stage) entries not yet in build-gpu/quality-llama14m/
 # results.tsv one at a time while time is left, and prints the table so far (also to
 # $OUT/quality_llama14m.md). Call it again until the log says "complete".
-# Needs the data in .device/data (RAZERQ_DATA), as scripts/gpu/run_eval_gpu.sh.
+# Needs the data in .device/data (RAZERQ_DATA), as scripts/gpu/run_eval_gpu.sh. NSAMPLES and
+# CALIB_SEQLEN (default 128 x 2048) set the calibration of every stage; keep them across calls.
 set -u
 T0=$(date +%s)
 LEFT() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
@@ -50,12 +51,13 @@ for f in $FORMATS; do
     if [ "$(LEFT)" -lt 150 ]; then missing=$((missing + 1)); continue; fi
     step "llama-14m $f $s"
     timeout $(( $(LEFT) - 40 )) bash scripts/quality_table.sh --build $B --device cuda --dtype fp16 --models llama-14m \
-      --formats "$f" --stages "$s" --work "$W" >/dev/null 2>>"$OUT/quality.log"
+      --formats "$f" --stages "$s" --work "$W" --nsamples "${NSAMPLES:-128}" --calib-seqlen "${CALIB_SEQLEN:-2048}" \
+      >/dev/null 2>>"$OUT/quality.log"
     have "$f" "$s" || { missing=$((missing + 1)); echo "not done (time or error): tail of $OUT/quality.log:"; tail -5 "$OUT/quality.log"; }
   done
 done
 step table
 bash scripts/quality_table.sh --build $B --device cuda --dtype fp16 --models llama-14m --stages "$STAGES" --work "$W" \
-  --table-only | tee "$OUT/quality_llama14m.md"
+  --nsamples "${NSAMPLES:-128}" --calib-seqlen "${CALIB_SEQLEN:-2048}" --table-only | tee "$OUT/quality_llama14m.md"
 cp "$W/results.tsv" "$OUT/quality_llama14m.tsv"
 if [ "$missing" -eq 0 ]; then echo "complete"; else echo "$missing entries left: call again"; fi

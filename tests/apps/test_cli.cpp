@@ -276,4 +276,33 @@ TEST(CliEval, QuantizeGptqRecordsCalibrationAndBeatsRtn) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--gptq"), std::string::npos) << r.out;
 }
+// razerq quantize --rotate --awq --lwc --gptq: the stages recorded in order, the online Hadamard
+// in config.json (razerq eval applies it: tests/eval/test_calib_stages.cpp checks the values),
+// combinations that do not make sense refused.
+TEST(CliEval, QuantizeStagesRecordedAndRefused) {
+  const std::string model = razerq::test::data_path("models/stories260K/hf");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "no " << model;
+  razerq::test::TempDir tmp;
+  const std::string calib = " --format razer --bits 3 --nsamples 8 --calib-seqlen 128 --calib-batch 8";
+  Result r = run_cli("-q quantize " + model + " -o " + tmp.str("rg") + calib + " --rotate --awq --gptq");
+  ASSERT_EQ(r.code, 0) << r.out;
+  nlohmann::json m = nlohmann::json::parse(razerq::read_file(tmp.str("rg") + "/manifest.json"));
+  EXPECT_EQ(m["quantization"]["stages"], nlohmann::json::array({"rotate", "awq", "gptq"}));
+  EXPECT_EQ(m["quantization"]["rotation"]["residual"], "sylvester(8) x sylvester(8)");
+  EXPECT_TRUE(m["quantization"].contains("awq") && m["quantization"].contains("gptq"));
+  const nlohmann::json c = nlohmann::json::parse(razerq::read_file(tmp.str("rg") + "/config.json"));
+  EXPECT_EQ(c["razerq_online_hadamard"], nlohmann::json::array({"down_proj"}));
+  EXPECT_EQ(c["tie_word_embeddings"], false);
+  r = run_cli("eval " + tmp.str("rg") + " --ppl wikitext2 --seqlen 512 --max-windows 8 -q");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = run_cli("-q quantize " + model + " -o " + tmp.str("l") + calib + " --lwc --lwc-epochs 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  m = nlohmann::json::parse(razerq::read_file(tmp.str("l") + "/manifest.json"));
+  EXPECT_EQ(m["quantization"]["stages"], nlohmann::json::array({"lwc"}));
+  EXPECT_EQ(m["quantization"]["lwc"]["epochs"], 1);
+  r = run_cli("quantize " + model + " -o " + tmp.str("x") + calib + " --lwc --gptq");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--lwc"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.str("x")));
+}
 #endif
