@@ -16,6 +16,7 @@
 
 #include "formats/quantize_model.hpp"
 #include "formats/safetensors.hpp"
+#include "tests/formats/pack_test_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace razerq::eval::testing {
@@ -40,16 +41,7 @@ inline bool have_data(const std::string& rel) { return std::filesystem::exists(t
 
 // Quantizes the HF directory `model_dir` into a packed checkpoint `out_dir` (no source
 // checksums, no progress output); returns out_dir.
-inline std::string quantize_packed(const std::string& model_dir, const std::string& out_dir,
-                                   const quantizer::FormatConfig& cfg) {
-  formats::QuantizeJob job;
-  job.model_dir = model_dir;
-  job.out_dir = out_dir;
-  job.cfg = cfg;
-  job.checksums = false;
-  formats::quantize_model(job, [](const formats::TensorProgress&) {});
-  return out_dir;
-}
+using razerq::test::quantize_packed;
 
 inline std::vector<int32_t> read_i32_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -18,8 +18,8 @@
 #include "formats/gguf_reader.hpp"
 #include "formats/gguf_vocab.hpp"
 #include "formats/packed_checkpoint.hpp"
-#include "formats/quantize_model.hpp"
 #include "quantizer/pack.hpp"
+#include "tests/formats/pack_test_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace razerq::formats {
@@ -37,14 +37,7 @@ std::string llama14m() { return test::data_path("models/llama-14m"); }
 std::string stories() { return test::data_path("models/stories260K/hf"); }
 
 std::string quantize(const std::string& model, const std::string& out, const char* fmt, int bits, int group, bool asym) {
-  QuantizeJob job;
-  job.model_dir = model;
-  job.out_dir = out;
-  job.cfg = quantizer::make_format_config(fmt, bits, group, asym);
-  job.checksums = false;
-  job.threads = 2;
-  quantize_model(job, [](const TensorProgress&) {});
-  return out;
+  return test::quantize_packed(model, out, quantizer::make_format_config(fmt, bits, group, asym), {}, 2);
 }
 
 // ---- hand-computed blocks (ggml-common.h layouts, ggml-quants.c dequantize_row_*) ----

@@ -23,8 +23,8 @@
 #include "common/half.hpp"
 #include "formats/export_quantized.hpp"
 #include "formats/foreign_decoders.hpp"
-#include "formats/quantize_model.hpp"
 #include "quantizer/pack.hpp"
+#include "tests/formats/pack_test_util.hpp"
 #include "tests/test_util.hpp"
 
 namespace razerq::formats {
@@ -83,14 +83,9 @@ TEST_P(ExportPairs, EveryAcceptingTargetIsLosslessTheOthersRefuse) {
   const Case& c = GetParam();
   if (!fs::exists(test::data_path(c.model))) GTEST_SKIP() << "no " << test::data_path(c.model);
   TempDir d;
-  QuantizeJob job;
-  job.model_dir = test::data_path(c.model);
-  job.out_dir = d.str("packed");
-  job.cfg = quantizer::make_format_config(c.format, c.bits, c.group, c.asym);
-  if (*c.skip) job.skip = {c.skip};
-  job.checksums = false;
-  job.threads = 2;
-  quantize_model(job, [](const TensorProgress&) {});
+  const quantizer::FormatConfig cfg = quantizer::make_format_config(c.format, c.bits, c.group, c.asym);
+  test::quantize_packed(test::data_path(c.model), d.str("packed"), cfg,
+                        *c.skip ? std::vector<std::string>{c.skip} : std::vector<std::string>{}, 2);
   const PackedCheckpoint ckpt = PackedCheckpoint::open(d.str("packed"));
   int quantized = 0;
   for (const auto& r : ckpt.tensors()) quantized += r.quantized;
@@ -99,7 +94,7 @@ TEST_P(ExportPairs, EveryAcceptingTargetIsLosslessTheOthersRefuse) {
   int accepted = 0;
   for (const std::string target : kTargets) {
     const std::string out = d.str(target);
-    if (!accepts(target, job.cfg)) {
+    if (!accepts(target, cfg)) {
       const Error e = catch_error([&] { run_target(target, d.str("packed"), out); });
       EXPECT_EQ(e.kind(), ErrorKind::kUnsupported) << e.what();
       EXPECT_TRUE(Contains(e.what(), "cannot be exported to " + target));
@@ -120,7 +115,7 @@ TEST_P(ExportPairs, EveryAcceptingTargetIsLosslessTheOthersRefuse) {
         continue;
       }
       EXPECT_TRUE(v.lossless) << target << " " << v.name << ": " << v.note << " rel " << v.rel_err;
-      if (job.cfg.id == quantizer::FormatId::kNvfp4)
+      if (cfg.id == quantizer::FormatId::kNvfp4)
         EXPECT_LE(v.rel_err, std::ldexp(1.0, -24)) << v.name;  // only the fp32 reciprocal global scale
       else
         EXPECT_EQ(v.max_abs_err, 0.0) << target << " " << v.name;
@@ -167,9 +162,9 @@ TEST_P(ExportPairs, EveryAcceptingTargetIsLosslessTheOthersRefuse) {
       EXPECT_EQ(qc["load_in_4bit"], true);
     }
   }
-  EXPECT_EQ(accepted, (job.cfg.id == quantizer::FormatId::kInt || job.cfg.id == quantizer::FormatId::kNvfp4 ||
-                       job.cfg.id == quantizer::FormatId::kMxfp4 || job.cfg.id == quantizer::FormatId::kNf4)
-                          ? (accepts("gptq", job.cfg) ? 2 : 1)
+  EXPECT_EQ(accepted, (cfg.id == quantizer::FormatId::kInt || cfg.id == quantizer::FormatId::kNvfp4 ||
+                       cfg.id == quantizer::FormatId::kMxfp4 || cfg.id == quantizer::FormatId::kNf4)
+                          ? (accepts("gptq", cfg) ? 2 : 1)
                           : 0);
 }
 
@@ -208,22 +203,15 @@ INSTANTIATE_TEST_SUITE_P(RealModels, ExportPairs, ::testing::ValuesIn(kCases), c
 TEST(ExportRefusals, ShapesGptqCannotPackNameTheTensor) {
   if (!fs::exists(test::data_path(kStories))) GTEST_SKIP() << "no stories260K";
   TempDir d;
-  QuantizeJob job;
-  job.model_dir = test::data_path(kStories);
-  job.out_dir = d.str("packed");
-  job.cfg = quantizer::make_format_config("int", 4, 32, false);
-  job.skip = {"down_proj"};
-  job.checksums = false;
-  quantize_model(job, [](const TensorProgress&) {});
+  const quantizer::FormatConfig int4 = quantizer::make_format_config("int", 4, 32, false);
+  test::quantize_packed(test::data_path(kStories), d.str("packed"), int4, {"down_proj"});
   const Error e = catch_error([&] { export_gptq(d.str("packed"), d.str("out"), {}, nullptr); });
   EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
   EXPECT_TRUE(Contains(e.what(), "mlp.gate_proj.weight' is [172, 64]")) << e.what();
   EXPECT_TRUE(Contains(e.what(), "multiples of 8"));
   // Without --skip, down_proj (172 input columns) is no whole number of groups for compressed-tensors.
   TempDir d2;
-  job.out_dir = d2.str("packed");
-  job.skip.clear();
-  quantize_model(job, [](const TensorProgress&) {});
+  test::quantize_packed(test::data_path(kStories), d2.str("packed"), int4);
   const Error e2 = catch_error([&] { export_compressed_tensors(d2.str("packed"), d2.str("out"), {}, nullptr); });
   EXPECT_TRUE(Contains(e2.what(), "down_proj.weight' has 172 input columns, not a multiple of the group size 32"))
       << e2.what();
@@ -503,13 +491,8 @@ TEST(ExportBnb, RefusesBlockSizesBitsandbytesLacks) {
 TEST(ExportCompressedTensors, Nvfp4LowNibbleFirstReciprocalGlobalScale) {
   if (!fs::exists(test::data_path(kLlama14m))) GTEST_SKIP() << "no llama-14m";
   TempDir d;
-  QuantizeJob job;
-  job.model_dir = test::data_path(kLlama14m);
-  job.out_dir = d.str("packed");
-  job.cfg = quantizer::make_format_config("nvfp4");
-  job.skip = {"layers\\.[1-7]\\.", "mlp", "self_attn\\.[kvo]"};
-  job.checksums = false;
-  quantize_model(job, [](const TensorProgress&) {});
+  test::quantize_packed(test::data_path(kLlama14m), d.str("packed"), quantizer::make_format_config("nvfp4"),
+                        {"layers\\.[1-7]\\.", "mlp", "self_attn\\.[kvo]"});
   const PackedCheckpoint ckpt = PackedCheckpoint::open(d.str("packed"));
   const std::string name = "model.layers.0.self_attn.q_proj.weight";
   const QuantizedTensor q = ckpt.load_quantized(name);
@@ -543,12 +526,7 @@ TEST(ExportRefusals, RazerAndOtherFormatsNameTheTargetsThatTakeThem) {
 
   if (!fs::exists(test::data_path(kStories))) GTEST_SKIP() << "no stories260K";
   TempDir d2;
-  QuantizeJob job;
-  job.model_dir = test::data_path(kStories);
-  job.out_dir = d2.str("packed");
-  job.cfg = quantizer::make_format_config("razer");
-  job.checksums = false;
-  quantize_model(job, [](const TensorProgress&) {});
+  test::quantize_packed(test::data_path(kStories), d2.str("packed"), quantizer::make_format_config("razer"));
   for (const std::string target : kTargets) {
     const Error r = catch_error([&] { run_target(target, d2.str("packed"), d2.str("out")); });
     EXPECT_EQ(r.kind(), ErrorKind::kUnsupported);

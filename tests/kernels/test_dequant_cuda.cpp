@@ -13,6 +13,7 @@
 #include "common/error.hpp"
 #include "kernels/cpu/dequant.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
+#include "tests/kernels/cuda_test_util.hpp"
 #include "tests/kernels/kernel_test_util.hpp"
 
 namespace razerq {
@@ -26,22 +27,6 @@ using test::FormatCase;
 constexpr uint16_t kPoison = 0xffffu;  // an fp16 NaN the kernel never produces
 constexpr int64_t kGuard = 64;         // poisoned halves after the output, must stay untouched
 
-bool device_ok(std::string* why) {
-  static std::string reason;
-  static const bool ok = [] {
-    const bool r = kernels::cuda_device_available(&reason);
-    if (r) std::printf("[ device   ] %s\n", kernels::cuda_device_description().c_str());
-    return r;
-  }();
-  *why = reason;
-  return ok;
-}
-
-#define SKIP_WITHOUT_DEVICE()                   \
-  do {                                          \
-    std::string why_;                           \
-    if (!device_ok(&why_)) GTEST_SKIP() << why_; \
-  } while (0)
 
 // Runs the kernel into a poisoned buffer at element offset `offset` (misaligns the output
 // when odd) and checks every element against the rounded reference and the guards.

@@ -23,6 +23,7 @@
 #include "quantizer/format.hpp"
 #include "quantizer/pack.hpp"
 #include "quantizer/quantize.hpp"
+#include "tests/kernels/cuda_test_util.hpp"
 #include "tests/kernels/kernel_test_util.hpp"
 #include "tests/test_util.hpp"
 
@@ -33,17 +34,6 @@ using kernels::DeviceBuffer;
 using kernels::DeviceTensor;
 using quantizer::QuantizedTensor;
 
-bool device_ok(std::string* why) {
-  static std::string reason;
-  static const bool ok = kernels::cuda_device_available(&reason);
-  *why = reason;
-  return ok;
-}
-#define SKIP_WITHOUT_DEVICE()                    \
-  do {                                           \
-    std::string why_;                            \
-    if (!device_ok(&why_)) GTEST_SKIP() << why_; \
-  } while (0)
 
 // The 4-bit formats the fused kernel takes, with the group each is tested at.
 struct GemvCase {
