@@ -20,6 +20,7 @@ mkdir -p "$OUT"
 B=build-gpu
 export RAZERQ_DATA=${RAZERQ_DATA:-$PWD/.device/data}
 export PATH="$PATH:/usr/local/cuda/bin"
+source "$(dirname "$0")/configure.sh"
 step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s)"; }
 
 step environment
@@ -28,21 +29,8 @@ python3 -c 'import torch, transformers; print("torch", torch.__version__, "trans
 for m in gptqmodel compressed_tensors bitsandbytes sentencepiece; do
   python3 -c "import $m; print('$m', getattr($m, '__version__', '?'))" 2>/dev/null || echo "$m: not installed"
 done
-EXTRA=()
-if ! ls /usr/lib/x86_64-linux-gnu/libsentencepiece.so* >/dev/null 2>&1 && ! ls /usr/lib/libsentencepiece.so* >/dev/null 2>&1; then
-  echo "no libsentencepiece here: using .device/lib"
-  ln -sf libsentencepiece.so.0 .device/lib/libsentencepiece.so
-  EXTRA+=(-DRAZERQ_SENTENCEPIECE_LIB=$PWD/.device/lib/libsentencepiece.so)
-fi
-[ -f /usr/include/sentencepiece_processor.h ] || EXTRA+=(-DRAZERQ_SENTENCEPIECE_INCLUDE=$PWD/.device/include)
-if [ ! -f /usr/src/googletest/CMakeLists.txt ] && ! ls /usr/lib/x86_64-linux-gnu/libgtest.a >/dev/null 2>&1; then
-  EXTRA+=(-DRAZERQ_GTEST_SOURCE_DIR=$PWD/.device/googletest)
-fi
-
 step "configure + build razerq"
-TP=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TP" -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DRAZERQ_DATA_DIR="$RAZERQ_DATA" "${EXTRA[@]}" >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+gpu_configure $B "$OUT/configure.log"
 cmake --build $B -j "$(nproc)" --target razerq >"$OUT/build.log" 2>&1 || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 R=$B/apps/razerq
 

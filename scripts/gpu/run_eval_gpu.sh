@@ -14,26 +14,14 @@ mkdir -p "$OUT"
 B=build-gpu
 export RAZERQ_DATA=$PWD/.device/data
 export PATH="$PATH:/usr/local/cuda/bin"
+source "$(dirname "$0")/configure.sh"
 step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }
 
 step environment
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
-EXTRA=()
-if [ ! -f /usr/src/googletest/CMakeLists.txt ] && ! ls /usr/lib/x86_64-linux-gnu/libgtest.a >/dev/null 2>&1; then
-  echo "no GoogleTest here: using .device/googletest"; EXTRA+=(-DRAZERQ_GTEST_SOURCE_DIR=$PWD/.device/googletest)
-fi
-if ! ls /usr/lib/x86_64-linux-gnu/libsentencepiece.so* >/dev/null 2>&1 && ! ls /usr/lib/libsentencepiece.so* >/dev/null 2>&1; then
-  echo "no libsentencepiece here: using .device/lib"
-  ln -sf libsentencepiece.so.0 .device/lib/libsentencepiece.so
-  EXTRA+=(-DRAZERQ_SENTENCEPIECE_LIB=$PWD/.device/lib/libsentencepiece.so)
-fi
-[ -f /usr/include/sentencepiece_processor.h ] || EXTRA+=(-DRAZERQ_SENTENCEPIECE_INCLUDE=$PWD/.device/include)
-
 step configure
-TP=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TP" -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DRAZERQ_DATA_DIR="$RAZERQ_DATA" "${EXTRA[@]}" >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+gpu_configure $B "$OUT/configure.log"
 grep -E "razerq:" "$OUT/configure.log"
 step build
 timeout $(( $(LEFT) - 200 )) cmake --build $B -j "$(nproc)" --target razerq test_eval test_eval_gpu test_kernels_cuda \

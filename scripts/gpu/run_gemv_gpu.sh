@@ -8,9 +8,8 @@ T0=$(date +%s)
 OUT=${OUT:-/tmp/razerq-gpu}; mkdir -p "$OUT"
 B=build-gpu
 export RAZERQ_DATA=$PWD/.device/data PATH="$PATH:/usr/local/cuda/bin"
-TP=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TP" -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DRAZERQ_DATA_DIR="$RAZERQ_DATA" >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+source "$(dirname "$0")/configure.sh"
+gpu_configure $B "$OUT/configure.log"
 cmake --build $B -j "$(nproc)" --target test_kernels_cuda bench_gemv >"$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -30; exit 1; }
 echo "build done at $(( $(date +%s) - T0 )) s; warnings: $(grep -c warning "$OUT/build.log")"
 echo "== resource usage (gemv kernels)"

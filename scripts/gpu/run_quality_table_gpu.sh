@@ -20,21 +20,11 @@ export RAZERQ_DATA=${RAZERQ_DATA:-$PWD/.device/data}
 export PATH="$PATH:/usr/local/cuda/bin"
 FORMATS="int4-asym int3 fp4 nf4 razer4 razer3 nvfp4 nvfp4-razer"
 STAGES="rtn gptq awq lwc rotate+gptq"
+source "$(dirname "$0")/configure.sh"
 step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }
 
 step configure
-EXTRA=()
-if [ ! -f /usr/src/googletest/CMakeLists.txt ] && ! ls /usr/lib/x86_64-linux-gnu/libgtest.a >/dev/null 2>&1; then
-  EXTRA+=(-DRAZERQ_GTEST_SOURCE_DIR=$PWD/.device/googletest)
-fi
-if ! ls /usr/lib/x86_64-linux-gnu/libsentencepiece.so* >/dev/null 2>&1 && ! ls /usr/lib/libsentencepiece.so* >/dev/null 2>&1; then
-  ln -sf libsentencepiece.so.0 .device/lib/libsentencepiece.so
-  EXTRA+=(-DRAZERQ_SENTENCEPIECE_LIB=$PWD/.device/lib/libsentencepiece.so)
-fi
-[ -f /usr/include/sentencepiece_processor.h ] || EXTRA+=(-DRAZERQ_SENTENCEPIECE_INCLUDE=$PWD/.device/include)
-TP=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TP" -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DRAZERQ_DATA_DIR="$RAZERQ_DATA" "${EXTRA[@]}" >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+gpu_configure $B "$OUT/configure.log"
 step build
 timeout $(( $(LEFT) - 60 )) cmake --build $B -j "$(nproc)" --target razerq >"$OUT/build.log" 2>&1
 rc=$?
