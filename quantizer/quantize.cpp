@@ -782,23 +782,27 @@ void apply_code_offsets(QuantizedTensor& q) {
 void count_code_ones(QuantizedTensor& q) {
   const int b = q.cfg.bits, mask = (1 << b) - 1;
   int64_t ones = 0, plain = 0;
-  for (int64_t r = 0; r < q.rows; ++r) {
-    const uint32_t* words = q.codes.data() + r * q.code_words_per_row;
-    const int o = q.cfg.opts.offset ? static_cast<int>(unpack_one(q.offsets.data(), r, b)) : 0;
-    std::vector<uint8_t> is_outlier;
-    if (q.cfg.opts.outlier_block) {
-      is_outlier.assign(static_cast<size_t>(q.cols), 0);
-      for (int64_t blk = 0; blk < q.outlier_blocks_per_row(); ++blk) {
-        const int c = q.outlier_at(r, blk);
-        if (c >= 0) is_outlier[static_cast<size_t>(blk * q.cfg.opts.outlier_block + c)] = 1;
+#pragma omp parallel reduction(+ : ones, plain)
+  {
+    std::vector<uint8_t> codes(static_cast<size_t>(q.cols)), is_outlier;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < q.rows; ++r) {
+      unpack_row(q.codes.data() + r * q.code_words_per_row, q.cols, b, codes.data());
+      const int o = q.cfg.opts.offset ? static_cast<int>(unpack_one(q.offsets.data(), r, b)) : 0;
+      if (q.cfg.opts.outlier_block) {
+        is_outlier.assign(static_cast<size_t>(q.cols), 0);
+        for (int64_t blk = 0; blk < q.outlier_blocks_per_row(); ++blk) {
+          const int c = q.outlier_at(r, blk);
+          if (c >= 0) is_outlier[static_cast<size_t>(blk * q.cfg.opts.outlier_block + c)] = 1;
+        }
       }
-    }
-    for (int64_t k = 0; k < q.cols; ++k) {
-      const int stored = static_cast<int>(unpack_one(words, k, b));
-      ones += __builtin_popcount(static_cast<unsigned>(stored));
-      // Without offsets the outlier's slot would be stored as 0 as well.
-      const bool ol = !is_outlier.empty() && is_outlier[static_cast<size_t>(k)];
-      plain += ol ? 0 : __builtin_popcount(static_cast<unsigned>((stored - o) & mask));
+      for (int64_t k = 0; k < q.cols; ++k) {
+        const int stored = codes[static_cast<size_t>(k)];
+        ones += __builtin_popcount(static_cast<unsigned>(stored));
+        // Without offsets the outlier's slot would be stored as 0 as well.
+        const bool ol = !is_outlier.empty() && is_outlier[static_cast<size_t>(k)];
+        plain += ol ? 0 : __builtin_popcount(static_cast<unsigned>((stored - o) & mask));
+      }
     }
   }
   q.stats.code_ones = ones;
