@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <set>
 
 #include "common/error.hpp"
 
@@ -54,36 +53,76 @@ std::function<bool(double*, int64_t)> torch_inverse_cholesky(torch::Device devic
   };
 }
 
-namespace {
+TorchGptqDevice::TorchGptqDevice(torch::Device d) : dev_(d) {}
 
-class TorchGptqDevice final : public quantizer::GptqDevice {
- public:
-  explicit TorchGptqDevice(torch::Device d) : dev_(d) {}
-  void begin(const double* w, int64_t rows, int64_t cols, const double* u) override {
-    torch::NoGradGuard no_grad;
-    W_ = torch::from_blob(const_cast<double*>(w), {rows, cols}, torch::kFloat64).to(dev_, torch::kFloat64, false, true);
+void TorchGptqDevice::set_hessian(torch::Tensor h) {
+  if (h.defined() && (h.dim() != 2 || h.size(0) != h.size(1) || h.scalar_type() != torch::kFloat64 ||
+                      h.device().type() != dev_.type() || (dev_.has_index() && h.device().index() != dev_.index())))
+    throw_error(ErrorKind::kInternal, "gptq", "set_hessian: expected a square float64 tensor on the device");
+  H_ = std::move(h);
+}
+
+void TorchGptqDevice::hessian_diagonal(double* d) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor diag = H_.diagonal().contiguous().to(torch::kCPU);
+  std::memcpy(d, diag.data_ptr<double>(), static_cast<size_t>(diag.numel()) * sizeof(double));
+}
+
+bool TorchGptqDevice::factor(const int64_t* perm, const std::vector<int64_t>& dead, double damp_abs, int64_t block,
+                             double* ublocks) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = H_.size(0);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor A = H_.clone();
+  if (!dead.empty()) {
+    const torch::Tensor idx = torch::from_blob(const_cast<int64_t*>(dead.data()), {static_cast<int64_t>(dead.size())}, i64).to(dev_);
+    A.index_put_({idx, idx}, 1.0);
+  }
+  if (perm) {
+    const torch::Tensor p = torch::from_blob(const_cast<int64_t*>(perm), {n}, i64).to(dev_);
+    A = A.index_select(0, p).index_select(1, p);
+  }
+  A.diagonal().add_(damp_abs);
+  auto [L, info] = torch::linalg_cholesky_ex(A);
+  if (info.item<int64_t>() != 0) return false;
+  A = torch::Tensor();
+  auto [U, info2] = torch::linalg_cholesky_ex(torch::cholesky_inverse(L), /*upper=*/true);
+  if (info2.item<int64_t>() != 0) return false;
+  U_ = U.contiguous();
+  const int64_t nblk = (n + block - 1) / block;
+  torch::Tensor blocks = torch::zeros({nblk, block, block}, U_.options());
+  for (int64_t k = 0; k < nblk; ++k) {
+    const int64_t c0 = k * block, c = std::min(block, n - c0);
+    blocks[k].narrow(0, 0, c).narrow(1, 0, c).copy_(U_.narrow(0, c0, c).narrow(1, c0, c));
+  }
+  blocks = blocks.to(torch::kCPU);
+  std::memcpy(ublocks, blocks.data_ptr<double>(), static_cast<size_t>(blocks.numel()) * sizeof(double));
+  return true;
+}
+
+void TorchGptqDevice::begin(const double* w, int64_t rows, int64_t cols, const double* u) {
+  torch::NoGradGuard no_grad;
+  W_ = torch::from_blob(const_cast<double*>(w), {rows, cols}, torch::kFloat64).to(dev_, torch::kFloat64, false, true);
+  if (u)
     U_ = torch::from_blob(const_cast<double*>(u), {cols, cols}, torch::kFloat64).to(dev_, torch::kFloat64, false, true);
-  }
-  void columns(int64_t c0, int64_t c1, double* dst) override {
-    torch::NoGradGuard no_grad;
-    const torch::Tensor c = W_.narrow(1, c0, c1 - c0).contiguous().to(torch::kCPU);
-    std::memcpy(dst, c.data_ptr<double>(), static_cast<size_t>(c.numel()) * sizeof(double));
-  }
-  void update(int64_t i1, int64_t i2, const double* err) override {
-    torch::NoGradGuard no_grad;
-    const int64_t rows = W_.size(0), cols = W_.size(1);
-    const torch::Tensor e = torch::from_blob(const_cast<double*>(err), {rows, i2 - i1}, torch::kFloat64).to(dev_);
-    W_.narrow(1, i2, cols - i2).sub_(e.mm(U_.narrow(0, i1, i2 - i1).narrow(1, i2, cols - i2)));
-  }
+  else if (!U_.defined() || U_.size(0) != cols)
+    throw_error(ErrorKind::kInternal, "gptq", "begin without U before factor()");
+}
 
- private:
-  torch::Device dev_;
-  torch::Tensor W_, U_;
-};
+void TorchGptqDevice::columns(int64_t c0, int64_t c1, double* dst) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor c = W_.narrow(1, c0, c1 - c0).contiguous().to(torch::kCPU);
+  std::memcpy(dst, c.data_ptr<double>(), static_cast<size_t>(c.numel()) * sizeof(double));
+}
 
-}  // namespace
+void TorchGptqDevice::update(int64_t i1, int64_t i2, const double* err) {
+  torch::NoGradGuard no_grad;
+  const int64_t rows = W_.size(0), cols = W_.size(1);
+  const torch::Tensor e = torch::from_blob(const_cast<double*>(err), {rows, i2 - i1}, torch::kFloat64).to(dev_);
+  W_.narrow(1, i2, cols - i2).sub_(e.mm(U_.narrow(0, i1, i2 - i1).narrow(1, i2, cols - i2)));
+}
 
-std::shared_ptr<quantizer::GptqDevice> torch_gptq_device(torch::Device device) {
+std::shared_ptr<TorchGptqDevice> torch_gptq_device(torch::Device device) {
   return std::make_shared<TorchGptqDevice>(device);
 }
 
@@ -112,31 +151,41 @@ std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& m
 
   quantizer::GptqOptions gopt = opt.gptq;
   if (!gopt.inverse_cholesky) gopt.inverse_cholesky = torch_inverse_cholesky(model.device());
-  if (!gopt.device && model.device().is_cuda()) gopt.device = torch_gptq_device(model.device());
+  // On a GPU the Hessians stay there: damping, factorisation and the trailing updates too.
+  std::shared_ptr<TorchGptqDevice> tdev;
+  if (!gopt.device && model.device().is_cuda()) gopt.device = tdev = torch_gptq_device(model.device());
   std::map<std::string, quantizer::QuantizedTensor> out;
   const int64_t L = model.num_layers();
   for (int64_t li = 0; li < L; ++li) {
     for (const std::vector<std::string>& group : sequential_groups(model.layer_linears(li))) {
-      const std::set<std::string> names(group.begin(), group.end());
-      // One Hessian per distinct input (q/k/v and gate/up share theirs): keyed by the first name.
-      std::map<std::string, torch::Tensor> hess;
+      // The linears of a group share their input (q/k/v, gate/up): one Hessian, from the first.
+      torch::Tensor H;
       const eval::LinearHook hook = [&](const std::string& name, const torch::Tensor& x) {
-        if (!names.count(name)) return;
+        if (name != group.front()) return;
         torch::Tensor x2 = x.reshape({-1, x.size(-1)}).to(torch::kFloat64);
-        torch::Tensor& h = hess[name];
-        if (!h.defined()) h = torch::zeros({x2.size(1), x2.size(1)}, x2.options());
-        h.addmm_(x2.t(), x2);
+        if (!H.defined()) H = torch::zeros({x2.size(1), x2.size(1)}, x2.options());
+        H.addmm_(x2.t(), x2);
       };
       const auto th = std::chrono::steady_clock::now();
       for (const torch::Tensor& h : hidden) model.layer(li, h, hook);
-      for (auto& [n, h] : hess) h = h.cpu().contiguous();
+      if (!H.defined()) throw_error(ErrorKind::kInternal, "gptq_sequential", "no input reached %s", group.front().c_str());
+      if (!torch::isfinite(H).all().item<bool>())
+        throw_error(ErrorKind::kMalformedInput, "gptq_sequential",
+                    "the Hessian of %s has non-finite entries (the calibration forward overflowed: try --calib-dtype fp32 or bf16)",
+                    group.front().c_str());
+      if (tdev)
+        tdev->set_hessian(H);
+      else
+        H = H.cpu().contiguous();
       double hessian_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - th).count();
       for (const std::string& name : group) {
-        const torch::Tensor& H = hess.at(name);
         const std::string wname = name + ".weight";
         const torch::Tensor W = model.tensor(wname).to(torch::kCPU, torch::kFloat32).contiguous();
+        if (H.size(0) != W.size(1))
+          throw_error(ErrorKind::kInternal, "gptq_sequential", "%s: %lld inputs, Hessian of %lld", wname.c_str(),
+                      (long long)W.size(1), (long long)H.size(0));
         quantizer::GptqResult r = quantizer::gptq_quantize(W.data_ptr<float>(), W.size(0), W.size(1),
-                                                           H.data_ptr<double>(), cfg, gopt);
+                                                           tdev ? nullptr : H.data_ptr<double>(), cfg, gopt);
         torch::Tensor deq = torch::empty({W.size(0), W.size(1)}, torch::kFloat64);
         quantizer::dequantize_ref(r.q, deq.data_ptr<double>());
         model.set_tensor(wname, deq);
@@ -151,6 +200,7 @@ std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& m
         }
         out.emplace(wname, std::move(r.q));
       }
+      if (tdev) tdev->set_hessian(torch::Tensor());
     }
     // The next block's inputs: this block's outputs with its quantized weights.
     for (torch::Tensor& h : hidden) h = model.layer(li, h);

@@ -40,8 +40,28 @@ struct SequentialOptions {
 // gptq_sequential uses it (on the model's device) unless the caller set one.
 std::function<bool(double*, int64_t)> torch_inverse_cholesky(torch::Device device);
 // GptqOptions::device through libtorch: the weights and U on `device`, the trailing updates as
-// float64 matmuls there (cuBLAS on a GPU). gptq_sequential uses it when the model is on CUDA.
-std::shared_ptr<quantizer::GptqDevice> torch_gptq_device(torch::Device device);
+// float64 matmuls there (cuBLAS on a GPU). With set_hessian() the Hessian is there too, and the
+// damping, permutation and factorisation (cuSOLVER) run there: gptq_quantize is then called
+// with h = nullptr and only diag(H) and U's diagonal blocks reach the host. gptq_sequential
+// uses it, Hessian included, when the model is on CUDA.
+class TorchGptqDevice final : public quantizer::GptqDevice {
+ public:
+  explicit TorchGptqDevice(torch::Device d);
+  // h: [cols, cols] float64 on the device (not modified); an undefined tensor drops it.
+  void set_hessian(torch::Tensor h);
+  bool has_hessian() const override { return H_.defined(); }
+  void hessian_diagonal(double* d) override;
+  bool factor(const int64_t* perm, const std::vector<int64_t>& dead, double damp_abs, int64_t block,
+              double* ublocks) override;
+  void begin(const double* w, int64_t rows, int64_t cols, const double* u) override;
+  void columns(int64_t c0, int64_t c1, double* dst) override;
+  void update(int64_t i1, int64_t i2, const double* err) override;
+
+ private:
+  torch::Device dev_;
+  torch::Tensor H_, W_, U_;
+};
+std::shared_ptr<TorchGptqDevice> torch_gptq_device(torch::Device device);
 
 // The hidden states entering block 0 for the calibration windows ([n][seqlen] token ids), one
 // tensor [batch, seqlen, hidden] per `batch` windows (the last may hold fewer); no autograd.

@@ -84,28 +84,41 @@ GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const doubl
     if (!std::isfinite(w[i])) throw_error(ErrorKind::kMalformedInput, where, "weight %lld is not finite", (long long)i);
     W.data()[i] = w[i];
   }
-  MatD H = Eigen::Map<const MatD>(h, cols, cols);
-  for (int64_t i = 0; i < cols * cols; ++i)
-    if (!std::isfinite(h[i])) throw_error(ErrorKind::kInvalidArgument, where, "Hessian entry %lld is not finite", (long long)i);
+  GptqDevice* dev = opt.device.get();
+  const bool dev_h = dev && dev->has_hessian();  // H lives on the device: no host copy of it
+  if (!h && !dev_h) throw_error(ErrorKind::kInvalidArgument, where, "no Hessian given");
+  MatD H;
+  std::vector<double> hdiag(static_cast<size_t>(cols));
+  if (dev_h) {
+    dev->hessian_diagonal(hdiag.data());
+  } else {
+    H = Eigen::Map<const MatD>(h, cols, cols);
+    for (int64_t i = 0; i < cols * cols; ++i)
+      if (!std::isfinite(h[i])) throw_error(ErrorKind::kInvalidArgument, where, "Hessian entry %lld is not finite", (long long)i);
+    for (int64_t j = 0; j < cols; ++j) hdiag[static_cast<size_t>(j)] = H(j, j);
+  }
 
   GptqResult res;
   // Dead columns: no input ever reaches them.
+  std::vector<int64_t> dead;
   for (int64_t j = 0; j < cols; ++j)
-    if (H(j, j) == 0.0) {
-      H(j, j) = 1.0;
+    if (hdiag[static_cast<size_t>(j)] == 0.0) {
+      hdiag[static_cast<size_t>(j)] = 1.0;
+      if (!dev_h) H(j, j) = 1.0;
       W.col(j).setZero();
-      ++res.dead_columns;
+      dead.push_back(j);
     }
+  res.dead_columns = static_cast<int64_t>(dead.size());
   const std::vector<float> wf(W.data(), W.data() + rows * cols);  // original (dead columns zeroed)
   GroupQuantizer gq(cfg, opt.search, wf.data(), rows * cols);
   std::vector<float> diag(static_cast<size_t>(cols));
-  for (int64_t j = 0; j < cols; ++j) diag[static_cast<size_t>(j)] = static_cast<float>(H(j, j));
+  for (int64_t j = 0; j < cols; ++j) diag[static_cast<size_t>(j)] = static_cast<float>(hdiag[static_cast<size_t>(j)]);
 
   // Column order.
   std::vector<int64_t> perm(static_cast<size_t>(cols));
   std::iota(perm.begin(), perm.end(), 0);
   if (opt.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return hdiag[static_cast<size_t>(a)] > hdiag[static_cast<size_t>(b)]; });
 
   std::vector<GroupQuantizer::Params> params(static_cast<size_t>(rows * ngroups));
   // Outliers (OA-CIM): per (row, block) the in-block column kept in BF16, -1 for none.
@@ -169,47 +182,61 @@ GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const doubl
   if (opt.act_order)
     for (int64_t g = 0; g < ngroups; ++g) choose_group(g, W);  // static groups, original weights
 
-  // Permute, damp, factor: U = upper Cholesky factor of H^-1.
+  // Permute, damp, factor: U = upper Cholesky factor of H^-1. The sweep reads only U's diagonal
+  // blocks of B columns (ub); the trailing updates read the rest of U, on the host or the device.
+  const int64_t B = opt.block_size, nblk = (cols + B - 1) / B;
   MatD Hp, Wp;
   if (opt.act_order) {
-    Hp.resize(cols, cols), Wp.resize(rows, cols);
-    for (int64_t a = 0; a < cols; ++a) {
-      Wp.col(a) = W.col(perm[static_cast<size_t>(a)]);
-      for (int64_t b = 0; b < cols; ++b) Hp(a, b) = H(perm[static_cast<size_t>(a)], perm[static_cast<size_t>(b)]);
+    Wp.resize(rows, cols);
+    for (int64_t a = 0; a < cols; ++a) Wp.col(a) = W.col(perm[static_cast<size_t>(a)]);
+    if (!dev_h) {
+      Hp.resize(cols, cols);
+      for (int64_t a = 0; a < cols; ++a)
+        for (int64_t b = 0; b < cols; ++b) Hp(a, b) = H(perm[static_cast<size_t>(a)], perm[static_cast<size_t>(b)]);
     }
   } else {  // the identity: no copies (W and H are not read again)
     Hp.swap(H);
     Wp.swap(W);
   }
   const auto t_factor = std::chrono::steady_clock::now();
-  const double mean_diag = Hp.diagonal().mean();
+  const double mean_diag =
+      dev_h ? std::accumulate(hdiag.begin(), hdiag.end(), 0.0) / static_cast<double>(cols) : Hp.diagonal().mean();
   MatD U;
-  double damp = opt.damp;
-  for (;;) {
+  std::vector<double> ub(static_cast<size_t>(nblk * B * B), 0.0);
+  auto try_factor = [&](double d) -> bool {
+    if (dev_h) return dev->factor(opt.act_order ? perm.data() : nullptr, dead, d * mean_diag, B, ub.data());
     MatD Hd = Hp;
-    Hd.diagonal().array() += damp * mean_diag;
+    Hd.diagonal().array() += d * mean_diag;
     if (opt.inverse_cholesky) {
-      if (opt.inverse_cholesky(Hd.data(), cols)) {
-        Hd.triangularView<Eigen::StrictlyLower>().setZero();
-        U.swap(Hd);
-        break;
-      }
-    } else {
-      Eigen::LLT<MatD> llt(Hd);
-      if (llt.info() == Eigen::Success) {
-        MatD Hinv = llt.solve(MatD::Identity(cols, cols));
-        Hinv = 0.5 * (Hinv + Hinv.transpose());
-        Eigen::LLT<MatD> llt2(Hinv);
-        if (llt2.info() == Eigen::Success) {
-          U = llt2.matrixU();
-          break;
-        }
-      }
+      if (!opt.inverse_cholesky(Hd.data(), cols)) return false;
+      Hd.triangularView<Eigen::StrictlyLower>().setZero();
+      U.swap(Hd);
+      return true;
     }
+    Eigen::LLT<MatD> llt(Hd);
+    if (llt.info() != Eigen::Success) return false;
+    MatD Hinv = llt.solve(MatD::Identity(cols, cols));
+    Hinv = 0.5 * (Hinv + Hinv.transpose());
+    Eigen::LLT<MatD> llt2(Hinv);
+    if (llt2.info() != Eigen::Success) return false;
+    U = llt2.matrixU();
+    return true;
+  };
+  double damp = opt.damp;
+  while (!try_factor(damp)) {
     if (damp >= 1e3) throw_error(ErrorKind::kMalformedInput, where, "the Hessian stays indefinite with damping %g x mean(diag H)", damp);
     damp = damp > 0 ? damp * 10 : 1e-4;
   }
   res.damp_used = damp;
+  if (!dev_h)
+    for (int64_t k = 0; k < nblk; ++k)
+      for (int64_t a = k * B; a < std::min(cols, k * B + B); ++a)
+        for (int64_t b = k * B; b < std::min(cols, k * B + B); ++b) ub[static_cast<size_t>(a * B + (b - k * B))] = U(a, b);
+  // Ud(k) = U(k, k); U(j, k) for j, k in the block starting at i1 is Urow(j, i1)[k].
+  auto Urow = [&](int64_t j, int64_t i1) { return ub.data() + j * B - i1; };
+  std::vector<double> udiag(static_cast<size_t>(cols));
+  for (int64_t k = 0; k < cols; ++k) udiag[static_cast<size_t>(k)] = ub[static_cast<size_t>(k * B + k % B)];
+  auto Ud = [&](int64_t k) { return udiag[static_cast<size_t>(k)]; };
   const auto t_sweep = std::chrono::steady_clock::now();
   res.factor_seconds = std::chrono::duration<double>(t_sweep - t_factor).count();
 
@@ -224,7 +251,7 @@ GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const doubl
         double best = 0;
         int16_t at = -1;
         for (int64_t k = c0; k < c1; ++k) {
-          const double crit = Wp(r, k) * Wp(r, k) / (U(k, k) * U(k, k));
+          const double crit = Wp(r, k) * Wp(r, k) / (Ud(k) * Ud(k));
           if (crit > best) best = crit, at = static_cast<int16_t>(k - c0);
         }
         outlier[static_cast<size_t>(r * nblocks + blk)] = at;
@@ -238,9 +265,7 @@ GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const doubl
   // product (GPTQ's lazy batch update), on opt.device when there is one.
   std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
   double loss = 0;
-  const int64_t B = opt.block_size;
-  GptqDevice* dev = opt.device.get();
-  if (dev) dev->begin(Wp.data(), rows, cols, U.data());
+  if (dev) dev->begin(Wp.data(), rows, cols, dev_h ? nullptr : U.data());
   std::vector<double> fetched;
   for (int64_t i1 = 0; i1 < cols; i1 += B) {
     const int64_t i2 = std::min(i1 + B, cols), count = i2 - i1;
@@ -291,10 +316,11 @@ GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const doubl
             if (io.qq_zero_bits && p.s > 0.f) v = (double(c) - zero_exact[static_cast<size_t>(r * ngroups + g)]) * p.scale;
           }
           codes[static_cast<size_t>(r * cols + nat)] = c;
-          const double e = (Wp(r, j) - v) / U(j, j);
+          const double e = (Wp(r, j) - v) / Ud(j);
           Err(r, i) = e;
           loss += 0.5 * e * e;
-          for (int64_t k = j + 1; k < i2; ++k) Wp(r, k) -= e * U(j, k);  // the rest of the block
+          const double* uj = Urow(j, i1);
+          for (int64_t k = j + 1; k < i2; ++k) Wp(r, k) -= e * uj[k];  // the rest of the block
         }
       }
       s0 = s1;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "quantizer/format.hpp"
 #include "quantizer/quantize.hpp"
@@ -30,7 +31,23 @@ namespace razerq::quantizer {
 class GptqDevice {
  public:
   virtual ~GptqDevice() = default;
-  // One tensor: W [rows, cols] and U [cols, cols] (upper), row-major float64, permuted.
+  // The Hessian may live on the device already (calib/ accumulates it there and hands it over
+  // before calling gptq_quantize with h = nullptr): then the damping and the factorisation run
+  // there too, and only diag(H) and U's diagonal blocks cross to the host.
+  virtual bool has_hessian() const { return false; }
+  // diag(H) [cols] (with has_hessian()).
+  virtual void hessian_diagonal(double* d) { (void)d; }
+  // U = upper Cholesky factor of (P (H + D) P^T + damp_abs I)^-1, kept on the device, where P is
+  // the column order `perm` (null: natural order) and D sets H_jj = 1 for the `dead` columns.
+  // Writes U's diagonal blocks of `block` columns (block k: U[kB:kB+B, kB:kB+B], row-major,
+  // zero-padded to B x B) into ublocks [ceil(cols / B), B, B]; false when not positive definite.
+  virtual bool factor(const int64_t* perm, const std::vector<int64_t>& dead, double damp_abs, int64_t block,
+                      double* ublocks) {
+    (void)perm, (void)dead, (void)damp_abs, (void)block, (void)ublocks;
+    return false;
+  }
+  // One tensor: W [rows, cols] and U [cols, cols] (upper), row-major float64, permuted; u is null
+  // when factor() made U on the device.
   virtual void begin(const double* w, int64_t rows, int64_t cols, const double* u) = 0;
   // W[:, c0:c1] with every update so far, into dst [rows, c1 - c0] row-major.
   virtual void columns(int64_t c0, int64_t c1, double* dst) = 0;
@@ -64,7 +81,7 @@ struct GptqResult {
 };
 
 // w: [rows, cols] row-major float; h: [cols, cols] row-major float64, symmetric positive
-// semi-definite. Throws kInvalidArgument on bad sizes/values, kMalformedInput when H stays
+// semi-definite, or null when opt.device has_hessian(). Throws kInvalidArgument on bad sizes/values, kMalformedInput when H stays
 // indefinite after the damping escalation.
 GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const double* h, const FormatConfig& cfg,
                          const GptqOptions& opt = {});

@@ -15,6 +15,7 @@
 #include "quantizer/format.hpp"
 #include "quantizer/gptq.hpp"
 #include "tests/eval/eval_test_util.hpp"
+#include "tests/eval/gptq_device_check.hpp"
 
 namespace razerq::eval {
 namespace {
@@ -90,6 +91,10 @@ TEST(GptqSequential, TorchInverseCholeskyMatchesEigen) {
   std::vector<double> m = {1, 2, 2, 1};
   EXPECT_FALSE(calib::torch_inverse_cholesky(torch::Device(torch::kCPU))(m.data(), 2));
 }
+
+// The Hessian kept on the device, here the CPU (tests/eval/gptq_device_check.hpp; CUDA in
+// test_eval_gpu).
+TEST(GptqSequential, DeviceHessianMatchesHost) { check_device_hessian_matches_host(torch::Device(torch::kCPU)); }
 
 }  // namespace
 }  // namespace razerq::eval
