@@ -31,6 +31,7 @@ inline std::string pack_opt_fc1_only(const std::string& dir) {
 inline int64_t fc1_mismatches(const std::string& packed, const ModelOptions& opt) {
   const Model m = Model::load(packed, opt);
   EXPECT_EQ(m.simulated_linears(), 2);
+  torch::manual_seed(11);
   const torch::Tensor ids = torch::randint(0, m.config().vocab_size, {1, 64}, torch::kLong);
   std::map<std::string, torch::Tensor> in;
   (void)m.layer(0, m.embed(ids), [&](const std::string& n, const torch::Tensor& x) { in[n] = x.clone(); });
@@ -48,7 +49,11 @@ inline int64_t fc1_mismatches(const std::string& packed, const ModelOptions& opt
   const torch::Tensor want = torch::relu(y.to(b.device()).view({1, 64, N}) + b).cpu();
   const torch::Tensor got = in.at("model.decoder.layers.0.fc2").cpu();
   EXPECT_EQ(got.sizes(), want.sizes());
-  return (got != want).sum().item<int64_t>();
+  // NaN where both are NaN (narrow formats overflow to inf, and inf - inf) counts as equal.
+  const int64_t bad = ((got != want) & ~(got.isnan() & want.isnan())).sum().item<int64_t>();
+  const int64_t both_nan = (got.isnan() & want.isnan()).sum().item<int64_t>();
+  EXPECT_LT(both_nan, got.numel() / 2) << "mostly NaN: the comparison would say little";
+  return bad;
 }
 
 }  // namespace razerq::eval::testing
