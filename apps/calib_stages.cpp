@@ -37,6 +37,11 @@ std::vector<std::vector<int32_t>> calibration_windows(const std::string& model_d
   return std::move(cal.windows);
 }
 
+// The canonical name of a --calib-dtype ("fp32", "fp16", "bf16"), as the manifest records it.
+const char* dtype_name(torch::ScalarType t) {
+  return t == torch::kFloat16 ? "fp16" : t == torch::kBFloat16 ? "bf16" : "fp32";
+}
+
 }  // namespace
 
 CalibStageOutput run_calib_stages(const std::string& model_dir, const quantizer::FormatConfig& cfg,
@@ -69,7 +74,7 @@ CalibStageOutput run_calib_stages(const std::string& model_dir, const quantizer:
   eval::Model model = eval::Model::load(*src, mo);
 
   std::vector<std::vector<int32_t>> windows;
-  if (a.awq || a.lwc || a.gptq) windows = calibration_windows(model_dir, a, model, a.dtype, quiet, rec);
+  if (a.awq || a.lwc || a.gptq) windows = calibration_windows(model_dir, a, model, dtype_name(mo.dtype), quiet, rec);
 
   if (a.awq) {
     calib::AwqOptions ao;
@@ -154,10 +159,12 @@ CalibStageOutput run_lut_stage(const std::string& model_dir, const quantizer::Fo
     throw_error(ErrorKind::kInvalidArgument, "--sensitivity", "'%s' (expected fisher, act2 or none)", sensitivity.c_str());
   eval::ModelOptions mo;
   mo.device = eval::parse_device(a.device);
+  mo.dtype = eval::parse_dtype(a.dtype);
+  if (sensitivity == "fisher") calib::check_fisher_dtype(mo.dtype, "--calib-dtype " + a.dtype);  // before loading
   const std::unique_ptr<eval::WeightSource> src = eval::WeightSource::open_hf(model_dir);
   const eval::Model model = eval::Model::load(*src, mo);
   nlohmann::json rec = nlohmann::json::object();
-  const std::vector<std::vector<int32_t>> windows = calibration_windows(model_dir, a, model, "fp32", quiet, rec);
+  const std::vector<std::vector<int32_t>> windows = calibration_windows(model_dir, a, model, dtype_name(mo.dtype), quiet, rec);
   rec["sensitivity"] = sensitivity == "fisher"
                            ? "fisher (mean over calibration windows of the squared gradient of the LM loss)"
                            : "act2 (mean square of each input channel, broadcast over rows)";
@@ -172,11 +179,16 @@ CalibStageOutput run_lut_stage(const std::string& model_dir, const quantizer::Fo
                                                                    : calib::activation_second_moments(model, windows, progress);
   CalibStageOutput out;
   for (const auto& [name, st] : sens) {
-    const torch::Tensor w = model.tensor(name).to(torch::kCPU, torch::kFloat32).contiguous();
-    const int64_t rows = w.size(0), cols = w.size(1);
+    // The checkpoint's weights as stored (not the model's copy, rounded to --calib-dtype).
+    const std::vector<int64_t> shape = src->shape(name);
+    if (shape.size() != 2)
+      throw_error(ErrorKind::kInternal, model_dir + ": tensor '" + name + "'", "rank %zu (expected a matrix)", shape.size());
+    const int64_t rows = shape[0], cols = shape[1];
+    std::vector<float> w(static_cast<size_t>(rows * cols));
+    src->read_float(name, w.data(), threads);
     quantizer::Sensitivity s{st.data.data(), st.shape.size() == 2};
     try {
-      out.precomputed[name] = quantizer::lut_quantize(w.data_ptr<float>(), rows, cols, cfg, lut, s, threads);
+      out.precomputed[name] = quantizer::lut_quantize(w.data(), rows, cols, cfg, lut, s, threads);
     } catch (const Error& e) {
       throw Error(e.kind(), model_dir + ": tensor '" + name + "'", e.message());
     }

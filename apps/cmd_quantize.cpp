@@ -241,7 +241,7 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g) {
   c->add_flag("--rotate", a->g.rotate,
               "QuaRot-style weight-only rotation: norms folded, residual stream rotated by a seeded randomized Hadamard "
               "matrix, online Hadamard on down_proj's input (recorded in config.json; razerq eval applies it). LLaMA family");
-  c->add_option("--calib", a->g.calib, "Calibration source (--awq, --lwc, --gptq): c4 (train excerpt), wikitext2-valid, or a .txt/.jsonl file")
+  c->add_option("--calib", a->g.calib, "Calibration source (--awq, --lwc, --gptq, lut's --sensitivity): c4 (train excerpt), wikitext2-valid, or a .txt/.jsonl file")
       ->capture_default_str();
   c->add_option("--nsamples", a->g.nsamples, "Calibration windows")->check(CLI::PositiveNumber)->capture_default_str();
   c->add_option("--calib-seqlen", a->g.seqlen, "Calibration window length (AutoAWQ uses 128 x 512)")
@@ -266,13 +266,16 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g) {
   c->add_option("--device", a->g.device, "Where the calibrated stages run the model: cpu, cuda, cuda:N")->capture_default_str();
   c->add_option("--calib-dtype", a->g.dtype,
                  "The model's dtype while calibrating: fp32, fp16 or bf16 (fp16 as GPTQ and AutoAWQ run on a GPU; "
-                 "Hessians and the searches stay in float64/float32)")
+                 "Hessians and the searches stay in float64/float32). lut: act2 takes any of the three (second moments "
+                 "summed in fp32); fisher takes fp32 or bf16 (as SqueezeLLM; gradients squared and summed in fp32) and "
+                 "refuses fp16 (its gradients underflow without loss scaling). Recorded as calibration.model_dtype")
       ->capture_default_str();
   c->add_option("--calib-batch", a->g.batch, "Calibration windows per forward")->check(CLI::PositiveNumber)->capture_default_str();
   auto* sens = c->add_option("--sensitivity", a->sensitivity,
                               "lut: k-means sample weights and the sensitive part's ranking. fisher: squared gradients of the "
-                              "LM loss on the calibration windows (--calib, --nsamples, --calib-seqlen, --seed); act2: input "
-                              "channel second moments (cheaper); none: unweighted, no calibration")
+                              "LM loss on the calibration windows (--calib, --nsamples, --calib-seqlen, --seed, --device, "
+                              "--calib-dtype fp32 or bf16); act2: input channel second moments (cheaper; any --calib-dtype); "
+                              "none: unweighted, no calibration")
                   ->check(CLI::IsMember({"fisher", "act2", "none"}))
                   ->capture_default_str();
   auto* of = c->add_option("--outlier-frac", a->outlier_frac,

@@ -1,8 +1,14 @@
-// bench_gemv: the fused-dequant GEMV (kernels/cuda/gemv_cuda.hpp) against cuBLAS fp16 at the
-// issue's shapes, M = 1, 2, 4, 8, 16. Rotating sets of weights larger than L2 (>= 200 MB per
-// measurement), CUDA events around batches of launches, the median of 15 batches.
-//   bench_gemv [--formats razer,int,razer:bits:s2] [--shapes all|small] [--json FILE]
+// bench_gemv: the fused-dequant GEMV (kernels/cuda/gemv_cuda.hpp) and the lut GEMV
+// (kernels/cuda/lut_gemv_cuda.hpp) against cuBLAS fp16 at the issue's shapes, M = 1, 2, 4, 8, 16
+// (lut: M = 1, 2, 4, 8, the kernel's range; its M = 16 rows are skipped). Rotating sets of
+// weights larger than L2 (>= 200 MB per measurement), CUDA events around batches of launches,
+// the median of 15 batches.
+//   bench_gemv [--formats razer,int,razer:bits:s2,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
 // Suffixes force the decoder (":table", ":bits") or the blocks in flight per warp (":s1", ":s2").
+// lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
+// 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
+// entries (valid tensors, no k-means), each configuration first checked once against the float64
+// reference (dequantize_row_ref) on a 256 x 4096 tensor, M = 1, 2, 4, 8: a mismatch aborts.
 // Prints the measured copy bandwidth (device-to-device cudaMemcpy, read + write bytes) and a
 // table: microseconds, and our time as a % of the floor "bytes we must read / copy bandwidth".
 #include <cublas_v2.h>
@@ -10,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -19,6 +26,7 @@
 #include "common/half.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
+#include "kernels/cuda/lut_gemv_cuda.hpp"
 #include "quantizer/format.hpp"
 #include "quantizer/pack.hpp"
 #include "quantizer/quantize.hpp"
@@ -69,6 +77,155 @@ quantizer::QuantizedTensor random_tensor(const quantizer::FormatConfig& cfg, int
   return q;
 }
 
+// A lut format entry of --formats: "lut4", "lut3", "lut4+sparse", "lut4+sparse0.5%".
+struct LutEntry {
+  int bits = 0;
+  double sparse_frac = 0;  // fraction of the weights in the CSR part (0: dense only)
+  std::string label() const {
+    if (sparse_frac <= 0) return "lut" + std::to_string(bits);
+    char b[64];
+    std::snprintf(b, sizeof b, "lut%d+sparse%g%%", bits, 100.0 * sparse_frac);
+    return b;
+  }
+};
+
+// Parses a lut entry; false when `e` does not start with "lut". Exits on a malformed one.
+bool parse_lut_entry(const std::string& e, LutEntry& out) {
+  if (e.compare(0, 3, "lut") != 0) return false;
+  const bool ok_bits = e.size() >= 4 && (e[3] == '3' || e[3] == '4');
+  std::string rest = ok_bits ? e.substr(4) : "";
+  out = LutEntry{};
+  out.bits = ok_bits ? e[3] - '0' : 0;
+  bool ok = ok_bits;
+  if (ok && !rest.empty()) {
+    ok = rest.compare(0, 7, "+sparse") == 0;
+    rest = ok ? rest.substr(7) : "";
+    out.sparse_frac = 0.005;
+    if (ok && !rest.empty()) {
+      char* end = nullptr;
+      const double pct = std::strtod(rest.c_str(), &end);
+      ok = end != rest.c_str() && std::string(end) == "%" && pct > 0 && pct < 100;
+      out.sparse_frac = pct / 100.0;
+    }
+  }
+  if (!ok) {
+    std::fprintf(stderr, "bench_gemv: --formats entry '%s': expected lut3 or lut4, optionally followed by +sparse or +sparseP%% (e.g. lut4+sparse0.5%%)\n", e.c_str());
+    std::exit(2);
+  }
+  return true;
+}
+
+// A valid packed lut tensor with random codes, sorted random per-row tables and (sparse_frac > 0)
+// floor(sparse_frac * N * K) CSR entries spread evenly over the rows at random distinct columns.
+// Timing does not depend on the values; quantizer::validate accepts it (upload_lut checks).
+quantizer::QuantizedTensor random_lut_tensor(const LutEntry& e, int64_t N, int64_t K, std::mt19937& rng) {
+  quantizer::QuantizedTensor q;
+  q.cfg = quantizer::row_group_config(quantizer::make_format_config("lut", e.bits), K);
+  q.rows = N, q.cols = K;
+  q.groups_per_row = 1;
+  q.code_words_per_row = quantizer::words_per_row(K, e.bits);
+  q.codes.resize(static_cast<size_t>(N * q.code_words_per_row));
+  const int tail_bits = static_cast<int>((K * e.bits) % 32);  // padding bits of a row's last word must be 0
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t w = 0; w < q.code_words_per_row; ++w) {
+      uint32_t v = rng();
+      if (tail_bits && w == q.code_words_per_row - 1) v &= (1u << tail_bits) - 1u;
+      q.codes[static_cast<size_t>(r * q.code_words_per_row + w)] = v;
+    }
+  const int k = 1 << e.bits;
+  q.lut.resize(static_cast<size_t>(N * k));
+  std::normal_distribution<float> nd(0.f, 0.02f);
+  std::vector<float> t(static_cast<size_t>(k));
+  for (int64_t r = 0; r < N; ++r) {
+    for (auto& v : t) v = nd(rng);
+    std::sort(t.begin(), t.end());
+    for (int c = 0; c < k; ++c) q.lut[static_cast<size_t>(r * k + c)] = float_to_fp16(t[static_cast<size_t>(c)]);
+  }
+  if (e.sparse_frac > 0) {
+    const auto total = static_cast<int64_t>(std::floor(e.sparse_frac * double(N) * double(K)));
+    q.sparse.row_ptr.resize(static_cast<size_t>(N + 1));
+    q.sparse.row_ptr[0] = 0;
+    std::uniform_int_distribution<int64_t> col(0, K - 1);
+    std::uniform_real_distribution<float> mag(0.05f, 0.2f);
+    std::vector<int32_t> cols;
+    for (int64_t r = 0; r < N; ++r) {
+      const int64_t want = std::min<int64_t>(K, (r + 1) * total / N - r * total / N);
+      cols.clear();
+      while (static_cast<int64_t>(cols.size()) < want) {  // distinct columns: draw the missing ones, dedupe
+        for (int64_t i = static_cast<int64_t>(cols.size()); i < want; ++i) cols.push_back(static_cast<int32_t>(col(rng)));
+        std::sort(cols.begin(), cols.end());
+        cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
+      }
+      for (int32_t c : cols) {
+        q.sparse.col.push_back(c);
+        q.sparse.val.push_back(float_to_fp16((rng() & 1u) ? mag(rng) : -mag(rng)));
+      }
+      q.sparse.row_ptr[static_cast<size_t>(r + 1)] = static_cast<int32_t>(q.sparse.col.size());
+    }
+  }
+  return q;
+}
+
+// One y = x W^T of a lut tensor as the bench times it: the dense kernel (writes y), then the
+// CSR add when there is a sparse part. y: fp32 [M, N].
+void lut_forward(const kernels::LutDeviceTensor& w, const uint16_t* dx, int M, float* dy) {
+  kernels::lut_gemv_cuda(w, dx, M, dy);
+  if (w.nnz) kernels::sparse_add_cuda(w, dx, M, dy);
+}
+
+// Checks the lut path of `e` once against the float64 reference on a small tensor, every M of
+// the bench; prints the worst error relative to its bound and exits on a mismatch.
+void check_lut_entry(const LutEntry& e, const int* Ms, int nM, std::mt19937& rng) {
+  const int64_t N = 256, K = 4096;
+  const quantizer::QuantizedTensor q = random_lut_tensor(e, N, K, rng);
+  const kernels::LutDeviceTensor t = kernels::upload_lut(q);
+  // Reference weights (dense + sparse, float64) and the magnitude of the two parts for the bound.
+  std::vector<double> w(static_cast<size_t>(N * K)), mag(static_cast<size_t>(N * K));
+  for (int64_t n = 0; n < N; ++n) {
+    quantizer::dequantize_row_ref(q, n, w.data() + n * K, true);
+    quantizer::dequantize_row_ref(q, n, mag.data() + n * K, false);
+  }
+  for (size_t i = 0; i < w.size(); ++i) mag[i] = std::fabs(mag[i]) + std::fabs(w[i] - mag[i]);
+  const int maxM = kernels::kLutGemvMaxM;
+  std::vector<uint16_t> xh(static_cast<size_t>(maxM * K));
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto& h : xh) h = float_to_fp16(nd(rng));
+  kernels::DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(maxM * N) * 4);
+  dx.copy_from_host(xh.data(), xh.size() * 2);
+  std::vector<float> y(static_cast<size_t>(maxM * N));
+  double worst = 0;
+  std::string checked;
+  for (int i = 0; i < nM; ++i) {
+    const int M = Ms[i];
+    if (M > maxM) continue;
+    dy.fill_bytes(0xff);  // NaN: an output not written fails
+    lut_forward(t, dx.as<uint16_t>(), M, dy.as<float>());
+    CK(cudaDeviceSynchronize());
+    dy.copy_to_host(y.data(), static_cast<size_t>(M * N) * 4);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double s = 0, a = 0;
+        for (int64_t kk = 0; kk < K; ++kk) {
+          const double xv = fp16_to_double(xh[static_cast<size_t>(m * K + kk)]);
+          s += xv * w[static_cast<size_t>(n * K + kk)];
+          a += std::fabs(xv) * mag[static_cast<size_t>(n * K + kk)];
+        }
+        // fp32 products and sums in each kernel, plus the add of the two partial sums.
+        const double bound = double(K) * std::ldexp(a, -23) + 1e-30;
+        const double got = y[static_cast<size_t>(m * N + n)], err = std::fabs(got - s);
+        if (!(err <= bound)) {
+          std::fprintf(stderr, "bench_gemv: %s check failed: M = %d, y[%lld][%lld] = %.9g, float64 reference %.9g (bound %.3g)\n",
+                       e.label().c_str(), M, static_cast<long long>(m), static_cast<long long>(n), got, s, bound);
+          std::exit(1);
+        }
+        worst = std::max(worst, err / bound);
+      }
+    checked += (checked.empty() ? "" : ", ") + std::to_string(M);
+  }
+  std::printf("check %s: %lldx%lld, nnz %lld, M = %s: every y within its bound (worst error %.3g of it)\n", e.label().c_str(),
+              static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(q.sparse.nnz()), checked.c_str(), worst);
+}
+
 template <class F>
 double median_us(F&& launch_batch, int reps) {
   cudaEvent_t a, b;
@@ -114,7 +271,7 @@ int main(int argc, char** argv) {
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: bench_gemv [--formats razer,int,...] [--shapes all|small] [--json FILE]\n");
+      std::fprintf(stderr, "usage: bench_gemv [--formats razer,int,lut4,lut3,lut4+sparse,...] [--shapes all|small] [--json FILE]\n");
       return 2;
     }
   }
@@ -139,7 +296,14 @@ int main(int argc, char** argv) {
                                                      {28672, 8192},  {8192, 28672}, {16384, 16384}};
   if (small) shapes = {{4096, 4096}, {28672, 8192}};
   const int Ms[] = {1, 2, 4, 8, 16};
+  const int nM = static_cast<int>(sizeof Ms / sizeof Ms[0]);
   std::mt19937 rng(7);
+  {  // every lut configuration against the float64 reference before any timing
+    std::mt19937 crng(11);
+    LutEntry e;
+    for (const std::string& entry : formats)
+      if (parse_lut_entry(entry, e)) check_lut_entry(e, Ms, nM, crng);
+  }
   FILE* js = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   if (js) std::fprintf(js, "{\"copy_gbs\": %.1f, \"rows\": [\n", copy_gbs);
   bool first_row = true;
@@ -155,9 +319,10 @@ int main(int argc, char** argv) {
       CK(cudaMalloc(&p, wbytes16));
       CK(cudaMemset(p, 0x11, wbytes16));
     }
-    void *dx, *dy;
+    void *dx, *dy, *dyf;
     CK(cudaMalloc(&dx, 16 * K * 2));
     CK(cudaMalloc(&dy, 16 * N * 2));
+    CK(cudaMalloc(&dyf, 16 * N * 4));  // lut: fp32 y
     std::vector<uint16_t> xh(static_cast<size_t>(16 * K));
     for (auto& h : xh) h = float_to_fp16(std::normal_distribution<float>(0.f, 1.f)(rng));
     CK(cudaMemcpy(dx, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
@@ -177,6 +342,36 @@ int main(int argc, char** argv) {
     for (void* p : w16) CK(cudaFree(p));
 
     for (const std::string& entry : formats) {
+      LutEntry le;
+      if (parse_lut_entry(entry, le)) {
+        const quantizer::QuantizedTensor q = random_lut_tensor(le, N, K, rng);
+        // Bytes the format must move: codes, tables, CSR row pointers / columns / values, x (fp16),
+        // y written once (fp32, the kernels' output type).
+        const size_t qbytes = q.codes.size() * 4 + q.lut.size() * 2 + q.sparse.row_ptr.size() * 4 +
+                              q.sparse.col.size() * 4 + q.sparse.val.size() * 2;
+        const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
+        std::vector<kernels::LutDeviceTensor> ws;
+        for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload_lut(q));
+        const std::string name = le.label();
+        for (int M : Ms) {
+          if (M > kernels::kLutGemvMaxM) continue;  // the lut kernel's range is M = 1..8
+          int idx = 0;
+          const double us = median_us(
+              [&](int r) {
+                for (int i = 0; i < r; ++i) lut_forward(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<float*>(dyf));
+              },
+              50);
+          const double floor_us = (qbytes + 2.0 * M * K + 4.0 * M * N) / (copy_gbs * 1e3);
+          std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx\n", name.c_str(), static_cast<long long>(N),
+                      static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
+          if (js)
+            std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f}",
+                         first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
+                         100.0 * floor_us / us, cublas_us[M]);
+          first_row = false;
+        }
+        continue;
+      }
       // "razer:table", "razer:bits", "int:s1": force the decoder or the stage count.
       const size_t colon = entry.find(':');
       const std::string f = entry.substr(0, colon), opts = colon == std::string::npos ? "" : entry.substr(colon);
@@ -215,6 +410,7 @@ int main(int argc, char** argv) {
     }
     CK(cudaFree(dx));
     CK(cudaFree(dy));
+    CK(cudaFree(dyf));
   }
   if (js) {
     std::fprintf(js, "\n]}\n");

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/gemv: ours (bench_gemv) vs cuBLAS fp16 vs PyTorch's int4 tinygemm, one table.
 #   bench/gemv.sh BUILD_DIR [all|small] [formats]   (on the GPU machine; writes bench/gemv.md's table to stdout)
+# formats: bench_gemv's --formats list, e.g. "lut4,lut3,lut4+sparse,lut3+sparse" for the lut rows
+# only (M = 1, 2, 4, 8: the lut kernel has no M = 16 and prints no row for it).
 set -euo pipefail
 B=${1:?build dir}
 SET=${2:-all}

@@ -8,6 +8,13 @@
 //           k-means nor the top-k choice of sensitive weights.
 //   act2    the second moment of each input channel of the linear, mean over the windows'
 //           tokens of x_k^2 (the diagonal of X^T X / tokens); [in] per linear, broadcast over rows.
+// The model runs in its dtype (eval::ModelOptions::dtype, --calib-dtype). act2: fp32, fp16 or
+// bf16, each activation converted to fp32 before it is squared, the sums kept in fp32. fisher:
+// fp32 or bf16; the gradients are taken with respect to fp32 copies of the weights (cast to the
+// model dtype in the forward, so the backward runs in the model dtype and the cast's backward
+// returns fp32), squared and summed in fp32. SqueezeLLM does it in bf16 throughout (its
+// SqueezeLLM-gradients run.py: model.bfloat16(), a hook squaring each bf16 gradient, summed in
+// bf16 .grad). fp16 is refused (check_fisher_dtype).
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -17,6 +24,10 @@
 #include "eval/model.hpp"
 
 namespace razerq::calib {
+
+// Throws kInvalidArgument (starting with `where`, e.g. "--calib-dtype fp16") for fp16: the LM
+// loss's weight gradients underflow in fp16 without loss scaling, which razerq does not do.
+void check_fisher_dtype(torch::ScalarType dtype, const std::string& where);
 
 struct SensitivityTensor {
   std::vector<int64_t> shape;  // [out, in] (fisher) or [in] (act2)

@@ -2,7 +2,9 @@
 // `razerq eval` when it is built (libtorch found).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <string>
 
 #include "common/file.hpp"
+#include "formats/packed_checkpoint.hpp"
 #include "quantizer/format.hpp"
 #include "tests/test_util.hpp"
 
@@ -348,6 +351,126 @@ TEST(CliEval, QuantizeStagesRecordedAndRefused) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--lwc"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(tmp.str("x")));
+}
+
+// razerq quantize --format lut --sensitivity fisher / act2 end to end on stories260K (2 windows of
+// 64 C4 tokens): the manifest's calibration record (stage, sensitivity kind, the dtype the model
+// ran in, the tokens' SHA-256), tables that differ from --sensitivity none's (dense only, so the
+// k-means weighting is the only difference), a finite perplexity near the unquantized model's;
+// --calib-dtype is honoured (fisher in bf16, act2 in bf16) and fisher in fp16 refused.
+TEST(CliEval, LutSensitivityStagesEndToEnd) {
+  const std::string model = razerq::test::data_path("models/stories260K/hf");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "no " << model;
+  razerq::test::TempDir tmp;
+  const std::string base = "-q quantize " + model + " --format lut --bits 4 --outlier-frac 0 --sensitive-frac 0 -o ";
+  const std::string calib = " --nsamples 2 --calib-seqlen 64";
+  struct Run {
+    const char* dir;
+    const char* args;
+    const char* kind;   // the record's sensitivity starts with this
+    const char* dtype;  // calibration.model_dtype
+  } runs[] = {{"none", " --sensitivity none", "none", nullptr},
+              {"fisher", " --sensitivity fisher", "fisher", "fp32"},
+              {"act2", " --sensitivity act2", "act2", "fp32"},
+              {"fisher_bf16", " --sensitivity fisher --calib-dtype bf16", "fisher", "bf16"},
+              {"act2_bf16", " --sensitivity act2 --calib-dtype bf16", "act2", "bf16"}};
+  std::string sha;
+  for (const Run& run : runs) {
+    const Result r = run_cli(base + tmp.str(run.dir) + run.args + (run.dtype ? calib : ""));
+    ASSERT_EQ(r.code, 0) << run.dir << ": " << r.out;
+    ASSERT_TRUE(std::filesystem::exists(tmp.str(run.dir) + "/manifest.json")) << run.dir;
+    ASSERT_TRUE(std::filesystem::exists(tmp.str(run.dir) + "/model.safetensors")) << run.dir;
+    const nlohmann::json q = nlohmann::json::parse(razerq::read_file(tmp.str(run.dir) + "/manifest.json"))["quantization"];
+    EXPECT_EQ(q["format"], "lut") << run.dir;
+    EXPECT_EQ(q["sensitivity"].get<std::string>().rfind(run.kind, 0), 0u) << run.dir << ": " << q.dump();
+    if (!run.dtype) {
+      EXPECT_FALSE(q.contains("calibration")) << q.dump();
+      continue;
+    }
+    EXPECT_EQ(q["stages"], nlohmann::json::array({"sensitivity"})) << run.dir;
+    const nlohmann::json& c = q["calibration"];
+    EXPECT_EQ(c["source"], "c4") << run.dir;
+    EXPECT_EQ(c["n_samples"], 2) << run.dir;
+    EXPECT_EQ(c["seqlen"], 64) << run.dir;
+    EXPECT_EQ(c["model_dtype"], run.dtype) << run.dir;
+    const std::string h = c["tokens_sha256"].get<std::string>();
+    EXPECT_EQ(h.size(), 64u) << run.dir;
+    EXPECT_EQ(h.find_first_not_of("0123456789abcdef"), std::string::npos) << h;
+    if (sha.empty()) sha = h;
+    EXPECT_EQ(h, sha) << run.dir << ": the same windows for every run";
+  }
+
+  // Tables: every quantized tensor's tables differ from the unweighted k-means' in some rows.
+  using razerq::formats::PackedCheckpoint;
+  auto differing_rows = [&](const std::string& dir, const std::string& against) {
+    const PackedCheckpoint a = PackedCheckpoint::open(tmp.str(dir)), b = PackedCheckpoint::open(tmp.str(against));
+    int64_t diff = 0, rows = 0;
+    int tensors = 0, tensors_differing = 0;
+    for (const auto& rec : a.tensors()) {
+      if (!rec.quantized) continue;
+      const razerq::quantizer::QuantizedTensor x = a.load_quantized(rec.name), y = b.load_quantized(rec.name);
+      EXPECT_EQ(x.lut.size(), y.lut.size()) << rec.name;
+      if (x.lut.size() != y.lut.size()) continue;
+      const size_t k = size_t(1) << x.cfg.bits;
+      int64_t d = 0;
+      for (int64_t r = 0; r < x.rows; ++r)
+        d += !std::equal(x.lut.begin() + r * k, x.lut.begin() + (r + 1) * k, y.lut.begin() + r * k);
+      diff += d;
+      rows += x.rows;
+      ++tensors;
+      tensors_differing += d > 0;
+    }
+    std::printf("  %s vs %s: tables differ in %lld of %lld rows, %d of %d tensors\n", dir.c_str(), against.c_str(),
+                static_cast<long long>(diff), static_cast<long long>(rows), tensors_differing, tensors);
+    EXPECT_EQ(tensors, 35) << dir;
+    EXPECT_EQ(tensors_differing, tensors) << dir << " vs " << against;
+    return rows ? double(diff) / double(rows) : 0.0;
+  };
+  EXPECT_GT(differing_rows("fisher", "none"), 0.5);
+  EXPECT_GT(differing_rows("act2", "none"), 0.5);
+  EXPECT_GT(differing_rows("fisher", "act2"), 0.5);
+  EXPECT_GT(differing_rows("fisher_bf16", "none"), 0.5);
+
+  // Perplexity on a few windows: finite and near the unquantized model's.
+  auto ppl = [&](const std::string& dir) {
+    const Result e = run_cli("eval " + dir + " --ppl wikitext2 --seqlen 256 --max-windows 4 --json -q");
+    EXPECT_EQ(e.code, 0) << e.out;
+    return e.code == 0 ? nlohmann::json::parse(e.out)["results"][0]["ppl"].get<double>() : NAN;
+  };
+  const double p0 = ppl(model);
+  for (const char* dir : {"none", "fisher", "act2", "fisher_bf16", "act2_bf16"}) {
+    const double p = ppl(tmp.str(dir));
+    std::printf("  stories260K lut4 dense, sensitivity %s: ppl %.4f (unquantized %.4f; 4 windows of 256)\n", dir, p, p0);
+    EXPECT_TRUE(std::isfinite(p)) << dir;
+    EXPECT_GT(p, 1.0) << dir;
+    EXPECT_LT(p / p0, 1.25) << dir;
+  }
+
+  // act2 in fp16: recorded as such where libtorch has fp16 kernels (CUDA); Debian's CPU libtorch
+  // 1.13 has no fp16 matmul, which must come out as a clear error with nothing left behind.
+  {
+    const Result r = run_cli(base + tmp.str("act2_fp16") + " --sensitivity act2 --calib-dtype fp16" + calib);
+    if (r.code == 0) {
+      const nlohmann::json q = nlohmann::json::parse(razerq::read_file(tmp.str("act2_fp16") + "/manifest.json"))["quantization"];
+      EXPECT_EQ(q["calibration"]["model_dtype"], "fp16");
+    } else {
+      const size_t e = r.out.find("error:");
+      std::printf("  act2 fp16 on this build: %s", e == std::string::npos ? r.out.c_str() : r.out.c_str() + e);
+      EXPECT_NE(r.out.find("libtorch failed computing the act2 sensitivity (float16 on cpu)"), std::string::npos) << r.out;
+      EXPECT_EQ(r.out.find("frame #"), std::string::npos) << "a libtorch backtrace instead of a message: " << r.out;
+      EXPECT_FALSE(std::filesystem::exists(tmp.str("act2_fp16")));
+      EXPECT_FALSE(std::filesystem::exists(tmp.str("act2_fp16") + ".partial"));
+    }
+  }
+
+  // fisher in fp16: refused before any work, nothing written.
+  const Result r = run_cli(base + tmp.str("fp16") + " --sensitivity fisher --calib-dtype fp16" + calib);
+  EXPECT_EQ(r.code, 2) << r.out;
+  for (const char* part : {"--calib-dtype fp16", "fp32 or bf16", "underflow", "loss scaling"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << ": " << r.out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.str("fp16")));
+  EXPECT_FALSE(std::filesystem::exists(tmp.str("fp16") + ".partial"));
+  EXPECT_NE(run_cli("quantize --help").out.find("refuses fp16"), std::string::npos);
 }
 #endif
 
