@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <climits>
+#include <cstdint>
 #include <cstring>
 
 #include "common/error.hpp"
@@ -32,10 +33,26 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// One warp per row; step s covers codes [32 s, 32 s + 32): BITS words of the row's bitstream,
-// lane l decodes code 32 s + l (bits [BITS l, BITS l + BITS) of those words).
+// One warp per row. The row's codes go in chunks of 32 (BITS words of its bitstream): lane l
+// takes chunks l, l + 32, ...; it loads the chunk's BITS words, looks its 32 codes up in the
+// row's table (shared memory, one float per entry: the 32 lanes hit distinct banks or share an
+// entry) and multiplies them with x[m, 32 c .. 32 c + 32), loaded as four 16-byte vectors when
+// x allows (vec: 16-byte aligned, K a multiple of 8), else element by element. The chunk that
+// crosses K masks the codes beyond it (the row's padding).
+template <int BITS>
+__device__ __forceinline__ void decode_chunk(const uint32_t (&wd)[BITS], const float* table, float (&wv)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    constexpr int kMask = (1 << BITS) - 1;
+    const int p = BITS * i, wi = p >> 5, off = p & 31;
+    uint32_t c = wd[wi] >> off;
+    if (off + BITS > 32) c |= wd[wi + 1] << (32 - off);
+    wv[i] = table[c & kMask];
+  }
+}
+
 template <int BITS, int M>
-__global__ void __launch_bounds__(kWarps * 32) lut_gemv_kernel(LutArgs a) {
+__global__ void __launch_bounds__(kWarps * 32) lut_gemv_kernel(LutArgs a, bool vec) {
   __shared__ float table[kWarps][1 << BITS];
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
   const int r = blockIdx.x * kWarps + wid;
@@ -46,18 +63,43 @@ __global__ void __launch_bounds__(kWarps * 32) lut_gemv_kernel(LutArgs a) {
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.f;
-  const int steps = (a.cols + 31) / 32;
-  const int pos = BITS * lane, wi = pos >> 5, off = pos & 31;
-  for (int s = 0; s < steps; ++s) {
-    const int w0 = s * BITS + wi;  // the word holding the code's first bit; the code may straddle into w0 + 1
-    const uint32_t lo = w0 < a.words ? __ldg(wrow + w0) : 0u;
-    const uint32_t hi = (off + BITS > 32 && w0 + 1 < a.words) ? __ldg(wrow + w0 + 1) : 0u;
-    const uint32_t code = static_cast<uint32_t>(((static_cast<uint64_t>(hi) << 32 | lo) >> off) & ((1u << BITS) - 1u));
-    const int k = s * 32 + lane;
-    if (k < a.cols) {
-      const float wv = table[wid][code];
+  const int chunks = (a.cols + 31) / 32;
+  for (int c = lane; c < chunks; c += 32) {
+    uint32_t wd[BITS];
 #pragma unroll
-      for (int m = 0; m < M; ++m) acc[m] = fmaf(wv, __half2float(a.x[static_cast<size_t>(m) * a.cols + k]), acc[m]);
+    for (int j = 0; j < BITS; ++j) wd[j] = c * BITS + j < a.words ? __ldg(wrow + c * BITS + j) : 0u;
+    float wv[32];
+    decode_chunk<BITS>(wd, table[wid], wv);
+    const int k0 = c * 32;
+    if (vec && k0 + 32 <= a.cols) {
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const uint4* xv = reinterpret_cast<const uint4*>(a.x + static_cast<size_t>(m) * a.cols + k0);
+        float s = 0.f;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const uint4 u = __ldg(xv + q);
+          const uint32_t h[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+          for (int t = 0; t < 4; ++t) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h[t]));
+            s = fmaf(wv[q * 8 + 2 * t], f.x, s);
+            s = fmaf(wv[q * 8 + 2 * t + 1], f.y, s);
+          }
+        }
+        acc[m] += s;
+      }
+    } else {
+      const int n = a.cols - k0 < 32 ? a.cols - k0 : 32;
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const __half* xr = a.x + static_cast<size_t>(m) * a.cols + k0;
+        float s = 0.f;
+#pragma unroll
+        for (int i = 0; i < 32; ++i)
+          if (i < n) s = fmaf(wv[i], __half2float(xr[i]), s);
+        acc[m] += s;
+      }
     }
   }
 #pragma unroll
@@ -91,10 +133,11 @@ __global__ void __launch_bounds__(kWarps * 32) sparse_add_kernel(LutArgs a) {
 
 template <int M>
 void launch_dense(int bits, const LutArgs& a, dim3 grid, cudaStream_t s) {
+  const bool vec = reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && a.cols % 8 == 0;
   if (bits == 3)
-    lut_gemv_kernel<3, M><<<grid, kWarps * 32, 0, s>>>(a);
+    lut_gemv_kernel<3, M><<<grid, kWarps * 32, 0, s>>>(a, vec);
   else
-    lut_gemv_kernel<4, M><<<grid, kWarps * 32, 0, s>>>(a);
+    lut_gemv_kernel<4, M><<<grid, kWarps * 32, 0, s>>>(a, vec);
 }
 
 LutArgs make_args(const LutDeviceTensor& w, const uint16_t* x, int64_t M, float* y, const char* where) {

@@ -2,9 +2,10 @@
 // The lut format on CUDA (kernels/cuda/lut_gemv.cu): y = x W^T for a packed lut tensor W [N, K]
 // (quantizer/lut.hpp, formats/SPEC.md 5.7) and small M (1 .. kLutGemvMaxM), in two kernels:
 //   lut_gemv_cuda    the dense part: each weight is its row's fp16 table entry (exact), one warp
-//                    per output row, the row's table in shared memory, 32 consecutive codes per
-//                    warp step (lane l decodes code l of the step from the step's b words, so the
-//                    x loads are coalesced), fp32 products and accumulation; y is overwritten.
+//                    per output row, the row's table in shared memory; each lane takes chunks of
+//                    32 codes (b words: 16 bytes at 4 bits), looks them up and multiplies them
+//                    with x's 32 matching entries (16-byte loads when x is 16-byte aligned and K
+//                    a multiple of 8), fp32 products and accumulation; y is overwritten.
 //   sparse_add_cuda  the CSR part: y[m, r] += sum over row r's entries of val * x[m, col], fp32,
 //                    one warp per row (no atomics); nothing to do without a sparse part.
 // One template over the code width (3, 4) and M. x: fp16 [M, K], row stride K, any alignment;
