@@ -85,6 +85,7 @@ CalibStageOutput run_calib_stages(const std::string& model_dir, const quantizer:
     ao.clip_opt.max_shrink = a.awq_max_shrink;
     ao.range_aware = search.range_aware;
     ao.batch = a.batch;
+    ao.offload = a.offload;
     ao.progress = [&](const calib::AwqProgress& p) {
       if (!quiet)
         std::fprintf(stderr, "awq [layer %lld/%lld] %s: ratio %.2f, block-output MSE %.4g (ratio 0: %.4g) %.1f s\n",
@@ -104,6 +105,7 @@ CalibStageOutput run_calib_stages(const std::string& model_dir, const quantizer:
     lo.epochs = a.lwc_epochs;
     lo.lr = a.lwc_lr;
     lo.batch = a.batch;
+    lo.offload = a.offload;
     lo.range_aware = search.range_aware;
     lo.progress = [&](const calib::LwcProgress& p) {
       if (!quiet)
@@ -123,6 +125,7 @@ CalibStageOutput run_calib_stages(const std::string& model_dir, const quantizer:
     so.gptq.block_size = a.block_size;
     so.gptq.search = search;
     so.batch = a.batch;
+    so.offload = a.offload;
     so.progress = [&](const calib::SequentialProgress& p) {
       if (!quiet)
         std::fprintf(stderr, "gptq [layer %lld/%lld] %s loss %.4g damp %g (inputs %.1f s, factor %.1f s, sweep %.1f s) %.1f s\n",

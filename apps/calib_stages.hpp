@@ -37,6 +37,7 @@ struct CalibStageArgs {
   std::string device = "cpu", data_dir;
   std::string dtype = "fp32";  // the model's dtype during calibration (eval::parse_dtype)
   int64_t batch = 1;
+  bool offload = false;  // --calib-offload
   bool any() const { return rotate || awq || lwc || gptq; }
 };
 

@@ -271,6 +271,9 @@ void set_quantize_command(CLI::App& app, GlobalOptions& g) {
                  "refuses fp16 (its gradients underflow without loss scaling). Recorded as calibration.model_dtype")
       ->capture_default_str();
   c->add_option("--calib-batch", a->g.batch, "Calibration windows per forward")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_flag("--calib-offload", a->g.offload,
+              "GPTQ/AWQ/LWC on a GPU: keep the calibration activations (128 x 2048 x hidden per set) in pinned host "
+              "memory between forwards, each batch on the device only for its forward (less GPU memory, some speed)");
   auto* sens = c->add_option("--sensitivity", a->sensitivity,
                               "lut: k-means sample weights and the sensitive part's ranking. fisher: squared gradients of the "
                               "LM loss on the calibration windows (--calib, --nsamples, --calib-seqlen, --seed, --device, "

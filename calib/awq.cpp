@@ -55,7 +55,7 @@ AwqResult awq_apply(eval::Model& model, const std::vector<std::vector<int32_t>>&
   if (opt.n_grid <= 0) throw_error(ErrorKind::kInvalidArgument, "awq", "n_grid %d (expected > 0)", opt.n_grid);
   const auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> hidden = embed_windows(model, windows, opt.batch);
+  std::vector<torch::Tensor> hidden = embed_windows(model, windows, opt.batch, opt.offload);
   const std::vector<float> no_clip = {1.0f};
   AwqResult res;
   const int64_t L = model.num_layers();
@@ -73,7 +73,7 @@ AwqResult awq_apply(eval::Model& model, const std::vector<std::vector<int32_t>>&
       feats[name].push_back(x.reshape({-1, x.size(-1)}).to(torch::kFloat32));
     };
     std::vector<torch::Tensor> fp_out;
-    for (const torch::Tensor& h : hidden) fp_out.push_back(model.layer(li, h, hook));
+    for (const torch::Tensor& h : hidden) fp_out.push_back(stash(model, model.layer(li, on_device(model, h), hook), opt.offload));
     std::map<std::string, torch::Tensor> X;
     for (auto& [n, v] : feats) X[n] = torch::cat(v, 0);
     feats.clear();
@@ -90,7 +90,7 @@ AwqResult awq_apply(eval::Model& model, const std::vector<std::vector<int32_t>>&
     auto block_loss = [&]() {
       double sse = 0, n = 0;
       for (size_t b = 0; b < hidden.size(); ++b) {
-        const torch::Tensor d = (model.layer(li, hidden[b]) - fp_out[b]).to(torch::kFloat64);
+        const torch::Tensor d = (model.layer(li, on_device(model, hidden[b])) - on_device(model, fp_out[b])).to(torch::kFloat64);
         sse += d.pow(2).sum().item<double>();
         n += static_cast<double>(d.numel());
       }

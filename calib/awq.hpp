@@ -49,6 +49,7 @@ struct AwqOptions {
   quantizer::AwqClipOptions clip_opt;
   bool range_aware = true;                // the format search's range-aware candidates
   int64_t batch = 1;                      // windows per forward
+  bool offload = false;                   // activations in host memory between forwards
   std::function<void(const AwqProgress&)> progress;
 };
 

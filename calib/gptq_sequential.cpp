@@ -126,8 +126,19 @@ std::shared_ptr<TorchGptqDevice> torch_gptq_device(torch::Device device) {
   return std::make_shared<TorchGptqDevice>(device);
 }
 
+torch::Tensor on_device(const eval::Model& model, const torch::Tensor& h) {
+  return h.to(model.device(), /*non_blocking=*/true);  // h itself when it is there
+}
+
+torch::Tensor stash(const eval::Model& model, const torch::Tensor& h, bool offload) {
+  if (!offload || !h.is_cuda()) return h;
+  torch::Tensor host = torch::empty(h.sizes(), h.options().device(torch::kCPU).pinned_memory(model.device().is_cuda()));
+  host.copy_(h);
+  return host;
+}
+
 std::vector<torch::Tensor> embed_windows(const eval::Model& model, const std::vector<std::vector<int32_t>>& windows,
-                                         int64_t batch) {
+                                         int64_t batch, bool offload) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> hidden;
   const size_t B = static_cast<size_t>(std::max<int64_t>(1, batch));
@@ -135,7 +146,7 @@ std::vector<torch::Tensor> embed_windows(const eval::Model& model, const std::ve
     std::vector<torch::Tensor> rows;
     for (size_t j = i; j < std::min(windows.size(), i + B); ++j)
       rows.push_back(torch::tensor(std::vector<int64_t>(windows[j].begin(), windows[j].end())));
-    hidden.push_back(model.embed(torch::stack(rows)));
+    hidden.push_back(stash(model, model.embed(torch::stack(rows)), offload));
   }
   return hidden;
 }
@@ -147,7 +158,7 @@ std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& m
   if (windows.empty()) throw_error(ErrorKind::kInvalidArgument, "gptq_sequential", "no calibration windows");
   const auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> hidden = embed_windows(model, windows, opt.batch);
+  std::vector<torch::Tensor> hidden = embed_windows(model, windows, opt.batch, opt.offload);
 
   quantizer::GptqOptions gopt = opt.gptq;
   if (!gopt.inverse_cholesky) gopt.inverse_cholesky = torch_inverse_cholesky(model.device());
@@ -167,7 +178,7 @@ std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& m
         H.addmm_(x2.t(), x2);
       };
       const auto th = std::chrono::steady_clock::now();
-      for (const torch::Tensor& h : hidden) model.layer(li, h, hook);
+      for (const torch::Tensor& h : hidden) model.layer(li, on_device(model, h), hook);
       if (!H.defined()) throw_error(ErrorKind::kInternal, "gptq_sequential", "no input reached %s", group.front().c_str());
       if (!torch::isfinite(H).all().item<bool>())
         throw_error(ErrorKind::kMalformedInput, "gptq_sequential",
@@ -203,7 +214,7 @@ std::map<std::string, quantizer::QuantizedTensor> gptq_sequential(eval::Model& m
       if (tdev) tdev->set_hessian(torch::Tensor());
     }
     // The next block's inputs: this block's outputs with its quantized weights.
-    for (torch::Tensor& h : hidden) h = model.layer(li, h);
+    for (torch::Tensor& h : hidden) h = stash(model, model.layer(li, on_device(model, h)), opt.offload);
   }
   return out;
 }

@@ -32,6 +32,7 @@ struct SequentialProgress {
 struct SequentialOptions {
   quantizer::GptqOptions gptq;
   int64_t batch = 1;  // windows per forward
+  bool offload = false;  // activations in host memory between forwards (embed_windows)
   std::function<void(const SequentialProgress&)> progress;
 };
 
@@ -65,9 +66,15 @@ std::shared_ptr<TorchGptqDevice> torch_gptq_device(torch::Device device);
 
 // The hidden states entering block 0 for the calibration windows ([n][seqlen] token ids), one
 // tensor [batch, seqlen, hidden] per `batch` windows (the last may hold fewer); no autograd.
-// Shared by GPTQ, AWQ and learned clipping.
+// Shared by GPTQ, AWQ and learned clipping. offload: the activations are kept in host memory
+// (pinned when the model is on CUDA: `razerq quantize --calib-offload`) and each batch visits
+// the device only for its forward (see on_device / stash).
 std::vector<torch::Tensor> embed_windows(const eval::Model& model, const std::vector<std::vector<int32_t>>& windows,
-                                         int64_t batch);
+                                         int64_t batch, bool offload = false);
+// A batch of activations on the model's device (a no-op when it is there already).
+torch::Tensor on_device(const eval::Model& model, const torch::Tensor& h);
+// Where the stages keep a batch between forwards: as it is, or in (pinned) host memory.
+torch::Tensor stash(const eval::Model& model, const torch::Tensor& h, bool offload);
 
 // Quantizes every linear of the model's decoder blocks; returns name + ".weight" -> packed
 // tensor. The model's weights are left replaced by the dequantized results (so the model then

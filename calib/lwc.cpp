@@ -68,14 +68,14 @@ std::map<std::string, quantizer::QuantizedTensor> lwc_apply(eval::Model& model, 
   std::vector<torch::Tensor> h_fp, h_q;
   {
     torch::NoGradGuard ng;
-    h_fp = embed_windows(model, windows, opt.batch);
+    h_fp = embed_windows(model, windows, opt.batch, opt.offload);
     h_q = h_fp;
   }
   std::map<std::string, quantizer::QuantizedTensor> out;
   const int64_t L = model.num_layers();
   for (int64_t li = 0; li < L; ++li) {
     std::vector<torch::Tensor> target;
-    for (const torch::Tensor& h : h_fp) target.push_back(model.layer(li, h));
+    for (const torch::Tensor& h : h_fp) target.push_back(stash(model, model.layer(li, on_device(model, h)), opt.offload));
     std::vector<Factors> fs;
     std::vector<torch::Tensor> params;
     for (const std::string& n : model.layer_linears(li)) {
@@ -109,8 +109,8 @@ std::map<std::string, quantizer::QuantizedTensor> lwc_apply(eval::Model& model, 
       for (size_t b = 0; b < h_q.size(); ++b) {
         std::map<std::string, torch::Tensor> wq;
         for (const Factors& f : fs) wq[f.name] = fake_quant(f, cfg, opt.range_aware, nullptr);
-        const torch::Tensor y = model.layer_with(li, h_q[b], wq);
-        const torch::Tensor loss = (y.to(torch::kFloat32) - target[b].to(torch::kFloat32)).pow(2).mean();
+        const torch::Tensor y = model.layer_with(li, on_device(model, h_q[b]), wq);
+        const torch::Tensor loss = (y.to(torch::kFloat32) - on_device(model, target[b]).to(torch::kFloat32)).pow(2).mean();
         adam.zero_grad();
         loss.backward();
         adam.step();
@@ -133,7 +133,7 @@ std::map<std::string, quantizer::QuantizedTensor> lwc_apply(eval::Model& model, 
       model.set_tensor(f.name, deq);
       out.emplace(f.name, std::move(q));
     }
-    for (torch::Tensor& h : h_q) h = model.layer(li, h);
+    for (torch::Tensor& h : h_q) h = stash(model, model.layer(li, on_device(model, h)), opt.offload);
     h_fp = std::move(target);
   }
   return out;

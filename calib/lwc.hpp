@@ -43,6 +43,7 @@ struct LwcOptions {
   bool init_from_search = true;  // start each group at its weight-MSE clip ratio
   double init = 4.0;      // else gamma, beta at start: sigmoid(4) = 0.982 (OmniQuant)
   int64_t batch = 1;      // windows per step
+  bool offload = false;   // activations in host memory between forwards
   bool range_aware = true;
   std::function<void(const LwcProgress&)> progress;
 };
