@@ -90,7 +90,10 @@ GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const doubl
   MatD H;
   std::vector<double> hdiag(static_cast<size_t>(cols));
   if (dev_h) {
-    dev->hessian_diagonal(hdiag.data());
+    dev->hessian_diagonal(hdiag.data());  // the caller checked the whole H (calib/ does, on the device)
+    for (int64_t j = 0; j < cols; ++j)
+      if (!std::isfinite(hdiag[static_cast<size_t>(j)]))
+        throw_error(ErrorKind::kInvalidArgument, where, "Hessian entry %lld is not finite", (long long)(j * cols + j));
   } else {
     H = Eigen::Map<const MatD>(h, cols, cols);
     for (int64_t i = 0; i < cols * cols; ++i)
