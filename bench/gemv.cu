@@ -340,6 +340,17 @@ int main(int argc, char** argv) {
           20);
     }
     for (void* p : w16) CK(cudaFree(p));
+    // One table row (stdout) and its JSON record; floor_us: the bytes the format must move over
+    // the measured copy bandwidth.
+    auto row = [&](const std::string& name, int M, double us, double floor_us) {
+      std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx\n", name.c_str(), static_cast<long long>(N),
+                  static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
+      if (js)
+        std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f}",
+                     first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
+                     100.0 * floor_us / us, cublas_us[M]);
+      first_row = false;
+    };
 
     for (const std::string& entry : formats) {
       LutEntry le;
@@ -361,14 +372,7 @@ int main(int argc, char** argv) {
                 for (int i = 0; i < r; ++i) lut_forward(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<float*>(dyf));
               },
               50);
-          const double floor_us = (qbytes + 2.0 * M * K + 4.0 * M * N) / (copy_gbs * 1e3);
-          std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx\n", name.c_str(), static_cast<long long>(N),
-                      static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
-          if (js)
-            std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f}",
-                         first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
-                         100.0 * floor_us / us, cublas_us[M]);
-          first_row = false;
+          row(name, M, us, (qbytes + 2.0 * M * K + 4.0 * M * N) / (copy_gbs * 1e3));
         }
         continue;
       }
@@ -398,14 +402,7 @@ int main(int argc, char** argv) {
                 kernels::gemv_fp16_cuda(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<uint16_t*>(dy));
             },
             50);
-        const double floor_us = (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3);
-        std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx\n", name.c_str(), static_cast<long long>(N),
-                    static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
-        if (js)
-          std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f}",
-                       first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
-                       100.0 * floor_us / us, cublas_us[M]);
-        first_row = false;
+        row(name, M, us, (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3));
       }
     }
     CK(cudaFree(dx));
