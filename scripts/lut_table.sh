@@ -61,7 +61,6 @@ DATA=${RAZERQ_DATA:-$ROOT/../shared/data}
 MODEL=${MODEL:-$DATA/models/llama-14m}
 MODEL_NAME=$(basename "$MODEL")
 [ "$MODEL_NAME" = hf ] && MODEL_NAME=$(basename "$(dirname "$MODEL")")
-[ -x "$BIN" ] || { echo "error: $BIN not found (build the razerq target, or pass --build DIR)" >&2; exit 1; }
 [ -d "$MODEL" ] || { echo "error: $MODEL not found (set RAZERQ_DATA)" >&2; exit 1; }
 source "$ROOT/scripts/table_common.sh"
 table_work_setup

@@ -52,7 +52,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 BIN=$BUILD/apps/razerq
-[ -x "$BIN" ] || { echo "error: $BIN not found (build the razerq target, or pass --build DIR)" >&2; exit 1; }
 [ -f "$MODEL/config.json" ] || { echo "error: no model at $MODEL" >&2; exit 1; }
 source "$ROOT/scripts/table_common.sh"
 table_work_setup

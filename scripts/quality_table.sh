@@ -53,7 +53,6 @@ while [ $# -gt 0 ]; do
 done
 BIN=$BUILD/apps/razerq
 DATA=${RAZERQ_DATA:-$ROOT/../shared/data}
-[ -x "$BIN" ] || { echo "error: $BIN not found (build the razerq target, or pass --build DIR)" >&2; exit 1; }
 [ -d "$DATA/models" ] || { echo "error: $DATA/models not found (set RAZERQ_DATA)" >&2; exit 1; }
 source "$ROOT/scripts/table_common.sh"
 table_work_setup

@@ -2,9 +2,10 @@
 # work directory and its results.tsv, the "already done" check, and one evaluation as TSV
 # columns. Uses the caller's BIN, WORK_DIR, DEVICE, DTYPE and MAX_WINDOWS.
 
-# WORK_DIR given: keep it and its results.tsv (a rerun resumes); else a temporary directory,
-# removed at exit, with a fresh results.tsv. Sets KEEP and TSV.
+# Checks that BIN exists. WORK_DIR given: keep it and its results.tsv (a rerun resumes); else a
+# temporary directory, removed at exit, with a fresh results.tsv. Sets KEEP and TSV.
 table_work_setup() {
+  [ -x "$BIN" ] || { echo "error: $BIN not found (build the razerq target, or pass --build DIR)" >&2; exit 1; }
   KEEP=1
   if [ -z "$WORK_DIR" ]; then WORK_DIR=$(mktemp -d); KEEP=0; trap 'rm -rf "$WORK_DIR"' EXIT; fi
   mkdir -p "$WORK_DIR"

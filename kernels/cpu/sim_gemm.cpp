@@ -41,14 +41,20 @@ void block_dot(const double* xm, const double* wt, int64_t K, const SimArith& ar
 
 }  // namespace
 
+bool check_sim_gemm_args(const float* x, const float* w, int64_t M, int64_t N, int64_t K, const float* y,
+                         const SimArith& ar, const char* where) {
+  validate_sim_arith(ar, where);
+  if (M < 0 || N < 0 || K < 0)
+    throw_error(ErrorKind::kInvalidArgument, where, "negative shape M %lld, N %lld, K %lld", static_cast<long long>(M),
+                static_cast<long long>(N), static_cast<long long>(K));
+  if (M == 0 || N == 0) return false;
+  if ((K > 0 && (!x || !w)) || !y) throw_error(ErrorKind::kInvalidArgument, where, "null pointer");
+  return true;
+}
+
 void sim_gemm_cpu(const float* x, const float* w, int64_t M, int64_t N, int64_t K, float* y, const SimArith& ar,
                   int threads) {
-  validate_sim_arith(ar, "sim_gemm_cpu");
-  if (M < 0 || N < 0 || K < 0)
-    throw_error(ErrorKind::kInvalidArgument, "sim_gemm_cpu", "negative shape M %lld, N %lld, K %lld",
-                static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K));
-  if (M == 0 || N == 0) return;
-  if ((K > 0 && (!x || !w)) || !y) throw_error(ErrorKind::kInvalidArgument, "sim_gemm_cpu", "null pointer");
+  if (!check_sim_gemm_args(x, w, M, N, K, y, ar, "sim_gemm_cpu")) return;
   const int nt = threads > 0 ? threads : omp_get_max_threads();
 
   // Operands in the multiply format, as doubles: x [M][K]; w in blocks of kLanes rows,

@@ -15,6 +15,12 @@ namespace razerq::kernels {
 // Throws razerq::Error(kInvalidArgument) at `where` when a format is outside e2..8 m0..23.
 void validate_sim_arith(const SimArith& ar, const std::string& where);
 
+// The arguments of a simulated product (CPU or CUDA), checked at `where`: the formats, M, N, K
+// >= 0, non-null pointers where there is work. Returns false when there is nothing to compute
+// (M or N zero).
+bool check_sim_gemm_args(const float* x, const float* w, int64_t M, int64_t N, int64_t K, const float* y,
+                         const SimArith& ar, const char* where);
+
 // x: float32 [M, K] row-major; w: float32 [N, K] row-major (a linear's weight); y: float32
 // [M, N] (each value is the final partial sum, exactly a float32). threads <= 0: OpenMP's
 // default. M, N, K >= 0 (K = 0 gives +0).

@@ -53,12 +53,7 @@ __global__ void sim_gemm_kernel(const float* __restrict__ x, const float* __rest
 
 void sim_gemm_cuda(const float* x, const float* w, int64_t M, int64_t N, int64_t K, float* y, const SimArith& ar,
                    void* stream) {
-  validate_sim_arith(ar, "sim_gemm_cuda");
-  if (M < 0 || N < 0 || K < 0)
-    throw_error(ErrorKind::kInvalidArgument, "sim_gemm_cuda", "negative shape M %lld, N %lld, K %lld",
-                static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K));
-  if (M == 0 || N == 0) return;
-  if ((K > 0 && (!x || !w)) || !y) throw_error(ErrorKind::kInvalidArgument, "sim_gemm_cuda", "null pointer");
+  if (!check_sim_gemm_args(x, w, M, N, K, y, ar, "sim_gemm_cuda")) return;
   const int64_t nx = (N + kTile - 1) / kTile, ny = (M + kTile - 1) / kTile;
   if (nx > 0x7fffffff)
     throw_error(ErrorKind::kInvalidArgument, "sim_gemm_cuda", "N %lld is too large", static_cast<long long>(N));
