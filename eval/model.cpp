@@ -1,6 +1,6 @@
-// libtorch forward of the LLaMA family and OPT. One of the two translation units of
-// razerq_eval that include torch (the other is perplexity.cpp): keep it that way, each costs
-// about 30 s to compile.
+// libtorch forward of the LLaMA family and OPT, and the static decode step (forward_static).
+// One of the three translation units of razerq_eval that include torch (with decode.cpp and
+// perplexity.cpp): keep it that way, each costs about 30 s to compile.
 #include "eval/model.hpp"
 
 #include <ATen/Context.h>
@@ -26,6 +26,9 @@
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/sim_gemm_cuda.hpp"
 #endif
+#if defined(RAZERQ_TORCH_CUDA)
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace razerq::eval {
 
@@ -44,6 +47,20 @@ std::string c10_message(const c10::Error& e) {
   const size_t nl = m.find('\n');
   return nl == std::string::npos ? m : m.substr(0, nl);
 }
+
+#if defined(RAZERQ_HAS_CUDA)
+// The stream our CUDA kernels run on for a tensor on `d`: libtorch's current stream there (the
+// one its own kernels use, a side stream during a CUDA-graph capture: eval::StaticDecoder);
+// without a CUDA libtorch (no tensor can be on CUDA then) the legacy default stream.
+void* torch_stream(const torch::Device& d) {
+#if defined(RAZERQ_TORCH_CUDA)
+  return static_cast<void*>(c10::cuda::getCurrentCUDAStream(d.index()).stream());
+#else
+  (void)d;
+  return nullptr;
+#endif
+}
+#endif
 
 // Calls of the fused GEMV (decode-style products), counted for tests and logs.
 std::atomic<int64_t> g_fused_calls{0};
@@ -71,9 +88,8 @@ struct Linear {
     torch::Tensor y = torch::empty({rows, out}, x32.options());
     if (x.is_cuda()) {
 #if defined(RAZERQ_HAS_CUDA)
-      // The legacy default stream, as for the fused GEMV above.
       kernels::sim_gemm_cuda(x32.data_ptr<float>(), w32.data_ptr<float>(), rows, out, in, y.data_ptr<float>(), *sim,
-                             nullptr);
+                             torch_stream(x.device()));
 #else
       throw_error(ErrorKind::kUnsupported, name, "simulated arithmetic on CUDA needs razerq built with the CUDA kernels");
 #endif
@@ -98,9 +114,8 @@ struct Linear {
         torch::Tensor x2 = x.reshape({rows, in}).contiguous();
         if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16) x2 = x2.clone();
         torch::Tensor y = torch::empty({rows, out}, x.options());
-        // The legacy default stream: the one libtorch uses unless a caller sets another.
         kernels::gemv_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
-                                reinterpret_cast<uint16_t*>(y.data_ptr()), nullptr);
+                                reinterpret_cast<uint16_t*>(y.data_ptr()), torch_stream(x.device()));
         g_fused_calls.fetch_add(1, std::memory_order_relaxed);
         if (b.defined()) y = y + b;
         std::vector<int64_t> shape = x.sizes().vec();
@@ -123,6 +138,12 @@ struct Layer {
   Linear gate, up, down;  // LLaMA MLP
   Linear fc1, fc2;        // OPT MLP
   bool sliding = false;
+};
+
+// One static decode step (Model::forward_static): the cache and the step's additive mask.
+struct StaticStep {
+  StaticKVCache* c;
+  torch::Tensor mask;  // [1, 1, 1, capacity], model dtype: 0 where key position <= pos, -inf elsewhere
 };
 
 }  // namespace
@@ -163,16 +184,22 @@ struct Model::Impl {
   torch::Tensor rms_norm(const torch::Tensor& x, const Norm& n) const;
   torch::Tensor layer_norm(const torch::Tensor& x, const Norm& n) const;
   torch::Tensor attention(const Layer& L, size_t li, const torch::Tensor& x, const torch::Tensor& cos,
-                          const torch::Tensor& sin, KVCache* cache, const LinearHook* hook = nullptr) const;
+                          const torch::Tensor& sin, KVCache* cache, const LinearHook* hook = nullptr,
+                          const StaticStep* st = nullptr) const;
   // forward() in pieces (also the calibration API of Model: embed / layer / head).
+  // The static decode step's attention (q [B, nh, 1, hd], k and v [B, nkv, 1, hd] after RoPE).
+  torch::Tensor attention_static(const Layer& L, size_t li, const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v, const StaticStep& st, bool fused, const LinearHook* hook) const;
   torch::Tensor check_ids(const torch::Tensor& ids) const;
   torch::Tensor embed_tokens(const torch::Tensor& ids, int64_t p0) const;
   void rope_tables(int64_t p0, int64_t T, torch::ScalarType dt, torch::Tensor& cos, torch::Tensor& sin) const;
   torch::Tensor layer_forward(size_t li, torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
-                              KVCache* cache, const LinearHook* hook, const Layer* replaced = nullptr) const;
+                              KVCache* cache, const LinearHook* hook, const Layer* replaced = nullptr,
+                              const StaticStep* st = nullptr) const;
   torch::Tensor head(torch::Tensor h) const;
   int64_t attention_chunk(int64_t rows, int64_t Tk, int64_t T) const;
   torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
+  torch::Tensor forward_static(StaticKVCache& c) const;
 };
 
 // ---- loading ------------------------------------------------------------------------------
@@ -348,7 +375,8 @@ int64_t Model::Impl::attention_chunk(int64_t rows, int64_t Tk, int64_t T) const 
 }
 
 torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Tensor& x, const torch::Tensor& cos,
-                                      const torch::Tensor& sin, KVCache* cache, const LinearHook* hook) const {
+                                      const torch::Tensor& sin, KVCache* cache, const LinearHook* hook,
+                                      const StaticStep* st) const {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim, g = nh / nkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -373,6 +401,7 @@ torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Ten
     q = rope(q);
     k = rope(k);
   }
+  if (st) return attention_static(L, li, q, k, v, *st, fused, hook);
   if (cache) {
     if (cache->k.size() <= li) {
       cache->k.resize(cfg.num_layers);
@@ -445,6 +474,43 @@ torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Ten
   return L.o(out, hook);
 }
 
+torch::Tensor Model::Impl::attention_static(const Layer& L, size_t li, const torch::Tensor& q, const torch::Tensor& k,
+                                             const torch::Tensor& v, const StaticStep& st, bool fused,
+                                             const LinearHook* hook) const {
+  const int64_t B = q.size(0), nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim, g = nh / nkv;
+  StaticKVCache& c = *st.c;
+  // The new key and value into slot pos of the whole-capacity buffers; attention over all slots,
+  // those past pos masked (zeros there until a step writes them).
+  torch::Tensor& kb = c.k[li];
+  torch::Tensor& vb = c.v[li];
+  kb.index_copy_(2, c.pos, k);
+  vb.index_copy_(2, c.pos, v);
+#if TORCH_VERSION_MAJOR >= 2
+  if (fused) {
+    torch::Tensor kk = kb, vv = vb;
+    const int64_t cap = c.capacity;
+    if (g > 1) {  // GQA as forward(): each kv head serves g consecutive query heads
+      kk = kb.unsqueeze(2).expand({B, nkv, g, cap, hd}).reshape({B, nh, cap, hd});
+      vv = vb.unsqueeze(2).expand({B, nkv, g, cap, hd}).reshape({B, nh, cap, hd});
+    }
+    torch::Tensor o = at::scaled_dot_product_attention(q, kk, vv, st.mask, 0.0, /*is_causal=*/false);
+    return L.o(o.transpose(1, 2).reshape({B, 1, nh * hd}), hook);
+  }
+#else
+  (void)fused;
+#endif
+  // forward()'s eager arithmetic for one query (queries scaled after RoPE, scores in the model
+  // dtype, float32 softmax), over the whole capacity with the additive mask: exp(-inf) = 0, so
+  // the masked slots add exact zeros.
+  const torch::Tensor qv = (q * (1.0 / std::sqrt(static_cast<double>(hd)))).reshape({B, nkv, g, hd});
+  torch::Tensor scores = torch::matmul(qv, kb.transpose(-1, -2));  // [B, nkv, g, cap]
+  scores = scores + st.mask;
+  torch::Tensor p = torch::softmax(scores, -1, torch::kFloat32);
+  if (p.scalar_type() != q.scalar_type()) p = p.to(q.scalar_type());
+  const torch::Tensor o = torch::matmul(p, vb);  // [B, nkv, g, hd]: query head h = kv head h / g, in order
+  return L.o(o.reshape({B, 1, nh * hd}), hook);
+}
+
 torch::Tensor Model::Impl::check_ids(const torch::Tensor& ids_in) const {
   if (ids_in.dim() != 2)
     throw_error(ErrorKind::kInvalidArgument, "eval::Model::forward", "ids must be [batch, time], got %lld dims",
@@ -488,10 +554,11 @@ void Model::Impl::rope_tables(int64_t p0, int64_t T, torch::ScalarType dt, torch
 }
 
 torch::Tensor Model::Impl::layer_forward(size_t li, torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
-                                         KVCache* cache, const LinearHook* hook, const Layer* replaced) const {
+                                         KVCache* cache, const LinearHook* hook, const Layer* replaced,
+                                         const StaticStep* st) const {
   const Layer& L = replaced ? *replaced : layers[li];
   if (cfg.arch == Arch::kLlama) {
-    h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache, hook);
+    h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache, hook, st);
     torch::Tensor m = rms_norm(h, L.ln2);
     torch::Tensor gate = L.gate(m, hook);
     torch::Tensor a = torch::silu(gate) * L.up(m, hook);
@@ -539,6 +606,17 @@ torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) 
   rope_tables(p0, T, h.scalar_type(), cos, sin);
   for (size_t li = 0; li < layers.size(); ++li) h = layer_forward(li, h, cos, sin, cache, nullptr);
   if (cache) cache->length = p0 + T;
+  return head(h);
+}
+
+torch::Tensor Model::Impl::forward_static(StaticKVCache& c) const {
+  // No host synchronisation and no shape that depends on a device value: see model.hpp.
+  torch::Tensor h = torch::embedding(embed, c.ids);  // [B, 1, H]
+  const torch::Tensor cos = c.cos.index_select(0, c.pos), sin = c.sin.index_select(0, c.pos);  // [1, hd]
+  StaticStep st{&c, torch::zeros({c.capacity}, h.options())
+                        .masked_fill(c.key_pos > c.pos, -std::numeric_limits<double>::infinity())
+                        .view({1, 1, 1, c.capacity})};
+  for (size_t li = 0; li < layers.size(); ++li) h = layer_forward(li, h, cos, sin, nullptr, nullptr, nullptr, &st);
   return head(h);
 }
 
@@ -713,6 +791,47 @@ torch::Tensor Model::forward(const torch::Tensor& ids, KVCache* cache) const {
   } catch (const c10::Error& e) {
     throw_error(ErrorKind::kInternal, impl_->path, "libtorch failed in forward (%s on %s): %s", dtype_label(impl_->opt.dtype),
                 impl_->opt.device.str().c_str(), c10_message(e).c_str());
+  }
+}
+
+StaticKVCache Model::make_static_cache(int64_t batch, int64_t capacity) const {
+  const ModelConfig& cfg = impl_->cfg;
+  const char* what = "eval::Model::make_static_cache";
+  if (cfg.arch != Arch::kLlama)
+    throw_error(ErrorKind::kUnsupported, impl_->path, "%s: the static decode step supports the LLaMA family only (this is %s)",
+                what, cfg.model_type.c_str());
+  if (cfg.sliding_window > 0)
+    throw_error(ErrorKind::kUnsupported, impl_->path, "%s: the static decode step has no sliding window (this model has %lld)",
+                what, static_cast<long long>(cfg.sliding_window));
+  if (batch < 1 || capacity < 1)
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "%s: batch %lld and capacity %lld (expected >= 1)", what,
+                static_cast<long long>(batch), static_cast<long long>(capacity));
+  torch::NoGradGuard no_grad;
+  const auto fo = torch::TensorOptions().dtype(impl_->opt.dtype).device(impl_->opt.device);
+  const auto lo = torch::TensorOptions().dtype(torch::kLong).device(impl_->opt.device);
+  StaticKVCache c;
+  c.batch = batch;
+  c.capacity = capacity;
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    c.k.push_back(torch::zeros({batch, cfg.num_kv_heads, capacity, cfg.head_dim}, fo));
+    c.v.push_back(torch::zeros({batch, cfg.num_kv_heads, capacity, cfg.head_dim}, fo));
+  }
+  c.pos = torch::zeros({1}, lo);
+  c.ids = torch::zeros({batch, 1}, lo);
+  impl_->rope_tables(0, capacity, impl_->opt.dtype, c.cos, c.sin);  // forward()'s tables for positions 0 .. capacity-1
+  c.key_pos = torch::arange(capacity, lo);
+  return c;
+}
+
+torch::Tensor Model::forward_static(StaticKVCache& c) const {
+  if (c.batch < 1 || c.k.size() != impl_->layers.size() || !c.pos.defined())
+    throw_error(ErrorKind::kInvalidArgument, impl_->path, "forward_static: the cache was not made by make_static_cache for this model");
+  torch::NoGradGuard no_grad;
+  try {
+    return impl_->forward_static(c);
+  } catch (const c10::Error& e) {
+    throw_error(ErrorKind::kInternal, impl_->path, "libtorch failed in the static decode step (%s on %s): %s",
+                dtype_label(impl_->opt.dtype), impl_->opt.device.str().c_str(), c10_message(e).c_str());
   }
 }
 

@@ -81,6 +81,19 @@ struct KVCache {
   }
 };
 
+// A preallocated KV cache for one-token decode steps whose tensors all keep their shapes and
+// addresses (Model::forward_static; eval::StaticDecoder builds on it, eval/decode.hpp), so that
+// a step can be captured in a CUDA graph. Made by Model::make_static_cache; fields are the
+// step's inputs and state, on the model device.
+struct StaticKVCache {
+  int64_t batch = 0, capacity = 0;    // positions the buffers hold
+  std::vector<torch::Tensor> k, v;    // per layer: [B, kv_heads, capacity, head_dim], model dtype, zeros at first
+  torch::Tensor pos;                  // int64 [1]: the position the next step writes (its K/V slot)
+  torch::Tensor ids;                  // int64 [B, 1]: the tokens the next step reads
+  torch::Tensor cos, sin;             // [capacity, head_dim], model dtype: RoPE tables as forward's (float64, rounded once)
+  torch::Tensor key_pos;              // int64 [capacity]: 0 .. capacity-1 (the attention mask is key_pos > pos)
+};
+
 // The orthogonal transform x -> x Q of quantizer::hadamard_plan(n) on the last axis of x,
 // applied factor by factor (Kronecker structure: cost n x the sum of the factor orders per
 // row), in float32, the result in x's dtype. The online Hadamard op of rotated models
@@ -135,6 +148,22 @@ class Model {
   // Same, continuing the sequences in `cache` (positions cache->length ...), which it
   // extends; nullptr = no cache. Batch size must match the cache's.
   torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
+
+  // The static decode step (LLaMA family without a sliding window; anything else throws
+  // kUnsupported from make_static_cache). make_static_cache allocates the buffers (K/V zeros,
+  // pos 0, ids 0); batch >= 1, capacity >= 1. forward_static(c) runs one token per row: it reads
+  // c.ids [B, 1] at position c.pos, writes the new K/V into slot c.pos of every layer
+  // (index_copy_), attends over all `capacity` slots with an additive mask (-inf where the key
+  // position > pos, computed on the device from pos) and returns float32 logits [B, 1, vocab].
+  // It does not advance pos, checks no token ids and never synchronises with the host (every
+  // shape is fixed, every position is a device tensor): the work of a step can be captured in a
+  // CUDA graph. The caller keeps pos < capacity and the ids in [0, vocab). Its logits equal
+  // forward(c.ids, &dynamic cache) over the same prefix up to the summation order of the longer
+  // (masked) key axis. Attention: at::scaled_dot_product_attention with the mask where
+  // forward() would use the fused kernel (CUDA, libtorch >= 2, fused_attention), else forward()'s
+  // eager arithmetic (scores in the model dtype, float32 softmax) over the masked capacity.
+  StaticKVCache make_static_cache(int64_t batch, int64_t capacity) const;
+  torch::Tensor forward_static(StaticKVCache& c) const;
 
   // The forward in pieces, for calibration (sequential, layer-by-layer quantization):
   // head(layer(n-1, ... layer(0, embed(ids)))) equals forward(ids) (positions 0 .. T-1, no cache).
