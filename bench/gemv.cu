@@ -3,7 +3,7 @@
 // (lut: M = 1, 2, 4, 8, the kernel's range; its M = 16 rows are skipped). Rotating sets of
 // weights larger than L2 (>= 200 MB per measurement), CUDA events around batches of launches,
 // the median of 15 batches.
-//   bench_gemv [--formats razer,int,razer:bits:s2,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
+//   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
 // Suffixes force the decoder (":table", ":bits") or the blocks in flight per warp (":s1", ":s2").
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
@@ -71,8 +71,11 @@ quantizer::QuantizedTensor random_tensor(const quantizer::FormatConfig& cfg, int
     q.tensor_scale = 0.01f;
   }
   if (cfg.asym) {
-    q.zeros.resize(static_cast<size_t>(N * q.zero_words_per_row()));
+    const int64_t zw = q.zero_words_per_row(), used = q.groups_per_row * cfg.bits % 32;
+    q.zeros.resize(static_cast<size_t>(N * zw));
     for (auto& z : q.zeros) z = rng();
+    if (used)  // the padding bits after the row's last zero point stay 0 (validate() checks)
+      for (int64_t r = 0; r < N; ++r) q.zeros[static_cast<size_t>(r * zw + zw - 1)] &= (1u << used) - 1u;
   }
   return q;
 }
@@ -383,11 +386,19 @@ int main(int argc, char** argv) {
                                 : opts.find(":bits") != std::string::npos ? kernels::GemvDecoder::kBits
                                                                           : kernels::GemvDecoder::kAuto);
       kernels::set_gemv_stages(opts.find(":s1") != std::string::npos ? 1 : opts.find(":s2") != std::string::npos ? 2 : 0);
-      const bool asym = f == "int-asym";
-      const std::string fname = asym ? "int" : f;
+      // "razer3", "int3", "int3-asym", "fp3": the 3-bit formats.
+      const bool asym = f == "int-asym" || f == "int3-asym";
+      std::string fname = asym ? f.substr(0, f.size() - 5) : f;
+      int bits = 4;
+      if (fname == "fp3") {
+        bits = 3;
+      } else if (fname == "razer3" || fname == "int3") {
+        bits = 3;
+        fname.pop_back();
+      }
       const auto& spec = quantizer::format_spec(fname);
       const int group = spec.fixed_group ? spec.fixed_group : 128;
-      const quantizer::FormatConfig cfg = quantizer::make_format_config(fname, 4, group, asym);
+      const quantizer::FormatConfig cfg = quantizer::make_format_config(fname, bits, group, asym);
       const quantizer::QuantizedTensor q = random_tensor(cfg, N, K, rng);
       const size_t qbytes = q.codes.size() * 4 + q.scales16.size() * 2 + q.scales8.size() + q.zeros.size() * 4;
       const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));

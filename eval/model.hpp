@@ -47,7 +47,7 @@ struct ModelOptions {
   // window. Otherwise (and always on CPU) the eager path: scores in the model dtype, float32
   // softmax, causal chunks.
   bool fused_attention = true;
-  // CUDA fp16 models of packed checkpoints (4-bit formats the fused kernel takes): products with
+  // CUDA fp16 models of packed checkpoints (3/4-bit formats the fused kernel takes): products with
   // at most 16 rows of x (token-by-token decoding) run kernels::gemv_fp16_cuda on the packed
   // weights, kept on the device beside the dequantized ones; larger ones run the dense matmul.
   bool fused_gemv = true;

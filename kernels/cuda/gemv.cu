@@ -1,5 +1,6 @@
 // Fused-dequant GEMV / small-batch GEMM (gemv_cuda.hpp): one kernel template over the scale
-// kinds of the registry's 4-bit formats.
+// kinds of the registry's 4-bit formats and the 3-bit ones with fp16 scales (BITS = 3: a
+// lane's 32 codes are 12 bytes, decoded through the value table).
 //
 // Work split. A block (8 warps) owns 16 output channels (rows n0 .. n0+15 of W) and all of K;
 // its warps take the 128-column blocks of K round robin and their partial sums are added in
@@ -52,6 +53,7 @@ struct GemvArgs {
   const uint16_t* x;         // [M, K]
   uint16_t* y;               // [M, N]
   int N, K, M;
+  int code_words;                               // per row: K / 8 (4-bit) or 3 K / 32 (3-bit)
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
@@ -63,6 +65,12 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: do no
   asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t ld_stream32(const void* p) {
+  uint32_t v;
+  asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
   return v;
 }
 
@@ -155,11 +163,17 @@ struct RowGroup {
 //         PRMT's sign replication, and one LOP3.
 enum class Decode { kLut, kInt4, kE2M1 };
 
-template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE>
+// BITS = 3 (table decoder only): q holds 8 codes of 3 bits in its low 24 bits, code j at bit 3j.
+template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE, int BITS>
 __device__ __forceinline__ uint32_t decode_pair(uint32_t q, uint32_t is8, int i, uint32_t tb, __half2 scale,
                                                 __half2 zero) {
   __half2 v;
-  if constexpr (DEC == Decode::kLut) {
+  if constexpr (DEC == Decode::kLut && BITS == 3) {
+    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0xeu : (q >> (3 * i - 1)) & 0xeu) | tb);
+    const uint32_t hi = lds16(((q >> (3 * i + 11)) & 0xeu) | tb);
+    v = u2h(__byte_perm(lo, hi, 0x5410));
+    if constexpr (ASYM) v = __hsub2(v, zero);
+  } else if constexpr (DEC == Decode::kLut) {
     const uint32_t lo = lds16((i == 0 ? (q << 1) & 0x1eu : (q >> (4 * i - 1)) & 0x1eu) | tb);
     const uint32_t hi = lds16(((q >> (4 * i + 15)) & 0x1eu) | tb);
     v = u2h(__byte_perm(lo, hi, 0x5410));
@@ -189,7 +203,7 @@ __device__ __forceinline__ uint32_t code8_flags(uint32_t q) {
   return ~a & q & 0x88888888u;
 }
 
-template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE>
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS>
 __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0, const Group& g1, int n, bool ok,
                                               int col, uint32_t lut_addr) {
   RowGroup r;
@@ -210,8 +224,16 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
   r.zero[0] = r.zero[1] = DEC == Decode::kInt4 ? u2h(0x64086408u) : __float2half2_rn(0.f);
   if constexpr (ASYM) {
     const int gl = col >> a.group_shift;
-    const uint32_t zw = ok ? a.zeros[static_cast<int64_t>(n) * a.zero_words + (gl >> 3)] : 0u;
-    const uint32_t z = (zw >> ((gl & 7) * 4)) & 15u;
+    uint32_t z;
+    if constexpr (BITS == 4) {
+      const uint32_t zw = ok ? a.zeros[static_cast<int64_t>(n) * a.zero_words + (gl >> 3)] : 0u;
+      z = (zw >> ((gl & 7) * 4)) & 15u;
+    } else {  // 3-bit zero points: a row bitstream like the codes; one may straddle two words
+      const uint32_t* zr = a.zeros + static_cast<int64_t>(n) * a.zero_words;
+      const int bit = 3 * gl, w = bit >> 5;
+      const uint32_t lo = ok ? zr[w] : 0u, hi = ok && w + 1 < a.zero_words ? zr[w + 1] : 0u;
+      z = __funnelshift_r(lo, hi, bit & 31) & 7u;
+    }
     r.zero[0] = r.zero[1] = DEC == Decode::kInt4 ? u2h((0x6400u | z) * 0x10001u) : __half2half2(__uint2half_rn(z));
   }
   return r;
@@ -225,8 +247,11 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // 8w + {2h + 1, 2h + 5} in slots 2t + 8, 2t + 9); x's half2 words are permuted to match by PRMT.
 // MT = 1: M <= 8; MT = 2: M <= 16. G16: 16-column groups (two per lane and block).
 // Pipeline: each warp keeps kStages (1 or 2) blocks of codes and group parameters in flight.
-template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages>
+// BITS = 3: a lane's 32 codes of a row and block are 12 bytes (three 32-bit loads at word
+// 12 kb + 3 t of the row), split into four 24-bit words of 8 codes; the table decoder only.
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
+  static_assert(BITS == 4 || (BITS == 3 && DEC == Decode::kLut), "3-bit codes take the table decoder");
   constexpr bool SPECIAL = DEC == Decode::kE2M1 && (K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer ||
                                                     K == ScaleKind::kE3M3RazerTensor);
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
@@ -242,15 +267,18 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   const int nA = blockIdx.x * kRowsPerBlock + g, nB = nA + 8;
   const bool okA = nA < a.N, okB = nB < a.N;
   const int kblocks = a.K >> 7;
-  const uint32_t* wA = a.codes + static_cast<int64_t>(okA ? nA : 0) * (a.K >> 3);
-  const uint32_t* wB = a.codes + static_cast<int64_t>(okB ? nB : 0) * (a.K >> 3);
+  const uint32_t* wA = a.codes + static_cast<int64_t>(okA ? nA : 0) * a.code_words;
+  const uint32_t* wB = a.codes + static_cast<int64_t>(okB ? nB : 0) * a.code_words;
   const bool m0_ok = g < a.M, m1_ok = MT == 2 && g + 8 < a.M;
   const uint16_t* x0 = a.x + static_cast<int64_t>(m0_ok ? g : 0) * a.K;
   const uint16_t* x1 = a.x + static_cast<int64_t>(m1_ok ? g + 8 : 0) * a.K;
 
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
   auto load_q = [&](const uint32_t* w, bool ok, int kb) {
-    return ok && kb < kblocks ? ld_stream(w + kb * 16 + t * 4) : make_uint4(0, 0, 0, 0);
+    if (!(ok && kb < kblocks)) return make_uint4(0, 0, 0, 0);
+    if constexpr (BITS == 4) return ld_stream(w + kb * 16 + t * 4);
+    const uint32_t* p = w + kb * 12 + t * 3;
+    return make_uint4(ld_stream32(p), ld_stream32(p + 1), ld_stream32(p + 2), 0u);
   };
   auto load_g = [&](int n, bool ok, int kb, int second) {
     const int64_t gi = static_cast<int64_t>(n) * a.groups_per_row + ((kb * 128 + t * 32) >> a.group_shift) + second;
@@ -290,9 +318,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       ga0[s] = load_g(nA, okA, kn, 0), gb0[s] = load_g(nB, okB, kn, 0);
       if constexpr (G16) ga1[s] = load_g(nA, okA, kn, 1), gb1[s] = load_g(nB, okB, kn, 1);
 
-      const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE>(a, gA0, gA1, nA, okA, col, lut_addr);
-      const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE>(a, gB0, gB1, nB, okB, col, lut_addr);
-      const uint32_t wa[4] = {qA.x, qA.y, qA.z, qA.w}, wb[4] = {qB.x, qB.y, qB.z, qB.w};
+      const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gA0, gA1, nA, okA, col, lut_addr);
+      const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gB0, gB1, nB, okB, col, lut_addr);
+      uint32_t wa[4], wb[4];  // 8 codes each (columns 8w .. 8w + 7 of the lane's 32)
+      if constexpr (BITS == 4) {
+        wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
+        wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = qB.w;
+      } else {
+        wa[0] = qA.x, wa[1] = __funnelshift_r(qA.x, qA.y, 24), wa[2] = __funnelshift_r(qA.y, qA.z, 16), wa[3] = qA.z >> 8;
+        wb[0] = qB.x, wb[1] = __funnelshift_r(qB.x, qB.y, 24), wb[2] = __funnelshift_r(qB.y, qB.z, 16), wb[3] = qB.z >> 8;
+      }
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
@@ -307,10 +342,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
         }
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wa[w], fa, 2 * h, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
-          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wb[w], fb, 2 * h, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
-          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wa[w], fa, 2 * h + 1, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
-          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE>(wb[w], fb, 2 * h + 1, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
+          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wa[w], fa, 2 * h, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
+          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wb[w], fb, 2 * h, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
+          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wa[w], fa, 2 * h + 1, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
+          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wb[w], fb, 2 * h + 1, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
           mma16816(acc0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
           if constexpr (MT == 2) mma16816(acc1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
         }
@@ -339,28 +374,33 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
 
 constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
 
-template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S>
+template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS>
 void launch_s(const GemvArgs& a, cudaStream_t s) {
   const dim3 grid((a.N + kRowsPerBlock - 1) / kRowsPerBlock), block(kWarps * 32);
   if constexpr (is_tensor_kind(K)) {  // NV kinds: the group is 16
-    if (a.M <= 8) gemv_kernel<K, ASYM, 1, true, DEC, PRE, S><<<grid, block, 0, s>>>(a);
-    else gemv_kernel<K, ASYM, 2, true, DEC, PRE, S><<<grid, block, 0, s>>>(a);
+    if (a.M <= 8) gemv_kernel<K, ASYM, 1, true, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
+    else gemv_kernel<K, ASYM, 2, true, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
   } else {
     if (a.group_shift == 4) throw_error(ErrorKind::kUnsupported, "gemv_fp16_cuda", "group 16 is supported for the NV kinds only");
-    if (a.M <= 8) gemv_kernel<K, ASYM, 1, false, DEC, PRE, S><<<grid, block, 0, s>>>(a);
-    else gemv_kernel<K, ASYM, 2, false, DEC, PRE, S><<<grid, block, 0, s>>>(a);
+    if (a.M <= 8) gemv_kernel<K, ASYM, 1, false, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
+    else gemv_kernel<K, ASYM, 2, false, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
   }
   RAZERQ_CUDA(cudaGetLastError());
 }
 
-template <ScaleKind K, bool ASYM, Decode DEC, bool PRE>
+template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>
 void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
-  if (stages == 2) return launch_s<K, ASYM, DEC, PRE, 2>(a, s);
-  launch_s<K, ASYM, DEC, PRE, 1>(a, s);
+  if (stages == 2) return launch_s<K, ASYM, DEC, PRE, 2, BITS>(a, s);
+  launch_s<K, ASYM, DEC, PRE, 1, BITS>(a, s);
 }
 
 template <ScaleKind K, bool ASYM>
-void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stages) {
+void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stages, int bits) {
+  if (bits == 3) {  // the 3-bit formats (int, fp3, razer) have fp16 scales; the table decoder
+    if constexpr (K == ScaleKind::kFp16 || K == ScaleKind::kFp16Razer)
+      return launch_d<K, ASYM, Decode::kLut, false, 3>(a, s, stages);
+    throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "3-bit codes with scale kind %d", static_cast<int>(K));
+  }
   if (dec == Decode::kLut) return launch_d<K, ASYM, Decode::kLut, false>(a, s, stages);
   if constexpr (K == ScaleKind::kFp16)
     if (dec == Decode::kInt4) return launch_d<K, ASYM, Decode::kInt4, false>(a, s, stages);
@@ -380,7 +420,7 @@ int g_stages = 0;
 // special-value patch costs more than the lookups (bench/gemv.md, 2026-11-23).
 Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
   std::memset(special, 0, sizeof(special));
-  if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
+  if (g_decoder == GemvDecoder::kTable || w.cfg.bits == 3) return Decode::kLut;
   const quantizer::FormatSpec& spec = w.cfg.spec();
   if (w.cfg.id == quantizer::FormatId::kInt) return spec.scale_kind == ScaleKind::kFp16 ? Decode::kInt4 : Decode::kLut;
   if (w.cfg.asym) return Decode::kLut;
@@ -417,7 +457,10 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
   };
   if (!w.storage || !w.codes) return no("tensor is not uploaded");
   if (w.cfg.opts.has_side_parts()) return no("outliers, second-level scales or code offsets (OA-CIM int options)");
-  if (w.cfg.bits != 4) return no(strprintf("%d-bit codes (the fused kernel takes 4-bit formats)", w.cfg.bits));
+  if (w.cfg.bits != 4 && w.cfg.bits != 3)
+    return no(strprintf("%d-bit codes (the fused kernel takes 3- and 4-bit formats)", w.cfg.bits));
+  if (w.cfg.bits == 3 && w.cfg.spec().scale_kind != ScaleKind::kFp16 && w.cfg.spec().scale_kind != ScaleKind::kFp16Razer)
+    return no("3-bit codes with a scale kind other than fp16");
   if (w.cols % 128) return no(strprintf("K = %lld is not a multiple of 128", static_cast<long long>(w.cols)));
   const int g = w.cfg.group;
   if (g < 16 || (g & (g - 1)) != 0)
@@ -445,6 +488,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   a.codes = w.codes, a.scales16 = w.scales16, a.scales8 = w.scales8, a.zeros = w.zeros, a.sv_index = w.sv_index;
   a.x = x, a.y = y;
   a.N = static_cast<int>(w.rows), a.K = static_cast<int>(w.cols), a.M = static_cast<int>(M);
+  a.code_words = static_cast<int>(w.code_words_per_row);
   a.group_shift = 0;
   while ((1 << a.group_shift) < w.cfg.group) ++a.group_shift;
   a.groups_per_row = static_cast<int>(w.groups_per_row);
@@ -453,10 +497,13 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   a.outer = is_tensor_kind(spec.scale_kind) ? w.tensor_scale : 1.0f;
   // The value tables: the registry's grid in fp16; table i has the special code's slot set to
   // special value i (RaZeR kinds), else all four tables are the plain grid.
+  // (3-bit grids: the first 8 entries of each 16-entry table.)
   const quantizer::Grid grid = quantizer::base_grid(w.cfg);
-  if (grid.value.size() != 16) throw_error(ErrorKind::kInternal, where, "4-bit grid of %zu values", grid.value.size());
+  const int codes = 1 << w.cfg.bits;
+  if (static_cast<int>(grid.value.size()) != codes)
+    throw_error(ErrorKind::kInternal, where, "%d-bit grid of %zu values", w.cfg.bits, grid.value.size());
   for (int tbl = 0; tbl < kTables; ++tbl)
-    for (int c = 0; c < 16; ++c) {
+    for (int c = 0; c < codes; ++c) {
       double v = grid.value[c];
       if (spec.has_special && c == grid.special_code) v = w.cfg.special_values[tbl];
       a.table[tbl * 16 + c] = razerq::double_to_fp16(v);
@@ -467,12 +514,12 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   cudaStream_t s = detail::as_stream(stream);
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
-      return w.cfg.asym ? launch_k<ScaleKind::kFp16, true>(a, s, dec, pre, stages) : launch_k<ScaleKind::kFp16, false>(a, s, dec, pre, stages);
-    case ScaleKind::kFp16Razer: return launch_k<ScaleKind::kFp16Razer, false>(a, s, dec, pre, stages);
-    case ScaleKind::kE8M0: return launch_k<ScaleKind::kE8M0, false>(a, s, dec, pre, stages);
-    case ScaleKind::kE8M0Razer: return launch_k<ScaleKind::kE8M0Razer, false>(a, s, dec, pre, stages);
-    case ScaleKind::kE4M3Tensor: return launch_k<ScaleKind::kE4M3Tensor, false>(a, s, dec, pre, stages);
-    case ScaleKind::kE3M3RazerTensor: return launch_k<ScaleKind::kE3M3RazerTensor, false>(a, s, dec, pre, stages);
+      return w.cfg.asym ? launch_k<ScaleKind::kFp16, true>(a, s, dec, pre, stages, w.cfg.bits) : launch_k<ScaleKind::kFp16, false>(a, s, dec, pre, stages, w.cfg.bits);
+    case ScaleKind::kFp16Razer: return launch_k<ScaleKind::kFp16Razer, false>(a, s, dec, pre, stages, w.cfg.bits);
+    case ScaleKind::kE8M0: return launch_k<ScaleKind::kE8M0, false>(a, s, dec, pre, stages, w.cfg.bits);
+    case ScaleKind::kE8M0Razer: return launch_k<ScaleKind::kE8M0Razer, false>(a, s, dec, pre, stages, w.cfg.bits);
+    case ScaleKind::kE4M3Tensor: return launch_k<ScaleKind::kE4M3Tensor, false>(a, s, dec, pre, stages, w.cfg.bits);
+    case ScaleKind::kE3M3RazerTensor: return launch_k<ScaleKind::kE3M3RazerTensor, false>(a, s, dec, pre, stages, w.cfg.bits);
     case ScaleKind::kLutRow: break;  // never uploaded as a DeviceTensor
   }
   throw_error(ErrorKind::kUnsupported, where, "scale kind %d has no GEMV traits", static_cast<int>(spec.scale_kind));

@@ -2,11 +2,13 @@
 // Fused-dequant GEMV / small-batch GEMM on CUDA: y[M, N] = x[M, K] . W^T for a packed 4-bit
 // tensor W [N, K] (kernels/cuda/gemv.cu). Host API; includes no CUDA header.
 //
-// One kernel template over the registry's scale kinds (razer4, int4 sym/asym, fp4, nf4,
-// mxfp4, mxfp4-razer, nvfp4, nvfp4-razer), reading the packed checkpoint layout as uploaded
+// One kernel template over the registry's scale kinds and code widths (4-bit: razer4, int4
+// sym/asym, fp4, nf4, mxfp4, mxfp4-razer, nvfp4, nvfp4-razer; 3-bit: razer3, int3 sym/asym,
+// fp3, through the value table), reading the packed checkpoint layout as uploaded
 // (row-major little-endian code bitstreams, formats/SPEC.md): no re-tiling. Tensor cores
 // (mma.sync m16n8k16, fp16 x fp16 -> fp32) do the products for M = 1 .. 16; the CUDA cores
-// decode each weight once, through a per-tensor table of the format's values in shared memory.
+// decode each weight once, by bit manipulation where the grid allows, else through a table of
+// the format's values in shared memory.
 //
 // What it computes: each weight becomes fp16(value x inner scale), where the inner scale is the
 // group's scale when it is an fp16 (int, fp4, nf4, razer), 2^e (MX kinds), or the E4M3/E3M3
@@ -26,7 +28,8 @@ namespace razerq::kernels {
 inline constexpr int kGemvMaxM = 16;
 
 // Whether gemv_fp16_cuda takes this tensor; when not, why (then dequantize + cuBLAS). Needs
-// 4-bit codes, cols % 128 == 0, a power-of-two group of at least 16, and group scales
+// 4-bit codes (3-bit: fp16-scale formats), cols % 128 == 0, a power-of-two group of at least
+// 16, and group scales
 // representable as fp16 (MX kinds: 2^-24 .. 2^15; upload() records it).
 bool gemv_supported(const DeviceTensor& w, std::string* why = nullptr);
 

@@ -1,7 +1,8 @@
 // The fused-dequant GEMV (kernels/cuda/gemv_cuda.hpp) against a float64 CPU reference, for every
-// 4-bit registry format: fresh random weights quantized by the search (realistic scales and
-// codes) and real llama-14m layers; M = 1 .. 16; N not a multiple of the 8-row tile; outputs
-// poisoned before each run, guards after them. Label gpu; skips with the reason without a device.
+// 4-bit registry format and the 3-bit ones (razer3, int3 sym/asym, fp3): fresh random weights
+// quantized by the search (realistic scales and codes) and real llama-14m layers; M = 1 .. 16;
+// N not a multiple of the 8-row tile; outputs poisoned before each run, guards after them.
+// Label gpu; skips with the reason without a device.
 //
 // Reference: y[m][n] = sum_k x[m][k] * w[n][k] in float64, where w is what the kernel is
 // specified to multiply by (gemv_cuda.hpp): fp16(dequantize_ref) for the fp16-scale and MX kinds,
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <random>
 
 #include "common/error.hpp"
@@ -35,19 +37,23 @@ using kernels::DeviceTensor;
 using quantizer::QuantizedTensor;
 
 
-// The 4-bit formats the fused kernel takes, with the group each is tested at.
+// The formats the fused kernel takes, with the group (and code width) each is tested at.
 struct GemvCase {
   const char* format;
   bool asym;
   int group;
+  int bits = 4;
 };
 const GemvCase kCases[] = {
     {"razer", false, 128}, {"int", false, 128}, {"int", true, 128}, {"fp4", false, 128}, {"nf4", false, 64},
     {"mxfp4", false, 32},  {"mxfp4-razer", false, 32}, {"nvfp4", false, 16}, {"nvfp4-razer", false, 16},
-    {"razer", false, 64},  {"int", true, 256}};
+    {"razer", false, 64},  {"int", true, 256},
+    {"razer", false, 128, 3}, {"int", false, 128, 3}, {"int", true, 128, 3}, {"fp3", false, 128, 3},
+    {"razer", false, 64, 3}, {"int", true, 32, 3}};
 
 std::string label(const GemvCase& c) {
-  return std::string(c.format) + (c.asym ? "-asym" : "") + "/g" + std::to_string(c.group);
+  return std::string(c.format) + (c.bits == 3 && std::string(c.format) != "fp3" ? "3" : "") + (c.asym ? "-asym" : "") +
+         "/g" + std::to_string(c.group);
 }
 
 // The weights the kernel multiplies by, as doubles [N, K].
@@ -132,7 +138,7 @@ Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x
 
 QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N, int64_t K, double wscale = 1.0) {
   const std::vector<float> w = test::random_weights(rng, N, K, wscale);
-  return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, 4, c.group, c.asym));
+  return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, c.bits, c.group, c.asym));
 }
 
 // Restores the automatic decoder and stage choice when a test ends (also on failure).
@@ -183,7 +189,9 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::string expect[] = {"e2m1-bits", "int4-bits", "int4-bits", "e2m1-bits", "table", "e2m1-bits",
-                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-bits", "int4-bits"};
+                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-bits", "int4-bits", "table",
+                                "table",     "table",     "table",     "table",     "table"};
+  static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
   const std::pair<kernels::GemvDecoder, int> configs[] = {
       {kernels::GemvDecoder::kBits, 1}, {kernels::GemvDecoder::kBits, 2}, {kernels::GemvDecoder::kTable, 1},
       {kernels::GemvDecoder::kTable, 2}, {kernels::GemvDecoder::kAuto, 0}};
@@ -230,7 +238,7 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
 TEST(GemvCuda, LargeLayerAndRazerFallback) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  for (const GemvCase& c : {kCases[0], kCases[2], kCases[7], kCases[8]}) {
+  for (const GemvCase& c : {kCases[0], kCases[2], kCases[7], kCases[8], kCases[11], kCases[13]}) {
     const QuantizedTensor q = quantize_random(rng, c, 4096, 4096);
     for (int64_t M : {1, 16}) {
       const Stats s = check_gemv(q, M, rng, 1.f, label(c) + " 4096x4096 M=" + std::to_string(M));
@@ -242,7 +250,8 @@ TEST(GemvCuda, LargeLayerAndRazerFallback) {
   for (int64_t M : {1, 16}) check_gemv(big, M, rng, 1e-3f, "razer x1000 (separate index)");
 }
 
-// Real layers: llama-14m's q_proj, gate_proj and down_proj of layer 3, razer4 and nvfp4-razer.
+// Real layers: llama-14m's q_proj, gate_proj and down_proj of layer 3: razer4, nvfp4-razer,
+// int4-asym, razer3 and int3-asym.
 TEST(GemvCuda, Llama14mLayers) {
   SKIP_WITHOUT_DEVICE();
   const std::string dir = test::data_path("models/llama-14m");
@@ -254,9 +263,9 @@ TEST(GemvCuda, Llama14mLayers) {
     const formats::SafetensorsFile& f = ckpt.file_of(name);
     const formats::TensorInfo& ti = f.info(name);
     const std::vector<float> w = f.read_float(name);
-    for (const GemvCase& c : {kCases[0], kCases[8], kCases[2]}) {
-      const QuantizedTensor q =
-          quantizer::quantize_tensor(w.data(), ti.shape[0], ti.shape[1], quantizer::make_format_config(c.format, 4, c.group, c.asym));
+    for (const GemvCase& c : {kCases[0], kCases[8], kCases[2], kCases[11], kCases[13]}) {
+      const QuantizedTensor q = quantizer::quantize_tensor(w.data(), ti.shape[0], ti.shape[1],
+                                                           quantizer::make_format_config(c.format, c.bits, c.group, c.asym));
       for (int64_t M : {1, 5, 16}) check_gemv(q, M, rng, 1.f, std::string(name) + " " + label(c));
     }
   }
@@ -272,9 +281,9 @@ TEST(GemvCuda, UnsupportedTensorsAndArgumentsAreRefused) {
     EXPECT_FALSE(kernels::gemv_supported(t, &why));
     EXPECT_NE(why.find("128"), std::string::npos) << why;
   }
-  {  // 3-bit codes
+  {  // 2-bit codes
     const std::vector<float> w = test::random_weights(rng, 16, 256, 1.0);
-    const QuantizedTensor q = quantizer::quantize_tensor(w.data(), 16, 256, quantizer::make_format_config("razer", 3, 128));
+    const QuantizedTensor q = quantizer::quantize_tensor(w.data(), 16, 256, quantizer::make_format_config("int", 2, 128));
     DeviceTensor t = kernels::upload(q);
     EXPECT_FALSE(kernels::gemv_supported(t, &why));
     DeviceBuffer x(256 * 2), y(64);
