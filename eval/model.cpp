@@ -132,11 +132,19 @@ struct Norm {
   torch::Tensor w, b;  // b: LayerNorm only (may be undefined)
 };
 
+// Products of at most this many rows of x on CUDA (decoding) take the fused q/k/v and gate/up
+// linears when a layer has them (Layer::qkv, Layer::gateup).
+constexpr int64_t kFusedRows = 16;
+
 struct Layer {
   Norm ln1, ln2;  // LLaMA: input_layernorm, post_attention_layernorm; OPT: self_attn_layer_norm, final_layer_norm
   Linear q, k, v, o;
   Linear gate, up, down;  // LLaMA MLP
   Linear fc1, fc2;        // OPT MLP
+  // LLaMA on CUDA: q/k/v and gate/up as one linear each (weights concatenated by rows; q.w, k.w,
+  // v.w, gate.w, up.w are views into them; packed checkpoints: the packed rows concatenated
+  // too), for decode-sized products: one launch instead of three (two). Undefined w: not fused.
+  Linear qkv, gateup;
   bool sliding = false;
 };
 
@@ -178,6 +186,7 @@ struct Model::Impl {
   Linear load_linear(const WeightSource& src, const std::string& prefix, int64_t out, int64_t in, bool bias);
   Norm load_norm(const WeightSource& src, const std::string& prefix, int64_t n, bool bias);
   void load_llama(const WeightSource& src);
+  Linear fuse(const std::vector<Linear*>& parts, const std::string& name);
   void load_opt(const WeightSource& src);
 
   // ---- forward ----
@@ -288,6 +297,50 @@ Norm Model::Impl::load_norm(const WeightSource& src, const std::string& prefix, 
   return r;
 }
 
+// The linears' weights (and biases) concatenated by rows into one linear; each part's w (b)
+// becomes a view into the concatenation, here and in `tensors`, so nothing is stored twice and
+// set_tensor's in-place copies reach both. Packed parts that all have a fused-GEMV copy get
+// theirs concatenated too (kernels::concat_rows; a mismatch such as different NV tensor scales
+// leaves the fused linear dense). Not fused (an undefined linear returned): simulated
+// arithmetic, or parts that differ in having a bias.
+Linear Model::Impl::fuse(const std::vector<Linear*>& parts, const std::string& name) {
+  Linear f;
+  for (const Linear* p : parts)
+    if (p->sim || p->b.defined() != parts.front()->b.defined()) return f;
+  std::vector<torch::Tensor> ws, bs;
+  for (const Linear* p : parts) {
+    ws.push_back(p->w);
+    if (p->b.defined()) bs.push_back(p->b);
+  }
+  f.name = name;
+  f.w = torch::cat(ws, 0);
+  if (!bs.empty()) f.b = torch::cat(bs, 0);
+  int64_t row = 0;
+  for (Linear* p : parts) {
+    const int64_t n = p->w.size(0);
+    p->w = f.w.narrow(0, row, n);
+    tensors[p->name + ".weight"] = p->w;
+    if (f.b.defined()) {
+      p->b = f.b.narrow(0, row, n);
+      tensors[p->name + ".bias"] = p->b;
+    }
+    row += n;
+  }
+#if defined(RAZERQ_HAS_CUDA)
+  std::vector<const kernels::DeviceTensor*> packed_parts;
+  for (const Linear* p : parts)
+    if (p->packed) packed_parts.push_back(p->packed.get());
+  if (packed_parts.size() == parts.size()) {
+    try {
+      f.packed = std::make_shared<kernels::DeviceTensor>(kernels::concat_rows(packed_parts));
+    } catch (const Error& e) {
+      log::debug(strprintf("eval: %s stays dense for decoding (%s)", name.c_str(), e.what()));
+    }
+  }
+#endif
+  return f;
+}
+
 void Model::Impl::load_llama(const WeightSource& src) {
   const int64_t H = cfg.hidden_size, V = cfg.vocab_size, F = cfg.intermediate_size;
   const int64_t qd = cfg.num_heads * cfg.head_dim, kvd = cfg.num_kv_heads * cfg.head_dim;
@@ -305,6 +358,10 @@ void Model::Impl::load_llama(const WeightSource& src) {
     L.up = load_linear(src, p + ".mlp.up_proj", F, H, cfg.mlp_bias);
     L.down = load_linear(src, p + ".mlp.down_proj", H, F, cfg.mlp_bias);
     L.sliding = cfg.sliding_window > 0 && cfg.sliding_layers[static_cast<size_t>(l)];
+    if (opt.device.is_cuda()) {
+      L.qkv = fuse({&L.q, &L.k, &L.v}, p + ".self_attn.qkv");
+      L.gateup = fuse({&L.gate, &L.up}, p + ".mlp.gate_up");
+    }
     layers.push_back(std::move(L));
   }
   final_norm = load_norm(src, "model.norm", H, false);
@@ -382,16 +439,28 @@ torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Ten
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const bool llama = cfg.arch == Arch::kLlama;
 
-  torch::Tensor q = L.q(x, hook);
+  // Decode-sized products on CUDA: q, k and v from the one fused linear (column slices of its
+  // output; the head split below only splits the last, contiguous axis).
+  torch::Tensor q, k, v;
+  if (L.qkv.w.defined() && !(hook && *hook) && x.is_cuda() && B * T <= kFusedRows) {
+    const torch::Tensor y = L.qkv(x);
+    q = y.narrow(-1, 0, nh * hd);
+    k = y.narrow(-1, nh * hd, nkv * hd);
+    v = y.narrow(-1, nh * hd + nkv * hd, nkv * hd);
+  } else {
+    q = L.q(x, hook);
+    k = L.k(x, hook);
+    v = L.v(x, hook);
+  }
   const int64_t window = L.sliding ? cfg.sliding_window : 0;
   // The fused kernel (CUDA, libtorch >= 2): full causal windows and one-token decode steps;
   // a cached prefix with several new tokens or a sliding window take the eager path.
   const int64_t cached = cache && li < cache->k.size() && cache->k[li].defined() ? cache->k[li].size(2) : 0;
   const bool fused = kFusedAttentionAvailable && opt.fused_attention && x.is_cuda() && window == 0 && (cached == 0 || T == 1);
   if (!llama && !fused) q = q * scale;  // OPT scales the queries before the product (as transformers does)
-  q = q.view({B, T, nh, hd}).transpose(1, 2);          // [B, nh, T, hd]
-  torch::Tensor k = L.k(x, hook).view({B, T, nkv, hd}).transpose(1, 2);  // [B, nkv, T, hd]
-  torch::Tensor v = L.v(x, hook).view({B, T, nkv, hd}).transpose(1, 2);
+  q = q.view({B, T, nh, hd}).transpose(1, 2);  // [B, nh, T, hd]
+  k = k.view({B, T, nkv, hd}).transpose(1, 2);  // [B, nkv, T, hd]
+  v = v.view({B, T, nkv, hd}).transpose(1, 2);
   if (llama) {
     auto rope = [&](const torch::Tensor& t) {
       const int64_t h = hd / 2;
@@ -560,8 +629,14 @@ torch::Tensor Model::Impl::layer_forward(size_t li, torch::Tensor h, const torch
   if (cfg.arch == Arch::kLlama) {
     h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache, hook, st);
     torch::Tensor m = rms_norm(h, L.ln2);
-    torch::Tensor gate = L.gate(m, hook);
-    torch::Tensor a = torch::silu(gate) * L.up(m, hook);
+    torch::Tensor a;
+    if (L.gateup.w.defined() && !(hook && *hook) && m.is_cuda() && m.numel() / m.size(-1) <= kFusedRows) {
+      const torch::Tensor y = L.gateup(m);  // decode-sized: gate and up from one product
+      const int64_t F = L.gate.w.size(0);
+      a = torch::silu(y.narrow(-1, 0, F)) * y.narrow(-1, F, F);
+    } else {
+      a = torch::silu(L.gate(m, hook)) * L.up(m, hook);
+    }
     if (had_down.defined()) a = had_down(a);
     return h + L.down(a, hook);
   }
@@ -859,6 +934,7 @@ torch::Tensor Model::layer_with(int64_t i, const torch::Tensor& hidden, const st
     throw_error(ErrorKind::kInvalidArgument, impl_->path, "layer %lld (the model has %lld)", static_cast<long long>(i),
                 static_cast<long long>(num_layers()));
   Layer L = impl_->layers[static_cast<size_t>(i)];  // shares the tensors; linears replaced below
+  L.qkv = Linear{}, L.gateup = Linear{};  // the fused linears would not see the replacements
   size_t used = 0;
   for (Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.fc1, &L.fc2}) {
     if (lin->name.empty()) continue;
@@ -919,8 +995,12 @@ void Model::set_tensor(const std::string& name, const torch::Tensor& value) {
     auto drop = [&](Linear& l) {
       if (l.name == prefix) l.packed.reset();
     };
-    for (Layer& L : impl_->layers)
+    for (Layer& L : impl_->layers) {
       for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.fc1, &L.fc2}) drop(*l);
+      // The fused linears' dense weights are views (already updated); their packed rows are not.
+      if (L.q.name == prefix || L.k.name == prefix || L.v.name == prefix) L.qkv.packed.reset();
+      if (L.gate.name == prefix || L.up.name == prefix) L.gateup.packed.reset();
+    }
     for (Linear* l : {&impl_->project_in, &impl_->project_out, &impl_->lm_head}) drop(*l);
   }
 #endif

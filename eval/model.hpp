@@ -50,6 +50,8 @@ struct ModelOptions {
   // CUDA fp16 models of packed checkpoints (3/4-bit formats the fused kernel takes): products with
   // at most 16 rows of x (token-by-token decoding) run kernels::gemv_fp16_cuda on the packed
   // weights, kept on the device beside the dequantized ones; larger ones run the dense matmul.
+  // (Every LLaMA model on CUDA, packed or not, also runs such products of q/k/v as one linear
+  // and of gate/up as one: weights concatenated by rows at load, the parts views into them.)
   bool fused_gemv = true;
   // Simulated custom-precision arithmetic (`razerq eval --sim-mul/--sim-acc`): the quantized
   // linears (those stored quantized in the packed checkpoint) compute x W^T with every product

@@ -173,6 +173,73 @@ void free(DeviceTensor& t) {
   t.codes = nullptr, t.scales16 = nullptr, t.scales8 = nullptr, t.zeros = nullptr, t.sv_index = nullptr;
 }
 
+DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* stream) {
+  const char* where = "concat_rows";
+  if (parts.empty()) throw_error(ErrorKind::kInvalidArgument, where, "no tensors");
+  const DeviceTensor& f = *parts.front();
+  int64_t rows = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const DeviceTensor& p = *parts[i];
+    if (!p.storage || !p.codes) throw_error(ErrorKind::kInvalidArgument, where, "tensor %zu is not uploaded", i);
+    auto bad = [&](const char* what) {
+      throw_error(ErrorKind::kInvalidArgument, where, "tensor %zu (%s, %lld x %lld) differs from tensor 0 (%s, %lld x %lld) in %s",
+                  i, p.cfg.label().c_str(), static_cast<long long>(p.rows), static_cast<long long>(p.cols),
+                  f.cfg.label().c_str(), static_cast<long long>(f.rows), static_cast<long long>(f.cols), what);
+    };
+    if (p.cfg.label() != f.cfg.label() || p.cfg.special_values != f.cfg.special_values || p.cfg.opts != f.cfg.opts) bad("format");
+    if (p.cols != f.cols || p.code_words_per_row != f.code_words_per_row) bad("columns");
+    if (p.tensor_scale != f.tensor_scale) bad("tensor scale");
+    if ((p.sv_index == nullptr) != (f.sv_index == nullptr)) bad("special-value index layout");
+    rows += p.rows;
+  }
+  // The arrays in upload()'s order: codes, scales16, scales8, zeros, sv_index; bytes per row.
+  auto array = [](const DeviceTensor& t, int i) -> const void* {
+    const void* a[5] = {t.codes, t.scales16, t.scales8, t.zeros, t.sv_index};
+    return a[i];
+  };
+  const size_t row_bytes[5] = {static_cast<size_t>(f.code_words_per_row) * 4, static_cast<size_t>(f.groups_per_row) * 2,
+                               static_cast<size_t>(f.groups_per_row), static_cast<size_t>(f.zero_words_per_row) * 4,
+                               static_cast<size_t>(f.groups_per_row)};
+  size_t offset[5], total = 0;
+  for (int i = 0; i < 5; ++i) {
+    offset[i] = total;
+    if (array(f, i)) total += align256(row_bytes[i] * static_cast<size_t>(rows));
+  }
+  DeviceTensor t;
+  RAZERQ_CUDA(cudaMalloc(&t.storage, std::max<size_t>(total, 256)));
+  t.storage_bytes = total;
+  char* base = static_cast<char*>(t.storage);
+  cudaStream_t s = as_stream(stream);
+  for (int i = 0; i < 5; ++i) {
+    if (!array(f, i)) continue;
+    size_t at = offset[i];
+    for (const DeviceTensor* p : parts) {
+      const size_t n = row_bytes[i] * static_cast<size_t>(p->rows);
+      if (n) RAZERQ_CUDA(cudaMemcpyAsync(base + at, array(*p, i), n, cudaMemcpyDeviceToDevice, s));
+      at += n;
+    }
+  }
+  RAZERQ_CUDA(cudaStreamSynchronize(s));
+  auto at = [&](int i) -> void* { return array(f, i) ? base + offset[i] : nullptr; };
+  t.cfg = f.cfg;
+  t.rows = rows, t.cols = f.cols;
+  t.groups_per_row = f.groups_per_row, t.code_words_per_row = f.code_words_per_row;
+  t.zero_words_per_row = f.zero_words_per_row;
+  t.codes = static_cast<const uint32_t*>(at(0));
+  t.scales16 = static_cast<const uint16_t*>(at(1));
+  t.scales8 = static_cast<const uint8_t*>(at(2));
+  t.zeros = static_cast<const uint32_t*>(at(3));
+  t.sv_index = static_cast<const uint8_t*>(at(4));
+  t.tensor_scale = f.tensor_scale;
+  t.scales_fit_fp16 = true;
+  t.max_inner_scale = 0;
+  for (const DeviceTensor* p : parts) {
+    t.scales_fit_fp16 = t.scales_fit_fp16 && p->scales_fit_fp16;
+    t.max_inner_scale = std::max(t.max_inner_scale, p->max_inner_scale);
+  }
+  return t;
+}
+
 DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   quantizer::validate(q, "upload " + q.cfg.label());
   if (q.cfg.opts.has_side_parts())

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "quantizer/quantize.hpp"
 
@@ -57,6 +58,13 @@ struct DeviceTensor {
 DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream = nullptr);
 // Frees the device memory; idempotent.
 void free(DeviceTensor& t);
+
+// The rows of several uploaded tensors stacked into one [sum of rows, cols] tensor, in order
+// (e.g. q/k/v or gate/up, so one product replaces several). They must agree on the format
+// (label, special values, int options), the columns, the tensor scale (NV kinds) and whether
+// razer's special-value index is separate; else kInvalidArgument naming the first mismatch.
+// Device-to-device copies on `stream`; synchronous.
+DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* stream = nullptr);
 
 // d_out: device [t.rows, t.cols] fp16 bits, row-major (any alignment; 16-byte aligned with
 // cols % 8 == 0 takes the vector-store path). Asynchronous on `stream`; launch errors throw
