@@ -271,6 +271,56 @@ TEST(GemvCuda, Llama14mLayers) {
   }
 }
 
+// kernels::concat_rows: the GEMV of the stacked tensor equals the separate GEMVs bit for bit
+// (each output row is the same arithmetic), for row counts that are not multiples of the
+// 16-row tile; tensors of other formats or columns are refused with the reason.
+TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  // (Not the NV kinds: their per-tensor scales differ between separately quantized parts.)
+  for (const GemvCase& c : {kCases[0], kCases[2], kCases[5], kCases[11], kCases[13]}) {
+    const int64_t K = 512, rows[3] = {40, 13, 77};
+    std::vector<DeviceTensor> parts;
+    for (int64_t r : rows) parts.push_back(kernels::upload(quantize_random(rng, c, r, K)));
+    const DeviceTensor cat = kernels::concat_rows({&parts[0], &parts[1], &parts[2]});
+    ASSERT_EQ(cat.rows, 130);
+    for (int64_t M : {1, 5, 16}) {
+      std::normal_distribution<float> nd(0.f, 1.f);
+      std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+      for (auto& h : xh) h = float_to_fp16(nd(rng));
+      DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * 130) * 2);
+      dx.copy_from_host(xh.data(), xh.size() * 2);
+      dy.fill_bytes(0xff);
+      kernels::gemv_fp16_cuda(cat, dx.as<uint16_t>(), M, dy.as<uint16_t>());
+      kernels::cuda_synchronize();
+      std::vector<uint16_t> y(static_cast<size_t>(M * 130));
+      dy.copy_to_host(y.data(), y.size() * 2);
+      int64_t r0 = 0;
+      for (int p = 0; p < 3; ++p) {
+        DeviceBuffer dp(static_cast<size_t>(M * rows[p]) * 2);
+        dp.fill_bytes(0xff);
+        kernels::gemv_fp16_cuda(parts[p], dx.as<uint16_t>(), M, dp.as<uint16_t>());
+        kernels::cuda_synchronize();
+        std::vector<uint16_t> yp(static_cast<size_t>(M * rows[p]));
+        dp.copy_to_host(yp.data(), yp.size() * 2);
+        int diff = 0;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < rows[p]; ++n) diff += y[m * 130 + r0 + n] != yp[m * rows[p] + n];
+        EXPECT_EQ(diff, 0) << label(c) << " part " << p << " M=" << M;
+        r0 += rows[p];
+      }
+    }
+  }
+  const DeviceTensor a = kernels::upload(quantize_random(rng, kCases[0], 16, 256));
+  const DeviceTensor b = kernels::upload(quantize_random(rng, kCases[3], 16, 256));
+  const DeviceTensor wide = kernels::upload(quantize_random(rng, kCases[0], 16, 384));
+  const Error e1 = test::catch_error([&] { (void)kernels::concat_rows({&a, &b}); });
+  EXPECT_EQ(e1.kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(std::string(e1.what()).find("format"), std::string::npos) << e1.what();
+  const Error e2 = test::catch_error([&] { (void)kernels::concat_rows({&a, &wide}); });
+  EXPECT_NE(std::string(e2.what()).find("columns"), std::string::npos) << e2.what();
+}
+
 TEST(GemvCuda, UnsupportedTensorsAndArgumentsAreRefused) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
