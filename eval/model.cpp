@@ -635,7 +635,8 @@ torch::Tensor Model::Impl::layer_forward(size_t li, torch::Tensor h, const torch
       const int64_t F = L.gate.w.size(0);
       a = torch::silu(y.narrow(-1, 0, F)) * y.narrow(-1, F, F);
     } else {
-      a = torch::silu(L.gate(m, hook)) * L.up(m, hook);
+      const torch::Tensor gate = L.gate(m, hook);  // before up: hooks see the forward's order
+      a = torch::silu(gate) * L.up(m, hook);
     }
     if (had_down.defined()) a = had_down(a);
     return h + L.down(a, hook);
