@@ -101,6 +101,26 @@ void launch(const detail::KernelArgs& a, ScaleKind kind, int bits, cudaStream_t 
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
+// A DeviceTensor's one allocation: its arrays in the order codes, scales16, scales8, zeros,
+// sv_index, each at a 256-byte aligned offset (bytes[i] == 0: absent, its pointer null). Sets
+// t.storage, t.storage_bytes and the five pointers (the addresses to copy into).
+void allocate_arrays(DeviceTensor& t, const size_t (&bytes)[5]) {
+  size_t offset[5], total = 0;
+  for (int i = 0; i < 5; ++i) {
+    offset[i] = total;
+    total += align256(bytes[i]);
+  }
+  RAZERQ_CUDA(cudaMalloc(&t.storage, std::max<size_t>(total, 256)));
+  t.storage_bytes = total;
+  char* base = static_cast<char*>(t.storage);
+  auto at = [&](int i) -> void* { return bytes[i] ? base + offset[i] : nullptr; };
+  t.codes = static_cast<const uint32_t*>(at(0));
+  t.scales16 = static_cast<const uint16_t*>(at(1));
+  t.scales8 = static_cast<const uint8_t*>(at(2));
+  t.zeros = static_cast<const uint32_t*>(at(3));
+  t.sv_index = static_cast<const uint8_t*>(at(4));
+}
+
 }  // namespace
 
 // --- device queries ---------------------------------------------------------------------
@@ -200,36 +220,25 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   const size_t row_bytes[5] = {static_cast<size_t>(f.code_words_per_row) * 4, static_cast<size_t>(f.groups_per_row) * 2,
                                static_cast<size_t>(f.groups_per_row), static_cast<size_t>(f.zero_words_per_row) * 4,
                                static_cast<size_t>(f.groups_per_row)};
-  size_t offset[5], total = 0;
-  for (int i = 0; i < 5; ++i) {
-    offset[i] = total;
-    if (array(f, i)) total += align256(row_bytes[i] * static_cast<size_t>(rows));
-  }
+  size_t bytes[5];
+  for (int i = 0; i < 5; ++i) bytes[i] = array(f, i) ? row_bytes[i] * static_cast<size_t>(rows) : 0;
   DeviceTensor t;
-  RAZERQ_CUDA(cudaMalloc(&t.storage, std::max<size_t>(total, 256)));
-  t.storage_bytes = total;
-  char* base = static_cast<char*>(t.storage);
+  allocate_arrays(t, bytes);
   cudaStream_t s = as_stream(stream);
   for (int i = 0; i < 5; ++i) {
-    if (!array(f, i)) continue;
-    size_t at = offset[i];
+    char* dst = static_cast<char*>(const_cast<void*>(array(t, i)));
+    if (!dst) continue;
     for (const DeviceTensor* p : parts) {
       const size_t n = row_bytes[i] * static_cast<size_t>(p->rows);
-      if (n) RAZERQ_CUDA(cudaMemcpyAsync(base + at, array(*p, i), n, cudaMemcpyDeviceToDevice, s));
-      at += n;
+      if (n) RAZERQ_CUDA(cudaMemcpyAsync(dst, array(*p, i), n, cudaMemcpyDeviceToDevice, s));
+      dst += n;
     }
   }
   RAZERQ_CUDA(cudaStreamSynchronize(s));
-  auto at = [&](int i) -> void* { return array(f, i) ? base + offset[i] : nullptr; };
   t.cfg = f.cfg;
   t.rows = rows, t.cols = f.cols;
   t.groups_per_row = f.groups_per_row, t.code_words_per_row = f.code_words_per_row;
   t.zero_words_per_row = f.zero_words_per_row;
-  t.codes = static_cast<const uint32_t*>(at(0));
-  t.scales16 = static_cast<const uint16_t*>(at(1));
-  t.scales8 = static_cast<const uint8_t*>(at(2));
-  t.zeros = static_cast<const uint32_t*>(at(3));
-  t.sv_index = static_cast<const uint8_t*>(at(4));
   t.tensor_scale = f.tensor_scale;
   t.scales_fit_fp16 = true;
   t.max_inner_scale = 0;
@@ -256,41 +265,21 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
     throw_error(ErrorKind::kUnsupported, "upload", "%lld columns: the kernel indexes a row with 32-bit integers",
                 static_cast<long long>(q.cols));
 
-  struct Part {
-    const void* src;
-    size_t bytes;
-    size_t offset;
-  };
-  Part parts[5] = {
-      {q.codes.data(), q.codes.size() * sizeof(uint32_t), 0},
-      {q.scales16.data(), q.scales16.size() * sizeof(uint16_t), 0},
-      {q.scales8.data(), q.scales8.size() * sizeof(uint8_t), 0},
-      {q.zeros.data(), q.zeros.size() * sizeof(uint32_t), 0},
-      {q.sv_index.data(), q.sv_index.size() * sizeof(uint8_t), 0},
-  };
-  size_t total = 0;
-  for (Part& p : parts) {
-    p.offset = total;
-    total += align256(p.bytes);
-  }
+  const void* src[5] = {q.codes.data(), q.scales16.data(), q.scales8.data(), q.zeros.data(), q.sv_index.data()};
+  const size_t bytes[5] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
+                           q.scales8.size() * sizeof(uint8_t), q.zeros.size() * sizeof(uint32_t),
+                           q.sv_index.size() * sizeof(uint8_t)};
   DeviceTensor t;
-  RAZERQ_CUDA(cudaMalloc(&t.storage, std::max<size_t>(total, 256)));
-  t.storage_bytes = total;
-  char* base = static_cast<char*>(t.storage);
+  allocate_arrays(t, bytes);
   cudaStream_t s = as_stream(stream);
-  for (const Part& p : parts)
-    if (p.bytes) RAZERQ_CUDA(cudaMemcpyAsync(base + p.offset, p.src, p.bytes, cudaMemcpyHostToDevice, s));
+  const void* dst[5] = {t.codes, t.scales16, t.scales8, t.zeros, t.sv_index};
+  for (int i = 0; i < 5; ++i)
+    if (bytes[i]) RAZERQ_CUDA(cudaMemcpyAsync(const_cast<void*>(dst[i]), src[i], bytes[i], cudaMemcpyHostToDevice, s));
   RAZERQ_CUDA(cudaStreamSynchronize(s));  // the host vectors may go away after we return
-  auto at = [&](int i) -> void* { return parts[i].bytes ? base + parts[i].offset : nullptr; };
   t.cfg = q.cfg;
   t.rows = q.rows, t.cols = q.cols;
   t.groups_per_row = q.groups_per_row, t.code_words_per_row = q.code_words_per_row;
   t.zero_words_per_row = q.zero_words_per_row();
-  t.codes = static_cast<const uint32_t*>(at(0));
-  t.scales16 = static_cast<const uint16_t*>(at(1));
-  t.scales8 = static_cast<const uint8_t*>(at(2));
-  t.zeros = static_cast<const uint32_t*>(at(3));
-  t.sv_index = static_cast<const uint8_t*>(at(4));
   t.tensor_scale = q.tensor_scale;
   double mx = 0;
   switch (spec.scale_kind) {
