@@ -148,6 +148,12 @@ struct Layer {
   bool sliding = false;
 };
 
+// Whether the fused linear f (Layer::qkv / gateup) takes this product: it exists, no hook
+// watches the separate linears' inputs, and x is a decode-sized CUDA input.
+bool use_fused(const Linear& f, const torch::Tensor& x, const LinearHook* hook) {
+  return f.w.defined() && !(hook && *hook) && x.is_cuda() && x.numel() / x.size(-1) <= kFusedRows;
+}
+
 // One static decode step (Model::forward_static): the cache and the step's additive mask.
 struct StaticStep {
   StaticKVCache* c;
@@ -442,7 +448,7 @@ torch::Tensor Model::Impl::attention(const Layer& L, size_t li, const torch::Ten
   // Decode-sized products on CUDA: q, k and v from the one fused linear (column slices of its
   // output; the head split below only splits the last, contiguous axis).
   torch::Tensor q, k, v;
-  if (L.qkv.w.defined() && !(hook && *hook) && x.is_cuda() && B * T <= kFusedRows) {
+  if (use_fused(L.qkv, x, hook)) {
     const torch::Tensor y = L.qkv(x);
     q = y.narrow(-1, 0, nh * hd);
     k = y.narrow(-1, nh * hd, nkv * hd);
@@ -630,7 +636,7 @@ torch::Tensor Model::Impl::layer_forward(size_t li, torch::Tensor h, const torch
     h = h + attention(L, li, rms_norm(h, L.ln1), cos, sin, cache, hook, st);
     torch::Tensor m = rms_norm(h, L.ln2);
     torch::Tensor a;
-    if (L.gateup.w.defined() && !(hook && *hook) && m.is_cuda() && m.numel() / m.size(-1) <= kFusedRows) {
+    if (use_fused(L.gateup, m, hook)) {
       const torch::Tensor y = L.gateup(m);  // decode-sized: gate and up from one product
       const int64_t F = L.gate.w.size(0);
       a = torch::silu(y.narrow(-1, 0, F)) * y.narrow(-1, F, F);
