@@ -21,25 +21,6 @@ namespace {
 
 using namespace razerq::eval::testing;
 
-json qwen2_gqa() {  // GQA 3:1, q/k/v biases, tied
-  return json{{"model_type", "qwen2"},   {"vocab_size", 96},           {"hidden_size", 48},
-              {"intermediate_size", 80}, {"num_hidden_layers", 2},     {"num_attention_heads", 6},
-              {"num_key_value_heads", 2}, {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-6},
-              {"rope_theta", 1000000.0}, {"tie_word_embeddings", true}, {"use_sliding_window", false}};
-}
-json llama_mqa() {  // MQA, head_dim != hidden / heads, all biases, linear rope scaling, untied
-  return json{{"model_type", "llama"},   {"vocab_size", 70},        {"hidden_size", 40},
-              {"intermediate_size", 56}, {"num_hidden_layers", 2},  {"num_attention_heads", 4},
-              {"num_key_value_heads", 1}, {"head_dim", 12},         {"max_position_embeddings", 64},
-              {"rms_norm_eps", 1e-5},    {"rope_theta", 10000.0},   {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}},
-              {"attention_bias", true},  {"mlp_bias", true},        {"tie_word_embeddings", false}};
-}
-json mistral_window() {
-  return json{{"model_type", "mistral"}, {"vocab_size", 64},        {"hidden_size", 32},
-              {"intermediate_size", 48}, {"num_hidden_layers", 2},  {"num_attention_heads", 4},
-              {"num_key_value_heads", 2}, {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-5},
-              {"sliding_window", 5},     {"tie_word_embeddings", false}};
-}
 json opt_small() {
   return json{{"model_type", "opt"},       {"vocab_size", 72},          {"hidden_size", 32},
               {"ffn_dim", 48},             {"num_hidden_layers", 2},    {"num_attention_heads", 2},
