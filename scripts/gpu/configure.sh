@@ -3,6 +3,19 @@
 # configures the tree against PyTorch's libtorch for sm_90 (Release, RAZERQ_DATA_DIR from
 # $RAZERQ_DATA), taking GoogleTest sources and libsentencepiece from .device/{googletest,lib,
 # include} where the machine lacks them. On failure it prints the log's tail and exits.
+# The common start of a device-call script (after `source`-ing this file): T0 (the start time),
+# OUT (created; default /tmp/razerq-gpu), B=build-gpu, CUDA's bin/ on PATH. LEFT prints the
+# seconds left of the call's BUDGET (default 570), step a progress header with both times.
+gpu_call_begin() {
+  T0=$(date +%s)
+  OUT=${OUT:-/tmp/razerq-gpu}
+  mkdir -p "$OUT"
+  B=build-gpu
+  export PATH="$PATH:/usr/local/cuda/bin"
+}
+LEFT() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
+step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }
+
 gpu_configure() {
   local b=$1 log=$2 tp
   local extra=()

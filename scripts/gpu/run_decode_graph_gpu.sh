@@ -7,15 +7,9 @@
 #   razer4, graph then eager) while time is left. Logs go to $OUT.
 # Needs the data in .device/data (RAZERQ_DATA), as run_eval_gpu.sh.
 set -u
-T0=$(date +%s)
-LEFT() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
-OUT=${OUT:-/tmp/razerq-gpu}
-mkdir -p "$OUT"
-B=build-gpu
-export RAZERQ_DATA=$PWD/.device/data
-export PATH="$PATH:/usr/local/cuda/bin"
 source "$(dirname "$0")/configure.sh"
-step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }
+gpu_call_begin
+export RAZERQ_DATA=$PWD/.device/data
 W=${TMPDIR:-/tmp}/razerq-decode
 mkdir -p "$W"
 

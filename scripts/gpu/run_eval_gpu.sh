@@ -7,15 +7,9 @@
 # Needs the data in .device/data (RAZERQ_DATA); .device/{googletest,lib,include} are used when
 # the machine lacks GoogleTest sources or libsentencepiece.
 set -u
-T0=$(date +%s)
-LEFT() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
-OUT=${OUT:-/tmp/razerq-gpu}
-mkdir -p "$OUT"
-B=build-gpu
-export RAZERQ_DATA=$PWD/.device/data
-export PATH="$PATH:/usr/local/cuda/bin"
 source "$(dirname "$0")/configure.sh"
-step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }
+gpu_call_begin
+export RAZERQ_DATA=$PWD/.device/data
 
 step environment
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

@@ -6,11 +6,9 @@
 # formats: bench_gemv's --formats (default: gemv.sh's list); the lut rows alone:
 #   bash scripts/gpu/run_gemv_gpu.sh all lut4,lut3,lut4+sparse,lut3+sparse
 set -u
-T0=$(date +%s)
-OUT=${OUT:-/tmp/razerq-gpu}; mkdir -p "$OUT"
-B=build-gpu
-export RAZERQ_DATA=$PWD/.device/data PATH="$PATH:/usr/local/cuda/bin"
 source "$(dirname "$0")/configure.sh"
+gpu_call_begin
+export RAZERQ_DATA=$PWD/.device/data
 gpu_configure $B "$OUT/configure.log"
 cmake --build $B -j "$(nproc)" --target test_kernels_cuda bench_gemv >"$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -30; exit 1; }
 echo "build done at $(( $(date +%s) - T0 )) s; warnings: $(grep -c warning "$OUT/build.log")"

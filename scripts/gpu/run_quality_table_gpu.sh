@@ -12,18 +12,12 @@
 # Needs the data in .device/data (RAZERQ_DATA), as scripts/gpu/run_eval_gpu.sh. NSAMPLES and
 # CALIB_SEQLEN (default 128 x 2048) set the calibration of every stage; keep them across calls.
 set -u
-T0=$(date +%s)
-LEFT() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
-OUT=${OUT:-/tmp/razerq-gpu}
-mkdir -p "$OUT"
-B=build-gpu
+source "$(dirname "$0")/configure.sh"
+gpu_call_begin
 W=$B/quality-llama14m
 export RAZERQ_DATA=${RAZERQ_DATA:-$PWD/.device/data}
-export PATH="$PATH:/usr/local/cuda/bin"
 FORMATS="int4-asym int3 fp4 nf4 razer4 razer3 nvfp4 nvfp4-razer"
 STAGES="rtn gptq awq lwc rotate+gptq"
-source "$(dirname "$0")/configure.sh"
-step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }
 
 step configure
 gpu_configure $B "$OUT/configure.log"

@@ -7,15 +7,11 @@
 # Logs go to $OUT. Needs the data in .device/data (RAZERQ_DATA), as the other scripts here.
 #   bash scripts/gpu/run_simprec_gpu.sh [windows]   (default 20 WikiText-2 windows on CUDA)
 set -u
-T0=$(date +%s)
-LEFT() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
-OUT=${OUT:-/tmp/razerq-gpu}; mkdir -p "$OUT"
-B=build-gpu
-W=${1:-20}
-export RAZERQ_DATA=$PWD/.device/data PATH="$PATH:/usr/local/cuda/bin"
-export OPENBLAS_NUM_THREADS=1
 source "$(dirname "$0")/configure.sh"
-step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }
+gpu_call_begin
+W=${1:-20}
+export RAZERQ_DATA=$PWD/.device/data
+export OPENBLAS_NUM_THREADS=1
 
 step environment
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
