@@ -343,6 +343,21 @@ Linear Model::Impl::fuse(const std::vector<Linear*>& parts, const std::string& n
       log::debug(strprintf("eval: %s stays dense for decoding (%s)", name.c_str(), e.what()));
     }
   }
+  if (f.packed) {
+    // The parts' packed weights become row views of the concatenation (which each keeps
+    // alive), so their own uploads are freed: the packed rows are on the device once.
+    struct View {
+      std::shared_ptr<kernels::DeviceTensor> whole;
+      kernels::DeviceTensor rows;
+    };
+    int64_t r0 = 0;
+    for (Linear* p : parts) {
+      auto v = std::make_shared<View>(View{f.packed, kernels::row_view(*f.packed, r0, p->packed->rows)});
+      r0 += p->packed->rows;
+      p->packed = std::shared_ptr<kernels::DeviceTensor>(v, &v->rows);
+      packed_weights[p->name + ".weight"] = p->packed;
+    }
+  }
 #endif
   return f;
 }
@@ -846,6 +861,22 @@ int64_t Model::fused_gemv_tensors() const {
   return 0;
 #endif
 }
+int64_t Model::fused_gemv_bytes() const {
+  int64_t bytes = 0;
+#if defined(RAZERQ_HAS_CUDA)
+  std::vector<const void*> seen;
+  auto add = [&](const Linear& l) {
+    if (!l.packed || !l.packed->storage) return;  // none, or a row view of a fused linear's rows
+    if (std::find(seen.begin(), seen.end(), l.packed->storage) != seen.end()) return;
+    seen.push_back(l.packed->storage);
+    bytes += static_cast<int64_t>(l.packed->storage_bytes);
+  };
+  for (const Layer& L : impl_->layers)
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.fc1, &L.fc2, &L.qkv, &L.gateup}) add(*l);
+  for (const Linear* l : {&impl_->project_in, &impl_->project_out, &impl_->lm_head}) add(*l);
+#endif
+  return bytes;
+}
 int64_t Model::fused_gemv_calls() { return g_fused_calls.load(); }
 int64_t Model::simulated_linears() const { return impl_->simulated; }
 int64_t Model::parameters() const { return impl_->params; }
@@ -857,7 +888,8 @@ std::string Model::describe() const {
                  impl_->opt.device.str().c_str());
   if (impl_->quantized > 0) s += strprintf(", %lld quantized tensors dequantized at load", static_cast<long long>(impl_->quantized));
   if (fused_gemv_tensors() > 0)
-    s += strprintf(" (%lld also kept packed for the fused GEMV)", static_cast<long long>(fused_gemv_tensors()));
+    s += strprintf(" (%lld also kept packed for the fused GEMV, %.1f MiB)", static_cast<long long>(fused_gemv_tensors()),
+                   static_cast<double>(fused_gemv_bytes()) / 1048576.0);
   if (impl_->simulated > 0)
     s += strprintf("; simulated arithmetic (%s) in %lld quantized linears", kernels::sim_arith_name(*impl_->opt.sim).c_str(),
                    static_cast<long long>(impl_->simulated));

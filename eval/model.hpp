@@ -134,6 +134,9 @@ class Model {
   bool packed() const;
   int64_t quantized_tensors() const;  // dequantized at load
   int64_t fused_gemv_tensors() const;  // of those, kept packed for the fused GEMV
+  // Device bytes those packed copies take (each allocation once: the q/k/v and gate/up parts
+  // are row views of their fused linear's concatenation on CUDA).
+  int64_t fused_gemv_bytes() const;
   int64_t simulated_linears() const;   // linears running ModelOptions::sim (0 without it)
   // Fused-GEMV products run by all models of this process so far.
   static int64_t fused_gemv_calls();

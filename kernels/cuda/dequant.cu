@@ -200,7 +200,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   int64_t rows = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
     const DeviceTensor& p = *parts[i];
-    if (!p.storage || !p.codes) throw_error(ErrorKind::kInvalidArgument, where, "tensor %zu is not uploaded", i);
+    if (!p.codes) throw_error(ErrorKind::kInvalidArgument, where, "tensor %zu is not uploaded", i);
     auto bad = [&](const char* what) {
       throw_error(ErrorKind::kInvalidArgument, where, "tensor %zu (%s, %lld x %lld) differs from tensor 0 (%s, %lld x %lld) in %s",
                   i, p.cfg.label().c_str(), static_cast<long long>(p.rows), static_cast<long long>(p.cols),
@@ -247,6 +247,28 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
     t.max_inner_scale = std::max(t.max_inner_scale, p->max_inner_scale);
   }
   return t;
+}
+
+DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
+  if (!t.codes) throw_error(ErrorKind::kInvalidArgument, "row_view", "tensor is not uploaded");
+  if (row0 < 0 || rows < 1 || row0 + rows > t.rows)
+    throw_error(ErrorKind::kInvalidArgument, "row_view", "rows [%lld, %lld) of a tensor of %lld rows",
+                static_cast<long long>(row0), static_cast<long long>(row0 + rows), static_cast<long long>(t.rows));
+  DeviceTensor v;
+  v.cfg = t.cfg;
+  v.rows = rows, v.cols = t.cols;
+  v.groups_per_row = t.groups_per_row, v.code_words_per_row = t.code_words_per_row;
+  v.zero_words_per_row = t.zero_words_per_row;
+  auto at = [&](auto* p, int64_t per_row) { return p ? p + row0 * per_row : p; };
+  v.codes = at(t.codes, t.code_words_per_row);
+  v.scales16 = at(t.scales16, t.groups_per_row);
+  v.scales8 = at(t.scales8, t.groups_per_row);
+  v.zeros = at(t.zeros, t.zero_words_per_row);
+  v.sv_index = at(t.sv_index, t.groups_per_row);
+  v.tensor_scale = t.tensor_scale;
+  v.scales_fit_fp16 = t.scales_fit_fp16;  // (over all of t's rows: a superset)
+  v.max_inner_scale = t.max_inner_scale;
+  return v;
 }
 
 DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
@@ -320,7 +342,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
 
 void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) {
   const char* where = "dequantize_fp16_cuda";
-  if (!t.storage || !t.codes) throw_error(ErrorKind::kInvalidArgument, where, "tensor is not uploaded");
+  if (!t.codes) throw_error(ErrorKind::kInvalidArgument, where, "tensor is not uploaded");
   if (!d_out) throw_error(ErrorKind::kInvalidArgument, where, "output pointer is null");
   if (t.rows <= 0 || t.cols <= 0) throw_error(ErrorKind::kInvalidArgument, where, "empty tensor");
   if (reinterpret_cast<uintptr_t>(d_out) % 2)

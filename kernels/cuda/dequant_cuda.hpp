@@ -43,7 +43,7 @@ struct DeviceTensor {
   // The largest inner group scale (fp16/2^e/E4M3/E3M3, without the tensor scale); the fused
   // GEMV folds the 2^14 of its E2M1 bit decode into the scale when this is below 4. Set by upload().
   double max_inner_scale = 0;
-  void* storage = nullptr;  // the owning allocation
+  void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;
 
   DeviceTensor() = default;
@@ -65,6 +65,12 @@ void free(DeviceTensor& t);
 // razer's special-value index is separate; else kInvalidArgument naming the first mismatch.
 // Device-to-device copies on `stream`; synchronous.
 DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* stream = nullptr);
+
+// Rows [row0, row0 + rows) of t as a tensor that borrows t's device memory: its storage is
+// null, so free() and its destructor leave the memory alone, and t must outlive it (e.g. the
+// parts of a concat_rows result, so the parts need not stay uploaded beside it). Throws
+// kInvalidArgument for a range outside t or a t that is not uploaded.
+DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows);
 
 // d_out: device [t.rows, t.cols] fp16 bits, row-major (any alignment; 16-byte aligned with
 // cols % 8 == 0 takes the vector-store path). Asynchronous on `stream`; launch errors throw

@@ -455,7 +455,7 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
     if (why) *why = m;
     return false;
   };
-  if (!w.storage || !w.codes) return no("tensor is not uploaded");
+  if (!w.codes) return no("tensor is not uploaded");
   if (w.cfg.opts.has_side_parts()) return no("outliers, second-level scales or code offsets (OA-CIM int options)");
   if (w.cfg.bits != 4 && w.cfg.bits != 3)
     return no(strprintf("%d-bit codes (the fused kernel takes 3- and 4-bit formats)", w.cfg.bits));

@@ -270,6 +270,17 @@ TEST_F(EvalGpuPackedRazer4, DecodePathRunsFusedGemvAndMatchesPrefill) {
 TEST_F(EvalGpuPackedRazer4, FusedQkvAndGateUpEqualTheSeparateLinears) {
   const Model packed = Model::load(dir_, cuda_opts(torch::kFloat16));
   const Model dense = Model::load(test::data_path(kLlama14m), cuda_opts(torch::kFloat16));
+  // The packed rows are on the device once: the parts of q/k/v and gate/up are views of the
+  // fused rows. razer4/g128 is 4.125 bits per weight; allocations round each array up to 256
+  // bytes (a few KiB over the 56 linears + 16 fused ones); a second copy of q/k/v and gate/up
+  // would add about 70 % more.
+  const ModelConfig& c = packed.config();
+  const int64_t weights = c.num_layers * (c.hidden_size * c.num_heads * c.head_dim * 2 +
+                                          c.hidden_size * c.num_kv_heads * c.head_dim * 2 + 3 * c.hidden_size * c.intermediate_size);
+  const double payload = static_cast<double>(weights) * 4.125 / 8;
+  std::printf("  packed device bytes %lld for a payload of %.0f\n", static_cast<long long>(packed.fused_gemv_bytes()), payload);
+  EXPECT_GE(static_cast<double>(packed.fused_gemv_bytes()), payload);
+  EXPECT_LT(static_cast<double>(packed.fused_gemv_bytes()), payload * 1.05);
   torch::NoGradGuard ng;
   torch::manual_seed(7);
   for (int64_t B : {1, 3, 16}) {

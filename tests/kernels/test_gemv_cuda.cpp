@@ -273,7 +273,8 @@ TEST(GemvCuda, Llama14mLayers) {
 
 // kernels::concat_rows: the GEMV of the stacked tensor equals the separate GEMVs bit for bit
 // (each output row is the same arithmetic), for row counts that are not multiples of the
-// 16-row tile; tensors of other formats or columns are refused with the reason.
+// 16-row tile, and so does a row_view of each part's rows; tensors of other formats or
+// columns, and row ranges outside the tensor, are refused.
 TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -307,6 +308,15 @@ TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
         for (int64_t m = 0; m < M; ++m)
           for (int64_t n = 0; n < rows[p]; ++n) diff += y[m * 130 + r0 + n] != yp[m * rows[p] + n];
         EXPECT_EQ(diff, 0) << label(c) << " part " << p << " M=" << M;
+        // The same rows as a view of the concatenation (eval's parts after fusing): the same y.
+        const DeviceTensor view = kernels::row_view(cat, r0, rows[p]);
+        EXPECT_EQ(view.storage, nullptr);
+        dp.fill_bytes(0xff);
+        kernels::gemv_fp16_cuda(view, dx.as<uint16_t>(), M, dp.as<uint16_t>());
+        kernels::cuda_synchronize();
+        std::vector<uint16_t> yv(yp.size());
+        dp.copy_to_host(yv.data(), yv.size() * 2);
+        EXPECT_EQ(yv, yp) << label(c) << " row view of part " << p << " M=" << M;
         r0 += rows[p];
       }
     }
@@ -319,6 +329,8 @@ TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
   EXPECT_NE(std::string(e1.what()).find("format"), std::string::npos) << e1.what();
   const Error e2 = test::catch_error([&] { (void)kernels::concat_rows({&a, &wide}); });
   EXPECT_NE(std::string(e2.what()).find("columns"), std::string::npos) << e2.what();
+  EXPECT_EQ(test::catch_error([&] { (void)kernels::row_view(a, 8, 9); }).kind(), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(test::catch_error([&] { (void)kernels::row_view(a, 0, 0); }).kind(), ErrorKind::kInvalidArgument);
 }
 
 TEST(GemvCuda, UnsupportedTensorsAndArgumentsAreRefused) {
