@@ -1,6 +1,6 @@
 // Fused-dequant GEMV / small-batch GEMM (gemv_cuda.hpp): one kernel template over the scale
 // kinds of the registry's 4-bit formats and the 3-bit ones with fp16 scales (BITS = 3: a
-// lane's 32 codes are 12 bytes, decoded through the value table).
+// lane's 32 codes are 12 bytes, cut into four 24-bit words of 8 codes, gemv_bits3.cuh).
 //
 // Work split. A block (8 warps) owns 16 output channels (rows n0 .. n0+15 of W) and all of K;
 // its warps take the 128-column blocks of K round robin and their partial sums are added in
@@ -15,11 +15,12 @@
 // name any 16 columns as long as A and B agree: the decoders produce pairs of codes (i, i + 4)
 // of each 8-code word, and x's half2 words are regrouped to match by PRMT.
 //
-// Decoding (decode_pair): by bits where the grid allows (int4: the 0x6400 magic; E2M1 formats:
-// sign and magnitude bits placed into an fp16; RaZeR: the -0 code patched to the group's special
-// value), else through a 16-entry fp16 table of the format's values in shared memory (one per
-// special value for the RaZeR kinds); then the zero point (asym int) and one HMUL2 by the
-// group's fp16 inner scale.
+// Decoding (decode_pair): by bits where the grid allows (int4 / int3: the 0x6400 magic and its
+// kin; E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16; RaZeR 4-bit:
+// the -0 code patched to the group's special value; razer3: a PRMT lookup in an 8-byte table
+// held in registers, the special value in it), else through a 16-entry fp16 table of the
+// format's values in shared memory (one per special value for the RaZeR kinds); then the zero
+// point (asym int) and one HMUL2 by the group's fp16 inner scale.
 // bench/gemv.md has the measurements and what was tried.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -32,6 +33,7 @@
 #include "common/error.hpp"
 #include "kernels/cuda/cuda_check.cuh"
 #include "common/half.hpp"
+#include "kernels/cuda/gemv_bits3.cuh"
 #include "kernels/cuda/gemv_cuda.hpp"
 
 namespace razerq::kernels {
@@ -57,7 +59,8 @@ struct GemvArgs {
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
-  uint32_t special[kTables];     // kE2M1 RaZeR: half2 of (special value x 2^-14) ^ -0, per table
+  uint32_t special[kTables];     // per table: kE2M1 RaZeR: half2 of (special value x 2^-14) ^ -0;
+                                 // kFp3Prmt: the high bytes of codes 4..7's values x 2^-14
 };
 
 __device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: do not keep in L1
@@ -137,22 +140,18 @@ __device__ __forceinline__ uint32_t lds16(uint32_t addr) {
   return v;
 }
 
-__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t mask, uint32_t bits) {  // (a & mask) | bits
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(mask), "r"(bits));
-  return r;
-}
-
 // Per lane and 128-column block: the decoded group parameters of one weight row.
 struct RowGroup {
   __half2 scale[2];  // columns 0..15 and 16..31 of the lane's 32 (equal unless G16)
-  __half2 zero[2];   // kLut asym: the zero point; kInt4: 1024 + 8 (sym) or 1024 + zero (asym)
-  uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: the special value
+  __half2 zero[3];   // kLut asym: zero[0] = the zero point; kInt4: zero[0] = 1024 + 8 (sym) or
+                     // 1024 + zero (asym); kInt3: per magic m (gemv3::int3_pair) m + 4 or m + zero
+  uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: the special value;
+                     // kFp3Prmt: the byte table of codes 4..7 (the special value's in byte 0)
 };
 
 // Pair i (0..3) of a code word q holds codes i and i + 4 (columns 8w + i and 8w + i + 4 of
-// the word's 8), as one half2 of decoded, scaled weights. Three decoders:
-//  kLut:  each code indexes the group's 16-entry fp16 table in shared memory (any 4-bit grid).
+// the word's 8), as one half2 of decoded, scaled weights. The decoders:
+//  kLut:  each code indexes the group's 16-entry fp16 table in shared memory (any grid).
 //  kInt4: (q >> 4i) & 0x000f000f | 0x6400 6400 is the half2 (1024 + c_i, 1024 + c_i+4); minus
 //         1024 + 8 (sym) or 1024 + zero (asym) is the exact integer, times the scale.
 //  kE2M1: the code's sign to bit 15, its 3 magnitude bits to bits 11..9: the fp16 of the E2M1
@@ -161,40 +160,21 @@ struct RowGroup {
 //         code (8) decodes to -0 and is replaced by the group's special value (x 2^-14): a
 //         per-word mask of the 8-codes (3 instructions per word), spread to the pair's halves by
 //         PRMT's sign replication, and one LOP3.
-enum class Decode { kLut, kInt4, kE2M1 };
+//  3-bit (gemv_bits3.cuh has the bit layouts and instruction counts), per word of 8 codes:
+//  kInt3: codes 4..7 moved to the high half once; then pairs 0..2 are one LOP3 each with the
+//         magics 1024, 128 and 16 (each code field lands in that magic's units) and pair 3 a
+//         shift more; minus magic + 4 (sym) or magic + zero (asym), times the scale.
+//  kFp3:  fp3's sign to bit 15 and its 2 exponent bits to bits 11..10 is exactly value x 2^-14
+//         ({0, 1, 2, 4}); after a per-word move of the signs, one shift and one LOP3 per pair.
+//         The 2^14 as for kE2M1.
+//  kFp3Prmt: razer3 (fp3 whose -0 code 4 is the group's special value): every value x 2^-14 is
+//         an fp16 with a zero low byte, so one PRMT per pair looks both halves up in an 8-byte
+//         table held in two registers (codes 0..3 fixed, codes 4..7 per special value).
+enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kFp3Prmt };
 
-// BITS = 3 (table decoder only): q holds 8 codes of 3 bits in its low 24 bits, code j at bit 3j.
-template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE, int BITS>
-__device__ __forceinline__ uint32_t decode_pair(uint32_t q, uint32_t is8, int i, uint32_t tb, __half2 scale,
-                                                __half2 zero) {
-  __half2 v;
-  if constexpr (DEC == Decode::kLut && BITS == 3) {
-    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0xeu : (q >> (3 * i - 1)) & 0xeu) | tb);
-    const uint32_t hi = lds16(((q >> (3 * i + 11)) & 0xeu) | tb);
-    v = u2h(__byte_perm(lo, hi, 0x5410));
-    if constexpr (ASYM) v = __hsub2(v, zero);
-  } else if constexpr (DEC == Decode::kLut) {
-    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0x1eu : (q >> (4 * i - 1)) & 0x1eu) | tb);
-    const uint32_t hi = lds16(((q >> (4 * i + 15)) & 0x1eu) | tb);
-    v = u2h(__byte_perm(lo, hi, 0x5410));
-    if constexpr (ASYM) v = __hsub2(v, zero);
-  } else if constexpr (DEC == Decode::kInt4) {
-    v = __hsub2(u2h(lop3_and_or(q >> (4 * i), 0x000f000fu, 0x64006400u)), zero);
-  } else {
-    const uint32_t u = q << (12 - 4 * i);
-    uint32_t b = (u & 0x80008000u) | ((u >> 3) & 0x0e000e00u);
-    if constexpr (SPECIAL) {
-      // is8 (odd codes) / is8 << 4 (even codes) carry code j's flag in bit 7 of byte j / 2.
-      // (__byte_perm ignores bit 3 of the selector nibbles: PRMT's sign replication needs asm.)
-      uint32_t m;
-      asm("prmt.b32 %0, %1, 0, %2;" : "=r"(m) : "r"(i & 1 ? is8 : is8 << 4), "r"(i < 2 ? 0xaa88u : 0xbb99u));
-      b ^= m & tb;
-    }
-    v = u2h(b);
-    if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
-  }
-  return h2u(__hmul2(v, scale));
-}
+__host__ __device__ constexpr bool is_3bit_decoder(Decode d) { return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
+// Decoders whose values come out x 2^-14 (the scale carries 2^14: PRE).
+__host__ __device__ constexpr bool times_2m14(Decode d) { return d == Decode::kE2M1 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
 
 // Bit 3 of each code that is 8 (RaZeR's remapped -0), 0 elsewhere: ((c & 7) + 7) has bit 3
 // set iff c & 7 != 0, with no carry out of the nibble.
@@ -203,25 +183,88 @@ __device__ __forceinline__ uint32_t code8_flags(uint32_t q) {
   return ~a & q & 0x88888888u;
 }
 
+// A word of 8 codes as its decoder takes it, prepared once for the word's 4 pairs: the codes and
+// (4-bit RaZeR) their code-8 flags; the 3-bit bit decoders' forms of gemv_bits3.cuh.
+struct Word {
+  uint32_t a, b;
+};
+
+template <Decode DEC, bool SPECIAL>
+__device__ __forceinline__ Word prep_word(uint32_t q) {
+  if constexpr (DEC == Decode::kInt3) {
+    return {gemv3::spread<0>(q), 0u};
+  } else if constexpr (DEC == Decode::kFp3) {
+    return {gemv3::fp3_word(gemv3::spread<1>(q)), 0u};
+  } else if constexpr (DEC == Decode::kFp3Prmt) {
+    const gemv3::Fp3Selectors sel = gemv3::fp3_selectors(gemv3::spread<1>(q));
+    return {sel.e, sel.o};
+  } else {
+    return {q, SPECIAL ? code8_flags(q) : 0u};
+  }
+}
+
+// BITS = 3, kLut: q holds 8 codes of 3 bits in its low 24 bits, code j at bit 3j.
+template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE, int BITS>
+__device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& r, int hlf) {
+  const uint32_t q = wd.a, tb = r.tb[hlf];
+  __half2 v;
+  if constexpr (DEC == Decode::kLut && BITS == 3) {
+    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0xeu : (q >> (3 * i - 1)) & 0xeu) | tb);
+    const uint32_t hi = lds16(((q >> (3 * i + 11)) & 0xeu) | tb);
+    v = u2h(__byte_perm(lo, hi, 0x5410));
+    if constexpr (ASYM) v = __hsub2(v, r.zero[0]);
+  } else if constexpr (DEC == Decode::kLut) {
+    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0x1eu : (q >> (4 * i - 1)) & 0x1eu) | tb);
+    const uint32_t hi = lds16(((q >> (4 * i + 15)) & 0x1eu) | tb);
+    v = u2h(__byte_perm(lo, hi, 0x5410));
+    if constexpr (ASYM) v = __hsub2(v, r.zero[0]);
+  } else if constexpr (DEC == Decode::kInt4) {
+    v = __hsub2(u2h(gemv3::and_or(q >> (4 * i), 0x000f000fu, 0x64006400u)), r.zero[0]);
+  } else if constexpr (DEC == Decode::kInt3) {
+    v = __hsub2(u2h(gemv3::int3_pair(q, i)), r.zero[gemv3::int3_magic_index(i)]);
+  } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kFp3Prmt) {
+    v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::fp3_lookup({wd.a, wd.b}, tb, i));
+    if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
+  } else {
+    const uint32_t u = q << (12 - 4 * i);
+    uint32_t b = (u & 0x80008000u) | ((u >> 3) & 0x0e000e00u);
+    if constexpr (SPECIAL) {
+      // is8 (odd codes) / is8 << 4 (even codes) carry code j's flag in bit 7 of byte j / 2.
+      // (__byte_perm ignores bit 3 of the selector nibbles: PRMT's sign replication needs asm.)
+      const uint32_t is8 = wd.b;
+      const uint32_t m = gemv3::prmt(i & 1 ? is8 : is8 << 4, 0u, i < 2 ? 0xaa88u : 0xbb99u);
+      b ^= m & tb;
+    }
+    v = u2h(b);
+    if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
+  }
+  return h2u(__hmul2(v, r.scale[hlf]));
+}
+
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS>
 __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0, const Group& g1, int n, bool ok,
                                               int col, uint32_t lut_addr) {
   RowGroup r;
   __half2 s0 = u2h(g0.scale | (g0.scale << 16)), s1 = u2h(g1.scale | (g1.scale << 16));
-  if constexpr (DEC == Decode::kE2M1 && PRE) {
+  if constexpr (times_2m14(DEC) && PRE) {
     s0 = __hmul2(s0, __float2half2_rn(16384.f));
     if constexpr (G16) s1 = __hmul2(s1, __float2half2_rn(16384.f));
   }
   r.scale[0] = s0;
   r.scale[1] = G16 ? s1 : s0;
-  if constexpr (DEC == Decode::kE2M1) {
+  if constexpr (DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt) {
     r.tb[0] = a.special[g0.table >> 5];
     r.tb[1] = G16 ? a.special[g1.table >> 5] : r.tb[0];
   } else {
     r.tb[0] = lut_addr | g0.table;
     r.tb[1] = G16 ? (lut_addr | g1.table) : r.tb[0];
   }
-  r.zero[0] = r.zero[1] = DEC == Decode::kInt4 ? u2h(0x64086408u) : __float2half2_rn(0.f);
+  if constexpr (DEC == Decode::kInt3) {
+#pragma unroll
+    for (int k = 0; k < 3; ++k) r.zero[k] = u2h((gemv3::int3_magic(k) | (4u << (3 * k))) * 0x10001u);
+  } else {
+    r.zero[0] = r.zero[1] = r.zero[2] = DEC == Decode::kInt4 ? u2h(0x64086408u) : __float2half2_rn(0.f);
+  }
   if constexpr (ASYM) {
     const int gl = col >> a.group_shift;
     uint32_t z;
@@ -234,7 +277,13 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
       const uint32_t lo = ok ? zr[w] : 0u, hi = ok && w + 1 < a.zero_words ? zr[w + 1] : 0u;
       z = __funnelshift_r(lo, hi, bit & 31) & 7u;
     }
-    r.zero[0] = r.zero[1] = DEC == Decode::kInt4 ? u2h((0x6400u | z) * 0x10001u) : __half2half2(__uint2half_rn(z));
+    if constexpr (DEC == Decode::kInt3) {
+      const uint32_t zz = z * 0x10001u;
+#pragma unroll
+      for (int k = 0; k < 3; ++k) r.zero[k] = u2h((gemv3::int3_magic(k) * 0x10001u) | (zz << (3 * k)));
+    } else {
+      r.zero[0] = DEC == Decode::kInt4 ? u2h((0x6400u | z) * 0x10001u) : __half2half2(__uint2half_rn(z));
+    }
   }
   return r;
 }
@@ -248,10 +297,11 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // MT = 1: M <= 8; MT = 2: M <= 16. G16: 16-column groups (two per lane and block).
 // Pipeline: each warp keeps kStages (1 or 2) blocks of codes and group parameters in flight.
 // BITS = 3: a lane's 32 codes of a row and block are 12 bytes (three 32-bit loads at word
-// 12 kb + 3 t of the row), split into four 24-bit words of 8 codes; the table decoder only.
+// 12 kb + 3 t of the row), split into four 24-bit words of 8 codes (gemv3::words).
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
-  static_assert(BITS == 4 || (BITS == 3 && DEC == Decode::kLut), "3-bit codes take the table decoder");
+  static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
+                "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = DEC == Decode::kE2M1 && (K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer ||
                                                     K == ScaleKind::kE3M3RazerTensor);
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
@@ -324,14 +374,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       if constexpr (BITS == 4) {
         wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
         wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = qB.w;
-      } else {
-        wa[0] = qA.x, wa[1] = __funnelshift_r(qA.x, qA.y, 24), wa[2] = __funnelshift_r(qA.y, qA.z, 16), wa[3] = qA.z >> 8;
-        wb[0] = qB.x, wb[1] = __funnelshift_r(qB.x, qB.y, 24), wb[2] = __funnelshift_r(qB.y, qB.z, 16), wb[3] = qB.z >> 8;
+      } else {  // code j of a word at bit 3j + P
+        constexpr int P = DEC == Decode::kFp3 || DEC == Decode::kFp3Prmt ? 1 : 0;
+        gemv3::words<P>(qA.x, qA.y, qA.z, wa);
+        gemv3::words<P>(qB.x, qB.y, qB.z, wb);
       }
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
-        const uint32_t fa = SPECIAL ? code8_flags(wa[w]) : 0u, fb = SPECIAL ? code8_flags(wb[w]) : 0u;
+        const Word pa = prep_word<DEC, SPECIAL>(wa[w]), pb = prep_word<DEC, SPECIAL>(wb[w]);
         // x words of columns 8w .. 8w + 7 regrouped as (i, i + 4) pairs.
         uint32_t xp[4], xq[4];
         xp[0] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x5410), xp[1] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x7632);
@@ -342,10 +393,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
         }
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wa[w], fa, 2 * h, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
-          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wb[w], fb, 2 * h, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
-          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wa[w], fa, 2 * h + 1, rA.tb[hlf], rA.scale[hlf], rA.zero[hlf]);
-          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(wb[w], fb, 2 * h + 1, rB.tb[hlf], rB.scale[hlf], rB.zero[hlf]);
+          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf);
+          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf);
+          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf);
+          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf);
           mma16816(acc0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
           if constexpr (MT == 2) mma16816(acc1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
         }
@@ -396,10 +447,23 @@ void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
 
 template <ScaleKind K, bool ASYM>
 void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stages, int bits) {
-  if (bits == 3) {  // the 3-bit formats (int, fp3, razer) have fp16 scales; the table decoder
-    if constexpr (K == ScaleKind::kFp16 || K == ScaleKind::kFp16Razer)
-      return launch_d<K, ASYM, Decode::kLut, false, 3>(a, s, stages);
-    throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "3-bit codes with scale kind %d", static_cast<int>(K));
+  if (bits == 3) {  // the 3-bit formats (int, fp3, razer) have fp16 scales
+    if constexpr (K == ScaleKind::kFp16 || K == ScaleKind::kFp16Razer) {
+      if (dec == Decode::kLut) return launch_d<K, ASYM, Decode::kLut, false, 3>(a, s, stages);
+      if constexpr (K == ScaleKind::kFp16) {
+        if (dec == Decode::kInt3) return launch_d<K, ASYM, Decode::kInt3, false, 3>(a, s, stages);
+        if constexpr (!ASYM)
+          if (dec == Decode::kFp3)
+            return pre ? launch_d<K, false, Decode::kFp3, true, 3>(a, s, stages)
+                       : launch_d<K, false, Decode::kFp3, false, 3>(a, s, stages);
+      } else if constexpr (!ASYM) {
+        if (dec == Decode::kFp3Prmt)
+          return pre ? launch_d<K, false, Decode::kFp3Prmt, true, 3>(a, s, stages)
+                     : launch_d<K, false, Decode::kFp3Prmt, false, 3>(a, s, stages);
+      }
+    }
+    throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "3-bit codes with scale kind %d and decoder %d",
+                static_cast<int>(K), static_cast<int>(dec));
   }
   if (dec == Decode::kLut) return launch_d<K, ASYM, Decode::kLut, false>(a, s, stages);
   if constexpr (K == ScaleKind::kFp16)
@@ -414,13 +478,40 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
 GemvDecoder g_decoder = GemvDecoder::kAuto;
 int g_stages = 0;
 
+// 3-bit: kInt3 for int (sym codes c - 4, asym c); kFp3 for the fp3 grid without special
+// values; kFp3Prmt for razer3 (special code 4) when every special value x 2^-14 is an exact fp16
+// with a zero low byte (at most 3 significant bits: the defaults +-3, +-6 are), its high byte
+// going into the byte table of codes 4..7; else the table.
+Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
+  if (w.cfg.id == quantizer::FormatId::kInt) {
+    for (int c = 0; c < 8; ++c)
+      if (grid.value[c] != (w.cfg.asym ? c : c - 4)) return Decode::kLut;
+    return Decode::kInt3;
+  }
+  if (w.cfg.asym) return Decode::kLut;
+  static constexpr double kFp3[4] = {0, 1, 2, 4};
+  for (int c = 0; c < 8; ++c)
+    if (c != grid.special_code && grid.value[c] != (c & 4 ? -1 : 1) * kFp3[c & 3]) return Decode::kLut;
+  if (!w.cfg.spec().has_special) return grid.special_code < 0 ? Decode::kFp3 : Decode::kLut;
+  if (grid.special_code != 4 || w.cfg.special_values.size() < kTables) return Decode::kLut;
+  for (int i = 0; i < kTables; ++i) {
+    const double v = std::ldexp(w.cfg.special_values[i], -14);
+    const uint16_t h = razerq::double_to_fp16(v);
+    if (razerq::fp16_to_double(h) != v || (h & 0xffu) != 0) return Decode::kLut;
+    special[i] = gemv3::kFp3Bytes1 | (h >> 8);
+  }
+  return Decode::kFp3Prmt;
+}
+
 // The bit decoder the tensor's grid allows (kInt4: int 4-bit; kE2M1: the E2M1 sign-magnitude
-// grid, the special code 8 if any, special values exact as fp16 x 2^-14), else the table.
-// kAuto keeps the table for nvfp4-razer only: with 16-column groups and E3M3 scales its
-// special-value patch costs more than the lookups (bench/gemv.md, 2026-11-23).
+// grid, the special code 8 if any, special values exact as fp16 x 2^-14; 3-bit:
+// choose_decoder3), else the table. kAuto keeps the table for nvfp4-razer only: with 16-column
+// groups and E3M3 scales its special-value patch costs more than the lookups (bench/gemv.md,
+// 2026-11-23).
 Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
   std::memset(special, 0, sizeof(special));
-  if (g_decoder == GemvDecoder::kTable || w.cfg.bits == 3) return Decode::kLut;
+  if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
+  if (w.cfg.bits == 3) return choose_decoder3(w, grid, special);
   const quantizer::FormatSpec& spec = w.cfg.spec();
   if (w.cfg.id == quantizer::FormatId::kInt) return spec.scale_kind == ScaleKind::kFp16 ? Decode::kInt4 : Decode::kLut;
   if (w.cfg.asym) return Decode::kLut;
@@ -536,6 +627,9 @@ const char* gemv_decoder_name(const DeviceTensor& w) {
   switch (dec) {
     case Decode::kInt4: return two ? "int4-bits/2" : "int4-bits/1";
     case Decode::kE2M1: return two ? "e2m1-bits/2" : "e2m1-bits/1";
+    case Decode::kInt3: return two ? "int3-bits/2" : "int3-bits/1";
+    case Decode::kFp3: return two ? "fp3-bits/2" : "fp3-bits/1";
+    case Decode::kFp3Prmt: return two ? "fp3-prmt/2" : "fp3-prmt/1";
     case Decode::kLut: break;
   }
   return two ? "table/2" : "table/1";

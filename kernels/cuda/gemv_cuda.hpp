@@ -1,10 +1,10 @@
 #pragma once
-// Fused-dequant GEMV / small-batch GEMM on CUDA: y[M, N] = x[M, K] . W^T for a packed 4-bit
-// tensor W [N, K] (kernels/cuda/gemv.cu). Host API; includes no CUDA header.
+// Fused-dequant GEMV / small-batch GEMM on CUDA: y[M, N] = x[M, K] . W^T for a packed 4- or
+// 3-bit tensor W [N, K] (kernels/cuda/gemv.cu). Host API; includes no CUDA header.
 //
 // One kernel template over the registry's scale kinds and code widths (4-bit: razer4, int4
 // sym/asym, fp4, nf4, mxfp4, mxfp4-razer, nvfp4, nvfp4-razer; 3-bit: razer3, int3 sym/asym,
-// fp3, through the value table), reading the packed checkpoint layout as uploaded
+// fp3), reading the packed checkpoint layout as uploaded
 // (row-major little-endian code bitstreams, formats/SPEC.md): no re-tiling. Tensor cores
 // (mma.sync m16n8k16, fp16 x fp16 -> fp32) do the products for M = 1 .. 16; the CUDA cores
 // decode each weight once, by bit manipulation where the grid allows, else through a table of
@@ -38,19 +38,23 @@ bool gemv_supported(const DeviceTensor& w, std::string* why = nullptr);
 // (unsupported tensor, bad M or alignment) throw razerq::Error here.
 void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream = nullptr);
 
-// How the kernel turns codes into fp16 weights. Bit decoders: int4 by the 0x6400 magic, the
-// E2M1 formats (RaZeR included) by placing the code's bits into an fp16 (the special value
-// patched in); the table: a shared-memory table of the format's 16 values (any grid, nf4).
-// kAuto: bits wherever the grid allows except nvfp4-razer, the table there and for nf4 (the
-// faster on the H100, bench/gemv.md); kTable / kBits force one (kBits where the grid allows).
+// How the kernel turns codes into fp16 weights. Bit decoders: int4 and int3 by the 0x6400
+// magic (and, for int3, its kin 0x5800 / 0x4c00), the E2M1 formats (RaZeR included) and fp3 by
+// placing the code's bits into an fp16 (4-bit RaZeR: the special value patched in), razer3 by a
+// PRMT lookup in an 8-byte table of the values' high bytes held in registers (its special
+// values x 2^-14 must be fp16 with a zero low byte, as the defaults +-3, +-6 are); the table: a
+// shared-memory table of the format's 16 (8) values (any grid, nf4). kAuto: bits wherever the
+// grid allows except nvfp4-razer, the table there and for nf4 (the faster on the H100,
+// bench/gemv.md; the 3-bit bit decoders are not measured yet); kTable / kBits force one (kBits
+// where the grid allows).
 // Every choice gives the same weights and the same y bit for bit (tests). With the stage count
 // (blocks of codes in flight per warp: 1 or 2; 0 = automatic, 1) these are process-wide
 // settings for tests and benchmarks.
 enum class GemvDecoder { kAuto, kTable, kBits };
 void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);
-// What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "table/1", ... (decoder /
-// stages), or "unsupported".
+// What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
+// "fp3-bits/1", "fp3-prmt/1" (razer3), "table/1", ... (decoder / stages), or "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w);
 
 }  // namespace razerq::kernels

@@ -181,16 +181,16 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
   }
 }
 
-// The bit decoders (int4 magic, E2M1 bit placement with RaZeR's special-value patch) produce the
-// very weights the value table does and feed the same k-slots, whatever the pipeline depth: y
-// is equal bit for bit. Scales below and above 4 (the 2^14 folded into the scale, or applied
-// separately).
+// The bit decoders (int4 / int3 magics, E2M1 and fp3 bit placement, RaZeR's special-value patch,
+// razer3's register byte table) produce the very weights the value table does and feed the same
+// k-slots, whatever the pipeline depth: y is equal bit for bit. Scales below and above 4 (the
+// 2^14 folded into the scale, or applied separately).
 TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  const std::string expect[] = {"e2m1-bits", "int4-bits", "int4-bits", "e2m1-bits", "table", "e2m1-bits",
-                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-bits", "int4-bits", "table",
-                                "table",     "table",     "table",     "table",     "table"};
+  const std::string expect[] = {"e2m1-bits", "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
+                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-bits", "int4-bits", "fp3-prmt",
+                                "int3-bits", "int3-bits", "fp3-bits",  "fp3-prmt",  "int3-bits"};
   static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
   const std::pair<kernels::GemvDecoder, int> configs[] = {
       {kernels::GemvDecoder::kBits, 1}, {kernels::GemvDecoder::kBits, 2}, {kernels::GemvDecoder::kTable, 1},
@@ -231,6 +231,52 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
       }
     }
     ++i;
+  }
+}
+
+// razer3 with special values other than the defaults: the byte-table decoder takes a set whose
+// values x 2^-14 are fp16 with a zero low byte (0.5 subnormal, 64 the largest allowed), equal
+// to the table bit for bit and within the reference's bound; a set with 5.5 (4 significant
+// bits) falls back to the table.
+TEST(GemvCuda, Razer3SpecialValueSets) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const struct {
+    std::vector<float> sv;
+    const char* decoder;
+  } sets[] = {{{0.5f, -3.5f, 7.f, -64.f}, "fp3-prmt"}, {{5.5f, 3.f, -6.f, -3.f}, "table"}};
+  for (const auto& set : sets) {
+    const std::vector<float> w = test::random_weights(rng, 300, 1024, 1.0);
+    const QuantizedTensor q =
+        quantizer::quantize_tensor(w.data(), 300, 1024, quantizer::make_format_config("razer", 3, 128, false, set.sv));
+    const DeviceTensor t = kernels::upload(q);
+    std::string what = "razer3 special values";
+    for (float v : set.sv) what += " " + std::to_string(v);
+    {
+      DecoderScope scope(kernels::GemvDecoder::kBits);
+      const std::string name = kernels::gemv_decoder_name(t);
+      EXPECT_EQ(name.substr(0, name.find('/')), set.decoder) << what;
+      for (int64_t M : {1, 16}) check_gemv(q, M, rng, 1.f, what + " M=" + std::to_string(M));
+    }
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (int64_t M : {1, 9}) {
+      std::vector<uint16_t> xh(static_cast<size_t>(M * 1024));
+      for (auto& h : xh) h = float_to_fp16(nd(rng));
+      DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * 300) * 2);
+      dx.copy_from_host(xh.data(), xh.size() * 2);
+      std::vector<uint16_t> y[2];
+      for (int k = 0; k < 2; ++k) {
+        DecoderScope scope(k == 0 ? kernels::GemvDecoder::kBits : kernels::GemvDecoder::kTable);
+        dy.fill_bytes(0xff);
+        kernels::gemv_fp16_cuda(t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
+        kernels::cuda_synchronize();
+        y[k].resize(static_cast<size_t>(M * 300));
+        dy.copy_to_host(y[k].data(), y[k].size() * 2);
+      }
+      int diff = 0;
+      for (size_t k = 0; k < y[0].size(); ++k) diff += y[0][k] != y[1][k];
+      EXPECT_EQ(diff, 0) << what << " M=" << M << ": bits vs table";
+    }
   }
 }
 
