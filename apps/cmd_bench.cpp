@@ -1,5 +1,6 @@
 // razerq bench decode MODEL [--baseline DIR] [--batch 1,4,16] [--prompt 128] [--tokens 128]
-//                     [--mode eager|static|graph] [--device cuda] [--dtype fp16] [--seed 0] [--json]
+//                     [--mode eager|static|graph] [--decode-ops fused|libtorch] [--device cuda] [--dtype fp16]
+//                     [--seed 0] [--json]
 // Greedy token-by-token decoding with the KV cache: time to first token (the prompt's prefill)
 // and decode tokens/s per batch size, for MODEL and, with --baseline, a second model (e.g. the
 // fp16 source of a packed checkpoint) with the ratio. Prompts are random token ids (seeded):
@@ -10,7 +11,9 @@
 // graph = StaticDecoder with the step captured in one CUDA graph and replayed per token (the
 // default on CUDA; eager on CPU). TTFT is the prompt's prefill in every mode; the warm-up steps
 // and the graph capture are untimed; the decode steps are timed from the end of the prefill to
-// one synchronisation after the last.
+// one synchronisation after the last. --decode-ops: the static step's norms, RoPE, cache writes,
+// attention and SiLU through our CUDA kernels (fused, the default where the model takes them:
+// eval::ModelOptions::fused_decode_ops) or libtorch's ops; the `ops` column says which ran.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -26,7 +29,7 @@ namespace razerq::app {
 namespace {
 
 struct BenchArgs {
-  std::string model, baseline, device = "cuda", dtype = "fp16", mode;
+  std::string model, baseline, device = "cuda", dtype = "fp16", mode, decode_ops = "fused";
   std::vector<int> batches = {1, 4, 16};
   int prompt = 128, tokens = 128, warmup = 8;
   uint64_t seed = 0;
@@ -37,6 +40,7 @@ struct DecodeRow {
   int batch = 0;
   double ttft_ms = 0, ms_per_step = 0, tokens_per_s = 0;
   int64_t fused_calls = 0;
+  std::string ops;  // the static step's small operations: "fused" (decode kernels) or "libtorch"
 };
 
 double now_s() {
@@ -112,9 +116,12 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
   if (a.warmup < 0) throw_error(ErrorKind::kInvalidArgument, "bench decode", "--warmup %d (expected >= 0)", a.warmup);
   for (int b : a.batches)
     if (b < 1) throw_error(ErrorKind::kInvalidArgument, "bench decode", "--batch %d (expected >= 1)", b);
+  if (a.decode_ops != "fused" && a.decode_ops != "libtorch")
+    throw_error(ErrorKind::kInvalidArgument, "--decode-ops", "\"%s\" (expected fused or libtorch)", a.decode_ops.c_str());
   eval::ModelOptions opt;
   opt.device = eval::parse_device(a.device);
   opt.dtype = eval::parse_dtype(a.dtype);
+  opt.fused_decode_ops = a.decode_ops == "fused";
   const std::string mode = a.mode.empty() ? (opt.device.is_cuda() ? "graph" : "eager") : a.mode;
   if (mode != "eager" && mode != "static" && mode != "graph")
     throw_error(ErrorKind::kInvalidArgument, "--mode", "\"%s\" (expected eager, static or graph)", mode.c_str());
@@ -129,10 +136,13 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
     if (!g.quiet) std::fprintf(stderr, "%s: %s\n", label.c_str(), m.describe().c_str());
     for (int B : a.batches) {
       rows.push_back(mode == "eager" ? run_decode(m, label, B, a) : run_decode_static(m, label, B, a, mode == "graph"));
+      rows.back().ops = mode != "eager" && m.decode_kernels() ? "fused" : "libtorch";
       const DecodeRow& r = rows.back();
       if (!g.quiet)
-        std::fprintf(stderr, "  %s batch %2d: ttft %.1f ms, %.2f ms/step, %.0f tokens/s%s\n", mode.c_str(), B, r.ttft_ms, r.ms_per_step,
-                     r.tokens_per_s, r.fused_calls ? strprintf(" (%lld fused GEMV products)", static_cast<long long>(r.fused_calls)).c_str() : "");
+        std::fprintf(stderr, "  %s (%s ops) batch %2d: ttft %.1f ms, %.2f ms/step, %.0f tokens/s%s\n", mode.c_str(),
+                     r.ops.c_str(), B, r.ttft_ms, r.ms_per_step, r.tokens_per_s,
+                     r.fused_calls ? strprintf(" (%lld fused GEMV products)", static_cast<long long>(r.fused_calls)).c_str()
+                                   : "");
     }
   }
   auto base_of = [&](const DecodeRow& r) -> const DecodeRow* {
@@ -143,7 +153,7 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
   if (g.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const DecodeRow& r : rows) {
-      nlohmann::json o = {{"model", r.model == "model" ? a.model : a.baseline}, {"role", r.model}, {"mode", mode}, {"batch", r.batch},
+      nlohmann::json o = {{"model", r.model == "model" ? a.model : a.baseline}, {"role", r.model}, {"mode", mode}, {"ops", r.ops}, {"batch", r.batch},
                           {"prompt", a.prompt}, {"tokens", a.tokens}, {"ttft_ms", r.ttft_ms},
                           {"ms_per_step", r.ms_per_step}, {"tokens_per_s", r.tokens_per_s}, {"fused_gemv_products", r.fused_calls}};
       if (const DecodeRow* b = r.model == "model" ? base_of(r) : nullptr) o["speedup_vs_baseline"] = r.tokens_per_s / b->tokens_per_s;
@@ -152,11 +162,12 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
     std::printf("%s\n", j.dump(1).c_str());
     return;
   }
-  std::printf("| model | mode | batch | prompt | ttft ms | ms / step | tokens/s | vs baseline |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| model | mode | ops | batch | prompt | ttft ms | ms / step | tokens/s | vs baseline |\n"
+              "|---|---|---|---:|---:|---:|---:|---:|---:|\n");
   for (const DecodeRow& r : rows) {
     const DecodeRow* b = r.model == "model" ? base_of(r) : nullptr;
-    std::printf("| %s | %s | %d | %d | %.1f | %.3f | %.0f | %s |\n", r.model == "model" ? a.model.c_str() : a.baseline.c_str(),
-                mode.c_str(), r.batch, a.prompt, r.ttft_ms, r.ms_per_step, r.tokens_per_s,
+    std::printf("| %s | %s | %s | %d | %d | %.1f | %.3f | %.0f | %s |\n",
+                r.model == "model" ? a.model.c_str() : a.baseline.c_str(), mode.c_str(), r.ops.c_str(), r.batch, a.prompt, r.ttft_ms, r.ms_per_step, r.tokens_per_s,
                 b ? strprintf("%.2fx", r.tokens_per_s / b->tokens_per_s).c_str() : "");
   }
 }
@@ -180,6 +191,10 @@ void set_bench_command(CLI::App& app, GlobalOptions& g) {
   c->add_option("--mode", a->mode,
                 "eager (Model::forward, growing KV cache), static (preallocated cache, eager steps) or graph (the static "
                 "step captured in one CUDA graph, replayed per token); default: graph on CUDA, eager on CPU");
+  c->add_option("--decode-ops", a->decode_ops,
+                "The static step's norms, RoPE, cache writes, attention and SiLU: fused (our CUDA kernels, on CUDA "
+                "fp16/bf16 models) or libtorch (libtorch's ops, as on CPU and in eager mode)")
+      ->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   c->add_option("--dtype", a->dtype, "fp32, fp16 or bf16")->capture_default_str();
   c->add_option("--seed", a->seed, "Seed of the random prompts")->capture_default_str();

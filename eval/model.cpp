@@ -22,12 +22,19 @@
 #include "kernels/cpu/sim_gemm.hpp"
 #if defined(RAZERQ_HAS_CUDA)
 #include "kernels/cpu/dequant.hpp"
+#include "kernels/cuda/decode_ops_cuda.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/sim_gemm_cuda.hpp"
 #endif
 #if defined(RAZERQ_TORCH_CUDA)
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#endif
+// The static decode step's CUDA kernels (Model::decode_kernels) need our kernels and libtorch's
+// CUDA stream and device guard.
+#if defined(RAZERQ_HAS_CUDA) && defined(RAZERQ_TORCH_CUDA)
+#define RAZERQ_DECODE_KERNELS 1
 #endif
 
 namespace razerq::eval {
@@ -64,6 +71,8 @@ void* torch_stream(const torch::Device& d) {
 
 // Calls of the fused GEMV (decode-style products), counted for tests and logs.
 std::atomic<int64_t> g_fused_calls{0};
+// Static decode steps run through the decode kernels (Model::decode_kernel_steps).
+std::atomic<int64_t> g_decode_kernel_steps{0};
 
 struct Linear {
   torch::Tensor w;   // [out, in]
@@ -169,6 +178,7 @@ struct Model::Impl {
   bool packed = false;
   int64_t quantized = 0;
   int64_t simulated = 0;  // linears under opt.sim
+  bool decode_kernels = false;  // forward_static through forward_static_kernels (set at load)
   int64_t params = 0;
   double load_seconds = 0;
 
@@ -215,6 +225,10 @@ struct Model::Impl {
   int64_t attention_chunk(int64_t rows, int64_t Tk, int64_t T) const;
   torch::Tensor forward(const torch::Tensor& ids, KVCache* cache) const;
   torch::Tensor forward_static(StaticKVCache& c) const;
+  bool decode_kernels_usable() const;
+#if defined(RAZERQ_DECODE_KERNELS)
+  torch::Tensor forward_static_kernels(StaticKVCache& c) const;
+#endif
 };
 
 // ---- loading ------------------------------------------------------------------------------
@@ -707,6 +721,9 @@ torch::Tensor Model::Impl::forward(const torch::Tensor& ids_in, KVCache* cache) 
 }
 
 torch::Tensor Model::Impl::forward_static(StaticKVCache& c) const {
+#if defined(RAZERQ_DECODE_KERNELS)
+  if (decode_kernels) return forward_static_kernels(c);
+#endif
   // No host synchronisation and no shape that depends on a device value: see model.hpp.
   torch::Tensor h = torch::embedding(embed, c.ids);  // [B, 1, H]
   const torch::Tensor cos = c.cos.index_select(0, c.pos), sin = c.sin.index_select(0, c.pos);  // [1, hd]
@@ -716,6 +733,105 @@ torch::Tensor Model::Impl::forward_static(StaticKVCache& c) const {
   for (size_t li = 0; li < layers.size(); ++li) h = layer_forward(li, h, cos, sin, nullptr, nullptr, nullptr, &st);
   return head(h);
 }
+
+bool Model::Impl::decode_kernels_usable() const {
+#if defined(RAZERQ_DECODE_KERNELS)
+  return opt.fused_decode_ops && cfg.arch == Arch::kLlama && opt.device.is_cuda() &&
+         (opt.dtype == torch::kFloat16 || opt.dtype == torch::kBFloat16) && cfg.head_dim % 2 == 0 &&
+         cfg.head_dim <= kernels::kDecodeMaxHeadDim && cfg.num_kv_heads > 0 && cfg.num_heads % cfg.num_kv_heads == 0;
+#else
+  return false;
+#endif
+}
+
+#if defined(RAZERQ_DECODE_KERNELS)
+namespace {
+// The address of element `offset` of a dense tensor (a column block of a fused product's rows).
+const void* element_ptr(const torch::Tensor& t, int64_t offset) {
+  return static_cast<const char*>(t.data_ptr()) + offset * static_cast<int64_t>(t.element_size());
+}
+}  // namespace
+
+// forward_static with the decode kernels (kernels/cuda/decode_ops_cuda.hpp). Per layer: the
+// q/k/v product, RoPE + K/V write (1 launch), attention (2), the o product, residual add +
+// post-attention RMSNorm (1), the gate/up product, SiLU * up (1), the down product, residual add +
+// the next layer's input RMSNorm, or the final norm after the last layer (1). The residual stream
+// h is one [B, H] buffer updated in place; x holds the normed input of the next product. The
+// products are the same Linear calls as layer_forward's (fused q/k/v and gate/up where it takes
+// them), so the fused GEMV of packed checkpoints runs here too.
+torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
+  const int64_t B = c.batch, H = cfg.hidden_size, nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim;
+  const char* what = "forward_static";
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const std::vector<int64_t> want = {B, nkv, c.capacity, hd};
+    for (const torch::Tensor* t : {&c.k[li], &c.v[li]})
+      if (!t->sizes().equals(want) || !t->is_contiguous() || t->scalar_type() != opt.dtype || t->device() != opt.device)
+        throw_error(ErrorKind::kInvalidArgument, path, "%s: layer %zu's K/V buffer is not a dense %s %s tensor on %s", what,
+                    li, formats::shape_string(want).c_str(), dtype_label(opt.dtype), opt.device.str().c_str());
+  }
+  for (const torch::Tensor* t : {&c.cos, &c.sin})
+    if (!t->sizes().equals({c.capacity, hd}) || !t->is_contiguous() || t->scalar_type() != opt.dtype)
+      throw_error(ErrorKind::kInvalidArgument, path, "%s: the RoPE tables are not dense [capacity, head_dim] %s tensors",
+                  what, dtype_label(opt.dtype));
+  if (!c.pos.is_cuda() || c.pos.scalar_type() != torch::kLong)
+    throw_error(ErrorKind::kInvalidArgument, path, "%s: pos is not an int64 CUDA tensor", what);
+
+  const c10::cuda::CUDAGuard guard(opt.device);  // our kernels launch on the current device
+  void* stream = torch_stream(opt.device);
+  const kernels::ActDType dt = opt.dtype == torch::kBFloat16 ? kernels::ActDType::kBf16 : kernels::ActDType::kFp16;
+  const float eps = static_cast<float>(cfg.norm_eps);  // as torch adds it to the float32 mean
+  const kernels::DecodeShape shape{B, nh, nkv, hd, c.capacity};
+  const int splits = kernels::decode_attention_splits(shape);
+  const size_t ws_bytes = kernels::decode_attention_workspace_bytes(shape, splits);
+  const auto fo = torch::TensorOptions().dtype(opt.dtype).device(opt.device);
+  const torch::Tensor ws = torch::empty({static_cast<int64_t>(ws_bytes)}, fo.dtype(torch::kByte));
+  const int64_t* pos = c.pos.data_ptr<int64_t>();
+
+  const torch::Tensor h = torch::embedding(embed, c.ids).reshape({B, H}).contiguous();  // residual stream
+  const torch::Tensor x = torch::empty({B, H}, fo);
+  const torch::Tensor q = torch::empty({B, nh, hd}, fo), o = torch::empty({B, nh, hd}, fo);
+  kernels::rms_norm_cuda(dt, h.data_ptr(), layers.front().ln1.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const Layer& L = layers[li];
+    // q, k, v: column blocks of the fused product, or three products.
+    torch::Tensor yq, yk, yv;
+    const void *kp = nullptr, *vp = nullptr;
+    int64_t sq = 0, sk = 0, sv = 0;
+    if (use_fused(L.qkv, x, nullptr)) {
+      yq = L.qkv(x).contiguous();  // [B, (nh + 2 nkv) hd]
+      sq = sk = sv = yq.size(-1);
+      kp = element_ptr(yq, nh * hd);
+      vp = element_ptr(yq, (nh + nkv) * hd);
+    } else {
+      yq = L.q(x).contiguous(), yk = L.k(x).contiguous(), yv = L.v(x).contiguous();
+      sq = yq.size(-1), sk = yk.size(-1), sv = yv.size(-1);
+      kp = yk.data_ptr(), vp = yv.data_ptr();
+    }
+    kernels::rope_kv_write_cuda(dt, shape, yq.data_ptr(), sq, kp, sk, vp, sv, c.cos.data_ptr(), c.sin.data_ptr(), pos,
+                                q.data_ptr(), c.k[li].data_ptr(), c.v[li].data_ptr(), stream);
+    kernels::decode_attention_cuda(dt, shape, q.data_ptr(), c.k[li].data_ptr(), c.v[li].data_ptr(), pos, splits,
+                                   ws.data_ptr(), ws_bytes, o.data_ptr(), stream);
+    const torch::Tensor attn = L.o(o.view({B, nh * hd})).contiguous();  // [B, H]
+    kernels::add_rms_norm_cuda(dt, h.data_ptr(), attn.data_ptr(), L.ln2.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
+    const int64_t F = L.gate.w.size(0);
+    torch::Tensor act = torch::empty({B, F}, fo);
+    if (use_fused(L.gateup, x, nullptr)) {
+      const torch::Tensor gu = L.gateup(x).contiguous();  // [B, 2F]: gate, then up
+      kernels::silu_mul_cuda(dt, gu.data_ptr(), element_ptr(gu, F), 2 * F, B, F, act.data_ptr(), stream);
+    } else {
+      const torch::Tensor g = L.gate(x).contiguous();  // before up, as layer_forward
+      const torch::Tensor u = L.up(x).contiguous();
+      kernels::silu_mul_cuda(dt, g.data_ptr(), u.data_ptr(), F, B, F, act.data_ptr(), stream);
+    }
+    if (had_down.defined()) act = had_down(act);
+    const torch::Tensor down = L.down(act).contiguous();  // [B, H]
+    const Norm& next = li + 1 < layers.size() ? layers[li + 1].ln1 : final_norm;
+    kernels::add_rms_norm_cuda(dt, h.data_ptr(), down.data_ptr(), next.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
+  }
+  g_decode_kernel_steps.fetch_add(1, std::memory_order_relaxed);
+  return lm_head(x.view({B, 1, H})).to(torch::kFloat32);  // head() without its norm (done above)
+}
+#endif
 
 // ---- OnlineHadamard -------------------------------------------------------------------------
 
@@ -843,6 +959,7 @@ Model Model::load(const WeightSource& src, const ModelOptions& opt) {
                 "simulated arithmetic (%s) applies to the quantized linears of a packed checkpoint, and this model has "
                 "none (expected a checkpoint written by razerq quantize)",
                 kernels::sim_arith_name(*opt.sim).c_str());
+  impl->decode_kernels = impl->decode_kernels_usable();
   impl->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Model m(std::move(impl));
   log::debug("eval: loaded " + m.describe());
@@ -878,6 +995,8 @@ int64_t Model::fused_gemv_bytes() const {
   return bytes;
 }
 int64_t Model::fused_gemv_calls() { return g_fused_calls.load(); }
+bool Model::decode_kernels() const { return impl_->decode_kernels; }
+int64_t Model::decode_kernel_steps() { return g_decode_kernel_steps.load(); }
 int64_t Model::simulated_linears() const { return impl_->simulated; }
 int64_t Model::parameters() const { return impl_->params; }
 double Model::load_seconds() const { return impl_->load_seconds; }
@@ -890,6 +1009,7 @@ std::string Model::describe() const {
   if (fused_gemv_tensors() > 0)
     s += strprintf(" (%lld also kept packed for the fused GEMV, %.1f MiB)", static_cast<long long>(fused_gemv_tensors()),
                    static_cast<double>(fused_gemv_bytes()) / 1048576.0);
+  if (impl_->decode_kernels) s += "; static decode step through the CUDA decode kernels";
   if (impl_->simulated > 0)
     s += strprintf("; simulated arithmetic (%s) in %lld quantized linears", kernels::sim_arith_name(*impl_->opt.sim).c_str(),
                    static_cast<long long>(impl_->simulated));

@@ -53,6 +53,13 @@ struct ModelOptions {
   // (Every LLaMA model on CUDA, packed or not, also runs such products of q/k/v as one linear
   // and of gate/up as one: weights concatenated by rows at load, the parts views into them.)
   bool fused_gemv = true;
+  // The static decode step (forward_static) of a LLaMA-family model on CUDA in fp16 or bf16 runs
+  // its small operations through our kernels (kernels/cuda/decode_ops_cuda.hpp: residual add +
+  // RMSNorm, RoPE + K/V cache write, split-K attention, SiLU * up: 6 launches per layer beside
+  // the products instead of ~25 libtorch ops) when razerq is built with the CUDA kernels against
+  // a CUDA libtorch. false: libtorch's ops, as on CPU and in forward() (for tests and `razerq
+  // bench decode --decode-ops libtorch`). Model::decode_kernels() says which one a model takes.
+  bool fused_decode_ops = true;
   // Simulated custom-precision arithmetic (`razerq eval --sim-mul/--sim-acc`): the quantized
   // linears (those stored quantized in the packed checkpoint) compute x W^T with every product
   // rounded to sim->mul and every partial sum to sim->acc, k in order (kernels/cpu/sim_arith.hpp:
@@ -140,6 +147,11 @@ class Model {
   int64_t simulated_linears() const;   // linears running ModelOptions::sim (0 without it)
   // Fused-GEMV products run by all models of this process so far.
   static int64_t fused_gemv_calls();
+  // Whether forward_static runs the CUDA decode kernels (ModelOptions::fused_decode_ops, and the
+  // model on CUDA in fp16/bf16, a CUDA libtorch, head_dim even and <= 256); else libtorch's ops.
+  bool decode_kernels() const;
+  // Static decode steps run through the decode kernels by all models of this process so far.
+  static int64_t decode_kernel_steps();
   int64_t parameters() const;         // elements of the loaded tensors (tied ones once)
   double load_seconds() const;
   // One line: path, architecture summary, dtype, device, quantized tensors.
@@ -167,6 +179,10 @@ class Model {
   // (masked) key axis. Attention: at::scaled_dot_product_attention with the mask where
   // forward() would use the fused kernel (CUDA, libtorch >= 2, fused_attention), else forward()'s
   // eager arithmetic (scores in the model dtype, float32 softmax) over the masked capacity.
+  // With decode_kernels(), the step's norms, RoPE, cache writes, attention (over slots 0 .. pos
+  // only, split over the key axis; float32 scores, softmax and sums, one rounding) and SiLU run as
+  // our CUDA kernels, rounded where libtorch's ops round: the same logits up to the attention's
+  // summation order. The products (q/k/v, o, gate/up, down, LM head) are the same Linear calls.
   StaticKVCache make_static_cache(int64_t batch, int64_t capacity) const;
   torch::Tensor forward_static(StaticKVCache& c) const;
 

@@ -287,12 +287,21 @@ TEST(CliBench, DecodeRowsPerBatchWithBaselineRatio) {
     EXPECT_EQ(row["tokens"], 6);
     EXPECT_EQ(row.contains("speedup_vs_baseline"), row["role"] == "model") << row.dump();
     EXPECT_EQ(row["fused_gemv_products"], 0) << "no fused GEMV on the CPU";
+    EXPECT_EQ(row["ops"], "libtorch") << "no decode kernels on the CPU";
   }
   EXPECT_EQ(j[0]["batch"], 1);
   EXPECT_EQ(j[1]["batch"], 3);
   r = run_cli("bench decode " + model + " --device cpu --batch 0");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--batch 0"), std::string::npos) << r.out;
+  // The static step on the CPU keeps libtorch's ops whatever --decode-ops asks; a bad value is refused.
+  r = run_cli("-q bench decode " + model + " --device cpu --dtype fp32 --mode static --decode-ops fused --batch 1 "
+              "--prompt 8 --tokens 2 --warmup 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("| static | libtorch | 1 |"), std::string::npos) << r.out;
+  r = run_cli("bench decode " + model + " --device cpu --decode-ops cuda");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("expected fused or libtorch"), std::string::npos) << r.out;
 }
 
 // razerq quantize --gptq: calibration recorded in the manifest; the checkpoint evaluates better

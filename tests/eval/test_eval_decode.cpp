@@ -2,8 +2,9 @@
 // capacity KV buffers, masked attention, RoPE by index_select) against Model::forward with the
 // dynamic KVCache over the same tokens, step by step, and against the float64 reference forward
 // of eval_test_util.hpp on tiny random LLaMA-family models (GQA, MQA with biases and scaled
-// RoPE); llama-14m and stories260K when the shared data is there; the error paths. The CUDA-graph
-// replay is tested on the GPU (test_eval_gpu.cpp, StaticDecodeCuda).
+// RoPE); llama-14m and stories260K when the shared data is there; the error paths; CPU models never
+// take the CUDA decode kernels. The CUDA-graph replay and the decode kernels are tested on the GPU
+// (test_eval_gpu.cpp, StaticDecodeCuda).
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
@@ -141,6 +142,29 @@ TEST(StaticDecode, Llama14mAndStories260KMatchDynamicCache) {
     const double r = static_vs_dynamic(m, prompt, 24, 48, rel);
     std::printf("  %s: 24 static steps vs dynamic cache, max rel logit diff %.3g\n", rel, r);
     EXPECT_LT(r, 1e-5) << rel;
+  }
+}
+
+// The decode kernels (ModelOptions::fused_decode_ops, on by default) are a CUDA path: CPU models
+// keep libtorch's ops in float32 and bfloat16, and their static steps are not counted as kernel
+// steps. (The kernels themselves: tests/kernels/test_decode_ops_cuda.cpp; in the model:
+// test_eval_gpu.cpp, StaticDecodeCuda.)
+TEST(StaticDecode, CpuModelsKeepLibtorchOps) {
+  test::TempDir tmp;
+  write_model(tmp.str("q"), qwen2_gqa(), 1);
+  for (torch::ScalarType dt : {torch::kFloat32, torch::kBFloat16}) {
+    ModelOptions o;
+    o.dtype = dt;
+    ASSERT_TRUE(o.fused_decode_ops);
+    const Model m = Model::load(tmp.str("q"), o);
+    EXPECT_FALSE(m.decode_kernels()) << dtype_label(dt);
+    EXPECT_EQ(m.describe().find("decode kernels"), std::string::npos) << m.describe();
+    const int64_t n0 = Model::decode_kernel_steps();
+    StaticDecoder d(m, 2, 8, false);
+    d.prefill(random_prompt(2, 3, 96, 1));
+    const torch::Tensor lg = d.step();
+    EXPECT_TRUE(torch::isfinite(lg).all().item<bool>()) << dtype_label(dt);
+    EXPECT_EQ(Model::decode_kernel_steps(), n0) << dtype_label(dt);
   }
 }
 

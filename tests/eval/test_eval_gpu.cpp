@@ -2,11 +2,13 @@
 // CUDA device): llama-14m's float16 and float32 goldens of ../shared/data/golden (PyTorch +
 // transformers on an H100), a packed RaZeR W4 g128 checkpoint giving the CPU's perplexity on
 // CUDA (weights dequantized by our CUDA kernel, bit-equal to the CPU reference), its KL against
-// the base model, the transformers fixtures on CUDA, and stories260K's greedy text.
+// the base model, the transformers fixtures on CUDA, stories260K's greedy text, and the static
+// decode step (CUDA graphs; its decode kernels against libtorch's ops).
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -387,8 +389,9 @@ TEST(EvalGpuTransformers, LogitsEqualTransformersOnCuda) {
 // step run eagerly, and logits equal to those of the eager steps within 2 fp16 ulps of the
 // largest logit (the same kernels on the same buffers: expected equal); both against
 // Model::forward with the dynamic KVCache fed the same tokens, within 16 fp16 ulps of the
-// largest logit (fp16 outputs of a different attention kernel, the memory-efficient one with an
-// additive mask over the whole capacity instead of flash over the cached length, through 8
+// largest logit (fp16 outputs of a different attention kernel: with the decode kernels (the
+// default) our split-K kernel over slots 0 .. pos, without them the memory-efficient one with an
+// additive mask over the whole capacity, instead of flash over the cached length, through 8
 // layers; a bound to be narrowed with the measured figure the test prints). The share of greedy
 // tokens the dynamic decoding agrees on is printed, not required (near-ties can flip in fp16).
 // Returns the fused-GEMV products counted while building the graph (warm-up and capture).
@@ -459,6 +462,91 @@ TEST_F(EvalGpuPackedRazer4, StaticDecodeGraphMatchesEagerAndDynamic) {
   const int64_t fused = check_static_decode_cuda(m, "razer4 fp16");
   EXPECT_GT(fused, 0) << "the captured step did not run the fused GEMV";
   EXPECT_EQ(fused % (4 * m.num_layers()), 0);
+}
+
+// The static decode step through the decode kernels (ModelOptions::fused_decode_ops, the default:
+// kernels/cuda/decode_ops_cuda.hpp) against the same step through libtorch's ops, both replayed
+// from CUDA graphs: B = 1 and 4, a random 16-token prompt, 48 steps, capacity 72. The two compute
+// the same arithmetic, rounded at the same places, except attention (ours: split-K over slots
+// 0 .. pos with fp32 scores, softmax and sums; libtorch: the memory-efficient SDPA kernel over the
+// masked capacity) and the fp32 summation order of the norms: logits within 2^-tol_exp of the
+// largest logit (fp16: 2^-6, the bound of static vs dynamic decoding above, whose attention
+// kernels differ the same way; bf16: 2^-3, three fewer mantissa bits). Tokens: every row decodes
+// the same greedy tokens, or parts where the libtorch step's top two logits are within twice that
+// bound (a near-tie that either order may break); logits are compared up to and including the
+// first step whose token differs (later steps see different inputs). Prints the measured figures.
+void check_decode_kernels_match_libtorch(const std::string& dir, torch::ScalarType dt, int tol_exp, const std::string& what) {
+  torch::NoGradGuard ng;
+  ModelOptions ok = cuda_opts(dt), ol = cuda_opts(dt);
+  ol.fused_decode_ops = false;
+  const Model mk = Model::load(dir, ok), ml = Model::load(dir, ol);
+  ASSERT_TRUE(mk.decode_kernels()) << what << ": " << mk.describe();
+  ASSERT_FALSE(ml.decode_kernels()) << what;
+  constexpr int64_t P = 16, steps = 48, cap = 72;
+  for (int64_t B : {1, 4}) {
+    torch::manual_seed(11);
+    const torch::Tensor prompt = torch::randint(mk.config().vocab_size, {B, P}, torch::kLong).cuda();
+    StaticDecoder dk(mk, B, cap, true), dl(ml, B, cap, true);
+    EXPECT_TRUE(torch::equal(dk.prefill(prompt), dl.prefill(prompt))) << what << ": the prefill is the same eager forward";
+    const int64_t k0 = Model::decode_kernel_steps();
+    dk.capture();
+    const int64_t k1 = Model::decode_kernel_steps();
+    dl.capture();
+    EXPECT_GT(k1, k0) << what << ": the captured step did not run the decode kernels";
+    EXPECT_EQ(Model::decode_kernel_steps(), k1) << what << ": the libtorch model ran the decode kernels";
+    std::vector<torch::Tensor> lk, ll;
+    for (int64_t s = 0; s < steps; ++s) {
+      dk.replay(1);
+      dl.replay(1);
+      lk.push_back(dk.logits().clone());
+      ll.push_back(dl.logits().clone());
+    }
+    const torch::Tensor Lk = torch::cat(lk, 1).cpu(), Ll = torch::cat(ll, 1).cpu();  // [B, steps, V]
+    const torch::Tensor tk = dk.tokens(), tl = dl.tokens();                          // [B, P + steps + 1]
+    ASSERT_EQ(tk.sizes(), tl.sizes()) << what;
+    const double top = Ll.abs().max().item<double>(), tol = std::ldexp(top, -tol_exp);
+    double worst = 0;
+    int64_t same_rows = 0, compared = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t first = steps;  // the first step whose greedy token differs
+      for (int64_t s = 0; s < steps; ++s)
+        if (tk[b][P + 1 + s].item<int64_t>() != tl[b][P + 1 + s].item<int64_t>()) {
+          first = s;
+          break;
+        }
+      same_rows += first == steps;
+      for (int64_t s = 0; s <= std::min(first, steps - 1); ++s) {
+        worst = std::max(worst, (Lk[b][s] - Ll[b][s]).abs().max().item<double>());
+        ++compared;
+      }
+      if (first < steps) {
+        const torch::Tensor top2 = std::get<0>(Ll[b][first].topk(2));
+        const double gap = (top2[0] - top2[1]).item<double>();
+        std::printf("  %s B=%lld row %lld: tokens part at step %lld (libtorch top-2 gap %.4g)\n", what.c_str(),
+                    static_cast<long long>(B), static_cast<long long>(b), static_cast<long long>(first), gap);
+        EXPECT_LE(gap, 2 * tol) << what << " B=" << B << " row " << b << ": tokens differ at step " << first
+                                << " where the libtorch logits are no near-tie";
+      }
+    }
+    std::printf("  %s B=%lld: max |logit kernels - libtorch ops| %.3g over %lld row-steps (max |logit| %.3g, bound %.3g); "
+                "%lld of %lld rows decode the same %lld tokens\n",
+                what.c_str(), static_cast<long long>(B), worst, static_cast<long long>(compared), top, tol,
+                static_cast<long long>(same_rows), static_cast<long long>(B), static_cast<long long>(steps));
+    EXPECT_LE(worst, tol) << what << " B=" << B;
+    EXPECT_GT(compared, 0) << what;
+  }
+}
+
+TEST(StaticDecodeCuda, Llama14mDecodeKernelsMatchLibtorchOps) {
+  RAZERQ_REQUIRE_CUDA();
+  RAZERQ_REQUIRE_DATA(kLlama14m);
+  check_decode_kernels_match_libtorch(test::data_path(kLlama14m), torch::kFloat16, 6, "llama-14m fp16");
+  check_decode_kernels_match_libtorch(test::data_path(kLlama14m), torch::kBFloat16, 3, "llama-14m bf16");
+}
+
+// The packed checkpoint: the products run the fused GEMV in both (same Linear calls).
+TEST_F(EvalGpuPackedRazer4, DecodeKernelsMatchLibtorchOps) {
+  check_decode_kernels_match_libtorch(dir_, torch::kFloat16, 6, "razer4 fp16");
 }
 
 TEST(EvalGpuStories260K, Greedy200OnCuda) {

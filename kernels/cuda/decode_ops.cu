@@ -1,0 +1,594 @@
+// The decode step's small operations on CUDA (decode_ops_cuda.hpp): RMSNorm (+ residual add),
+// RoPE + K/V cache write, split-K attention of one query position, SiLU * up.
+//
+// Written to be plainly correct first: one thread per output element where the work is
+// elementwise (RoPE, SiLU), one block per row where a row reduction is needed (RMSNorm), and for
+// attention the flash-decoding split: block (split s, sequence b, kv head, group of <= 8 query
+// heads) walks its key range in tiles of kKeyTile keys with an online softmax kept in shared
+// memory; a second kernel combines the splits. In a CUDA graph each launch costs about 2 us
+// whatever its size, so the number of launches matters more than their inner speed here.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "common/error.hpp"
+#include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/decode_ops_cuda.hpp"
+
+namespace razerq::kernels {
+
+namespace {
+
+// ---- element types ---------------------------------------------------------------------------
+
+template <typename T>
+struct Act;
+template <>
+struct Act<__half> {
+  static __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half from_float(float f) { return __float2half_rn(f); }
+};
+template <>
+struct Act<__nv_bfloat16> {
+  static __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 from_float(float f) { return __float2bfloat16_rn(f); }
+};
+
+template <typename T>
+__device__ __forceinline__ float ld(const T* p) {
+  return Act<T>::to_float(*p);
+}
+template <typename T>
+__device__ __forceinline__ void st(T* p, float f) {
+  *p = Act<T>::from_float(f);
+}
+// f rounded to T and back: where libtorch's fp16/bf16 ops round an intermediate.
+template <typename T>
+__device__ __forceinline__ float round_act(float f) {
+  return Act<T>::to_float(Act<T>::from_float(f));
+}
+
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+// red: 32 floats of shared memory. Called once per kernel (no second use of red).
+__device__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  v = lane < warps ? red[lane] : 0.f;
+  return warp_sum(v);
+}
+
+// ---- RMSNorm ---------------------------------------------------------------------------------
+
+// One block per row. Pass 1: (kAdd: h = T(h + delta), written back) and the sum of squares in
+// fp32; pass 2 re-reads the row (each thread its own elements, written by itself in pass 1) and
+// writes y = T(w * T(h * rsqrt(mean + eps))).
+template <typename T, bool kAdd>
+__global__ void rms_norm_kernel(T* h, const T* __restrict__ delta, const T* __restrict__ w, int64_t n, float eps,
+                                T* __restrict__ y) {
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  T* hr = h + r * n;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    float v = ld(hr + i);
+    if (kAdd) {
+      v = round_act<T>(v + ld(delta + r * n + i));
+      st(hr + i, v);
+    }
+    ss += v * v;
+  }
+  const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(n) + eps);
+  T* yr = y + r * n;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) st(yr + i, ld(w + i) * round_act<T>(ld(hr + i) * inv));
+}
+
+// ---- RoPE + cache write ------------------------------------------------------------------------
+
+struct RopeArgs {
+  const void* q;
+  const void* k;
+  const void* v;
+  int64_t q_stride, k_stride, v_stride;  // elements between rows b
+  const void* cos;                       // [capacity, hd]
+  const void* sin;
+  const int64_t* pos;
+  void* q_out;    // [B, nh, hd]
+  void* k_cache;  // [B, nkv, capacity, hd]
+  void* v_cache;
+  int64_t nh, nkv, hd, capacity;
+};
+
+// out[d] and out[d + hd/2] of one head from t (the head's hd inputs) and the position's table rows.
+template <typename T>
+__device__ __forceinline__ void rope_pair(const T* t, const T* c, const T* s, int64_t d, int64_t half, T* out) {
+  const float x1 = ld(t + d), x2 = ld(t + d + half);
+  st(out + d, round_act<T>(x1 * ld(c + d)) + round_act<T>(-x2 * ld(s + d)));
+  st(out + d + half, round_act<T>(x2 * ld(c + d + half)) + round_act<T>(x1 * ld(s + d + half)));
+}
+
+// Grid (ceil(items / blockDim), B). Items of row b: (nh + nkv) * hd/2 rotation pairs (the query
+// heads', then the key heads'), then nkv * hd value copies.
+template <typename T>
+__global__ void rope_kv_kernel(RopeArgs a) {
+  const int64_t b = blockIdx.y;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t half = a.hd / 2, n_rope = (a.nh + a.nkv) * half, n_v = a.nkv * a.hd;
+  if (i >= n_rope + n_v) return;
+  const int64_t p = *a.pos;
+  const bool ok = p >= 0 && p < a.capacity;
+  if (i < n_rope) {
+    const int64_t head = i / half, d = i % half;
+    if (head < a.nh) {
+      const T* t = static_cast<const T*>(a.q) + b * a.q_stride + head * a.hd;
+      T* o = static_cast<T*>(a.q_out) + (b * a.nh + head) * a.hd;
+      if (!ok) {
+        st(o + d, NAN);
+        st(o + d + half, NAN);
+        return;
+      }
+      rope_pair(t, static_cast<const T*>(a.cos) + p * a.hd, static_cast<const T*>(a.sin) + p * a.hd, d, half, o);
+    } else if (ok) {
+      const int64_t j = head - a.nh;
+      const T* t = static_cast<const T*>(a.k) + b * a.k_stride + j * a.hd;
+      T* o = static_cast<T*>(a.k_cache) + ((b * a.nkv + j) * a.capacity + p) * a.hd;
+      rope_pair(t, static_cast<const T*>(a.cos) + p * a.hd, static_cast<const T*>(a.sin) + p * a.hd, d, half, o);
+    }
+  } else if (ok) {
+    const int64_t e = i - n_rope, j = e / a.hd, d = e % a.hd;
+    static_cast<T*>(a.v_cache)[((b * a.nkv + j) * a.capacity + p) * a.hd + d] =
+        static_cast<const T*>(a.v)[b * a.v_stride + j * a.hd + d];
+  }
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+
+constexpr int kAttnThreads = 128;  // 4 warps per split block
+constexpr int kAttnWarps = kAttnThreads / 32;
+constexpr int kKeyTile = 64;        // keys scored per shared-memory round
+constexpr int kHeadsPerBlock = 8;   // query heads of one kv head handled by one block (GQA)
+constexpr int kDimsPerLane = static_cast<int>(kDecodeMaxHeadDim / 32);  // key elements a lane holds
+constexpr int kCombineThreads = 128;
+
+struct AttnArgs {
+  const void* q;        // [B, nh, hd]
+  const void* k;        // [B, nkv, capacity, hd]
+  const void* v;
+  const int64_t* pos;
+  float* part_o;        // [B * nh, splits, hd]: unnormalised partial outputs
+  float* part_ml;       // [B * nh, splits, 2]: running max and sum of exponentials
+  void* out;            // [B, nh, hd]
+  int64_t nh, nkv, hd, capacity;
+  int group;            // nh / nkv
+  int heads_per_block;  // min(group, kHeadsPerBlock)
+  int head_blocks;      // ceil(group / heads_per_block)
+  int splits;
+  float scale;          // 1 / sqrt(hd)
+};
+
+size_t split_smem_bytes(int heads_per_block, int64_t hd) {
+  return sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * kKeyTile + 3 * heads_per_block);
+}
+
+// Block (split s, (b, kv head, head block)). Keys [j0, j1) of split s of the p + 1 valid ones.
+// Shared: qs [hb, hd] the queries (fp32), acc [hb, hd] the running unnormalised output, sc
+// [hb, kKeyTile] a tile's scores then exponentials, m / l / alpha [hb] the running max, the sum of
+// exponentials and the tile's rescale factor.
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs a) {
+  extern __shared__ float smem[];
+  const int hb = a.heads_per_block;
+  const int64_t hd = a.hd;
+  float* qs = smem;
+  float* acc = qs + hb * hd;
+  float* sc = acc + hb * hd;
+  float* m = sc + hb * kKeyTile;
+  float* l = m + hb;
+  float* alpha = l + hb;
+
+  const int s = blockIdx.x;
+  const int hblk = static_cast<int>(blockIdx.y % a.head_blocks);
+  const int64_t bk = blockIdx.y / a.head_blocks;
+  const int64_t kvh = bk % a.nkv, b = bk / a.nkv;
+  const int64_t h0 = kvh * a.group + static_cast<int64_t>(hblk) * hb;  // first query head of the block
+  const int nhb = min(hb, a.group - hblk * hb);                        // query heads in the block
+  const int64_t p = *a.pos;
+  if (p < 0 || p >= a.capacity) return;  // the combine writes NaN
+  const int64_t n = p + 1, per = (n + a.splits - 1) / a.splits;
+  const int64_t j0 = min64(n, s * per), j1 = min64(n, j0 + per);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  const T* qb = static_cast<const T*>(a.q) + (b * a.nh + h0) * hd;  // the block's heads are consecutive
+  for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
+    qs[e] = ld(qb + e);
+    acc[e] = 0.f;
+  }
+  if (tid < nhb) {
+    m[tid] = -INFINITY;
+    l[tid] = 0.f;
+  }
+  __syncthreads();
+
+  const T* kb = static_cast<const T*>(a.k) + (b * a.nkv + kvh) * a.capacity * hd;
+  const T* vb = static_cast<const T*>(a.v) + (b * a.nkv + kvh) * a.capacity * hd;
+  for (int64_t t0 = j0; t0 < j1; t0 += kKeyTile) {
+    const int tn = static_cast<int>(min64(kKeyTile, j1 - t0));
+    // Scores: a warp per key, its lanes over the head dimension (lane + 32 t), one warp sum per head.
+    for (int jj = warp; jj < tn; jj += kAttnWarps) {
+      const T* kr = kb + (t0 + jj) * hd;
+      float kreg[kDimsPerLane];
+#pragma unroll
+      for (int t = 0; t < kDimsPerLane; ++t) {
+        const int64_t d = lane + 32 * t;
+        kreg[t] = d < hd ? ld(kr + d) : 0.f;
+      }
+      for (int i = 0; i < nhb; ++i) {
+        float dot = 0.f;
+#pragma unroll
+        for (int t = 0; t < kDimsPerLane; ++t) {
+          const int64_t d = lane + 32 * t;
+          if (d < hd) dot += kreg[t] * qs[i * hd + d];
+        }
+        dot = warp_sum(dot);
+        if (lane == 0) sc[i * kKeyTile + jj] = dot * a.scale;
+      }
+    }
+    __syncthreads();
+    // Online softmax: a warp per head.
+    for (int i = warp; i < nhb; i += kAttnWarps) {
+      float* si = sc + i * kKeyTile;
+      float mx = -INFINITY;
+      for (int jj = lane; jj < tn; jj += 32) mx = fmaxf(mx, si[jj]);
+      mx = warp_max(mx);
+      const float m_old = m[i], m_new = fmaxf(m_old, mx);
+      float sum = 0.f;
+      for (int jj = lane; jj < tn; jj += 32) {
+        const float e = expf(si[jj] - m_new);
+        si[jj] = e;
+        sum += e;
+      }
+      sum = warp_sum(sum);
+      __syncwarp();  // every lane has read m[i] before lane 0 replaces it
+      if (lane == 0) {
+        const float al = expf(m_old - m_new);  // 0 for the first tile (m_old = -inf)
+        alpha[i] = al;
+        l[i] = l[i] * al + sum;
+        m[i] = m_new;
+      }
+    }
+    __syncthreads();
+    // Output: a thread per (head, dimension), over the tile's keys.
+    for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
+      const int i = static_cast<int>(e / hd);
+      const int64_t d = e % hd;
+      const float* pi = sc + i * kKeyTile;
+      const T* vc = vb + t0 * hd + d;
+      float o = acc[e] * alpha[i];
+      for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld(vc + jj * hd);
+      acc[e] = o;
+    }
+    __syncthreads();
+  }
+  // Partials (an empty split writes m = -inf, l = 0, acc = 0; the combine skips it).
+  const int64_t bh0 = b * a.nh + h0;
+  for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
+    const int64_t i = e / hd, d = e % hd;
+    a.part_o[((bh0 + i) * a.splits + s) * hd + d] = acc[e];
+  }
+  if (tid < nhb) {
+    float* ml = a.part_ml + ((bh0 + tid) * a.splits + s) * 2;
+    ml[0] = m[tid];
+    ml[1] = l[tid];
+  }
+}
+
+// Block per (b, h): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s, M = max_s m_s.
+template <typename T>
+__global__ void __launch_bounds__(kCombineThreads) attention_combine_kernel(AttnArgs a) {
+  __shared__ float wgt[kDecodeMaxSplits];
+  __shared__ float total;
+  const int64_t bh = blockIdx.x;
+  T* o = static_cast<T*>(a.out) + bh * a.hd;
+  const int64_t p = *a.pos;
+  if (p < 0 || p >= a.capacity) {
+    for (int64_t d = threadIdx.x; d < a.hd; d += kCombineThreads) st(o + d, NAN);
+    return;
+  }
+  const float* ml = a.part_ml + bh * a.splits * 2;
+  if (threadIdx.x < 32) {
+    float mx = -INFINITY;
+    for (int s = threadIdx.x; s < a.splits; s += 32) mx = fmaxf(mx, ml[2 * s]);
+    mx = warp_max(mx);
+    float lsum = 0.f;
+    for (int s = threadIdx.x; s < a.splits; s += 32) {
+      const float ms = ml[2 * s];
+      const float w = ms == -INFINITY ? 0.f : expf(ms - mx);  // empty split: no weight
+      wgt[s] = w;
+      lsum += w * ml[2 * s + 1];
+    }
+    lsum = warp_sum(lsum);
+    if (threadIdx.x == 0) total = lsum;
+  }
+  __syncthreads();
+  const float* po = a.part_o + bh * a.splits * a.hd;
+  for (int64_t d = threadIdx.x; d < a.hd; d += kCombineThreads) {
+    float acc = 0.f;
+    for (int s = 0; s < a.splits; ++s)
+      if (wgt[s] != 0.f) acc += wgt[s] * po[s * a.hd + d];
+    st(o + d, acc / total);
+  }
+}
+
+// ---- SiLU * up ---------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void silu_mul_kernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, int64_t n,
+                                int64_t total, T* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int64_t r = i / n, c = i % n;
+  const float g = ld(gate + r * in_stride + c);
+  const float act = round_act<T>(g / (1.f + expf(-g)));
+  st(out + i, act * ld(up + r * in_stride + c));
+}
+
+// ---- host helpers ------------------------------------------------------------------------------
+
+constexpr int kElemThreads = 256;  // elementwise kernels
+
+void need(bool ok, const char* where, const char* what) {
+  if (!ok) throw_error(ErrorKind::kInvalidArgument, where, "%s", what);
+}
+
+void need_ptr(const void* p, const char* where, const char* name) {
+  if (!p) throw_error(ErrorKind::kInvalidArgument, where, "%s is null", name);
+  if (reinterpret_cast<uintptr_t>(p) % 2)
+    throw_error(ErrorKind::kInvalidArgument, where, "%s is not 2-byte aligned (fp16/bf16 elements)", name);
+}
+
+// [a, a + an) and [b, b + bn) bytes overlap.
+bool overlap(const void* a, size_t an, const void* b, size_t bn) {
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + bn && y < x + an;
+}
+
+void check_shape(const DecodeShape& s, const char* where) {
+  if (s.batch < 1 || s.heads < 1 || s.kv_heads < 1 || s.head_dim < 1 || s.capacity < 1)
+    throw_error(ErrorKind::kInvalidArgument, where,
+                "batch %lld, heads %lld, kv_heads %lld, head_dim %lld, capacity %lld (expected all >= 1)",
+                static_cast<long long>(s.batch), static_cast<long long>(s.heads), static_cast<long long>(s.kv_heads),
+                static_cast<long long>(s.head_dim), static_cast<long long>(s.capacity));
+  if (s.heads % s.kv_heads)
+    throw_error(ErrorKind::kInvalidArgument, where, "heads %lld is not a multiple of kv_heads %lld",
+                static_cast<long long>(s.heads), static_cast<long long>(s.kv_heads));
+  if (s.head_dim > kDecodeMaxHeadDim)
+    throw_error(ErrorKind::kUnsupported, where, "head_dim %lld (at most %lld)", static_cast<long long>(s.head_dim),
+                static_cast<long long>(kDecodeMaxHeadDim));
+  if (s.heads > INT_MAX / kDecodeMaxHeadDim)
+    throw_error(ErrorKind::kUnsupported, where, "%lld heads", static_cast<long long>(s.heads));
+}
+
+template <typename T>
+void launch_rms_norm(bool add, void* h, const void* delta, const void* w, int64_t rows, int64_t n, float eps, void* y,
+                     cudaStream_t st) {
+  const int threads = static_cast<int>(std::min<int64_t>(1024, (n + 31) / 32 * 32));
+  if (add)
+    rms_norm_kernel<T, true><<<static_cast<unsigned>(rows), threads, 0, st>>>(
+        static_cast<T*>(h), static_cast<const T*>(delta), static_cast<const T*>(w), n, eps, static_cast<T*>(y));
+  else
+    rms_norm_kernel<T, false><<<static_cast<unsigned>(rows), threads, 0, st>>>(
+        static_cast<T*>(h), nullptr, static_cast<const T*>(w), n, eps, static_cast<T*>(y));
+}
+
+void rms_norm_common(const char* where, ActDType dt, bool add, void* h, const void* delta, const void* w, int64_t rows,
+                     int64_t n, float eps, void* y, void* stream) {
+  need(rows >= 0 && n >= 1, where, "rows must be >= 0 and n >= 1");
+  need(rows <= INT_MAX, where, "more than 2^31 - 1 rows");
+  need(std::isfinite(eps) && eps >= 0.f, where, "eps must be finite and >= 0");
+  if (rows == 0) return;
+  need_ptr(h, where, add ? "h" : "x");
+  need_ptr(w, where, "w");
+  need_ptr(y, where, "y");
+  const size_t bytes = static_cast<size_t>(rows * n) * 2;
+  if (overlap(h, bytes, y, bytes)) throw_error(ErrorKind::kInvalidArgument, where, "y overlaps %s", add ? "h" : "x");
+  if (add) {
+    need_ptr(delta, where, "delta");
+    if (overlap(h, bytes, delta, bytes)) throw_error(ErrorKind::kInvalidArgument, where, "delta overlaps h");
+  }
+  const cudaStream_t st = detail::as_stream(stream);
+  if (dt == ActDType::kFp16)
+    launch_rms_norm<__half>(add, h, delta, w, rows, n, eps, y, st);
+  else
+    launch_rms_norm<__nv_bfloat16>(add, h, delta, w, rows, n, eps, y, st);
+  RAZERQ_CUDA(cudaGetLastError());
+}
+
+int heads_per_block(const DecodeShape& s) {
+  return static_cast<int>(std::min<int64_t>(s.heads / s.kv_heads, kHeadsPerBlock));
+}
+int64_t head_blocks(const DecodeShape& s) {
+  const int64_t g = s.heads / s.kv_heads, hb = heads_per_block(s);
+  return (g + hb - 1) / hb;
+}
+
+// SMs of the current device, queried once per device (so that a call inside a CUDA-graph capture
+// makes no attribute query).
+int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];
+  int dev = 0;
+  RAZERQ_CUDA(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < kMaxDevices && cached[dev].load(std::memory_order_relaxed) > 0)
+    return cached[dev].load(std::memory_order_relaxed);
+  int sms = 0;
+  RAZERQ_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (dev >= 0 && dev < kMaxDevices) cached[dev].store(sms, std::memory_order_relaxed);
+  return sms;
+}
+
+}  // namespace
+
+const char* act_dtype_name(ActDType dt) { return dt == ActDType::kFp16 ? "fp16" : "bf16"; }
+
+void rms_norm_cuda(ActDType dt, const void* x, const void* w, int64_t rows, int64_t n, float eps, void* y,
+                   void* stream) {
+  // Never written (kAdd false): the const is dropped only to share the kernel.
+  rms_norm_common("rms_norm_cuda", dt, false, const_cast<void*>(x), nullptr, w, rows, n, eps, y, stream);
+}
+
+void add_rms_norm_cuda(ActDType dt, void* h, const void* delta, const void* w, int64_t rows, int64_t n, float eps,
+                       void* y, void* stream) {
+  rms_norm_common("add_rms_norm_cuda", dt, true, h, delta, w, rows, n, eps, y, stream);
+}
+
+void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_t q_stride, const void* k,
+                        int64_t k_stride, const void* v, int64_t v_stride, const void* cos, const void* sin,
+                        const int64_t* pos, void* q_out, void* k_cache, void* v_cache, void* stream) {
+  const char* where = "rope_kv_write_cuda";
+  check_shape(s, where);
+  if (s.head_dim % 2)
+    throw_error(ErrorKind::kInvalidArgument, where, "head_dim %lld is odd (rotate_half needs two halves)",
+                static_cast<long long>(s.head_dim));
+  if (q_stride < s.heads * s.head_dim || k_stride < s.kv_heads * s.head_dim || v_stride < s.kv_heads * s.head_dim)
+    throw_error(ErrorKind::kInvalidArgument, where,
+                "row strides q %lld, k %lld, v %lld (expected at least %lld, %lld, %lld: heads x head_dim)",
+                static_cast<long long>(q_stride), static_cast<long long>(k_stride), static_cast<long long>(v_stride),
+                static_cast<long long>(s.heads * s.head_dim), static_cast<long long>(s.kv_heads * s.head_dim),
+                static_cast<long long>(s.kv_heads * s.head_dim));
+  need(s.batch <= 65535, where, "batch above 65535");
+  need_ptr(q, where, "q");
+  need_ptr(k, where, "k");
+  need_ptr(v, where, "v");
+  need_ptr(cos, where, "cos");
+  need_ptr(sin, where, "sin");
+  need_ptr(q_out, where, "q_out");
+  need_ptr(k_cache, where, "k_cache");
+  need_ptr(v_cache, where, "v_cache");
+  if (!pos || reinterpret_cast<uintptr_t>(pos) % 8)
+    throw_error(ErrorKind::kInvalidArgument, where, "pos is null or not 8-byte aligned");
+  RopeArgs a{q, k, v, q_stride, k_stride, v_stride, cos, sin, pos, q_out, k_cache, v_cache,
+             s.heads, s.kv_heads, s.head_dim, s.capacity};
+  const int64_t items = (s.heads + s.kv_heads) * (s.head_dim / 2) + s.kv_heads * s.head_dim;
+  const dim3 grid(static_cast<unsigned>((items + kElemThreads - 1) / kElemThreads), static_cast<unsigned>(s.batch));
+  const cudaStream_t st = detail::as_stream(stream);
+  if (dt == ActDType::kFp16)
+    rope_kv_kernel<__half><<<grid, kElemThreads, 0, st>>>(a);
+  else
+    rope_kv_kernel<__nv_bfloat16><<<grid, kElemThreads, 0, st>>>(a);
+  RAZERQ_CUDA(cudaGetLastError());
+}
+
+int decode_attention_splits(const DecodeShape& s) {
+  check_shape(s, "decode_attention_splits");
+  const int sms = sm_count();
+  const int64_t blocks = s.batch * s.kv_heads * head_blocks(s);
+  int64_t splits = (4 * static_cast<int64_t>(sms) + blocks - 1) / blocks;
+  splits = std::min(splits, std::max<int64_t>(1, s.capacity / 16));
+  return static_cast<int>(std::clamp<int64_t>(splits, 1, kDecodeMaxSplits));
+}
+
+size_t decode_attention_workspace_bytes(const DecodeShape& s, int splits) {
+  check_shape(s, "decode_attention_workspace_bytes");
+  if (splits < 1 || splits > kDecodeMaxSplits)
+    throw_error(ErrorKind::kInvalidArgument, "decode_attention_workspace_bytes", "splits %d (expected 1 .. %d)", splits,
+                kDecodeMaxSplits);
+  return sizeof(float) * static_cast<size_t>(s.batch * s.heads) * static_cast<size_t>(splits) *
+         static_cast<size_t>(s.head_dim + 2);
+}
+
+void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, const void* k_cache, const void* v_cache,
+                           const int64_t* pos, int splits, void* workspace, size_t workspace_bytes, void* out,
+                           void* stream) {
+  const char* where = "decode_attention_cuda";
+  check_shape(s, where);
+  if (splits < 1 || splits > kDecodeMaxSplits)
+    throw_error(ErrorKind::kInvalidArgument, where, "splits %d (expected 1 .. %d)", splits, kDecodeMaxSplits);
+  const size_t need_ws = decode_attention_workspace_bytes(s, splits);
+  if (!workspace || workspace_bytes < need_ws)
+    throw_error(ErrorKind::kInvalidArgument, where, "workspace of %zu bytes (expected at least %zu)",
+                workspace ? workspace_bytes : size_t{0}, need_ws);
+  if (reinterpret_cast<uintptr_t>(workspace) % 4)
+    throw_error(ErrorKind::kInvalidArgument, where, "workspace is not 4-byte aligned");
+  need_ptr(q, where, "q");
+  need_ptr(k_cache, where, "k_cache");
+  need_ptr(v_cache, where, "v_cache");
+  need_ptr(out, where, "out");
+  if (!pos || reinterpret_cast<uintptr_t>(pos) % 8)
+    throw_error(ErrorKind::kInvalidArgument, where, "pos is null or not 8-byte aligned");
+  const size_t qbytes = static_cast<size_t>(s.batch * s.heads * s.head_dim) * 2;
+  if (overlap(q, qbytes, out, qbytes)) throw_error(ErrorKind::kInvalidArgument, where, "out overlaps q");
+  const int64_t grid_y = s.batch * s.kv_heads * head_blocks(s);
+  if (grid_y > 65535 || s.batch * s.heads > INT_MAX)
+    throw_error(ErrorKind::kUnsupported, where, "batch %lld x kv_heads %lld is too large for one launch",
+                static_cast<long long>(s.batch), static_cast<long long>(s.kv_heads));
+
+  AttnArgs a{};
+  a.q = q, a.k = k_cache, a.v = v_cache, a.pos = pos, a.out = out;
+  a.part_o = static_cast<float*>(workspace);
+  a.part_ml = a.part_o + static_cast<size_t>(s.batch * s.heads) * static_cast<size_t>(splits) * static_cast<size_t>(s.head_dim);
+  a.nh = s.heads, a.nkv = s.kv_heads, a.hd = s.head_dim, a.capacity = s.capacity;
+  a.group = static_cast<int>(s.heads / s.kv_heads);
+  a.heads_per_block = heads_per_block(s);
+  a.head_blocks = static_cast<int>(head_blocks(s));
+  a.splits = splits;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim)));
+  const size_t smem = split_smem_bytes(a.heads_per_block, s.head_dim);  // <= 18.1 KB: no opt-in needed
+  const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(grid_y));
+  const cudaStream_t st = detail::as_stream(stream);
+  if (dt == ActDType::kFp16) {
+    attention_split_kernel<__half><<<grid, kAttnThreads, smem, st>>>(a);
+    RAZERQ_CUDA(cudaGetLastError());
+    attention_combine_kernel<__half><<<static_cast<unsigned>(s.batch * s.heads), kCombineThreads, 0, st>>>(a);
+  } else {
+    attention_split_kernel<__nv_bfloat16><<<grid, kAttnThreads, smem, st>>>(a);
+    RAZERQ_CUDA(cudaGetLastError());
+    attention_combine_kernel<__nv_bfloat16><<<static_cast<unsigned>(s.batch * s.heads), kCombineThreads, 0, st>>>(a);
+  }
+  RAZERQ_CUDA(cudaGetLastError());
+}
+
+void silu_mul_cuda(ActDType dt, const void* gate, const void* up, int64_t in_stride, int64_t rows, int64_t n, void* out,
+                   void* stream) {
+  const char* where = "silu_mul_cuda";
+  need(rows >= 0 && n >= 1, where, "rows must be >= 0 and n >= 1");
+  if (in_stride < n)
+    throw_error(ErrorKind::kInvalidArgument, where, "in_stride %lld is below n %lld", static_cast<long long>(in_stride),
+                static_cast<long long>(n));
+  if (rows == 0) return;
+  need_ptr(gate, where, "gate");
+  need_ptr(up, where, "up");
+  need_ptr(out, where, "out");
+  const int64_t total = rows * n, blocks = (total + kElemThreads - 1) / kElemThreads;
+  need(blocks <= INT_MAX, where, "too many elements for one launch");
+  const cudaStream_t st = detail::as_stream(stream);
+  if (dt == ActDType::kFp16)
+    silu_mul_kernel<__half><<<static_cast<unsigned>(blocks), kElemThreads, 0, st>>>(
+        static_cast<const __half*>(gate), static_cast<const __half*>(up), in_stride, n, total, static_cast<__half*>(out));
+  else
+    silu_mul_kernel<__nv_bfloat16><<<static_cast<unsigned>(blocks), kElemThreads, 0, st>>>(
+        static_cast<const __nv_bfloat16*>(gate), static_cast<const __nv_bfloat16*>(up), in_stride, n, total,
+        static_cast<__nv_bfloat16*>(out));
+  RAZERQ_CUDA(cudaGetLastError());
+}
+
+}  // namespace razerq::kernels
