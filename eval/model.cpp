@@ -762,10 +762,13 @@ const void* element_ptr(const torch::Tensor& t, int64_t offset) {
 torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
   const int64_t B = c.batch, H = cfg.hidden_size, nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim;
   const char* what = "forward_static";
+  // The buffers' device (opt.device may name no index: "cuda" is the current device).
+  const torch::Device dev = c.k.empty() ? opt.device : c.k.front().device();
   for (size_t li = 0; li < layers.size(); ++li) {
     const std::vector<int64_t> want = {B, nkv, c.capacity, hd};
     for (const torch::Tensor* t : {&c.k[li], &c.v[li]})
-      if (!t->sizes().equals(want) || !t->is_contiguous() || t->scalar_type() != opt.dtype || t->device() != opt.device)
+      if (!t->sizes().equals(want) || !t->is_contiguous() || t->scalar_type() != opt.dtype || !t->is_cuda() ||
+          t->device() != dev)
         throw_error(ErrorKind::kInvalidArgument, path, "%s: layer %zu's K/V buffer is not a dense %s %s tensor on %s", what,
                     li, formats::shape_string(want).c_str(), dtype_label(opt.dtype), opt.device.str().c_str());
   }
@@ -776,14 +779,14 @@ torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
   if (!c.pos.is_cuda() || c.pos.scalar_type() != torch::kLong)
     throw_error(ErrorKind::kInvalidArgument, path, "%s: pos is not an int64 CUDA tensor", what);
 
-  const c10::cuda::CUDAGuard guard(opt.device);  // our kernels launch on the current device
-  void* stream = torch_stream(opt.device);
+  const c10::cuda::CUDAGuard guard(dev);  // our kernels launch on the current device
+  void* stream = torch_stream(dev);
   const kernels::ActDType dt = opt.dtype == torch::kBFloat16 ? kernels::ActDType::kBf16 : kernels::ActDType::kFp16;
   const float eps = static_cast<float>(cfg.norm_eps);  // as torch adds it to the float32 mean
   const kernels::DecodeShape shape{B, nh, nkv, hd, c.capacity};
   const int splits = kernels::decode_attention_splits(shape);
   const size_t ws_bytes = kernels::decode_attention_workspace_bytes(shape, splits);
-  const auto fo = torch::TensorOptions().dtype(opt.dtype).device(opt.device);
+  const auto fo = torch::TensorOptions().dtype(opt.dtype).device(dev);
   const torch::Tensor ws = torch::empty({static_cast<int64_t>(ws_bytes)}, fo.dtype(torch::kByte));
   const int64_t* pos = c.pos.data_ptr<int64_t>();
 

@@ -478,6 +478,7 @@ TEST_F(EvalGpuPackedRazer4, StaticDecodeGraphMatchesEagerAndDynamic) {
 void check_decode_kernels_match_libtorch(const std::string& dir, torch::ScalarType dt, int tol_exp, const std::string& what) {
   torch::NoGradGuard ng;
   ModelOptions ok = cuda_opts(dt), ol = cuda_opts(dt);
+  ok.device = torch::Device(torch::kCUDA);  // no index, as `--device cuda` gives (its buffers are on cuda:0)
   ol.fused_decode_ops = false;
   const Model mk = Model::load(dir, ok), ml = Model::load(dir, ol);
   ASSERT_TRUE(mk.decode_kernels()) << what << ": " << mk.describe();
