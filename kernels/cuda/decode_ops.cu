@@ -366,6 +366,12 @@ void need_ptr(const void* p, const char* where, const char* name) {
     throw_error(ErrorKind::kInvalidArgument, where, "%s is not 2-byte aligned (fp16/bf16 elements)", name);
 }
 
+// The step's position: a device int64 (8-byte aligned).
+void need_pos(const int64_t* pos, const char* where) {
+  if (!pos || reinterpret_cast<uintptr_t>(pos) % 8)
+    throw_error(ErrorKind::kInvalidArgument, where, "pos is null or not 8-byte aligned");
+}
+
 // [a, a + an) and [b, b + bn) bytes overlap.
 bool overlap(const void* a, size_t an, const void* b, size_t bn) {
   const uintptr_t x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
@@ -484,8 +490,7 @@ void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_
   need_ptr(q_out, where, "q_out");
   need_ptr(k_cache, where, "k_cache");
   need_ptr(v_cache, where, "v_cache");
-  if (!pos || reinterpret_cast<uintptr_t>(pos) % 8)
-    throw_error(ErrorKind::kInvalidArgument, where, "pos is null or not 8-byte aligned");
+  need_pos(pos, where);
   RopeArgs a{q, k, v, q_stride, k_stride, v_stride, cos, sin, pos, q_out, k_cache, v_cache,
              s.heads, s.kv_heads, s.head_dim, s.capacity};
   const int64_t items = (s.heads + s.kv_heads) * (s.head_dim / 2) + s.kv_heads * s.head_dim;
@@ -533,8 +538,7 @@ void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, con
   need_ptr(k_cache, where, "k_cache");
   need_ptr(v_cache, where, "v_cache");
   need_ptr(out, where, "out");
-  if (!pos || reinterpret_cast<uintptr_t>(pos) % 8)
-    throw_error(ErrorKind::kInvalidArgument, where, "pos is null or not 8-byte aligned");
+  need_pos(pos, where);
   const size_t qbytes = static_cast<size_t>(s.batch * s.heads * s.head_dim) * 2;
   if (overlap(q, qbytes, out, qbytes)) throw_error(ErrorKind::kInvalidArgument, where, "out overlaps q");
   const int64_t grid_y = s.batch * s.kv_heads * head_blocks(s);
