@@ -4,7 +4,8 @@
 # $RAZERQ_DATA), taking GoogleTest sources and libsentencepiece from .device/{googletest,lib,
 # include} where the machine lacks them. On failure it prints the log's tail and exits.
 # The common start of a device-call script (after `source`-ing this file): T0 (the start time),
-# OUT (created; default /tmp/razerq-gpu), B=build-gpu, CUDA's bin/ on PATH. LEFT prints the
+# OUT (created; default /tmp/razerq-gpu), B=build-gpu, CUDA's bin/ on PATH, RAZERQ_DATA (default
+# .device/data, the copy a call carries). LEFT prints the
 # seconds left of the call's BUDGET (default 570), step a progress header with both times.
 gpu_call_begin() {
   T0=$(date +%s)
@@ -12,6 +13,7 @@ gpu_call_begin() {
   mkdir -p "$OUT"
   B=build-gpu
   export PATH="$PATH:/usr/local/cuda/bin"
+  export RAZERQ_DATA=${RAZERQ_DATA:-$PWD/.device/data}
 }
 LEFT() { echo $(( ${BUDGET:-570} - ($(date +%s) - T0) )); }
 step() { echo; echo "== $1 (t=$(( $(date +%s) - T0 )) s, left $(LEFT) s)"; }

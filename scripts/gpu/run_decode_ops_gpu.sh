@@ -12,7 +12,6 @@
 set -u
 source "$(dirname "$0")/configure.sh"
 gpu_call_begin
-export RAZERQ_DATA=$PWD/.device/data
 W=${TMPDIR:-/tmp}/razerq-decode
 mkdir -p "$W"
 S=$OUT/summary.md

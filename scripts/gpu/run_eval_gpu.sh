@@ -9,7 +9,6 @@
 set -u
 source "$(dirname "$0")/configure.sh"
 gpu_call_begin
-export RAZERQ_DATA=$PWD/.device/data
 
 step environment
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

@@ -8,7 +8,6 @@
 set -u
 source "$(dirname "$0")/configure.sh"
 gpu_call_begin
-export RAZERQ_DATA=$PWD/.device/data
 gpu_configure $B "$OUT/configure.log"
 cmake --build $B -j "$(nproc)" --target test_kernels_cuda bench_gemv >"$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -30; exit 1; }
 echo "build done at $(( $(date +%s) - T0 )) s; warnings: $(grep -c warning "$OUT/build.log")"

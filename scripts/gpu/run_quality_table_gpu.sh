@@ -15,7 +15,6 @@ set -u
 source "$(dirname "$0")/configure.sh"
 gpu_call_begin
 W=$B/quality-llama14m
-export RAZERQ_DATA=${RAZERQ_DATA:-$PWD/.device/data}
 FORMATS="int4-asym int3 fp4 nf4 razer4 razer3 nvfp4 nvfp4-razer"
 STAGES="rtn gptq awq lwc rotate+gptq"
 

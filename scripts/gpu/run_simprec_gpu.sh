@@ -10,7 +10,6 @@ set -u
 source "$(dirname "$0")/configure.sh"
 gpu_call_begin
 W=${1:-20}
-export RAZERQ_DATA=$PWD/.device/data
 export OPENBLAS_NUM_THREADS=1
 
 step environment
