@@ -11,6 +11,9 @@
 // reference (dequantize_row_ref) on a 256 x 4096 tensor, M = 1, 2, 4, 8: a mismatch aborts.
 // Prints the measured copy bandwidth (device-to-device cudaMemcpy, read + write bytes) and a
 // table: microseconds, and our time as a % of the floor "bytes we must read / copy bandwidth".
+// The fused GEMV is timed twice on a created stream: with programmatic dependent launch (the
+// library's default: each launch may load its first weights while the one before finishes,
+// kernels/cuda/pdl_cuda.hpp), the main columns, and without ("serial").
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -27,6 +30,7 @@
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/lut_gemv_cuda.hpp"
+#include "kernels/cuda/pdl_cuda.hpp"
 #include "quantizer/format.hpp"
 #include "quantizer/pack.hpp"
 #include "quantizer/quantize.hpp"
@@ -295,6 +299,10 @@ int main(int argc, char** argv) {
 
   cublasHandle_t blas;
   if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) return 1;
+  // Our GEMVs run on a created (blocking) stream: programmatic dependent launch is not used on the
+  // legacy default stream (pdl_cuda.hpp); events on the default stream still bracket its work.
+  cudaStream_t gs;
+  CK(cudaStreamCreate(&gs));
   std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096},   {11008, 4096}, {4096, 11008}, {14336, 4096},
                                                      {28672, 8192},  {8192, 28672}, {16384, 16384}};
   if (small) shapes = {{4096, 4096}, {28672, 8192}};
@@ -345,13 +353,17 @@ int main(int argc, char** argv) {
     for (void* p : w16) CK(cudaFree(p));
     // One table row (stdout) and its JSON record; floor_us: the bytes the format must move over
     // the measured copy bandwidth.
-    auto row = [&](const std::string& name, int M, double us, double floor_us) {
-      std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx\n", name.c_str(), static_cast<long long>(N),
+    // us_serial (fused GEMV only, else < 0): the same launches without programmatic dependent
+    // launch, each waiting for the one before to finish.
+    auto row = [&](const std::string& name, int M, double us, double floor_us, double us_serial) {
+      std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx", name.c_str(), static_cast<long long>(N),
                   static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
+      if (us_serial > 0) std::printf("   serial %8.2f %6.1f%%", us_serial, 100.0 * floor_us / us_serial);
+      std::printf("\n");
       if (js)
-        std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f}",
+        std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f, \"us_serial\": %.3f, \"bw_pct_serial\": %.2f}",
                      first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
-                     100.0 * floor_us / us, cublas_us[M]);
+                     100.0 * floor_us / us, cublas_us[M], us_serial, us_serial > 0 ? 100.0 * floor_us / us_serial : -1.0);
       first_row = false;
     };
 
@@ -375,7 +387,7 @@ int main(int argc, char** argv) {
                 for (int i = 0; i < r; ++i) lut_forward(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<float*>(dyf));
               },
               50);
-          row(name, M, us, (qbytes + 2.0 * M * K + 4.0 * M * N) / (copy_gbs * 1e3));
+          row(name, M, us, (qbytes + 2.0 * M * K + 4.0 * M * N) / (copy_gbs * 1e3), -1.0);
         }
         continue;
       }
@@ -406,14 +418,19 @@ int main(int argc, char** argv) {
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
       const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]);
       for (int M : Ms) {
-        int idx = 0;
-        const double us = median_us(
-            [&](int r) {
-              for (int i = 0; i < r; ++i)
-                kernels::gemv_fp16_cuda(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<uint16_t*>(dy));
-            },
-            50);
-        row(name, M, us, (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3));
+        double us_pdl[2];
+        for (int pdl = 0; pdl < 2; ++pdl) {
+          kernels::set_pdl(pdl == 1);
+          int idx = 0;
+          us_pdl[pdl] = median_us(
+              [&](int r) {
+                for (int i = 0; i < r; ++i)
+                  kernels::gemv_fp16_cuda(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<uint16_t*>(dy), gs);
+              },
+              50);
+        }
+        kernels::set_pdl(true);
+        row(name, M, us_pdl[1], (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3), us_pdl[0]);
       }
     }
     CK(cudaFree(dx));
@@ -425,5 +442,6 @@ int main(int argc, char** argv) {
     std::fclose(js);
   }
   cublasDestroy(blas);
+  CK(cudaStreamDestroy(gs));
   return 0;
 }

@@ -15,12 +15,16 @@ import json, sys
 ours = json.load(open(sys.argv[1])); tiny = json.load(open(sys.argv[2]))
 tg = {(r["N"], r["K"], r["M"]): r["us"] for r in tiny["rows"]}
 print(f"measured copy bandwidth {ours['copy_gbs']:.0f} GB/s; torch {tiny.get('torch', '?')}\n")
-print("| format | N x K | M | ours us | % of BW floor | cuBLAS fp16 us | tinygemm us | vs cuBLAS | vs tinygemm |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+# ours: with programmatic dependent launch (the library's default); serial: without (each launch
+# waits for the one before to finish), the fused GEMV only.
+print("| format | N x K | M | ours us | % of BW floor | serial us | serial % | cuBLAS fp16 us | tinygemm us | vs cuBLAS | serial vs cuBLAS | vs tinygemm |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in ours["rows"]:
     t = tg.get((r["N"], r["K"], r["M"]))
     ts = f"{t:.2f}" if t else "n/a"
     vt = f"{t / r['us']:.2f}x" if t else "n/a"
-    print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {vt} |")
+    su = r.get("us_serial", -1)
+    ss = (f"{su:.2f} | {r['bw_pct_serial']:.1f} %", f"{r['cublas_us'] / su:.2f}x") if su > 0 else ("n/a | n/a", "n/a")
+    print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {ss[0]} | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {ss[1]} | {vt} |")
 PY
 rm -rf "$T"

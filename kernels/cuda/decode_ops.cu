@@ -20,6 +20,7 @@
 #include "common/error.hpp"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/decode_ops_cuda.hpp"
+#include "kernels/cuda/pdl.cuh"
 
 namespace razerq::kernels {
 
@@ -78,6 +79,15 @@ __device__ float block_sum(float v, float* red) {
   return warp_sum(v);
 }
 
+// Every kernel here starts so (pdl_cuda.hpp): nothing is read or written before the kernel
+// before this one has finished; then the next kernel on the stream may start its blocks (one
+// kernel ahead at most: it cannot pass its own wait, and so cannot let the one after it start,
+// before this one ends).
+__device__ __forceinline__ void pdl_start() {
+  pdl::wait();
+  pdl::launch_dependents();
+}
+
 // ---- RMSNorm ---------------------------------------------------------------------------------
 
 // One block per row. Pass 1: (kAdd: h = T(h + delta), written back) and the sum of squares in
@@ -87,6 +97,7 @@ template <typename T, bool kAdd>
 __global__ void rms_norm_kernel(T* h, const T* __restrict__ delta, const T* __restrict__ w, int64_t n, float eps,
                                 T* __restrict__ y) {
   __shared__ float red[32];
+  pdl_start();
   const int64_t r = blockIdx.x;
   T* hr = h + r * n;
   float ss = 0.f;
@@ -131,6 +142,7 @@ __device__ __forceinline__ void rope_pair(const T* t, const T* c, const T* s, in
 // heads', then the key heads'), then nkv * hd value copies.
 template <typename T>
 __global__ void rope_kv_kernel(RopeArgs a) {
+  pdl_start();
   const int64_t b = blockIdx.y;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t half = a.hd / 2, n_rope = (a.nh + a.nkv) * half, n_v = a.nkv * a.hd;
@@ -197,6 +209,7 @@ size_t split_smem_bytes(int heads_per_block, int64_t hd) {
 template <typename T>
 __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs a) {
   extern __shared__ float smem[];
+  pdl_start();
   const int hb = a.heads_per_block;
   const int64_t hd = a.hd;
   float* qs = smem;
@@ -307,6 +320,7 @@ template <typename T>
 __global__ void __launch_bounds__(kCombineThreads) attention_combine_kernel(AttnArgs a) {
   __shared__ float wgt[kDecodeMaxSplits];
   __shared__ float total;
+  pdl_start();
   const int64_t bh = blockIdx.x;
   T* o = static_cast<T*>(a.out) + bh * a.hd;
   const int64_t p = *a.pos;
@@ -344,6 +358,7 @@ __global__ void __launch_bounds__(kCombineThreads) attention_combine_kernel(Attn
 template <typename T>
 __global__ void silu_mul_kernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t in_stride, int64_t n,
                                 int64_t total, T* __restrict__ out) {
+  pdl_start();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   const int64_t r = i / n, c = i % n;
@@ -399,11 +414,11 @@ void launch_rms_norm(bool add, void* h, const void* delta, const void* w, int64_
                      cudaStream_t st) {
   const int threads = static_cast<int>(std::min<int64_t>(1024, (n + 31) / 32 * 32));
   if (add)
-    rms_norm_kernel<T, true><<<static_cast<unsigned>(rows), threads, 0, st>>>(
-        static_cast<T*>(h), static_cast<const T*>(delta), static_cast<const T*>(w), n, eps, static_cast<T*>(y));
+    pdl::launch(rms_norm_kernel<T, true>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, st, static_cast<T*>(h),
+                static_cast<const T*>(delta), static_cast<const T*>(w), n, eps, static_cast<T*>(y));
   else
-    rms_norm_kernel<T, false><<<static_cast<unsigned>(rows), threads, 0, st>>>(
-        static_cast<T*>(h), nullptr, static_cast<const T*>(w), n, eps, static_cast<T*>(y));
+    pdl::launch(rms_norm_kernel<T, false>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, st, static_cast<T*>(h),
+                static_cast<const T*>(nullptr), static_cast<const T*>(w), n, eps, static_cast<T*>(y));
 }
 
 void rms_norm_common(const char* where, ActDType dt, bool add, void* h, const void* delta, const void* w, int64_t rows,
@@ -497,10 +512,9 @@ void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_
   const dim3 grid(static_cast<unsigned>((items + kElemThreads - 1) / kElemThreads), static_cast<unsigned>(s.batch));
   const cudaStream_t st = detail::as_stream(stream);
   if (dt == ActDType::kFp16)
-    rope_kv_kernel<__half><<<grid, kElemThreads, 0, st>>>(a);
+    pdl::launch(rope_kv_kernel<__half>, grid, dim3(kElemThreads), 0, st, a);
   else
-    rope_kv_kernel<__nv_bfloat16><<<grid, kElemThreads, 0, st>>>(a);
-  RAZERQ_CUDA(cudaGetLastError());
+    pdl::launch(rope_kv_kernel<__nv_bfloat16>, grid, dim3(kElemThreads), 0, st, a);
 }
 
 int decode_attention_splits(const DecodeShape& s) {
@@ -560,15 +574,14 @@ void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, con
   const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(grid_y));
   const cudaStream_t st = detail::as_stream(stream);
   if (dt == ActDType::kFp16) {
-    attention_split_kernel<__half><<<grid, kAttnThreads, smem, st>>>(a);
-    RAZERQ_CUDA(cudaGetLastError());
-    attention_combine_kernel<__half><<<static_cast<unsigned>(s.batch * s.heads), kCombineThreads, 0, st>>>(a);
+    pdl::launch(attention_split_kernel<__half>, grid, dim3(kAttnThreads), smem, st, a);
+    pdl::launch(attention_combine_kernel<__half>, dim3(static_cast<unsigned>(s.batch * s.heads)), dim3(kCombineThreads), 0,
+                st, a);
   } else {
-    attention_split_kernel<__nv_bfloat16><<<grid, kAttnThreads, smem, st>>>(a);
-    RAZERQ_CUDA(cudaGetLastError());
-    attention_combine_kernel<__nv_bfloat16><<<static_cast<unsigned>(s.batch * s.heads), kCombineThreads, 0, st>>>(a);
+    pdl::launch(attention_split_kernel<__nv_bfloat16>, grid, dim3(kAttnThreads), smem, st, a);
+    pdl::launch(attention_combine_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(s.batch * s.heads)),
+                dim3(kCombineThreads), 0, st, a);
   }
-  RAZERQ_CUDA(cudaGetLastError());
 }
 
 void silu_mul_cuda(ActDType dt, const void* gate, const void* up, int64_t in_stride, int64_t rows, int64_t n, void* out,
@@ -586,13 +599,13 @@ void silu_mul_cuda(ActDType dt, const void* gate, const void* up, int64_t in_str
   need(blocks <= INT_MAX, where, "too many elements for one launch");
   const cudaStream_t st = detail::as_stream(stream);
   if (dt == ActDType::kFp16)
-    silu_mul_kernel<__half><<<static_cast<unsigned>(blocks), kElemThreads, 0, st>>>(
-        static_cast<const __half*>(gate), static_cast<const __half*>(up), in_stride, n, total, static_cast<__half*>(out));
+    pdl::launch(silu_mul_kernel<__half>, dim3(static_cast<unsigned>(blocks)), dim3(kElemThreads), 0, st,
+                static_cast<const __half*>(gate), static_cast<const __half*>(up), in_stride, n, total,
+                static_cast<__half*>(out));
   else
-    silu_mul_kernel<__nv_bfloat16><<<static_cast<unsigned>(blocks), kElemThreads, 0, st>>>(
-        static_cast<const __nv_bfloat16*>(gate), static_cast<const __nv_bfloat16*>(up), in_stride, n, total,
-        static_cast<__nv_bfloat16*>(out));
-  RAZERQ_CUDA(cudaGetLastError());
+    pdl::launch(silu_mul_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(blocks)), dim3(kElemThreads), 0, st,
+                static_cast<const __nv_bfloat16*>(gate), static_cast<const __nv_bfloat16*>(up), in_stride, n, total,
+                static_cast<__nv_bfloat16*>(out));
 }
 
 }  // namespace razerq::kernels

@@ -35,6 +35,7 @@
 #include "common/half.hpp"
 #include "kernels/cuda/gemv_bits3.cuh"
 #include "kernels/cuda/gemv_cuda.hpp"
+#include "kernels/cuda/pdl.cuh"
 
 namespace razerq::kernels {
 
@@ -343,6 +344,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     ga0[s] = load_g(nA, okA, kb, 0), gb0[s] = load_g(nB, okB, kb, 0);
     if constexpr (G16) ga1[s] = load_g(nA, okA, kb, 1), gb1[s] = load_g(nB, okB, kb, 1);
   }
+  // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
+  // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
+  pdl::wait();
   for (int kb0 = warp; kb0 < kblocks; kb0 += kStages * kWarps) {
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
@@ -403,6 +407,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       }
     }
   }
+  // The next kernel may start its blocks once every block here is past its main loop. Earlier
+  // (before or right after the wait above) was slower for razer4 at 4096 x 11008 (25.8 vs 21.3 us
+  // serial: the next product's blocks, resident and waiting, crowd the running ones) and no faster
+  // on the large shapes (bench/gemv.md, 2026-11-24 PDL section).
+  pdl::launch_dependents();
   // Sum the warps' accumulators; warp 0 writes. c0, c1: weight row g, x rows 2t, 2t+1;
   // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1.
 #pragma unroll
@@ -429,14 +438,13 @@ template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS>
 void launch_s(const GemvArgs& a, cudaStream_t s) {
   const dim3 grid((a.N + kRowsPerBlock - 1) / kRowsPerBlock), block(kWarps * 32);
   if constexpr (is_tensor_kind(K)) {  // NV kinds: the group is 16
-    if (a.M <= 8) gemv_kernel<K, ASYM, 1, true, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
-    else gemv_kernel<K, ASYM, 2, true, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
+    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, true, DEC, PRE, S, BITS>, grid, block, 0, s, a);
+    else pdl::launch(gemv_kernel<K, ASYM, 2, true, DEC, PRE, S, BITS>, grid, block, 0, s, a);
   } else {
     if (a.group_shift == 4) throw_error(ErrorKind::kUnsupported, "gemv_fp16_cuda", "group 16 is supported for the NV kinds only");
-    if (a.M <= 8) gemv_kernel<K, ASYM, 1, false, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
-    else gemv_kernel<K, ASYM, 2, false, DEC, PRE, S, BITS><<<grid, block, 0, s>>>(a);
+    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, false, DEC, PRE, S, BITS>, grid, block, 0, s, a);
+    else pdl::launch(gemv_kernel<K, ASYM, 2, false, DEC, PRE, S, BITS>, grid, block, 0, s, a);
   }
-  RAZERQ_CUDA(cudaGetLastError());
 }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>

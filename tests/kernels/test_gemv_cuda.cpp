@@ -9,6 +9,7 @@
 // dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums), and
 // fp16(fp16(grid) x scale) for nf4. The bound per element: the fp16 rounding of y (2^-11
 // relative) plus fp32 accumulation (K x 2^-23 x sum |x w|).
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,6 +23,7 @@
 #include "formats/hf_checkpoint.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
+#include "kernels/cuda/pdl_cuda.hpp"
 #include "quantizer/format.hpp"
 #include "quantizer/pack.hpp"
 #include "quantizer/quantize.hpp"
@@ -377,6 +379,59 @@ TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
   EXPECT_NE(std::string(e2.what()).find("columns"), std::string::npos) << e2.what();
   EXPECT_EQ(test::catch_error([&] { (void)kernels::row_view(a, 8, 9); }).kind(), ErrorKind::kInvalidArgument);
   EXPECT_EQ(test::catch_error([&] { (void)kernels::row_view(a, 0, 0); }).kind(), ErrorKind::kInvalidArgument);
+}
+
+// Programmatic dependent launch (pdl_cuda.hpp): a chain of products where each reads the one
+// before's output (y1 = W1 x_i, y2_i = W2 y1, i = 0 .. 7, x_i alternating between two inputs, on
+// one created stream with nothing between the launches) gives the same outputs bit for bit
+// with and without it. A GEMV that read y1 before the one writing it had finished would see the
+// other input's y1 (or the NaN it was poisoned with) and differ.
+TEST(GemvCuda, ProgrammaticLaunchChainsSeeThePreviousOutput) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const int64_t K1 = 4096, K2 = 2048, N = 1000, M = 3, kSteps = 8;
+  const DeviceTensor w1 = kernels::upload(quantize_random(rng, kCases[0], K2, K1));
+  const DeviceTensor w2 = kernels::upload(quantize_random(rng, kCases[1], N, K2, 0.05));
+  std::normal_distribution<float> nd(0.f, 1.f);
+  DeviceBuffer dx[2] = {DeviceBuffer(static_cast<size_t>(M * K1) * 2), DeviceBuffer(static_cast<size_t>(M * K1) * 2)};
+  for (auto& b : dx) {
+    std::vector<uint16_t> xh(static_cast<size_t>(M * K1));
+    for (auto& h : xh) h = float_to_fp16(nd(rng));
+    b.copy_from_host(xh.data(), xh.size() * 2);
+  }
+  DeviceBuffer y1(static_cast<size_t>(M * K2) * 2), y2(static_cast<size_t>(kSteps * M * N) * 2);
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  auto run = [&](bool pdl) {
+    kernels::set_pdl(pdl);
+    y1.fill_bytes(0xff, s);
+    y2.fill_bytes(0xff, s);
+    for (int64_t i = 0; i < kSteps; ++i) {
+      kernels::gemv_fp16_cuda(w1, dx[i % 2].as<uint16_t>(), M, y1.as<uint16_t>(), s);
+      kernels::gemv_fp16_cuda(w2, y1.as<uint16_t>(), M, y2.as<uint16_t>() + i * M * N, s);
+    }
+    kernels::cuda_synchronize(s);
+    std::vector<uint16_t> out(static_cast<size_t>(kSteps * M * N));
+    y2.copy_to_host(out.data(), out.size() * 2, s);
+    return out;
+  };
+  const std::vector<uint16_t> serial = run(false);
+  for (int rep = 0; rep < 3; ++rep) {
+    const std::vector<uint16_t> chained = run(true);
+    int64_t diff = 0, nan = 0;
+    for (size_t i = 0; i < serial.size(); ++i) {
+      diff += chained[i] != serial[i];
+      nan += (serial[i] & 0x7c00u) == 0x7c00u;
+    }
+    EXPECT_EQ(diff, 0) << "repetition " << rep;
+    EXPECT_EQ(nan, 0);
+  }
+  // Steps with the same input give the same output; the two inputs give different ones.
+  for (int64_t i = 2; i < kSteps; ++i)
+    EXPECT_TRUE(std::equal(serial.begin() + i * M * N, serial.begin() + (i + 1) * M * N, serial.begin() + (i % 2) * M * N));
+  EXPECT_FALSE(std::equal(serial.begin(), serial.begin() + M * N, serial.begin() + M * N));
+  kernels::set_pdl(true);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
 }
 
 TEST(GemvCuda, UnsupportedTensorsAndArgumentsAreRefused) {
