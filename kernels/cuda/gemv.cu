@@ -16,8 +16,9 @@
 // of each 8-code word, and x's half2 words are regrouped to match by PRMT.
 //
 // Decoding (decode_pair): by bits where the grid allows (int4 / int3: the 0x6400 magic and its
-// kin; E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16; RaZeR 4-bit:
-// the -0 code patched to the group's special value; razer3: a PRMT lookup in an 8-byte table
+// kin; E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four
+// codes at a time as high bytes, RaZeR 4-bit's -0 code patched there to the group's special
+// value; razer3: a PRMT lookup in an 8-byte table
 // held in registers, the special value in it), else through a 16-entry fp16 table of the
 // format's values in shared memory (one per special value for the RaZeR kinds); then the zero
 // point (asym int) and one HMUL2 by the group's fp16 inner scale.
@@ -34,6 +35,7 @@
 #include "kernels/cuda/cuda_check.cuh"
 #include "common/half.hpp"
 #include "kernels/cuda/gemv_bits3.cuh"
+#include "kernels/cuda/gemv_e2m1.cuh"
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/pdl.cuh"
 
@@ -60,7 +62,8 @@ struct GemvArgs {
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
-  uint32_t special[kTables];     // per table: kE2M1 RaZeR: half2 of (special value x 2^-14) ^ -0;
+  uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
+                                 // XOR 0x80, in all four bytes (gemv_e2m1.cuh);
                                  // kFp3Prmt: the high bytes of codes 4..7's values x 2^-14
 };
 
@@ -146,7 +149,7 @@ struct RowGroup {
   __half2 scale[2];  // columns 0..15 and 16..31 of the lane's 32 (equal unless G16)
   __half2 zero[3];   // kLut asym: zero[0] = the zero point; kInt4: zero[0] = 1024 + 8 (sym) or
                      // 1024 + zero (asym); kInt3: per magic m (gemv3::int3_pair) m + 4 or m + zero
-  uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: the special value;
+  uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: special[] (the byte);
                      // kFp3Prmt: the byte table of codes 4..7 (the special value's in byte 0)
 };
 
@@ -155,12 +158,12 @@ struct RowGroup {
 //  kLut:  each code indexes the group's 16-entry fp16 table in shared memory (any grid).
 //  kInt4: (q >> 4i) & 0x000f000f | 0x6400 6400 is the half2 (1024 + c_i, 1024 + c_i+4); minus
 //         1024 + 8 (sym) or 1024 + zero (asym) is the exact integer, times the scale.
-//  kE2M1: the code's sign to bit 15, its 3 magnitude bits to bits 11..9: the fp16 of the E2M1
-//         value times 2^-14 (subnormals included, exactly); the 2^14 is folded into the scale
-//         (PRE, when every scale is below 4) or applied by one more exact HMUL2. RaZeR: the -0
-//         code (8) decodes to -0 and is replaced by the group's special value (x 2^-14): a
-//         per-word mask of the 8-codes (3 instructions per word), spread to the pair's halves by
-//         PRMT's sign replication, and one LOP3.
+//  kE2M1: every E2M1 value times 2^-14 is an fp16 with a zero low byte and the high byte
+//         sign << 7 | magnitude << 1 (subnormals included, exactly): built byte-wise for the
+//         word's even and odd codes once (four codes per operation; RaZeR: the -0 code's byte
+//         replaced by the group's special value's by one masked XOR per four codes), then one
+//         PRMT or one mask per pair (gemv_e2m1.cuh). The 2^14 is folded into the scale (PRE,
+//         when every scale is below 4) or applied by one more exact HMUL2.
 //  3-bit (gemv_bits3.cuh has the bit layouts and instruction counts), per word of 8 codes:
 //  kInt3: codes 4..7 moved to the high half once; then pairs 0..2 are one LOP3 each with the
 //         magics 1024, 128 and 16 (each code field lands in that magic's units) and pair 3 a
@@ -177,21 +180,15 @@ __host__ __device__ constexpr bool is_3bit_decoder(Decode d) { return d == Decod
 // Decoders whose values come out x 2^-14 (the scale carries 2^14: PRE).
 __host__ __device__ constexpr bool times_2m14(Decode d) { return d == Decode::kE2M1 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
 
-// Bit 3 of each code that is 8 (RaZeR's remapped -0), 0 elsewhere: ((c & 7) + 7) has bit 3
-// set iff c & 7 != 0, with no carry out of the nibble.
-__device__ __forceinline__ uint32_t code8_flags(uint32_t q) {
-  const uint32_t a = (q & 0x77777777u) + 0x77777777u;
-  return ~a & q & 0x88888888u;
-}
-
-// A word of 8 codes as its decoder takes it, prepared once for the word's 4 pairs: the codes and
-// (4-bit RaZeR) their code-8 flags; the 3-bit bit decoders' forms of gemv_bits3.cuh.
+// A word of 8 codes as its decoder takes it, prepared once for the word's 4 pairs: the codes, or
+// kE2M1's high bytes of its even and odd codes (gemv_e2m1.cuh), or the 3-bit bit decoders' forms
+// of gemv_bits3.cuh. tb: the row group's tb (kE2M1 RaZeR: the special value's byte mask).
 struct Word {
   uint32_t a, b;
 };
 
 template <Decode DEC, bool SPECIAL>
-__device__ __forceinline__ Word prep_word(uint32_t q) {
+__device__ __forceinline__ Word prep_word(uint32_t q, uint32_t tb) {
   if constexpr (DEC == Decode::kInt3) {
     return {gemv3::spread<0>(q), 0u};
   } else if constexpr (DEC == Decode::kFp3) {
@@ -199,8 +196,11 @@ __device__ __forceinline__ Word prep_word(uint32_t q) {
   } else if constexpr (DEC == Decode::kFp3Prmt) {
     const gemv3::Fp3Selectors sel = gemv3::fp3_selectors(gemv3::spread<1>(q));
     return {sel.e, sel.o};
+  } else if constexpr (DEC == Decode::kE2M1) {
+    const gemv4::E2m1Bytes b = gemv4::e2m1_bytes<SPECIAL>(q, tb);
+    return {b.e, b.o};
   } else {
-    return {q, SPECIAL ? code8_flags(q) : 0u};
+    return {q, 0u};
   }
 }
 
@@ -226,17 +226,8 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
   } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kFp3Prmt) {
     v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::fp3_lookup({wd.a, wd.b}, tb, i));
     if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
-  } else {
-    const uint32_t u = q << (12 - 4 * i);
-    uint32_t b = (u & 0x80008000u) | ((u >> 3) & 0x0e000e00u);
-    if constexpr (SPECIAL) {
-      // is8 (odd codes) / is8 << 4 (even codes) carry code j's flag in bit 7 of byte j / 2.
-      // (__byte_perm ignores bit 3 of the selector nibbles: PRMT's sign replication needs asm.)
-      const uint32_t is8 = wd.b;
-      const uint32_t m = gemv3::prmt(i & 1 ? is8 : is8 << 4, 0u, i < 2 ? 0xaa88u : 0xbb99u);
-      b ^= m & tb;
-    }
-    v = u2h(b);
+  } else {  // kE2M1: the high bytes prepared per word (special value included)
+    v = u2h(gemv4::e2m1_pair({wd.a, wd.b}, i));
     if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
   }
   return h2u(__hmul2(v, r.scale[hlf]));
@@ -386,7 +377,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
-        const Word pa = prep_word<DEC, SPECIAL>(wa[w]), pb = prep_word<DEC, SPECIAL>(wb[w]);
+        const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf]), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf]);
         // x words of columns 8w .. 8w + 7 regrouped as (i, i + 4) pairs.
         uint32_t xp[4], xq[4];
         xp[0] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x5410), xp[1] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x7632);
@@ -529,11 +520,11 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   if (spec.has_special) {
     if (g_decoder == GemvDecoder::kAuto && spec.scale_kind == ScaleKind::kE3M3RazerTensor) return Decode::kLut;
     if (grid.special_code != 8 || w.cfg.special_values.size() < kTables) return Decode::kLut;
-    for (int i = 0; i < kTables; ++i) {
+    for (int i = 0; i < kTables; ++i) {  // gemv_e2m1.cuh: the value must live in the high byte
       const double v = std::ldexp(w.cfg.special_values[i], -14);
       const uint16_t h = razerq::double_to_fp16(v);
-      if (razerq::fp16_to_double(h) != v) return Decode::kLut;
-      special[i] = static_cast<uint32_t>(h ^ 0x8000u) * 0x10001u;
+      if (razerq::fp16_to_double(h) != v || (h & 0xffu) != 0) return Decode::kLut;
+      special[i] = ((h >> 8) ^ 0x80u) * 0x01010101u;
     }
   } else if (grid.special_code >= 0) {
     return Decode::kLut;

@@ -1,5 +1,5 @@
-// The integer part of the fused GEMV's 3-bit bit decoders (kernels/cuda/gemv_bits3.cuh), run on
-// the CPU: the very functions the kernel calls (PRMT and LOP3 by their PTX definitions), on every
+// The integer part of the fused GEMV's 3-bit bit decoders (kernels/cuda/gemv_bits3.cuh) and of its
+// E2M1 byte decoder (kernels/cuda/gemv_e2m1.cuh: fp4 and 4-bit RaZeR), run on the CPU: the very functions the kernel calls (PRMT and LOP3 by their PTX definitions), on every
 // 24-bit word of 8 codes with junk in the other bits, against independent references: the codes
 // from quantizer::unpack_row (the checkpoint's bitstream reader), the values from the registry's
 // grid (quantizer::base_grid) scaled by 2^-14 and rounded by double_to_fp16. The fp16 arithmetic
@@ -14,6 +14,7 @@
 
 #include "common/half.hpp"
 #include "kernels/cuda/gemv_bits3.cuh"
+#include "kernels/cuda/gemv_e2m1.cuh"
 #include "quantizer/format.hpp"
 #include "quantizer/pack.hpp"
 #include "tests/kernels/kernel_test_util.hpp"
@@ -124,6 +125,52 @@ TEST(GemvBits3, Fp3LookupsAreTheGridWithTheSpecialValue) {
       for (int it = 0; it < 200000; ++it)
         if (auto r = check(u32(rng) & 0xffffffu); !r) FAIL() << r.message();
     }
+  }
+}
+
+// E2M1 by bytes (gemv_e2m1.cuh): pair i of a word is the half2 (code i, code i + 4), each the
+// fp16 of grid value x 2^-14; fp4's code 8 is -0, RaZeR's the group's special value (the four of
+// the razer config, the byte mask built as gemv.cu's choose_decoder does). Random words, and every
+// pair of codes at every pair position with random neighbours (the byte arithmetic must not leak
+// between codes).
+TEST(GemvE2m1, PairsAreTheGridTimes2m14WithTheSpecialValue) {
+  const quantizer::Grid fp4 = quantizer::base_grid(quantizer::make_format_config("fp4", 4, 128, false));
+  const quantizer::FormatConfig rcfg = quantizer::make_format_config("razer", 4, 128, false);
+  const quantizer::Grid razer = quantizer::base_grid(rcfg);
+  ASSERT_EQ(fp4.value.size(), 16u);
+  ASSERT_EQ(razer.special_code, 8);
+  ASSERT_EQ(rcfg.special_values.size(), 4u);
+  std::mt19937 rng(test::test_seed());
+  std::uniform_int_distribution<uint32_t> u32;
+  for (int t = -1; t < 4; ++t) {  // -1: fp4 (no special value)
+    std::vector<double> values = t < 0 ? fp4.value : razer.value;
+    if (t >= 0) values[8] = rcfg.special_values[t];
+    const std::vector<uint16_t> want = halves_times_2m14(values);
+    if (t < 0) {
+      EXPECT_EQ(want[8], 0x8000u) << "fp4's code 8 is -0";
+    }
+    for (uint16_t h : want) ASSERT_EQ(h & 0xffu, 0u) << "every value x 2^-14 has a zero low byte";
+    const uint32_t d4 = t < 0 ? 0u : ((want[8] >> 8) ^ 0x80u) * 0x01010101u;
+    auto check = [&](uint32_t q) {
+      const kernels::gemv4::E2m1Bytes b =
+          t < 0 ? kernels::gemv4::e2m1_bytes<false>(q, 0u) : kernels::gemv4::e2m1_bytes<true>(q, d4);
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t h = kernels::gemv4::e2m1_pair(b, i);
+        if ((h & 0xffffu) != want[(q >> (4 * i)) & 15u] || (h >> 16) != want[(q >> (4 * i + 16)) & 15u])
+          return ::testing::AssertionFailure() << std::hex << "table " << t << " word " << q << " pair " << i << ": " << h;
+      }
+      return ::testing::AssertionSuccess();
+    };
+    for (int it = 0; it < 1000000; ++it)
+      if (auto r = check(u32(rng)); !r) FAIL() << r.message();
+    for (int i = 0; i < 4; ++i)
+      for (uint32_t a = 0; a < 16; ++a)
+        for (uint32_t c = 0; c < 16; ++c)
+          for (int rep = 0; rep < 16; ++rep) {
+            const uint32_t keep = ~((0xfu << (4 * i)) | (0xfu << (4 * i + 16)));
+            const uint32_t q = (u32(rng) & keep) | (a << (4 * i)) | (c << (4 * i + 16));
+            if (auto r = check(q); !r) FAIL() << r.message();
+          }
   }
 }
 
