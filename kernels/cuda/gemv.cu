@@ -504,9 +504,9 @@ Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint3
 
 // The bit decoder the tensor's grid allows (kInt4: int 4-bit; kE2M1: the E2M1 sign-magnitude
 // grid, the special code 8 if any, special values exact as fp16 x 2^-14; 3-bit:
-// choose_decoder3), else the table. kAuto keeps the table for nvfp4-razer only: with 16-column
-// groups and E3M3 scales its special-value patch costs more than the lookups (bench/gemv.md,
-// 2026-11-23).
+// choose_decoder3), else the table. (nvfp4-razer kept the table under kAuto until the byte
+// decoder: the bit decoder's special-value patch was slower there; bytes are 4-17 % faster than
+// the table at every shape and M, bench/gemv.md 2026-11-24.)
 Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
   std::memset(special, 0, sizeof(special));
   if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
@@ -518,7 +518,6 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   for (int c = 0; c < 16; ++c)
     if (c != grid.special_code && grid.value[c] != (c & 8 ? -1 : 1) * kE2M1[c & 7]) return Decode::kLut;
   if (spec.has_special) {
-    if (g_decoder == GemvDecoder::kAuto && spec.scale_kind == ScaleKind::kE3M3RazerTensor) return Decode::kLut;
     if (grid.special_code != 8 || w.cfg.special_values.size() < kTables) return Decode::kLut;
     for (int i = 0; i < kTables; ++i) {  // gemv_e2m1.cuh: the value must live in the high byte
       const double v = std::ldexp(w.cfg.special_values[i], -14);

@@ -39,14 +39,14 @@ bool gemv_supported(const DeviceTensor& w, std::string* why = nullptr);
 void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream = nullptr);
 
 // How the kernel turns codes into fp16 weights. Bit decoders: int4 and int3 by the 0x6400
-// magic (and, for int3, its kin 0x5800 / 0x4c00), the E2M1 formats (RaZeR included) and fp3 by
-// placing the code's bits into an fp16 (4-bit RaZeR: the special value patched in), razer3 by a
-// PRMT lookup in an 8-byte table of the values' high bytes held in registers (its special
-// values x 2^-14 must be fp16 with a zero low byte, as the defaults +-3, +-6 are); the table: a
+// magic (and, for int3, its kin 0x5800 / 0x4c00), the E2M1 formats (RaZeR included) by building
+// the fp16 high bytes of four codes at a time (4-bit RaZeR: the special value patched in there),
+// fp3 by placing the code's bits into an fp16, razer3 by a PRMT lookup in an 8-byte table of the
+// values' high bytes held in registers (the RaZeR kinds' special values x 2^-14 must be fp16
+// with a zero low byte, as the defaults +-5, +-8, +-3, +-6 are, else the table); the table: a
 // shared-memory table of the format's 16 (8) values (any grid, nf4). kAuto: bits wherever the
-// grid allows except nvfp4-razer, the table there and for nf4 (the faster on the H100,
-// bench/gemv.md; the 3-bit bit decoders are not measured yet); kTable / kBits force one (kBits
-// where the grid allows).
+// grid allows, the table for nf4 (bits are the faster on the H100 for every format,
+// bench/gemv.md); kTable / kBits force one (kBits where the grid allows).
 // Every choice gives the same weights and the same y bit for bit (tests). With the stage count
 // (blocks of codes in flight per warp: 1 or 2; 0 = automatic, 1) these are process-wide
 // settings for tests and benchmarks.

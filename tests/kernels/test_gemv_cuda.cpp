@@ -236,23 +236,25 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   }
 }
 
-// razer3 with special values other than the defaults: the byte-table decoder takes a set whose
-// values x 2^-14 are fp16 with a zero low byte (0.5 subnormal, 64 the largest allowed), equal
-// to the table bit for bit and within the reference's bound; a set with 5.5 (4 significant
-// bits) falls back to the table.
-TEST(GemvCuda, Razer3SpecialValueSets) {
+// RaZeR (3- and 4-bit) with special values other than the defaults: the bit decoders (razer3's
+// register byte table, razer4's byte patch) take a set whose values x 2^-14 are fp16 with a zero
+// low byte (0.5 subnormal, 64 the largest allowed), equal to the table bit for bit and within
+// the reference's bound; a set with 5.5 (4 significant bits) falls back to the table.
+TEST(GemvCuda, RazerSpecialValueSets) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const struct {
+    int bits;
     std::vector<float> sv;
     const char* decoder;
-  } sets[] = {{{0.5f, -3.5f, 7.f, -64.f}, "fp3-prmt"}, {{5.5f, 3.f, -6.f, -3.f}, "table"}};
+  } sets[] = {{3, {0.5f, -3.5f, 7.f, -64.f}, "fp3-prmt"}, {3, {5.5f, 3.f, -6.f, -3.f}, "table"},
+              {4, {0.5f, -3.5f, 7.f, -64.f}, "e2m1-bits"}, {4, {5.5f, 5.f, -8.f, -5.f}, "table"}};
   for (const auto& set : sets) {
     const std::vector<float> w = test::random_weights(rng, 300, 1024, 1.0);
-    const QuantizedTensor q =
-        quantizer::quantize_tensor(w.data(), 300, 1024, quantizer::make_format_config("razer", 3, 128, false, set.sv));
+    const QuantizedTensor q = quantizer::quantize_tensor(
+        w.data(), 300, 1024, quantizer::make_format_config("razer", set.bits, 128, false, set.sv));
     const DeviceTensor t = kernels::upload(q);
-    std::string what = "razer3 special values";
+    std::string what = "razer" + std::to_string(set.bits) + " special values";
     for (float v : set.sv) what += " " + std::to_string(v);
     {
       DecoderScope scope(kernels::GemvDecoder::kBits);
