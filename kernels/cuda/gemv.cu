@@ -400,8 +400,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   }
   // The next kernel may start its blocks once every block here is past its main loop. Earlier
   // (before or right after the wait above) was slower for razer4 at 4096 x 11008 (25.8 vs 21.3 us
-  // serial: the next product's blocks, resident and waiting, crowd the running ones) and no faster
-  // on the large shapes (bench/gemv.md, 2026-11-24 PDL section).
+  // serial: the next product's blocks, resident and waiting, crowd the running ones) and within
+  // 1 % of this on the large shapes (bench/gemv.md, 2026-11-24 third session).
   pdl::launch_dependents();
   // Sum the warps' accumulators; warp 0 writes. c0, c1: weight row g, x rows 2t, 2t+1;
   // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1.
