@@ -4,7 +4,8 @@
 // weights larger than L2 (>= 200 MB per measurement), CUDA events around batches of launches,
 // the median of 15 batches.
 //   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
-// Suffixes force the decoder (":table", ":bits") or the blocks in flight per warp (":s1", ":s2").
+// Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2") or
+// the 16-row tiles per block (":t1", ":t2").
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -391,13 +392,14 @@ int main(int argc, char** argv) {
         }
         continue;
       }
-      // "razer:table", "razer:bits", "int:s1": force the decoder or the stage count.
+      // "razer:table", "razer:bits", "int:s1", "int:t2": force the decoder, the stage count or the tiles.
       const size_t colon = entry.find(':');
       const std::string f = entry.substr(0, colon), opts = colon == std::string::npos ? "" : entry.substr(colon);
       kernels::set_gemv_decoder(opts.find(":table") != std::string::npos ? kernels::GemvDecoder::kTable
                                 : opts.find(":bits") != std::string::npos ? kernels::GemvDecoder::kBits
                                                                           : kernels::GemvDecoder::kAuto);
       kernels::set_gemv_stages(opts.find(":s1") != std::string::npos ? 1 : opts.find(":s2") != std::string::npos ? 2 : 0);
+      kernels::set_gemv_tiles(opts.find(":t1") != std::string::npos ? 1 : opts.find(":t2") != std::string::npos ? 2 : 0);
       // "razer3", "int3", "int3-asym", "fp3": the 3-bit formats.
       const bool asym = f == "int-asym" || f == "int3-asym";
       std::string fname = asym ? f.substr(0, f.size() - 5) : f;
@@ -416,7 +418,10 @@ int main(int argc, char** argv) {
       const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
       std::vector<kernels::DeviceTensor> ws;
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
-      const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]);
+      const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
+                               (opts.find(":t1") != std::string::npos   ? " tiles 1"
+                                : opts.find(":t2") != std::string::npos ? " tiles 2"
+                                                                        : "");
       for (int M : Ms) {
         double us_pdl[2];
         for (int pdl = 0; pdl < 2; ++pdl) {

@@ -61,6 +61,7 @@ struct GemvArgs {
   int code_words;                               // per row: K / 8 (4-bit) or 3 K / 32 (3-bit)
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
+  int tiles;                 // host side: 16-row tiles per block, 0 = two_tiles_pay decides
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
   uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
                                  // XOR 0x80, in all four bytes (gemv_e2m1.cuh);
@@ -302,7 +303,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // Pipeline: each warp keeps kStages (1 or 2) blocks of codes and group parameters in flight.
 // BITS = 3: a lane's 32 codes of a row and block are 12 bytes (three 32-bit loads at word
 // 12 kb + 3 t of the row), split into four 24-bit words of 8 codes (gemv3::words).
-template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS>
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
@@ -318,7 +319,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   const uint32_t lut_addr = static_cast<uint32_t>(__cvta_generic_to_shared(lut));  // 128-byte aligned
 
   const int g = lane >> 2, t = lane & 3;
-  const int nA = blockIdx.x * kRowsPerBlock + g, nB = nA + 8;
+  // TILES == 2: warps 0..3 take the block's first 16 rows, 4..7 the next 16, both groups the
+  // same blocks of K in the same order, so each x load of one group is an L1 hit for the other.
+  constexpr int kw = kWarps / TILES;
+  const int tile = warp / kw, wk = warp % kw;
+  const int n0 = (blockIdx.x * TILES + tile) * kRowsPerBlock;
+  const int nA = n0 + g, nB = nA + 8;
   const bool okA = nA < a.N, okB = nB < a.N;
   const int kblocks = a.K >> 7;
   const uint32_t* wA = a.codes + static_cast<int64_t>(okA ? nA : 0) * a.code_words;
@@ -342,7 +348,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   Group ga0[kStages], gb0[kStages], ga1[kStages], gb1[kStages];
 #pragma unroll
   for (int s = 0; s < kStages; ++s) {
-    const int kb = warp + s * kWarps;
+    const int kb = wk + s * kw;
     qa[s] = load_q(wA, okA, kb), qb[s] = load_q(wB, okB, kb);
     ga0[s] = load_g(nA, okA, kb, 0), gb0[s] = load_g(nB, okB, kb, 0);
     if constexpr (G16) ga1[s] = load_g(nA, okA, kb, 1), gb1[s] = load_g(nB, okB, kb, 1);
@@ -350,10 +356,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
   // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
   pdl::wait();
-  for (int kb0 = warp; kb0 < kblocks; kb0 += kStages * kWarps) {
+  for (int kb0 = wk; kb0 < kblocks; kb0 += kStages * kw) {
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
-      const int kb = kb0 + s * kWarps;
+      const int kb = kb0 + s * kw;
       if (kb >= kblocks) break;
       const int col = kb * 128 + t * 32;  // first of this lane's 32 columns
       // x: 32 halves of row g (and g + 8) at these columns, as 16 half2 words.
@@ -370,7 +376,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       const uint4 qA = qa[s], qB = qb[s];
       const Group gA0 = ga0[s], gB0 = gb0[s];
       const Group gA1 = G16 ? ga1[s] : gA0, gB1 = G16 ? gb1[s] : gB0;
-      const int kn = kb + kStages * kWarps;
+      const int kn = kb + kStages * kw;
       qa[s] = load_q(wA, okA, kn), qb[s] = load_q(wB, okB, kn);
       ga0[s] = load_g(nA, okA, kn, 0), gb0[s] = load_g(nB, okB, kn, 0);
       if constexpr (G16) ga1[s] = load_g(nA, okA, kn, 1), gb1[s] = load_g(nB, okB, kn, 1);
@@ -423,29 +429,61 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     if constexpr (MT == 2) red[warp][4 + i][lane] = acc1[i];
   }
   __syncthreads();
-  if (warp != 0) return;
+  if (wk != 0) return;  // the first warp of each tile sums its tile's warps
 #pragma unroll
   for (int i = 0; i < 4 * MT; ++i) {
     float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) sum += red[w][i][lane];
-    const int n = blockIdx.x * kRowsPerBlock + g + ((i & 2) ? 8 : 0);
+    for (int w = 0; w < kw; ++w) sum += red[warp + w][i][lane];
+    const int n = n0 + g + ((i & 2) ? 8 : 0);
     const int m = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
     if (m < a.M && n < a.N) a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(sum * a.outer));
   }
 }
 
-template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS>
-void launch_s(const GemvArgs& a, cudaStream_t s) {
-  const dim3 grid((a.N + kRowsPerBlock - 1) / kRowsPerBlock), block(kWarps * 32);
+template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS, int TILES>
+void launch_t(const GemvArgs& a, cudaStream_t s) {
+  const int rows = kRowsPerBlock * TILES;
+  const dim3 grid((a.N + rows - 1) / rows), block(kWarps * 32);
   if constexpr (is_tensor_kind(K)) {  // NV kinds: the group is 16
-    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, true, DEC, PRE, S, BITS>, grid, block, 0, s, a);
-    else pdl::launch(gemv_kernel<K, ASYM, 2, true, DEC, PRE, S, BITS>, grid, block, 0, s, a);
+    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, true, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
+    else pdl::launch(gemv_kernel<K, ASYM, 2, true, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
   } else {
     if (a.group_shift == 4) throw_error(ErrorKind::kUnsupported, "gemv_fp16_cuda", "group 16 is supported for the NV kinds only");
-    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, false, DEC, PRE, S, BITS>, grid, block, 0, s, a);
-    else pdl::launch(gemv_kernel<K, ASYM, 2, false, DEC, PRE, S, BITS>, grid, block, 0, s, a);
+    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, false, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
+    else pdl::launch(gemv_kernel<K, ASYM, 2, false, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
   }
+}
+
+// Two 16-row tiles per block (a.tiles == 0: automatic) when M <= 8, rows are short (K <= 4096:
+// each warp of a one-tile block streams only 4 blocks of K, so its start-up latency is a large
+// share) and one tile per block would take between one and two waves of resident blocks (so the
+// halved grid still fills the SMs); the two tiles' warps also share each x load through L1.
+// Measured on the H100 (bench/gemv.md, 2026-11-24 third session): int4 11008x4096 M = 1 / 8
+// 13.9 -> 12.3 / 17.8 -> 14.6 us, 14336x4096 6-11 % faster, razer4 / razer3 11008x4096 2-7 %.
+// Elsewhere two tiles were slower: 4096-row grids leave SMs idle (0.68-0.75x), long rows lose
+// the parallelism (razer4 8192x28672 0.83-0.87x), M = 16 up to 0.73x.
+template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
+bool two_tiles_pay(const GemvArgs& a) {
+  if (a.M > 8 || a.K > 4096) return false;
+  static const int64_t slots = [] {  // resident one-tile blocks on the device (first one asked)
+    int dev = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &per_sm, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1>, kWarps * 32, 0) != cudaSuccess)
+      return int64_t{0};
+    return static_cast<int64_t>(sms) * per_sm;
+  }();
+  const int64_t blocks = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
+  return slots > 0 && blocks > slots && blocks < 2 * slots;
+}
+
+template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS>
+void launch_s(const GemvArgs& a, cudaStream_t s) {
+  if constexpr (S == 1)  // (two stages are for measurements only: one tile per block)
+    if (a.tiles == 2 || (a.tiles == 0 && two_tiles_pay<K, ASYM, DEC, PRE, BITS>(a)))
+      return launch_t<K, ASYM, DEC, PRE, S, BITS, 2>(a, s);
+  launch_t<K, ASYM, DEC, PRE, S, BITS, 1>(a, s);
 }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>
@@ -486,6 +524,7 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
 
 GemvDecoder g_decoder = GemvDecoder::kAuto;
 int g_stages = 0;
+int g_tiles = 0;  // 0: two_tiles_pay
 
 // 3-bit: kInt3 for int (sym codes c - 4, asym c); kFp3 for the fp3 grid without special
 // values; kFp3Prmt for razer3 (special code 4) when every special value x 2^-14 is an exact fp16
@@ -546,6 +585,7 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
 // cost more resident warps than they hide latency (bench/gemv.md). Two stay available for
 // measurements (set_gemv_stages).
 int choose_stages() { return g_stages == 2 ? 2 : 1; }
+
 
 }  // namespace
 
@@ -614,6 +654,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   const bool pre = e4m3_pre || w.max_inner_scale < 3.99;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   const int stages = choose_stages();
+  a.tiles = g_tiles;  // 0: two_tiles_pay decides
   cudaStream_t s = detail::as_stream(stream);
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -630,6 +671,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
 
 void set_gemv_decoder(GemvDecoder d) { g_decoder = d; }
 void set_gemv_stages(int stages) { g_stages = stages; }
+void set_gemv_tiles(int tiles) { g_tiles = tiles == 1 || tiles == 2 ? tiles : 0; }
 
 const char* gemv_decoder_name(const DeviceTensor& w) {
   if (!gemv_supported(w)) return "unsupported";

@@ -53,6 +53,11 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
 enum class GemvDecoder { kAuto, kTable, kBits };
 void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);
+// 16-row tiles per block: 1, 2, or 0 = automatic (two for M <= 8 and K <= 4096 where one tile per
+// block would take between one and two waves of resident blocks). Tiles change
+// which warps add which blocks of K, so y may differ in the last bits between settings; every
+// setting stays within the reference's bound. Process-wide, for tests and benchmarks.
+void set_gemv_tiles(int tiles);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
 // "fp3-bits/1", "fp3-prmt/1" (razer3), "table/1", ... (decoder / stages), or "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w);

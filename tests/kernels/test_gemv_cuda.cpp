@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iterator>
 #include <random>
+#include <tuple>
 
 #include "common/error.hpp"
 #include "common/half.hpp"
@@ -143,15 +144,17 @@ QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N,
   return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, c.bits, c.group, c.asym));
 }
 
-// Restores the automatic decoder and stage choice when a test ends (also on failure).
+// Restores the automatic decoder, stage and tile choice when a test ends (also on failure).
 struct DecoderScope {
-  explicit DecoderScope(kernels::GemvDecoder d, int stages = 0) {
+  explicit DecoderScope(kernels::GemvDecoder d, int stages = 0, int tiles = 0) {
     kernels::set_gemv_decoder(d);
     kernels::set_gemv_stages(stages);
+    kernels::set_gemv_tiles(tiles);
   }
   ~DecoderScope() {
     kernels::set_gemv_decoder(kernels::GemvDecoder::kAuto);
     kernels::set_gemv_stages(0);
+    kernels::set_gemv_tiles(0);
   }
 };
 
@@ -159,11 +162,12 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}};
-  const std::pair<kernels::GemvDecoder, int> configs[] = {
-      {kernels::GemvDecoder::kBits, 0}, {kernels::GemvDecoder::kTable, 0}, {kernels::GemvDecoder::kBits, 2},
-      {kernels::GemvDecoder::kTable, 2}};
-  for (auto [dec, stages] : configs) {
-    DecoderScope scope(dec, stages);
+  // (decoder, stages, tiles per block): two tiles with the bit decoders and the table.
+  const std::tuple<kernels::GemvDecoder, int, int> configs[] = {
+      {kernels::GemvDecoder::kBits, 0, 0}, {kernels::GemvDecoder::kTable, 0, 0}, {kernels::GemvDecoder::kBits, 2, 0},
+      {kernels::GemvDecoder::kTable, 2, 0}, {kernels::GemvDecoder::kBits, 0, 2}, {kernels::GemvDecoder::kTable, 0, 2}};
+  for (auto [dec, stages, tiles] : configs) {
+    DecoderScope scope(dec, stages, tiles);
     for (const GemvCase& c : kCases) {
       Stats worst;
       std::string decoder;
@@ -177,8 +181,8 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
           worst.max_rel = std::max(worst.max_rel, s.max_rel);
         }
       }
-      std::printf("  %-18s %-10s worst error / bound %.3f, worst |err| / max|y| %.2e\n", label(c).c_str(),
-                  decoder.c_str(), worst.max_excess, worst.max_rel);
+      std::printf("  %-18s %-10s tiles %d worst error / bound %.3f, worst |err| / max|y| %.2e\n", label(c).c_str(),
+                  decoder.c_str(), tiles == 2 ? 2 : 1, worst.max_excess, worst.max_rel);
     }
   }
 }
