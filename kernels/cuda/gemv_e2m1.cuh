@@ -22,13 +22,7 @@
 // LOP3s per pair, and per pair a PRMT + LOP3 patch beside 4 per word).
 #include <cstdint>
 
-#include "kernels/cuda/gemv_bits3.cuh"
-
-#ifdef __CUDACC__
-#define RAZERQ_HD __host__ __device__ __forceinline__
-#else
-#define RAZERQ_HD inline
-#endif
+#include "kernels/cuda/gemv_bit_ops.cuh"
 
 namespace razerq::kernels::gemv4 {
 
@@ -36,7 +30,7 @@ namespace razerq::kernels::gemv4 {
 // set iff c & 7 != 0, with no carry out of the nibble.
 RAZERQ_HD uint32_t code8_flags(uint32_t q) {
   const uint32_t a = (q & 0x77777777u) + 0x77777777u;
-  return gemv3::lop3<0x08>(a, q, 0x88888888u);  // ~a & q & mask
+  return bits::lop3<0x08>(a, q, 0x88888888u);  // ~a & q & mask
 }
 
 // The high bytes of a word's even (e) and odd (o) codes. d4: the group's special value's high
@@ -53,8 +47,8 @@ RAZERQ_HD E2m1Bytes e2m1_bytes(uint32_t q, uint32_t d4) {
     // Flags at bit 3 of each nibble: the odd codes' are bit 7 of their byte, the even codes'
     // reach it shifted by 4; PRMT's sign replication (selector nibbles 8 + k) makes 0xff / 0x00.
     const uint32_t f = code8_flags(q);
-    e = gemv3::lop3<0x6a>(gemv3::prmt(f << 4, 0u, 0xba98u), d4, e);  // e ^ (mask & d4)
-    o = gemv3::lop3<0x6a>(gemv3::prmt(f, 0u, 0xba98u), d4, o);
+    e = bits::lop3<0x6a>(bits::prmt(f << 4, 0u, 0xba98u), d4, e);  // e ^ (mask & d4)
+    o = bits::lop3<0x6a>(bits::prmt(f, 0u, 0xba98u), d4, o);
   }
   return {e, o};
 }
@@ -62,9 +56,7 @@ RAZERQ_HD E2m1Bytes e2m1_bytes(uint32_t q, uint32_t d4) {
 // Pair i (0..3) of the word: the half2 (c_i, c_(i + 4)) as fp16 bits of value x 2^-14.
 RAZERQ_HD uint32_t e2m1_pair(E2m1Bytes b, int i) {
   const uint32_t t = i & 1 ? b.o : b.e;
-  return i < 2 ? gemv3::prmt(t, 0u, 0x2404u) : t & 0xff00ff00u;
+  return i < 2 ? bits::prmt(t, 0u, 0x2404u) : t & 0xff00ff00u;
 }
 
 }  // namespace razerq::kernels::gemv4
-
-#undef RAZERQ_HD
