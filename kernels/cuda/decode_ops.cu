@@ -12,7 +12,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -20,6 +19,7 @@
 #include "common/error.hpp"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/decode_ops_cuda.hpp"
+#include "kernels/cuda/device_info.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace razerq::kernels {
@@ -452,21 +452,6 @@ int64_t head_blocks(const DecodeShape& s) {
   return (g + hb - 1) / hb;
 }
 
-// SMs of the current device, queried once per device (so that a call inside a CUDA-graph capture
-// makes no attribute query).
-int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cached[kMaxDevices];
-  int dev = 0;
-  RAZERQ_CUDA(cudaGetDevice(&dev));
-  if (dev >= 0 && dev < kMaxDevices && cached[dev].load(std::memory_order_relaxed) > 0)
-    return cached[dev].load(std::memory_order_relaxed);
-  int sms = 0;
-  RAZERQ_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  if (dev >= 0 && dev < kMaxDevices) cached[dev].store(sms, std::memory_order_relaxed);
-  return sms;
-}
-
 }  // namespace
 
 const char* act_dtype_name(ActDType dt) { return dt == ActDType::kFp16 ? "fp16" : "bf16"; }
@@ -519,7 +504,7 @@ void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_
 
 int decode_attention_splits(const DecodeShape& s) {
   check_shape(s, "decode_attention_splits");
-  const int sms = sm_count();
+  const int sms = detail::current_device_sm_count();
   const int64_t blocks = s.batch * s.kv_heads * head_blocks(s);
   int64_t splits = (4 * static_cast<int64_t>(sms) + blocks - 1) / blocks;
   splits = std::min(splits, std::max<int64_t>(1, s.capacity / 16));

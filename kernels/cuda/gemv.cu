@@ -33,6 +33,7 @@
 
 #include "common/error.hpp"
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/device_info.cuh"
 #include "common/half.hpp"
 #include "kernels/cuda/gemv_bits3.cuh"
 #include "kernels/cuda/gemv_e2m1.cuh"
@@ -466,14 +467,13 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
   if (a.M > 8 || a.K > 4096) return false;
-  static const int64_t slots = [] {  // resident one-tile blocks on the device (first one asked)
-    int dev = 0, sms = 0, per_sm = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-            &per_sm, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1>, kWarps * 32, 0) != cudaSuccess)
-      return int64_t{0};
-    return static_cast<int64_t>(sms) * per_sm;
+  static const int per_sm = [] {  // resident one-tile blocks per SM (asked on the first device)
+    int n = 0;
+    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &n, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1>, kWarps * 32, 0));
+    return n;
   }();
+  const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
   const int64_t blocks = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
   return slots > 0 && blocks > slots && blocks < 2 * slots;
 }

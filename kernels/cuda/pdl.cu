@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cuda/device_info.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace razerq::kernels {
@@ -11,9 +12,6 @@ namespace {
 
 // -1: not read from the environment yet; 0 off; 1 on.
 std::atomic<int> g_setting{-1};
-// Compute capability major per device index, 0 = not asked yet.
-constexpr int kMaxDevices = 64;
-std::atomic<int> g_major[kMaxDevices];
 
 bool setting() {
   int v = g_setting.load(std::memory_order_relaxed);
@@ -35,15 +33,7 @@ bool pdl_setting() { return setting(); }
 namespace pdl {
 
 bool use(cudaStream_t s) {
-  if (!setting() || s == nullptr || s == cudaStreamLegacy) return false;
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) return false;
-  int major = g_major[dev].load(std::memory_order_relaxed);
-  if (major == 0) {
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major <= 0) major = -1;
-    g_major[dev].store(major, std::memory_order_relaxed);
-  }
-  return major >= 9;
+  return setting() && s != nullptr && s != cudaStreamLegacy && detail::current_device_cc_major() >= 9;
 }
 
 }  // namespace pdl
