@@ -399,7 +399,8 @@ int main(int argc, char** argv) {
                                 : opts.find(":bits") != std::string::npos ? kernels::GemvDecoder::kBits
                                                                           : kernels::GemvDecoder::kAuto);
       kernels::set_gemv_stages(opts.find(":s1") != std::string::npos ? 1 : opts.find(":s2") != std::string::npos ? 2 : 0);
-      kernels::set_gemv_tiles(opts.find(":t1") != std::string::npos ? 1 : opts.find(":t2") != std::string::npos ? 2 : 0);
+      const int tiles = opts.find(":t1") != std::string::npos ? 1 : opts.find(":t2") != std::string::npos ? 2 : 0;
+      kernels::set_gemv_tiles(tiles);
       // "razer3", "int3", "int3-asym", "fp3": the 3-bit formats.
       const bool asym = f == "int-asym" || f == "int3-asym";
       std::string fname = asym ? f.substr(0, f.size() - 5) : f;
@@ -418,10 +419,8 @@ int main(int argc, char** argv) {
       const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
       std::vector<kernels::DeviceTensor> ws;
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
-      const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
-                               (opts.find(":t1") != std::string::npos   ? " tiles 1"
-                                : opts.find(":t2") != std::string::npos ? " tiles 2"
-                                                                        : "");
+      const std::string name =
+          cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) + (tiles ? " tiles " + std::to_string(tiles) : "");
       for (int M : Ms) {
         double us_pdl[2];
         for (int pdl = 0; pdl < 2; ++pdl) {
