@@ -4,8 +4,9 @@
 // weights larger than L2 (>= 200 MB per measurement), CUDA events around batches of launches,
 // the median of 15 batches.
 //   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
-// Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2") or
-// the 16-row tiles per block (":t1", ":t2").
+// Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2"),
+// the 16-row tiles per block (":t1", ":t2") or the device code layout (":disk", ":quad", ":pair";
+// kernels/cuda/gemv_layout.hpp; default: upload's choice).
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -401,6 +402,11 @@ int main(int argc, char** argv) {
       kernels::set_gemv_stages(opts.find(":s1") != std::string::npos ? 1 : opts.find(":s2") != std::string::npos ? 2 : 0);
       const int tiles = opts.find(":t1") != std::string::npos ? 1 : opts.find(":t2") != std::string::npos ? 2 : 0;
       kernels::set_gemv_tiles(tiles);
+      using kernels::CodeLayout;
+      const CodeLayout layout = opts.find(":disk") != std::string::npos   ? CodeLayout::kDisk
+                                : opts.find(":quad") != std::string::npos ? CodeLayout::kQuad
+                                : opts.find(":pair") != std::string::npos ? CodeLayout::kPair
+                                                                          : CodeLayout::kAuto;
       // "razer3", "int3", "int3-asym", "fp3": the 3-bit formats.
       const bool asym = f == "int-asym" || f == "int3-asym";
       std::string fname = asym ? f.substr(0, f.size() - 5) : f;
@@ -418,9 +424,11 @@ int main(int argc, char** argv) {
       const size_t qbytes = q.codes.size() * 4 + q.scales16.size() * 2 + q.scales8.size() + q.zeros.size() * 4;
       const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
       std::vector<kernels::DeviceTensor> ws;
+      kernels::set_upload_layout(layout);
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
-      const std::string name =
-          cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) + (tiles ? " tiles " + std::to_string(tiles) : "");
+      kernels::set_upload_layout(CodeLayout::kAuto);
+      const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
+                               (tiles ? " tiles " + std::to_string(tiles) : "") + (ws[0].layout == CodeLayout::kQuad ? " quad" : ws[0].layout == CodeLayout::kPair ? " pair" : "");
       for (int M : Ms) {
         double us_pdl[2];
         for (int pdl = 0; pdl < 2; ++pdl) {

@@ -13,6 +13,7 @@
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/dequant_cuda.hpp"
+#include "kernels/cuda/gemv_layout.hpp"
 
 namespace razerq::kernels {
 
@@ -99,6 +100,8 @@ void launch(const detail::KernelArgs& a, ScaleKind kind, int bits, cudaStream_t 
               static_cast<int>(kind));
 }
 
+CodeLayout g_upload_layout = CodeLayout::kAuto;
+
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 // A DeviceTensor's one allocation: its arrays in the order codes, scales16, scales8, zeros,
@@ -176,6 +179,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     tensor_scale = o.tensor_scale;
     scales_fit_fp16 = o.scales_fit_fp16;
     max_inner_scale = o.max_inner_scale;
+    layout = o.layout;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
@@ -210,6 +214,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
     if (p.cols != f.cols || p.code_words_per_row != f.code_words_per_row) bad("columns");
     if (p.tensor_scale != f.tensor_scale) bad("tensor scale");
     if ((p.sv_index == nullptr) != (f.sv_index == nullptr)) bad("special-value index layout");
+    if (p.layout != f.layout) bad("code layout (set_upload_layout changed between the uploads)");
     rows += p.rows;
   }
   // The arrays in upload()'s order: codes, scales16, scales8, zeros, sv_index; bytes per row.
@@ -240,6 +245,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   t.groups_per_row = f.groups_per_row, t.code_words_per_row = f.code_words_per_row;
   t.zero_words_per_row = f.zero_words_per_row;
   t.tensor_scale = f.tensor_scale;
+  t.layout = f.layout;
   t.scales_fit_fp16 = true;
   t.max_inner_scale = 0;
   for (const DeviceTensor* p : parts) {
@@ -268,6 +274,7 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   v.tensor_scale = t.tensor_scale;
   v.scales_fit_fp16 = t.scales_fit_fp16;  // (over all of t's rows: a superset)
   v.max_inner_scale = t.max_inner_scale;
+  v.layout = t.layout;
   return v;
 }
 
@@ -287,7 +294,13 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
     throw_error(ErrorKind::kUnsupported, "upload", "%lld columns: the kernel indexes a row with 32-bit integers",
                 static_cast<long long>(q.cols));
 
-  const void* src[5] = {q.codes.data(), q.scales16.data(), q.scales8.data(), q.zeros.data(), q.sv_index.data()};
+  // The fused GEMV's layout (gemv_layout.hpp) where it applies.
+  const CodeLayout layout = layout_for(q.cfg, q.cols, g_upload_layout);
+  const std::vector<uint32_t> permuted =
+      layout != CodeLayout::kDisk
+          ? retile_codes(q.codes.data(), q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout)
+          : std::vector<uint32_t>();
+  const void* src[5] = {layout != CodeLayout::kDisk ? permuted.data() : q.codes.data(), q.scales16.data(), q.scales8.data(), q.zeros.data(), q.sv_index.data()};
   const size_t bytes[5] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
                            q.scales8.size() * sizeof(uint8_t), q.zeros.size() * sizeof(uint32_t),
                            q.sv_index.size() * sizeof(uint8_t)};
@@ -303,6 +316,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.groups_per_row = q.groups_per_row, t.code_words_per_row = q.code_words_per_row;
   t.zero_words_per_row = q.zero_words_per_row();
   t.tensor_scale = q.tensor_scale;
+  t.layout = layout;
   double mx = 0;
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -339,6 +353,8 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   }
   return t;
 }
+
+void set_upload_layout(CodeLayout layout) { g_upload_layout = layout; }
 
 void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) {
   const char* where = "dequantize_fp16_cuda";
@@ -377,6 +393,7 @@ void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) 
   a.zero_words_per_row = static_cast<int>(t.zero_words_per_row);
   a.chunks_per_row = static_cast<int>((t.cols + detail::kCodesPerThread - 1) / detail::kCodesPerThread);
   a.asym = t.cfg.asym ? 1 : 0;
+  a.layout = static_cast<int>(t.layout);
   a.vector_store = (t.cols % 8 == 0 && reinterpret_cast<uintptr_t>(d_out) % 16 == 0) ? 1 : 0;
   a.tensor_scale = static_cast<double>(t.tensor_scale);
   launch(a, spec.scale_kind, t.cfg.bits, as_stream(stream));

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "quantizer/format.hpp"
+#include "kernels/cuda/gemv_layout.hpp"
 
 namespace razerq::kernels::detail {
 
@@ -43,6 +44,7 @@ struct KernelArgs {
   int zero_words_per_row;
   int chunks_per_row;  // ceil(cols / 8)
   int asym;
+  int layout;          // CodeLayout (gemv_layout.hpp): chunk j is at retile_chunk(j, layout)
   int vector_store;    // cols % 8 == 0 and out 16-byte aligned
   int special_code;    // -1: none
   double tensor_scale;
@@ -183,7 +185,8 @@ __global__ void __launch_bounds__(kBlockThreads) dequant_fp16_kernel(const __gri
   const int k0 = j * kCodesPerThread;
   for (int64_t row = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; row < a.rows;
        row += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-    const uint64_t codes = load_chunk<BITS>(a.codes + row * a.code_words_per_row, a.code_words_per_row, j);
+    const uint64_t codes =
+        load_chunk<BITS>(a.codes + row * a.code_words_per_row, a.code_words_per_row, retile_chunk(j, static_cast<CodeLayout>(a.layout)));
     int g = k0 / a.group;
     int next = (g + 1) * a.group;  // first column of the next group
     GroupState st = load_group<K, BITS>(a, s_special, row, g);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/gemv_layout.hpp"
 #include "quantizer/quantize.hpp"
 
 namespace razerq::kernels {
@@ -43,6 +44,10 @@ struct DeviceTensor {
   // The largest inner group scale (fp16/2^e/E4M3/E3M3, without the tensor scale); the fused
   // GEMV folds the 2^14 of its E2M1 bit decode into the scale when this is below 4. Set by upload().
   double max_inner_scale = 0;
+  // How the codes are laid out on the device (gemv_layout.hpp): kDisk, or the 8-code chunks of
+  // each 128-column block permuted for the fused GEMV (kQuad, kPair); the dequantization kernel
+  // reads every layout. Set by upload() (layout_for), kept by concat_rows and row_view.
+  CodeLayout layout = CodeLayout::kDisk;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;
 
@@ -54,8 +59,12 @@ struct DeviceTensor {
   ~DeviceTensor();
 };
 
-// Validates q (quantizer::validate) and copies it to the device; synchronous.
+// Validates q (quantizer::validate) and copies it to the device; synchronous. The codes are
+// permuted for the fused GEMV where gemv_layout.hpp's layout_for says so (DeviceTensor::layout).
 DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream = nullptr);
+// The layout later upload() calls ask layout_for for: kAuto (the default), or one forced where a
+// permutation applies (kDisk keeps the on-disk order), for tests and benchmarks. Process-wide.
+void set_upload_layout(CodeLayout layout);
 // Frees the device memory; idempotent.
 void free(DeviceTensor& t);
 

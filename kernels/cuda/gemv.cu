@@ -7,7 +7,9 @@
 // shared memory at the end. Inside a warp, lane = 4 g + t holds rows n0 + g and n0 + g + 8,
 // columns 32 t .. 32 t + 31 of each 128-block: one 16-byte load of 32 contiguous 4-bit codes per
 // row, lane and block (whole 32-byte sectors). The same lane loads x[g][those 32 columns] (and
-// x[g + 8]).
+// x[g + 8]). Permuted codes (gemv_layout.hpp, group % 128 == 0) hold other columns in those 16
+// bytes (kQuad: 32 w + 8 t .. + 7, w = 0..3; kPair: 64 (w >> 1) + 16 t + 8 (w & 1) .. + 7), so
+// that the four lanes of an x row read one 128-byte line per load instead of two.
 //
 // Tensor cores: mma.sync.m16n8k16 computing y^T = W . x^T (A = 16 decoded weight rows, B = x^T
 // with up to 8 rows of x, fp32 accumulators); M = 9..16 takes a second mma on the same A. So
@@ -63,6 +65,7 @@ struct GemvArgs {
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   int tiles;                 // host side: 16-row tiles per block, 0 = two_tiles_pay decides
+  int layout;                // host side: CodeLayout of the codes (gemv_layout.hpp; the LAYOUT kernels)
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
   uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
                                  // XOR 0x80, in all four bytes (gemv_e2m1.cuh);
@@ -304,7 +307,10 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // Pipeline: each warp keeps kStages (1 or 2) blocks of codes and group parameters in flight.
 // BITS = 3: a lane's 32 codes of a row and block are 12 bytes (three 32-bit loads at word
 // 12 kb + 3 t of the row), split into four 24-bit words of 8 codes (gemv3::words).
-template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES>
+// LAYOUT (CodeLayout, gemv_layout.hpp): where the lane's code word w lies, 32 t + 8 w (kDisk),
+// 32 w + 8 t (kQuad) or 64 (w >> 1) + 16 t + 8 (w & 1) (kPair) in the block; its x load w follows.
+// The group is the block's for the permuted layouts (they need group % 128 == 0).
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
@@ -362,15 +368,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     for (int s = 0; s < kStages; ++s) {
       const int kb = kb0 + s * kw;
       if (kb >= kblocks) break;
-      const int col = kb * 128 + t * 32;  // first of this lane's 32 columns
-      // x: 32 halves of row g (and g + 8) at these columns, as 16 half2 words.
+      const int col = kb * 128 + t * 32;  // first of this lane's 32 columns on disk (its group)
+      // x: 32 halves of row g (and g + 8) at the columns of the lane's 4 code words (8 each), as
+      // 16 half2 words: word i's columns start at xcol + 8 xoff(i).
+      constexpr int kQuad = static_cast<int>(CodeLayout::kQuad), kPair = static_cast<int>(CodeLayout::kPair);
+      const int xcol = LAYOUT == kQuad ? kb * 128 + t * 8 : LAYOUT == kPair ? kb * 128 + t * 16 : col;
+      auto xoff = [](int i) { return LAYOUT == kQuad ? 4 * i : LAYOUT == kPair ? 8 * (i >> 1) + (i & 1) : i; };
       uint32_t xa[16], xb[16];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const uint4 v = m0_ok ? __ldg(reinterpret_cast<const uint4*>(x0 + col) + i) : make_uint4(0, 0, 0, 0);
+        const uint4 v = m0_ok ? __ldg(reinterpret_cast<const uint4*>(x0 + xcol) + xoff(i)) : make_uint4(0, 0, 0, 0);
         xa[4 * i] = v.x, xa[4 * i + 1] = v.y, xa[4 * i + 2] = v.z, xa[4 * i + 3] = v.w;
         if constexpr (MT == 2) {
-          const uint4 u = m1_ok ? __ldg(reinterpret_cast<const uint4*>(x1 + col) + i) : make_uint4(0, 0, 0, 0);
+          const uint4 u = m1_ok ? __ldg(reinterpret_cast<const uint4*>(x1 + xcol) + xoff(i)) : make_uint4(0, 0, 0, 0);
           xb[4 * i] = u.x, xb[4 * i + 1] = u.y, xb[4 * i + 2] = u.z, xb[4 * i + 3] = u.w;
         }
       }
@@ -442,17 +452,35 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   }
 }
 
+// Permuted codes come with group % 128 == 0, which only the fp16-scale kinds allow (MX: 32, NV: 16).
+constexpr bool can_permute(ScaleKind k) { return k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer; }
+
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L>
+void launch_m(const GemvArgs& a, dim3 grid, dim3 block, cudaStream_t s) {
+  constexpr int kL = static_cast<int>(L);
+  if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL>, grid, block, 0, s, a);
+  else pdl::launch(gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL>, grid, block, 0, s, a);
+}
+
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS, int TILES>
 void launch_t(const GemvArgs& a, cudaStream_t s) {
   const int rows = kRowsPerBlock * TILES;
   const dim3 grid((a.N + rows - 1) / rows), block(kWarps * 32);
+  const char* where = "gemv_fp16_cuda";
+  if (a.layout != 0 && (!can_permute(K) || a.group_shift < 7))  // (upload's layout_for never does this)
+    throw_error(ErrorKind::kInternal, where, "code layout %d with scale kind %d and group %d", a.layout,
+                static_cast<int>(K), 1 << a.group_shift);
   if constexpr (is_tensor_kind(K)) {  // NV kinds: the group is 16
-    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, true, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
-    else pdl::launch(gemv_kernel<K, ASYM, 2, true, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
+    return launch_m<K, ASYM, true, DEC, PRE, S, BITS, TILES, CodeLayout::kDisk>(a, grid, block, s);
   } else {
-    if (a.group_shift == 4) throw_error(ErrorKind::kUnsupported, "gemv_fp16_cuda", "group 16 is supported for the NV kinds only");
-    if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, false, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
-    else pdl::launch(gemv_kernel<K, ASYM, 2, false, DEC, PRE, S, BITS, TILES>, grid, block, 0, s, a);
+    if (a.group_shift == 4) throw_error(ErrorKind::kUnsupported, where, "group 16 is supported for the NV kinds only");
+    if constexpr (can_permute(K)) {
+      if (a.layout == static_cast<int>(CodeLayout::kQuad))
+        return launch_m<K, ASYM, false, DEC, PRE, S, BITS, TILES, CodeLayout::kQuad>(a, grid, block, s);
+      if (a.layout == static_cast<int>(CodeLayout::kPair))
+        return launch_m<K, ASYM, false, DEC, PRE, S, BITS, TILES, CodeLayout::kPair>(a, grid, block, s);
+    }
+    launch_m<K, ASYM, false, DEC, PRE, S, BITS, TILES, CodeLayout::kDisk>(a, grid, block, s);
   }
 }
 
@@ -470,7 +498,7 @@ bool two_tiles_pay(const GemvArgs& a) {
   static const int per_sm = [] {  // resident one-tile blocks per SM (asked on the first device)
     int n = 0;
     RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1>, kWarps * 32, 0));
+        &n, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1, 0>, kWarps * 32, 0));
     return n;
   }();
   const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
@@ -655,6 +683,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   const int stages = choose_stages();
   a.tiles = g_tiles;  // 0: two_tiles_pay decides
+  a.layout = static_cast<int>(w.layout);
   cudaStream_t s = detail::as_stream(stream);
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:

@@ -4,8 +4,9 @@
 //
 // One kernel template over the registry's scale kinds and code widths (4-bit: razer4, int4
 // sym/asym, fp4, nf4, mxfp4, mxfp4-razer, nvfp4, nvfp4-razer; 3-bit: razer3, int3 sym/asym,
-// fp3), reading the packed checkpoint layout as uploaded
-// (row-major little-endian code bitstreams, formats/SPEC.md): no re-tiling. Tensor cores
+// fp3), reading the packed checkpoint layout as uploaded (row-major little-endian code
+// bitstreams, formats/SPEC.md; with group % 128 == 0 upload() transposes the 8-code chunks of
+// each 128-column block for this kernel's x loads, gemv_layout.hpp). Tensor cores
 // (mma.sync m16n8k16, fp16 x fp16 -> fp32) do the products for M = 1 .. 16; the CUDA cores
 // decode each weight once, by bit manipulation where the grid allows, else through a table of
 // the format's values in shared memory.

@@ -24,6 +24,7 @@
 #include "formats/hf_checkpoint.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
+#include "kernels/cuda/gemv_layout.hpp"
 #include "kernels/cuda/pdl_cuda.hpp"
 #include "quantizer/format.hpp"
 #include "quantizer/pack.hpp"
@@ -35,6 +36,7 @@
 namespace razerq {
 namespace {
 
+using kernels::CodeLayout;
 using kernels::DeviceBuffer;
 using kernels::DeviceTensor;
 using quantizer::QuantizedTensor;
@@ -144,17 +146,20 @@ QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N,
   return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, c.bits, c.group, c.asym));
 }
 
-// Restores the automatic decoder, stage and tile choice when a test ends (also on failure).
+// Restores the automatic decoder, stage and tile choice and upload's code layout when a test ends
+// (also on failure).
 struct DecoderScope {
-  explicit DecoderScope(kernels::GemvDecoder d, int stages = 0, int tiles = 0) {
+  explicit DecoderScope(kernels::GemvDecoder d, int stages = 0, int tiles = 0, CodeLayout layout = CodeLayout::kAuto) {
     kernels::set_gemv_decoder(d);
     kernels::set_gemv_stages(stages);
     kernels::set_gemv_tiles(tiles);
+    kernels::set_upload_layout(layout);
   }
   ~DecoderScope() {
     kernels::set_gemv_decoder(kernels::GemvDecoder::kAuto);
     kernels::set_gemv_stages(0);
     kernels::set_gemv_tiles(0);
+    kernels::set_upload_layout(CodeLayout::kAuto);
   }
 };
 
@@ -162,18 +167,25 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}};
-  // (decoder, stages, tiles per block): two tiles with the bit decoders and the table.
-  const std::tuple<kernels::GemvDecoder, int, int> configs[] = {
-      {kernels::GemvDecoder::kBits, 0, 0}, {kernels::GemvDecoder::kTable, 0, 0}, {kernels::GemvDecoder::kBits, 2, 0},
-      {kernels::GemvDecoder::kTable, 2, 0}, {kernels::GemvDecoder::kBits, 0, 2}, {kernels::GemvDecoder::kTable, 0, 2}};
-  for (auto [dec, stages, tiles] : configs) {
-    DecoderScope scope(dec, stages, tiles);
+  // (decoder, stages, tiles per block, code layout where a permutation applies): two tiles with
+  // the bit decoders and the table; every code layout (gemv_layout.hpp) with both.
+  using G = kernels::GemvDecoder;
+  const std::tuple<G, int, int, CodeLayout> configs[] = {
+      {G::kBits, 0, 0, CodeLayout::kAuto},  {G::kTable, 0, 0, CodeLayout::kAuto}, {G::kBits, 2, 0, CodeLayout::kAuto},
+      {G::kTable, 2, 0, CodeLayout::kAuto}, {G::kBits, 0, 2, CodeLayout::kAuto},  {G::kTable, 0, 2, CodeLayout::kAuto},
+      {G::kBits, 0, 0, CodeLayout::kDisk},  {G::kTable, 0, 0, CodeLayout::kDisk}, {G::kBits, 0, 0, CodeLayout::kQuad},
+      {G::kTable, 0, 0, CodeLayout::kQuad}, {G::kBits, 0, 0, CodeLayout::kPair},  {G::kTable, 0, 0, CodeLayout::kPair}};
+  for (auto [dec, stages, tiles, layout] : configs) {
+    DecoderScope scope(dec, stages, tiles, layout);
     for (const GemvCase& c : kCases) {
       Stats worst;
       std::string decoder;
+      const char* layout_name = "";
       for (auto [N, K] : shapes) {
         const QuantizedTensor q = quantize_random(rng, c, N, K);
-        decoder = kernels::gemv_decoder_name(kernels::upload(q));
+        const DeviceTensor t = kernels::upload(q);
+        decoder = kernels::gemv_decoder_name(t);
+        layout_name = t.layout == CodeLayout::kQuad ? "quad" : t.layout == CodeLayout::kPair ? "pair" : "disk";
         for (int64_t M : {1, 2, 3, 8, 9, 16}) {
           const Stats s = check_gemv(q, M, rng, 1.f, label(c) + " (" + decoder + ") " + std::to_string(N) + "x" +
                                                          std::to_string(K) + " M=" + std::to_string(M));
@@ -181,8 +193,8 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
           worst.max_rel = std::max(worst.max_rel, s.max_rel);
         }
       }
-      std::printf("  %-18s %-10s tiles %d worst error / bound %.3f, worst |err| / max|y| %.2e\n", label(c).c_str(),
-                  decoder.c_str(), tiles == 2 ? 2 : 1, worst.max_excess, worst.max_rel);
+      std::printf("  %-18s %-10s tiles %d %-8s worst error / bound %.3f, worst |err| / max|y| %.2e\n",
+                  label(c).c_str(), decoder.c_str(), tiles == 2 ? 2 : 1, layout_name, worst.max_excess, worst.max_rel);
     }
   }
 }
@@ -385,6 +397,49 @@ TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
   EXPECT_NE(std::string(e2.what()).find("columns"), std::string::npos) << e2.what();
   EXPECT_EQ(test::catch_error([&] { (void)kernels::row_view(a, 8, 9); }).kind(), ErrorKind::kInvalidArgument);
   EXPECT_EQ(test::catch_error([&] { (void)kernels::row_view(a, 0, 0); }).kind(), ErrorKind::kInvalidArgument);
+}
+
+// The permuted code layouts (gemv_layout.hpp): upload applies one exactly where retile_applies
+// says (3- and 4-bit codes, groups that are multiples of 128; kQuad for RaZeR, kPair else), the
+// dequantization kernel reads each back to the same fp16 weights bit for bit, and tensors of two
+// layouts are not concatenated.
+TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const int64_t N = 37, K = 640;
+  for (const GemvCase& c : kCases) {
+    const QuantizedTensor q = quantize_random(rng, c, N, K);
+    const CodeLayout layouts[] = {CodeLayout::kAuto, CodeLayout::kDisk, CodeLayout::kQuad, CodeLayout::kPair};
+    const CodeLayout auto_layout = c.group % 128 != 0                 ? CodeLayout::kDisk
+                                   : std::string(c.format) == "razer" ? CodeLayout::kQuad
+                                                                      : CodeLayout::kPair;
+    std::vector<uint16_t> w[4];
+    for (int i = 0; i < 4; ++i) {
+      DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, layouts[i]);
+      const DeviceTensor t = kernels::upload(q);
+      const CodeLayout expect = layouts[i] == CodeLayout::kAuto ? auto_layout
+                                : c.group % 128 != 0             ? CodeLayout::kDisk
+                                                                 : layouts[i];
+      EXPECT_EQ(static_cast<int>(t.layout), static_cast<int>(expect)) << label(c) << " asked " << i;
+      EXPECT_EQ(static_cast<int>(kernels::row_view(t, 3, 5).layout), static_cast<int>(t.layout)) << label(c);
+      DeviceBuffer d(static_cast<size_t>(N * K) * 2);
+      d.fill_bytes(0xff);
+      kernels::dequantize_fp16_cuda(t, d.as<uint16_t>());
+      kernels::cuda_synchronize();
+      w[i].resize(static_cast<size_t>(N * K));
+      d.copy_to_host(w[i].data(), w[i].size() * 2);
+    }
+    for (int i = 1; i < 4; ++i) EXPECT_EQ(w[i], w[0]) << label(c) << " layout " << i;
+  }
+  const QuantizedTensor q = quantize_random(rng, kCases[0], 16, 256);
+  const DeviceTensor a = kernels::upload(q);
+  DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kDisk);
+  const DeviceTensor b = kernels::upload(q);
+  EXPECT_EQ(static_cast<int>(a.layout), static_cast<int>(CodeLayout::kQuad));
+  EXPECT_EQ(static_cast<int>(b.layout), static_cast<int>(CodeLayout::kDisk));
+  const Error e = test::catch_error([&] { (void)kernels::concat_rows({&a, &b}); });
+  EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("layout"), std::string::npos) << e.what();
 }
 
 // Programmatic dependent launch (pdl_cuda.hpp): a chain of products where each reads the one

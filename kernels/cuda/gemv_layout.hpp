@@ -1,0 +1,98 @@
+#pragma once
+// The device layout of a packed tensor's codes (kernels::upload): the checkpoint's row bitstreams
+// (formats/SPEC.md), with the 8-code chunks of every 128-column block permuted where the fused
+// GEMV reads them better, else as on disk. Plain C++ (host and device); includes no CUDA header.
+//
+// Why: the GEMV's lane t (of 4 per weight row) loads 16 contiguous bytes of codes per row and
+// 128-column block, and must hold x at the same columns (mma.sync pairs A's and B's k-slots by
+// lane). On disk those bytes are columns 32 t .. 32 t + 31, so a lane's four 16-byte x loads
+// are contiguous and the four lanes of an x row are 64 bytes apart: each load touches two
+// 128-byte lines per x row, 16 L1 wavefronts per load at M = 8, four loads per block, against
+// 2 x 8 for the codes. That made M = 8 20-25 % slower than M = 4 and M = 16 up to 2.4x slower than M = 4
+// (bench/gemv.md). Permuted, a lane's 16 bytes hold the chunks of other columns:
+//  kQuad: columns 32 w + 8 t (w = 0..3): x load w of the four lanes of a row is 64 contiguous
+//         bytes, one line per row.
+//  kPair: columns 64 (w >> 1) + 16 t + 8 (w & 1): x loads 0 and 1 (2 and 3) of the four lanes
+//         cover one 128-byte line, 32 bytes apart, the second load hitting the sectors the first
+//         brought in (as on disk), with one line per load and row.
+// Both halve the x wavefronts; measured (bench/gemv.md, 2026-11-24 fourth session) kPair keeps
+// int4 / fp4 at M = 1 where kQuad lost 1-7 %, and kQuad keeps RaZeR at M = 1 where kPair lost
+// 1-3 %; at M = 8 and 16 both gain. Hence layout_for: kQuad for the RaZeR kinds, kPair else.
+// Applies when every 128-column block lies inside one group (group % 128 == 0), so a lane's codes
+// still share one scale; the on-disk spec does not change.
+//
+// Chunk c (0..15) of a block, columns 8 c .. 8 c + 7, sits at position retile_chunk(c). A chunk
+// is 8 codes: one 32-bit word at 4 bits, 24 bits at 3 bits (the bitstream order is kept inside
+// a chunk).
+#include <cstdint>
+#include <vector>
+
+#include "quantizer/format.hpp"
+
+#ifndef RAZERQ_HD
+#ifdef __CUDACC__
+#define RAZERQ_HD __host__ __device__ __forceinline__
+#else
+#define RAZERQ_HD inline
+#endif
+#endif
+
+namespace razerq::kernels {
+
+inline constexpr int kRetileColumns = 128;  // a block of columns whose chunks are permuted
+
+// kAuto is a setting only (set_upload_layout): layout_for decides.
+enum class CodeLayout : int { kAuto = -1, kDisk = 0, kQuad = 1, kPair = 2 };
+
+// The position of chunk c (counted from the row's start) in the permuted row: in each block of
+// 16, kQuad swaps the two 2-bit halves of c (4 j + t -> 4 t + j), kPair moves 8 j + 2 t + h to
+// 4 t + 2 j + h.
+RAZERQ_HD int retile_chunk(int c, CodeLayout l) {
+  if (l == CodeLayout::kPair) return (c & ~15) | (((c >> 1) & 3) << 2) | (((c >> 3) & 1) << 1) | (c & 1);
+  if (l == CodeLayout::kQuad) return (c & ~15) | ((c & 3) << 2) | ((c >> 2) & 3);
+  return c;
+}
+
+// Whether a tensor of this code width, group and column count may be permuted (the fused GEMV's
+// code widths; its other conditions do not matter here: the dequantization kernel reads every
+// layout).
+inline bool retile_applies(int bits, int group, int64_t cols) {
+  return (bits == 3 || bits == 4) && group > 0 && group % kRetileColumns == 0 && cols % kRetileColumns == 0;
+}
+
+// The layout upload() gives a tensor: `want` where it applies (kAuto: kQuad for the RaZeR kinds
+// with fp16 scales, kPair for the others), else kDisk.
+inline CodeLayout layout_for(const quantizer::FormatConfig& cfg, int64_t cols, CodeLayout want = CodeLayout::kAuto) {
+  if (!retile_applies(cfg.bits, cfg.group, cols) || want == CodeLayout::kDisk) return CodeLayout::kDisk;
+  if (want != CodeLayout::kAuto) return want;
+  return cfg.spec().scale_kind == quantizer::ScaleKind::kFp16Razer ? CodeLayout::kQuad : CodeLayout::kPair;
+}
+
+// The permuted copy of `rows` row bitstreams of `words_per_row` 32-bit words, `cols` codes of
+// `bits` bits each (retile_applies must hold).
+inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, int64_t words_per_row, int64_t cols,
+                                          int bits, CodeLayout layout) {
+  std::vector<uint32_t> out(static_cast<size_t>(rows * words_per_row), 0u);
+  const int64_t chunks = cols / 8;
+  const uint64_t mask = (uint64_t{1} << (8 * bits)) - 1;  // one chunk: 8 codes of `bits` bits
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t* src = words + r * words_per_row;
+    uint32_t* dst = out.data() + r * words_per_row;
+    auto get = [&](int64_t bit) {  // 8 * bits (<= 32) bits from `bit` on
+      const int64_t w = bit >> 5;
+      uint64_t v = src[w];
+      if (w + 1 < words_per_row) v |= static_cast<uint64_t>(src[w + 1]) << 32;
+      return (v >> (bit & 31)) & mask;
+    };
+    auto put = [&](int64_t bit, uint64_t v) {
+      const int64_t w = bit >> 5;
+      const uint64_t s = v << (bit & 31);
+      dst[w] |= static_cast<uint32_t>(s);
+      if (s >> 32) dst[w + 1] |= static_cast<uint32_t>(s >> 32);
+    };
+    for (int64_t c = 0; c < chunks; ++c) put(retile_chunk(static_cast<int>(c), layout) * 8 * bits, get(c * 8 * bits));
+  }
+  return out;
+}
+
+}  // namespace razerq::kernels

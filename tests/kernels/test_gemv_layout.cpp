@@ -1,0 +1,93 @@
+// The fused GEMV's device code layouts (kernels/cuda/gemv_layout.hpp), on the CPU: the header the
+// upload and both CUDA kernels use. Reference: quantizer::unpack_row (the checkpoint's bitstream
+// reader) on the original and the permuted rows, and each layout written out by hand from where
+// the GEMV's lane t reads its word w: the code of column c = 128 b + (columns of lane t's word w)
+// + e must sit at position 128 b + 32 t + 8 w + e.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/cuda/gemv_layout.hpp"
+#include "quantizer/format.hpp"
+#include "quantizer/pack.hpp"
+#include "tests/kernels/kernel_test_util.hpp"
+
+namespace razerq {
+namespace {
+
+using kernels::CodeLayout;
+
+// The first column (within its block) of lane t's word w.
+int64_t word_column(CodeLayout l, int t, int w) {
+  if (l == CodeLayout::kQuad) return 32 * w + 8 * t;
+  if (l == CodeLayout::kPair) return 64 * (w / 2) + 16 * t + 8 * (w % 2);
+  return 32 * t + 8 * w;
+}
+
+TEST(GemvLayout, RetileChunkPutsEachChunkWhereItsLaneReadsIt) {
+  for (CodeLayout l : {CodeLayout::kDisk, CodeLayout::kQuad, CodeLayout::kPair})
+    for (int b = 0; b < 3; ++b)
+      for (int t = 0; t < 4; ++t)
+        for (int w = 0; w < 4; ++w) {
+          const int chunk = 16 * b + static_cast<int>(word_column(l, t, w) / 8);
+          EXPECT_EQ(kernels::retile_chunk(chunk, l), 16 * b + 4 * t + w)
+              << "layout " << static_cast<int>(l) << " lane " << t << " word " << w;
+        }
+}
+
+TEST(GemvLayout, PermutedRowsHoldEveryCodeWhereTheKernelReadsIt) {
+  std::mt19937 rng(test::test_seed());
+  std::uniform_int_distribution<uint32_t> u32;
+  for (CodeLayout l : {CodeLayout::kQuad, CodeLayout::kPair}) {
+    for (int bits : {3, 4}) {
+      for (int64_t cols : {128, 384, 1024}) {
+        const int64_t rows = 3, words = cols * bits / 32;
+        std::vector<uint32_t> w(static_cast<size_t>(rows * words));
+        for (auto& v : w) v = u32(rng);
+        const std::vector<uint32_t> r = kernels::retile_codes(w.data(), rows, words, cols, bits, l);
+        ASSERT_EQ(r.size(), w.size());
+        std::vector<uint8_t> a(static_cast<size_t>(cols)), b(static_cast<size_t>(cols));
+        for (int64_t row = 0; row < rows; ++row) {
+          quantizer::unpack_row(w.data() + row * words, cols, bits, a.data());
+          quantizer::unpack_row(r.data() + row * words, cols, bits, b.data());
+          for (int64_t blk = 0; blk < cols / 128; ++blk)
+            for (int t = 0; t < 4; ++t)
+              for (int wd = 0; wd < 4; ++wd)
+                for (int e = 0; e < 8; ++e) {
+                  const int64_t c = 128 * blk + word_column(l, t, wd) + e, p = 128 * blk + 32 * t + 8 * wd + e;
+                  ASSERT_EQ(b[static_cast<size_t>(p)], a[static_cast<size_t>(c)])
+                      << "layout " << static_cast<int>(l) << ", " << bits << "-bit, " << cols << " columns, row " << row
+                      << ", column " << c;
+                }
+        }
+      }
+    }
+  }
+}
+
+TEST(GemvLayout, AppliesToThreeAndFourBitCodesWithBlockWideGroups) {
+  EXPECT_TRUE(kernels::retile_applies(4, 128, 4096));
+  EXPECT_TRUE(kernels::retile_applies(3, 256, 384));
+  EXPECT_FALSE(kernels::retile_applies(4, 64, 4096));   // a lane's columns would span two groups
+  EXPECT_FALSE(kernels::retile_applies(4, 32, 4096));   // MX
+  EXPECT_FALSE(kernels::retile_applies(4, 16, 4096));   // NV
+  EXPECT_FALSE(kernels::retile_applies(4, 128, 200));   // not whole blocks (no fused GEMV either)
+  EXPECT_FALSE(kernels::retile_applies(8, 128, 4096));  // not a fused-GEMV code width
+  EXPECT_FALSE(kernels::retile_applies(2, 128, 4096));
+  using quantizer::make_format_config;
+  EXPECT_EQ(kernels::layout_for(make_format_config("razer", 4, 128, false), 4096), CodeLayout::kQuad);
+  EXPECT_EQ(kernels::layout_for(make_format_config("razer", 3, 128, false), 4096), CodeLayout::kQuad);
+  EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 128, true), 4096), CodeLayout::kPair);
+  EXPECT_EQ(kernels::layout_for(make_format_config("fp4", 4, 256, false), 4096), CodeLayout::kPair);
+  EXPECT_EQ(kernels::layout_for(make_format_config("razer", 4, 64, false), 4096), CodeLayout::kDisk);
+  EXPECT_EQ(kernels::layout_for(make_format_config("mxfp4", 4, 32, false), 4096), CodeLayout::kDisk);
+  EXPECT_EQ(kernels::layout_for(make_format_config("int", 8, 128, false), 4096), CodeLayout::kDisk);
+  EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 128, false), 4096, CodeLayout::kQuad), CodeLayout::kQuad);
+  EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 128, false), 4096, CodeLayout::kDisk), CodeLayout::kDisk);
+  EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 64, false), 4096, CodeLayout::kPair), CodeLayout::kDisk);
+}
+
+}  // namespace
+}  // namespace razerq
