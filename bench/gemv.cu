@@ -5,8 +5,8 @@
 // the median of 15 batches.
 //   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
 // Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2"),
-// the 16-row tiles per block (":t1", ":t2") or the device code layout (":disk", ":quad", ":pair";
-// kernels/cuda/gemv_layout.hpp; default: upload's choice).
+// the 16-row tiles per block (":t1", ":t2"), the device code layout (":disk", ":quad", ":pair";
+// kernels/cuda/gemv_layout.hpp; default: upload's choice) or no split tail (":ns", set_gemv_split).
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -402,6 +402,8 @@ int main(int argc, char** argv) {
       kernels::set_gemv_stages(opts.find(":s1") != std::string::npos ? 1 : opts.find(":s2") != std::string::npos ? 2 : 0);
       const int tiles = opts.find(":t1") != std::string::npos ? 1 : opts.find(":t2") != std::string::npos ? 2 : 0;
       kernels::set_gemv_tiles(tiles);
+      const bool no_split = opts.find(":ns") != std::string::npos;
+      kernels::set_gemv_split(no_split ? 1 : 0);
       using kernels::CodeLayout;
       const CodeLayout layout = opts.find(":disk") != std::string::npos   ? CodeLayout::kDisk
                                 : opts.find(":quad") != std::string::npos ? CodeLayout::kQuad
@@ -428,7 +430,8 @@ int main(int argc, char** argv) {
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
       kernels::set_upload_layout(CodeLayout::kAuto);
       const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
-                               (tiles ? " tiles " + std::to_string(tiles) : "") + (ws[0].layout == CodeLayout::kQuad ? " quad" : ws[0].layout == CodeLayout::kPair ? " pair" : "");
+                               (tiles ? " tiles " + std::to_string(tiles) : "") + (ws[0].layout == CodeLayout::kQuad ? " quad" : ws[0].layout == CodeLayout::kPair ? " pair" : "") +
+                               (no_split ? " no split" : "");
       for (int M : Ms) {
         double us_pdl[2];
         for (int pdl = 0; pdl < 2; ++pdl) {

@@ -25,6 +25,7 @@
 // format's values in shared memory (one per special value for the RaZeR kinds); then the zero
 // point (asym int) and one HMUL2 by the group's fp16 inner scale.
 // bench/gemv.md has the measurements and what was tried.
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -66,6 +67,8 @@ struct GemvArgs {
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   int tiles;                 // host side: 16-row tiles per block, 0 = two_tiles_pay decides
   int layout;                // host side: CodeLayout of the codes (gemv_layout.hpp; the LAYOUT kernels)
+  int split_from;            // one-tile blocks from this (even) index on take half of a tile's K each,
+                             // in clusters of two (split_plan); INT_MAX: none
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
   uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
                                  // XOR 0x80, in all four bytes (gemv_e2m1.cuh);
@@ -310,7 +313,11 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // LAYOUT (CodeLayout, gemv_layout.hpp): where the lane's code word w lies, 32 t + 8 w (kDisk),
 // 32 w + 8 t (kQuad) or 64 (w >> 1) + 16 t + 8 (w & 1) (kPair) in the block; its x load w follows.
 // The group is the block's for the permuted layouts (they need group % 128 == 0).
-template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT>
+// SPLIT (one tile per block): blocks from a.split_from on are the split tail's cluster pairs. A
+// template parameter: the runtime range and the exchange cost registers in every kernel otherwise
+// (nvfp4-razer 80 -> 93, one resident block less per SM).
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
+          bool SPLIT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
@@ -318,6 +325,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
                                                     K == ScaleKind::kE3M3RazerTensor);
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
   __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
+  __shared__ float xfer[4 * MT][32];          // split tail: the second half's sums, written by its block
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   if (DEC == Decode::kLut) {
     if (tid < kTables * 16) lut[tid] = a.table[tid];
@@ -330,10 +338,20 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   // same blocks of K in the same order, so each x load of one group is an L1 hit for the other.
   constexpr int kw = kWarps / TILES;
   const int tile = warp / kw, wk = warp % kw;
-  const int n0 = (blockIdx.x * TILES + tile) * kRowsPerBlock;
+  const int kblocks = a.K >> 7;
+  // Split tail (split_plan, one tile per block): block split_from + 2 i + h (h = its rank in the
+  // cluster) takes the 128-column blocks [h kblocks / 2, (h + 1) kblocks / 2) of tile split_from + i.
+  int block_tile = blockIdx.x, kb_begin = 0, kb_end = kblocks, half = -1;
+  if (SPLIT && static_cast<int>(blockIdx.x) >= a.split_from) {
+    const int u = static_cast<int>(blockIdx.x) - a.split_from;
+    block_tile = a.split_from + (u >> 1);
+    half = u & 1;
+    kb_begin = half ? kblocks >> 1 : 0;
+    kb_end = half ? kblocks : kblocks >> 1;
+  }
+  const int n0 = (block_tile * TILES + tile) * kRowsPerBlock;
   const int nA = n0 + g, nB = nA + 8;
   const bool okA = nA < a.N, okB = nB < a.N;
-  const int kblocks = a.K >> 7;
   const uint32_t* wA = a.codes + static_cast<int64_t>(okA ? nA : 0) * a.code_words;
   const uint32_t* wB = a.codes + static_cast<int64_t>(okB ? nB : 0) * a.code_words;
   const bool m0_ok = g < a.M, m1_ok = MT == 2 && g + 8 < a.M;
@@ -342,20 +360,20 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
 
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
   auto load_q = [&](const uint32_t* w, bool ok, int kb) {
-    if (!(ok && kb < kblocks)) return make_uint4(0, 0, 0, 0);
+    if (!(ok && kb < kb_end)) return make_uint4(0, 0, 0, 0);
     if constexpr (BITS == 4) return ld_stream(w + kb * 16 + t * 4);
     const uint32_t* p = w + kb * 12 + t * 3;
     return make_uint4(ld_stream32(p), ld_stream32(p + 1), ld_stream32(p + 2), 0u);
   };
   auto load_g = [&](int n, bool ok, int kb, int second) {
     const int64_t gi = static_cast<int64_t>(n) * a.groups_per_row + ((kb * 128 + t * 32) >> a.group_shift) + second;
-    return ok && kb < kblocks ? load_group<K>(a, gi) : Group{0, 0};
+    return ok && kb < kb_end ? load_group<K>(a, gi) : Group{0, 0};
   };
   uint4 qa[kStages], qb[kStages];
   Group ga0[kStages], gb0[kStages], ga1[kStages], gb1[kStages];
 #pragma unroll
   for (int s = 0; s < kStages; ++s) {
-    const int kb = wk + s * kw;
+    const int kb = kb_begin + wk + s * kw;
     qa[s] = load_q(wA, okA, kb), qb[s] = load_q(wB, okB, kb);
     ga0[s] = load_g(nA, okA, kb, 0), gb0[s] = load_g(nB, okB, kb, 0);
     if constexpr (G16) ga1[s] = load_g(nA, okA, kb, 1), gb1[s] = load_g(nB, okB, kb, 1);
@@ -363,11 +381,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
   // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
   pdl::wait();
-  for (int kb0 = wk; kb0 < kblocks; kb0 += kStages * kw) {
+  for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kStages * kw) {
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       const int kb = kb0 + s * kw;
-      if (kb >= kblocks) break;
+      if (kb >= kb_end) break;
       const int col = kb * 128 + t * 32;  // first of this lane's 32 columns on disk (its group)
       // x: 32 halves of row g (and g + 8) at the columns of the lane's 4 code words (8 each), as
       // 16 half2 words: word i's columns start at xcol + 8 xoff(i).
@@ -440,26 +458,93 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     if constexpr (MT == 2) red[warp][4 + i][lane] = acc1[i];
   }
   __syncthreads();
-  if (wk != 0) return;  // the first warp of each tile sums its tile's warps
+  float sum[4 * MT];  // the first warp of each tile sums its tile's warps
+  if (wk == 0) {
+#pragma unroll
+    for (int i = 0; i < 4 * MT; ++i) {
+      sum[i] = 0.f;
+#pragma unroll
+      for (int w = 0; w < kw; ++w) sum[i] += red[warp + w][i][lane];
+    }
+  }
+  if (SPLIT && half >= 0) {  // split tail: the second half's sums go to the first's block,
+    namespace cg = cooperative_groups;  // which adds them after its own (a fixed order)
+    cg::cluster_group cluster = cg::this_cluster();
+    if (half == 1 && wk == 0) {
+      float* dst = cluster.map_shared_rank(&xfer[0][0], 0);
+#pragma unroll
+      for (int i = 0; i < 4 * MT; ++i) dst[i * 32 + lane] = sum[i];
+    }
+    cluster.sync();  // every thread of both blocks; the writes above are visible after it
+    if (half == 1) return;
+    if (wk == 0) {
+#pragma unroll
+      for (int i = 0; i < 4 * MT; ++i) sum[i] += xfer[i][lane];
+    }
+  }
+  if (wk != 0) return;
 #pragma unroll
   for (int i = 0; i < 4 * MT; ++i) {
-    float sum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kw; ++w) sum += red[warp + w][i][lane];
     const int n = n0 + g + ((i & 2) ? 8 : 0);
     const int m = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
-    if (m < a.M && n < a.N) a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(sum * a.outer));
+    if (m < a.M && n < a.N) a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(sum[i] * a.outer));
   }
 }
 
 // Permuted codes come with group % 128 == 0, which only the fp16-scale kinds allow (MX: 32, NV: 16).
 constexpr bool can_permute(ScaleKind k) { return k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer; }
 
+int g_split = 0;  // set_gemv_split: 0 split_plan, 1 never, 2 every tile
+
+// The split tail: the first block index whose tile is split in two halves of K (INT_MAX: none).
+// With one tile per block, a grid of more than one wave of resident blocks whose last, partial
+// wave holds at most half a wave of tiles leaves most SMs idle while that wave runs (28672x8192:
+// 1792 tiles on 528 slots at M <= 8 for int4 are 3 waves + 208 tiles). Splitting those tiles
+// (rounded to an even first block: the halves are cluster pairs) runs the tail as 2 x 208 blocks
+// of half the length. Rows of fewer than 16 blocks of K are not split. Measured at 28672x8192
+// (bench/gemv.md, 2026-11-24 fourth session, split against not in one call): int3 1.05-1.07x at
+// every M, fp4 1.06x and int4 1.01x at M = 8, but int4 0.97x at M = 1..4 (the block scheduler
+// already back-fills most of the tail there; the halves pay their start-up latency twice). Hence
+// 4-bit codes split only for M > 4. (razer4 / razer3 keep 3 blocks per SM: 208 tiles are more
+// than half of 396 slots, so they never split at that shape.)
+int split_plan(const GemvArgs& a, int per_sm, int bits) {
+  const int64_t tiles = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
+  if (g_split == 1) return INT_MAX;
+  if (g_split == 2) return 0;
+  if ((a.K >> 7) < 16 || (bits == 4 && a.M <= 4)) return INT_MAX;
+  const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
+  if (slots <= 0 || tiles <= slots || tiles % slots == 0) return INT_MAX;
+  int64_t from = tiles - tiles % slots;
+  from -= from & 1;
+  return 2 * (tiles - from) <= slots ? static_cast<int>(from) : INT_MAX;
+}
+
+template <class Kernel>
+int resident_blocks_per_sm(Kernel k) {
+  int n = 0;
+  RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, kWarps * 32, 0));
+  return n;
+}
+
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L>
-void launch_m(const GemvArgs& a, dim3 grid, dim3 block, cudaStream_t s) {
+void launch_m(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
-  if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL>, grid, block, 0, s, a);
-  else pdl::launch(gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL>, grid, block, 0, s, a);
+  GemvArgs a = a0;
+  a.split_from = INT_MAX;
+  if constexpr (TILES == 1 && S == 1) {
+    auto* k1 = gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true>;
+    auto* k2 = gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true>;
+    // Resident blocks per SM of each split kernel (asked on the first device; registers differ by MT).
+    static const int per_sm1 = resident_blocks_per_sm(k1), per_sm2 = resident_blocks_per_sm(k2);
+    const int from = split_plan(a, a.M <= 8 ? per_sm1 : per_sm2, BITS);
+    if (from != INT_MAX) {
+      a.split_from = from;
+      grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
+      return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, 0, s, 2u, a);
+    }
+  }
+  if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false>, grid, block, 0, s, a);
+  else pdl::launch(gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false>, grid, block, 0, s, a);
 }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS, int TILES>
@@ -498,7 +583,7 @@ bool two_tiles_pay(const GemvArgs& a) {
   static const int per_sm = [] {  // resident one-tile blocks per SM (asked on the first device)
     int n = 0;
     RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1, 0>, kWarps * 32, 0));
+        &n, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1, 0, false>, kWarps * 32, 0));
     return n;
   }();
   const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
@@ -701,6 +786,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
 void set_gemv_decoder(GemvDecoder d) { g_decoder = d; }
 void set_gemv_stages(int stages) { g_stages = stages; }
 void set_gemv_tiles(int tiles) { g_tiles = tiles == 1 || tiles == 2 ? tiles : 0; }
+void set_gemv_split(int mode) { g_split = mode == 1 || mode == 2 ? mode : 0; }
 
 const char* gemv_decoder_name(const DeviceTensor& w) {
   if (!gemv_supported(w)) return "unsupported";

@@ -59,6 +59,14 @@ void set_gemv_stages(int stages);
 // which warps add which blocks of K, so y may differ in the last bits between settings; every
 // setting stays within the reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_tiles(int tiles);
+// The split tail (one tile per block; gemv.cu split_plan): 0 = automatic (the last, partial wave of
+// a multi-wave grid is split into halves of K when it holds at most half a wave of tiles, for
+// 3-bit codes and for 4-bit codes with M > 4; the
+// halves are a cluster pair, the second adding its sums into the first's shared memory, the first
+// adding them after its own: deterministic), 1 = never, 2 = every tile (tests). Splitting changes
+// the fp32 summation order, so y may differ in the last bits; every setting stays within the
+// reference's bound. Process-wide, for tests and benchmarks.
+void set_gemv_split(int mode);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
 // "fp3-bits/1", "fp3-prmt/1" (razer3), "table/1", ... (decoder / stages), or "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w);

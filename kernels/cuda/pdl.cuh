@@ -30,20 +30,36 @@ __device__ __forceinline__ void launch_dependents() {
 // Whether a launch on s carries the attribute (pdl_cuda.hpp: setting, stream, device).
 bool use(cudaStream_t s);
 
-// kernel<<<grid, block, smem, s>>>(args...), with the attribute where use(s); launch errors throw.
+// kernel<<<grid, block, smem, s>>>(args...), with the attribute where use(s), in thread-block
+// clusters of cluster_x blocks along x when cluster_x > 1 (sm_90); launch errors throw.
 template <class... P, class... A>
-void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+void launch_clustered(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, unsigned cluster_x,
+                      A&&... args) {
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (use(s)) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster_x > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster_x;
+    attr[n].val.clusterDim.y = 1;
+    attr[n++].val.clusterDim.z = 1;
+  }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cfg.attrs = attr;
-  cfg.numAttrs = use(s) ? 1 : 0;
+  cfg.numAttrs = n;
   RAZERQ_CUDA(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...));
+}
+
+template <class... P, class... A>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
+  launch_clustered(kernel, grid, block, smem, s, 1u, std::forward<A>(args)...);
 }
 
 }  // namespace razerq::kernels::pdl

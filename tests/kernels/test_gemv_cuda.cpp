@@ -146,10 +146,12 @@ QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N,
   return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, c.bits, c.group, c.asym));
 }
 
-// Restores the automatic decoder, stage and tile choice and upload's code layout when a test ends
-// (also on failure).
+// Restores the automatic decoder, stage, tile and split choice and upload's code layout when a
+// test ends (also on failure).
 struct DecoderScope {
-  explicit DecoderScope(kernels::GemvDecoder d, int stages = 0, int tiles = 0, CodeLayout layout = CodeLayout::kAuto) {
+  explicit DecoderScope(kernels::GemvDecoder d, int stages = 0, int tiles = 0, CodeLayout layout = CodeLayout::kAuto,
+                        int split = 0) {
+    kernels::set_gemv_split(split);
     kernels::set_gemv_decoder(d);
     kernels::set_gemv_stages(stages);
     kernels::set_gemv_tiles(tiles);
@@ -160,6 +162,7 @@ struct DecoderScope {
     kernels::set_gemv_stages(0);
     kernels::set_gemv_tiles(0);
     kernels::set_upload_layout(CodeLayout::kAuto);
+    kernels::set_gemv_split(0);
   }
 };
 
@@ -167,16 +170,20 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}};
-  // (decoder, stages, tiles per block, code layout where a permutation applies): two tiles with
-  // the bit decoders and the table; every code layout (gemv_layout.hpp) with both.
+  // (decoder, stages, tiles per block, code layout where a permutation applies, split): two tiles
+  // with the bit decoders and the table; every code layout (gemv_layout.hpp) with both; every tile
+  // split into two halves of K (set_gemv_split(2): the cluster pairs of the split tail) with both.
   using G = kernels::GemvDecoder;
-  const std::tuple<G, int, int, CodeLayout> configs[] = {
-      {G::kBits, 0, 0, CodeLayout::kAuto},  {G::kTable, 0, 0, CodeLayout::kAuto}, {G::kBits, 2, 0, CodeLayout::kAuto},
-      {G::kTable, 2, 0, CodeLayout::kAuto}, {G::kBits, 0, 2, CodeLayout::kAuto},  {G::kTable, 0, 2, CodeLayout::kAuto},
-      {G::kBits, 0, 0, CodeLayout::kDisk},  {G::kTable, 0, 0, CodeLayout::kDisk}, {G::kBits, 0, 0, CodeLayout::kQuad},
-      {G::kTable, 0, 0, CodeLayout::kQuad}, {G::kBits, 0, 0, CodeLayout::kPair},  {G::kTable, 0, 0, CodeLayout::kPair}};
-  for (auto [dec, stages, tiles, layout] : configs) {
-    DecoderScope scope(dec, stages, tiles, layout);
+  const std::tuple<G, int, int, CodeLayout, int> configs[] = {
+      {G::kBits, 0, 0, CodeLayout::kAuto, 0},  {G::kTable, 0, 0, CodeLayout::kAuto, 0},
+      {G::kBits, 2, 0, CodeLayout::kAuto, 0},  {G::kTable, 2, 0, CodeLayout::kAuto, 0},
+      {G::kBits, 0, 2, CodeLayout::kAuto, 0},  {G::kTable, 0, 2, CodeLayout::kAuto, 0},
+      {G::kBits, 0, 0, CodeLayout::kDisk, 0},  {G::kTable, 0, 0, CodeLayout::kDisk, 0},
+      {G::kBits, 0, 0, CodeLayout::kQuad, 0},  {G::kTable, 0, 0, CodeLayout::kQuad, 0},
+      {G::kBits, 0, 0, CodeLayout::kPair, 0},  {G::kTable, 0, 0, CodeLayout::kPair, 0},
+      {G::kBits, 0, 1, CodeLayout::kAuto, 2},  {G::kTable, 0, 1, CodeLayout::kAuto, 2}};
+  for (auto [dec, stages, tiles, layout, split] : configs) {
+    DecoderScope scope(dec, stages, tiles, layout, split);
     for (const GemvCase& c : kCases) {
       Stats worst;
       std::string decoder;
@@ -193,8 +200,9 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
           worst.max_rel = std::max(worst.max_rel, s.max_rel);
         }
       }
-      std::printf("  %-18s %-10s tiles %d %-8s worst error / bound %.3f, worst |err| / max|y| %.2e\n",
-                  label(c).c_str(), decoder.c_str(), tiles == 2 ? 2 : 1, layout_name, worst.max_excess, worst.max_rel);
+      std::printf("  %-18s %-10s tiles %d %-4s %-5s worst error / bound %.3f, worst |err| / max|y| %.2e\n",
+                  label(c).c_str(), decoder.c_str(), tiles == 2 ? 2 : 1, layout_name, split == 2 ? "split" : "",
+                  worst.max_excess, worst.max_rel);
     }
   }
 }
