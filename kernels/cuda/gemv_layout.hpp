@@ -16,7 +16,7 @@
 //         cover one 128-byte line, 32 bytes apart, the second load hitting the sectors the first
 //         brought in (as on disk), with one line per load and row.
 // Both halve the x wavefronts; measured (bench/gemv.md, 2026-11-24 fourth session) kPair keeps
-// int4 / fp4 at M = 1 where kQuad lost 1-7 %, and kQuad keeps RaZeR at M = 1 where kPair lost
+// int4 at M = 1..4 where kQuad lost 1-7 %, and kQuad keeps razer4 at M = 1 where kPair lost
 // 1-3 %; at M = 8 and 16 both gain. Hence layout_for: kQuad for the RaZeR kinds, kPair else.
 // Applies when every 128-column block lies inside one group (group % 128 == 0), so a lane's codes
 // still share one scale; the on-disk spec does not change.
