@@ -4,7 +4,8 @@
 //
 // Work split. A block (8 warps) owns 16 output channels (rows n0 .. n0+15 of W) and all of K;
 // its warps take the 128-column blocks of K round robin and their partial sums are added in
-// shared memory at the end. Inside a warp, lane = 4 g + t holds rows n0 + g and n0 + g + 8,
+// shared memory at the end (the split tail, split_plan: a cluster pair of blocks takes the two
+// halves of K of one tile, the second adding its sums into the first's shared memory). Inside a warp, lane = 4 g + t holds rows n0 + g and n0 + g + 8,
 // columns 32 t .. 32 t + 31 of each 128-block: one 16-byte load of 32 contiguous 4-bit codes per
 // row, lane and block (whole 32-byte sectors). The same lane loads x[g][those 32 columns] (and
 // x[g + 8]). Permuted codes (gemv_layout.hpp, group % 128 == 0) hold other columns in those 16
