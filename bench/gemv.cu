@@ -429,8 +429,11 @@ int main(int argc, char** argv) {
       kernels::set_upload_layout(layout);
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
       kernels::set_upload_layout(CodeLayout::kAuto);
+      const char* layout_name = ws[0].layout == CodeLayout::kQuad   ? " quad"
+                                : ws[0].layout == CodeLayout::kPair ? " pair"
+                                                                    : "";
       const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
-                               (tiles ? " tiles " + std::to_string(tiles) : "") + (ws[0].layout == CodeLayout::kQuad ? " quad" : ws[0].layout == CodeLayout::kPair ? " pair" : "") +
+                               (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
                                (no_split ? " no split" : "");
       for (int M : Ms) {
         double us_pdl[2];

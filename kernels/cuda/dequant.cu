@@ -300,7 +300,8 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
       layout != CodeLayout::kDisk
           ? retile_codes(q.codes.data(), q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout)
           : std::vector<uint32_t>();
-  const void* src[5] = {layout != CodeLayout::kDisk ? permuted.data() : q.codes.data(), q.scales16.data(), q.scales8.data(), q.zeros.data(), q.sv_index.data()};
+  const void* src[5] = {layout != CodeLayout::kDisk ? permuted.data() : q.codes.data(), q.scales16.data(),
+                        q.scales8.data(), q.zeros.data(), q.sv_index.data()};
   const size_t bytes[5] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
                            q.scales8.size() * sizeof(uint8_t), q.zeros.size() * sizeof(uint32_t),
                            q.sv_index.size() * sizeof(uint8_t)};
