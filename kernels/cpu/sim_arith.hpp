@@ -32,11 +32,7 @@
 #include <cstring>
 #include <string>
 
-#if defined(__CUDACC__)
-#define RAZERQ_HD __host__ __device__ __forceinline__
-#else
-#define RAZERQ_HD inline
-#endif
+#include "kernels/host_device.hpp"
 
 namespace razerq::kernels {
 

@@ -5,13 +5,7 @@
 // RAZERQ_HD marks a function for both. Includes no CUDA header.
 #include <cstdint>
 
-#ifndef RAZERQ_HD
-#ifdef __CUDACC__
-#define RAZERQ_HD __host__ __device__ __forceinline__
-#else
-#define RAZERQ_HD inline
-#endif
-#endif
+#include "kernels/host_device.hpp"
 
 namespace razerq::kernels::bits {
 

@@ -27,15 +27,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/host_device.hpp"
 #include "quantizer/format.hpp"
-
-#ifndef RAZERQ_HD
-#ifdef __CUDACC__
-#define RAZERQ_HD __host__ __device__ __forceinline__
-#else
-#define RAZERQ_HD inline
-#endif
-#endif
 
 namespace razerq::kernels {
 
