@@ -581,12 +581,9 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
   if (a.M > 8 || a.K > 4096) return false;
-  static const int per_sm = [] {  // resident one-tile blocks per SM (asked on the first device)
-    int n = 0;
-    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1, 0, false>, kWarps * 32, 0));
-    return n;
-  }();
+  // Resident one-tile blocks per SM (asked on the first device).
+  static const int per_sm =
+      resident_blocks_per_sm(gemv_kernel<K, ASYM, 1, is_tensor_kind(K), DEC, PRE, 1, BITS, 1, 0, false>);
   const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
   const int64_t blocks = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
   return slots > 0 && blocks > slots && blocks < 2 * slots;
