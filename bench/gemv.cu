@@ -6,7 +6,8 @@
 //   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
 // Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2"),
 // the 16-row tiles per block (":t1", ":t2"), the device code layout (":disk", ":quad", ":pair";
-// kernels/cuda/gemv_layout.hpp; default: upload's choice) or no split tail (":ns", set_gemv_split).
+// kernels/cuda/gemv_layout.hpp; default: upload's choice), row-major rows instead of 16-row tiles
+// (":rm", set_upload_tiling) or no split tail (":ns", set_gemv_split).
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -426,14 +427,18 @@ int main(int argc, char** argv) {
       const size_t qbytes = q.codes.size() * 4 + q.scales16.size() * 2 + q.scales8.size() + q.zeros.size() * 4;
       const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
       std::vector<kernels::DeviceTensor> ws;
+      const bool row_major = opts.find(":rm") != std::string::npos;
       kernels::set_upload_layout(layout);
+      kernels::set_upload_tiling(!row_major);
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
       kernels::set_upload_layout(CodeLayout::kAuto);
+      kernels::set_upload_tiling(true);
       const char* layout_name = ws[0].layout == CodeLayout::kQuad   ? " quad"
                                 : ws[0].layout == CodeLayout::kPair ? " pair"
                                                                     : "";
       const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
                                (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
+                               (ws[0].tiled ? "" : " row-major") +
                                (no_split ? " no split" : "");
       for (int M : Ms) {
         double us_pdl[2];

@@ -101,6 +101,7 @@ void launch(const detail::KernelArgs& a, ScaleKind kind, int bits, cudaStream_t 
 }
 
 CodeLayout g_upload_layout = CodeLayout::kAuto;
+bool g_upload_tiling = true;
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -180,6 +181,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     scales_fit_fp16 = o.scales_fit_fp16;
     max_inner_scale = o.max_inner_scale;
     layout = o.layout;
+    tiled = o.tiled;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
@@ -215,6 +217,8 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
     if (p.tensor_scale != f.tensor_scale) bad("tensor scale");
     if ((p.sv_index == nullptr) != (f.sv_index == nullptr)) bad("special-value index layout");
     if (p.layout != f.layout) bad("code layout (set_upload_layout changed between the uploads)");
+    if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
+    if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
     rows += p.rows;
   }
   // The arrays in upload()'s order: codes, scales16, scales8, zeros, sv_index; bytes per row.
@@ -246,6 +250,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   t.zero_words_per_row = f.zero_words_per_row;
   t.tensor_scale = f.tensor_scale;
   t.layout = f.layout;
+  t.tiled = f.tiled;
   t.scales_fit_fp16 = true;
   t.max_inner_scale = 0;
   for (const DeviceTensor* p : parts) {
@@ -260,6 +265,10 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   if (row0 < 0 || rows < 1 || row0 + rows > t.rows)
     throw_error(ErrorKind::kInvalidArgument, "row_view", "rows [%lld, %lld) of a tensor of %lld rows",
                 static_cast<long long>(row0), static_cast<long long>(row0 + rows), static_cast<long long>(t.rows));
+  if (t.tiled && row0 % kTileRows)
+    throw_error(ErrorKind::kInvalidArgument, "row_view",
+                "first row %lld of a tiled tensor: must be a multiple of %d (its rows are stored in tiles of %d)",
+                static_cast<long long>(row0), kTileRows, kTileRows);
   DeviceTensor v;
   v.cfg = t.cfg;
   v.rows = rows, v.cols = t.cols;
@@ -275,6 +284,7 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   v.scales_fit_fp16 = t.scales_fit_fp16;  // (over all of t's rows: a superset)
   v.max_inner_scale = t.max_inner_scale;
   v.layout = t.layout;
+  v.tiled = t.tiled;
   return v;
 }
 
@@ -296,11 +306,15 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
 
   // The fused GEMV's layout (gemv_layout.hpp) where it applies.
   const CodeLayout layout = layout_for(q.cfg, q.cols, g_upload_layout);
-  const std::vector<uint32_t> permuted =
+  std::vector<uint32_t> permuted =
       layout != CodeLayout::kDisk
           ? retile_codes(q.codes.data(), q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout)
           : std::vector<uint32_t>();
-  const void* src[5] = {layout != CodeLayout::kDisk ? permuted.data() : q.codes.data(), q.scales16.data(),
+  const bool tiled = g_upload_tiling && tiling_applies(q.cfg.bits, q.rows, q.cols);
+  if (tiled)
+    permuted = tile_rows(layout != CodeLayout::kDisk ? permuted.data() : q.codes.data(), q.rows, q.code_words_per_row,
+                         q.cfg.bits);
+  const void* src[5] = {layout != CodeLayout::kDisk || tiled ? permuted.data() : q.codes.data(), q.scales16.data(),
                         q.scales8.data(), q.zeros.data(), q.sv_index.data()};
   const size_t bytes[5] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
                            q.scales8.size() * sizeof(uint8_t), q.zeros.size() * sizeof(uint32_t),
@@ -318,6 +332,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.zero_words_per_row = q.zero_words_per_row();
   t.tensor_scale = q.tensor_scale;
   t.layout = layout;
+  t.tiled = tiled;
   double mx = 0;
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -356,6 +371,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
 }
 
 void set_upload_layout(CodeLayout layout) { g_upload_layout = layout; }
+void set_upload_tiling(bool tiled) { g_upload_tiling = tiled; }
 
 void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) {
   const char* where = "dequantize_fp16_cuda";
@@ -395,6 +411,7 @@ void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) 
   a.chunks_per_row = static_cast<int>((t.cols + detail::kCodesPerThread - 1) / detail::kCodesPerThread);
   a.asym = t.cfg.asym ? 1 : 0;
   a.layout = static_cast<int>(t.layout);
+  a.tiled = t.tiled ? 1 : 0;
   a.vector_store = (t.cols % 8 == 0 && reinterpret_cast<uintptr_t>(d_out) % 16 == 0) ? 1 : 0;
   a.tensor_scale = static_cast<double>(t.tensor_scale);
   launch(a, spec.scale_kind, t.cfg.bits, as_stream(stream));

@@ -45,6 +45,7 @@ struct KernelArgs {
   int chunks_per_row;  // ceil(cols / 8)
   int asym;
   int layout;          // CodeLayout (gemv_layout.hpp): chunk j is at retile_chunk(j, layout)
+  int tiled;           // rows stored in 16-row tiles (gemv_layout.hpp tiled_word; BITS 3 / 4 only)
   int vector_store;    // cols % 8 == 0 and out 16-byte aligned
   int special_code;    // -1: none
   double tensor_scale;
@@ -185,8 +186,14 @@ __global__ void __launch_bounds__(kBlockThreads) dequant_fp16_kernel(const __gri
   const int k0 = j * kCodesPerThread;
   for (int64_t row = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; row < a.rows;
        row += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-    const uint64_t codes =
-        load_chunk<BITS>(a.codes + row * a.code_words_per_row, a.code_words_per_row, retile_chunk(j, static_cast<CodeLayout>(a.layout)));
+    const int pos = retile_chunk(j, static_cast<CodeLayout>(a.layout));
+    uint64_t codes;
+    if (BITS <= 4 && a.tiled) {  // the chunk inside its row's 128-column block, whose words are contiguous
+      constexpr int bw = block_words(BITS <= 4 ? BITS : 4);
+      codes = load_chunk<BITS>(a.codes + tiled_word(row, (pos >> 4) * bw, a.code_words_per_row, BITS), bw, pos & 15);
+    } else {
+      codes = load_chunk<BITS>(a.codes + row * a.code_words_per_row, a.code_words_per_row, pos);
+    }
     int g = k0 / a.group;
     int next = (g + 1) * a.group;  // first column of the next group
     GroupState st = load_group<K, BITS>(a, s_special, row, g);

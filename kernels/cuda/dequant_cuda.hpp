@@ -48,6 +48,11 @@ struct DeviceTensor {
   // each 128-column block permuted for the fused GEMV (kQuad, kPair); the dequantization kernel
   // reads every layout. Set by upload() (layout_for), kept by concat_rows and row_view.
   CodeLayout layout = CodeLayout::kDisk;
+  // The rows stored tile by tile (gemv_layout.hpp tile_rows: 16-row tiles, each 128-column
+  // block's 16 row pieces contiguous), for the fused GEMV's streaming. Set by upload() where
+  // tiling_applies (rows a multiple of 16); kept by concat_rows and row_view (whose first row
+  // must then be a multiple of 16).
+  bool tiled = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;
 
@@ -65,6 +70,9 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream = nullptr)
 // The layout later upload() calls ask layout_for for: kAuto (the default), or one forced where a
 // permutation applies (kDisk keeps the on-disk order), for tests and benchmarks. Process-wide.
 void set_upload_layout(CodeLayout layout);
+// Whether later upload() calls tile the rows where tiling_applies (the default, true); false
+// keeps them row-major, for tests and benchmarks. Process-wide.
+void set_upload_tiling(bool tiled);
 // Frees the device memory; idempotent.
 void free(DeviceTensor& t);
 
@@ -78,7 +86,8 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
 // Rows [row0, row0 + rows) of t as a tensor that borrows t's device memory: its storage is
 // null, so free() and its destructor leave the memory alone, and t must outlive it (e.g. the
 // parts of a concat_rows result, so the parts need not stay uploaded beside it). Throws
-// kInvalidArgument for a range outside t or a t that is not uploaded.
+// kInvalidArgument for a range outside t, a t that is not uploaded, or a tiled t and a first
+// row that is not a multiple of 16.
 DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows);
 
 // d_out: device [t.rows, t.cols] fp16 bits, row-major (any alignment; 16-byte aligned with

@@ -7,7 +7,8 @@
 // shared memory at the end (the split tail, split_plan: a cluster pair of blocks takes the two
 // halves of K of one tile, the second adding its sums into the first's shared memory). Inside a warp, lane = 4 g + t holds rows n0 + g and n0 + g + 8,
 // columns 32 t .. 32 t + 31 of each 128-block: one 16-byte load of 32 contiguous 4-bit codes per
-// row, lane and block (whole 32-byte sectors). The same lane loads x[g][those 32 columns] (and
+// row, lane and block (whole 32-byte sectors); with tiled rows (DeviceTensor::tiled) the warp's
+// load of rows n0 .. n0 + 7 is 512 contiguous bytes. The same lane loads x[g][those 32 columns] (and
 // x[g + 8]). Permuted codes (gemv_layout.hpp, group % 128 == 0) hold other columns in those 16
 // bytes (kQuad: 32 w + 8 t .. + 7, w = 0..3; kPair: 64 (w >> 1) + 16 t + 8 (w & 1) .. + 7), so
 // that the four lanes of an x row read one 128-byte line per load instead of two.
@@ -52,6 +53,7 @@ using quantizer::ScaleKind;
 
 constexpr int kWarps = 8;
 constexpr int kRowsPerBlock = 16;
+static_assert(kRowsPerBlock == kTileRows, "a block's tile is a tile of the tiled rows (gemv_layout.hpp)");
 constexpr int kTables = 4;  // special-value tables (the plain grid four times without special values)
 
 struct GemvArgs {
@@ -64,6 +66,8 @@ struct GemvArgs {
   uint16_t* y;               // [M, N]
   int N, K, M;
   int code_words;                               // per row: K / 8 (4-bit) or 3 K / 32 (3-bit)
+  int row_stride, kb_stride;  // words from a row of a tile to the next and from a 128-column block of a
+                              // row to the next: code_words and 4 BITS row-major, 4 BITS and 64 BITS tiled
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   int tiles;                 // host side: 16-row tiles per block, 0 = two_tiles_pay decides
@@ -353,8 +357,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   const int n0 = (block_tile * TILES + tile) * kRowsPerBlock;
   const int nA = n0 + g, nB = nA + 8;
   const bool okA = nA < a.N, okB = nB < a.N;
-  const uint32_t* wA = a.codes + static_cast<int64_t>(okA ? nA : 0) * a.code_words;
-  const uint32_t* wB = a.codes + static_cast<int64_t>(okB ? nB : 0) * a.code_words;
+  // Rows nA, nB (row-major or tiled: DeviceTensor::tiled): a tile starts at its first row's
+  // row-major offset either way.
+  const uint32_t* wT = a.codes + static_cast<int64_t>(n0) * a.code_words;
+  const uint32_t* wA = okA ? wT + g * a.row_stride : a.codes;
+  const uint32_t* wB = okB ? wT + (g + 8) * a.row_stride : a.codes;
   const bool m0_ok = g < a.M, m1_ok = MT == 2 && g + 8 < a.M;
   const uint16_t* x0 = a.x + static_cast<int64_t>(m0_ok ? g : 0) * a.K;
   const uint16_t* x1 = a.x + static_cast<int64_t>(m1_ok ? g + 8 : 0) * a.K;
@@ -362,8 +369,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
   auto load_q = [&](const uint32_t* w, bool ok, int kb) {
     if (!(ok && kb < kb_end)) return make_uint4(0, 0, 0, 0);
-    if constexpr (BITS == 4) return ld_stream(w + kb * 16 + t * 4);
-    const uint32_t* p = w + kb * 12 + t * 3;
+    if constexpr (BITS == 4) return ld_stream(w + kb * a.kb_stride + t * 4);
+    const uint32_t* p = w + kb * a.kb_stride + t * 3;
     return make_uint4(ld_stream32(p), ld_stream32(p + 1), ld_stream32(p + 2), 0u);
   };
   auto load_g = [&](int n, bool ok, int kb, int second) {
@@ -739,6 +746,8 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   a.x = x, a.y = y;
   a.N = static_cast<int>(w.rows), a.K = static_cast<int>(w.cols), a.M = static_cast<int>(M);
   a.code_words = static_cast<int>(w.code_words_per_row);
+  a.row_stride = w.tiled ? block_words(w.cfg.bits) : a.code_words;
+  a.kb_stride = w.tiled ? kTileRows * block_words(w.cfg.bits) : block_words(w.cfg.bits);
   a.group_shift = 0;
   while ((1 << a.group_shift) < w.cfg.group) ++a.group_shift;
   a.groups_per_row = static_cast<int>(w.groups_per_row);

@@ -24,6 +24,7 @@
 // Chunk c (0..15) of a block, columns 8 c .. 8 c + 7, sits at position retile_chunk(c). A chunk
 // is 8 codes: one 32-bit word at 4 bits, 24 bits at 3 bits (the bitstream order is kept inside
 // a chunk).
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -85,6 +86,44 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
     };
     for (int64_t c = 0; c < chunks; ++c) put(retile_chunk(static_cast<int>(c), layout) * 8 * bits, get(c * 8 * bits));
   }
+  return out;
+}
+
+// Row tiling (DeviceTensor::tiled), orthogonal to the chunk permutation above: the rows of
+// each 16-row tile (the GEMV's block of output channels) stored tile by tile, and inside a tile
+// block by block: the 16 rows' words of 128-column block b (4 * bits words each) are contiguous,
+// row after row. So the 8 warps of a GEMV block, each reading one 128-column block of its 16
+// rows per step, read 1 KB (4-bit) contiguous each, and a tile is one contiguous stream, where
+// the row-major order has each warp read 64 bytes from each of 16 rows one row length apart.
+// Measured on the H100 with a read-only kernel of the GEMV's access pattern (no decode;
+// kernels/NOTES.md): 28672x8192 4-bit 55-57 us row-major against 45 us tiled (the linear-read
+// speed), 8192x28672 60 against 45. A tile starts where its first row would start row-major,
+// so a row range that begins at a multiple of 16 keeps its offset (row_view, concat_rows).
+// Applies to the fused GEMV's code widths when rows are whole tiles and columns whole blocks.
+inline constexpr int kTileRows = 16;
+
+inline bool tiling_applies(int bits, int64_t rows, int64_t cols) {
+  return (bits == 3 || bits == 4) && rows > 0 && rows % kTileRows == 0 && cols % kRetileColumns == 0;
+}
+
+// 32-bit words of one row's 128-column block.
+RAZERQ_HD constexpr int block_words(int bits) { return kRetileColumns * bits / 32; }
+
+// Where word w of row r (row-major: r * words_per_row + w) lies in the tiled array.
+RAZERQ_HD int64_t tiled_word(int64_t r, int64_t w, int64_t words_per_row, int bits) {
+  const int64_t bw = block_words(bits);
+  return (r / kTileRows) * kTileRows * words_per_row + (w / bw) * kTileRows * bw + (r % kTileRows) * bw + w % bw;
+}
+
+// The tiled copy of `rows` rows of `words_per_row` words (tiling_applies must hold).
+inline std::vector<uint32_t> tile_rows(const uint32_t* words, int64_t rows, int64_t words_per_row, int bits) {
+  std::vector<uint32_t> out(static_cast<size_t>(rows * words_per_row));
+  const int64_t bw = block_words(bits);
+  uint32_t* dst = out.data();  // tiled_word's order, bw words at a time
+  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows)
+    for (int64_t w = 0; w < words_per_row; w += bw)
+      for (int64_t r = r0; r < r0 + kTileRows; ++r, dst += bw)
+        std::copy(words + r * words_per_row + w, words + r * words_per_row + w + bw, dst);
   return out;
 }
 

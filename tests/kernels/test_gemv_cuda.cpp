@@ -146,11 +146,12 @@ QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N,
   return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, c.bits, c.group, c.asym));
 }
 
-// Restores the automatic decoder, stage, tile and split choice and upload's code layout when a
-// test ends (also on failure).
+// Restores the automatic decoder, stage, tile and split choice and upload's code layout and row
+// tiling when a test ends (also on failure).
 struct DecoderScope {
   explicit DecoderScope(kernels::GemvDecoder d, int stages = 0, int tiles = 0, CodeLayout layout = CodeLayout::kAuto,
-                        int split = 0) {
+                        int split = 0, bool tiled_rows = true) {
+    kernels::set_upload_tiling(tiled_rows);
     kernels::set_gemv_split(split);
     kernels::set_gemv_decoder(d);
     kernels::set_gemv_stages(stages);
@@ -163,27 +164,33 @@ struct DecoderScope {
     kernels::set_gemv_tiles(0);
     kernels::set_upload_layout(CodeLayout::kAuto);
     kernels::set_gemv_split(0);
+    kernels::set_upload_tiling(true);
   }
 };
 
 TEST(GemvCuda, EveryFormatShapeAndM) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}};
-  // (decoder, stages, tiles per block, code layout where a permutation applies, split): two tiles
-  // with the bit decoders and the table; every code layout (gemv_layout.hpp) with both; every tile
-  // split into two halves of K (set_gemv_split(2): the cluster pairs of the split tail) with both.
+  // Rows that are whole 16-row tiles (64, 320: tiled by upload unless set_upload_tiling(false))
+  // and rows that are not (row-major).
+  const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}, {64, 256}, {320, 1024}};
+  // (decoder, stages, tiles per block, code layout where a permutation applies, split, tiled rows):
+  // two tiles with the bit decoders and the table; every code layout (gemv_layout.hpp) with both;
+  // every tile split into two halves of K (set_gemv_split(2): the cluster pairs of the split tail)
+  // with both; row-major rows where they would be tiled, with both.
   using G = kernels::GemvDecoder;
-  const std::tuple<G, int, int, CodeLayout, int> configs[] = {
-      {G::kBits, 0, 0, CodeLayout::kAuto, 0},  {G::kTable, 0, 0, CodeLayout::kAuto, 0},
-      {G::kBits, 2, 0, CodeLayout::kAuto, 0},  {G::kTable, 2, 0, CodeLayout::kAuto, 0},
-      {G::kBits, 0, 2, CodeLayout::kAuto, 0},  {G::kTable, 0, 2, CodeLayout::kAuto, 0},
-      {G::kBits, 0, 0, CodeLayout::kDisk, 0},  {G::kTable, 0, 0, CodeLayout::kDisk, 0},
-      {G::kBits, 0, 0, CodeLayout::kQuad, 0},  {G::kTable, 0, 0, CodeLayout::kQuad, 0},
-      {G::kBits, 0, 0, CodeLayout::kPair, 0},  {G::kTable, 0, 0, CodeLayout::kPair, 0},
-      {G::kBits, 0, 1, CodeLayout::kAuto, 2},  {G::kTable, 0, 1, CodeLayout::kAuto, 2}};
-  for (auto [dec, stages, tiles, layout, split] : configs) {
-    DecoderScope scope(dec, stages, tiles, layout, split);
+  const std::tuple<G, int, int, CodeLayout, int, bool> configs[] = {
+      {G::kBits, 0, 0, CodeLayout::kAuto, 0, true},  {G::kTable, 0, 0, CodeLayout::kAuto, 0, true},
+      {G::kBits, 2, 0, CodeLayout::kAuto, 0, true},  {G::kTable, 2, 0, CodeLayout::kAuto, 0, true},
+      {G::kBits, 0, 2, CodeLayout::kAuto, 0, true},  {G::kTable, 0, 2, CodeLayout::kAuto, 0, true},
+      {G::kBits, 0, 0, CodeLayout::kDisk, 0, true},  {G::kTable, 0, 0, CodeLayout::kDisk, 0, true},
+      {G::kBits, 0, 0, CodeLayout::kQuad, 0, true},  {G::kTable, 0, 0, CodeLayout::kQuad, 0, true},
+      {G::kBits, 0, 0, CodeLayout::kPair, 0, true},  {G::kTable, 0, 0, CodeLayout::kPair, 0, true},
+      {G::kBits, 0, 1, CodeLayout::kAuto, 2, true},  {G::kTable, 0, 1, CodeLayout::kAuto, 2, true},
+      {G::kBits, 0, 0, CodeLayout::kAuto, 0, false}, {G::kTable, 0, 0, CodeLayout::kAuto, 0, false},
+      {G::kBits, 0, 2, CodeLayout::kAuto, 0, false}, {G::kBits, 0, 1, CodeLayout::kAuto, 2, false}};
+  for (auto [dec, stages, tiles, layout, split, tiled_rows] : configs) {
+    DecoderScope scope(dec, stages, tiles, layout, split, tiled_rows);
     for (const GemvCase& c : kCases) {
       Stats worst;
       std::string decoder;
@@ -200,9 +207,9 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
           worst.max_rel = std::max(worst.max_rel, s.max_rel);
         }
       }
-      std::printf("  %-18s %-10s tiles %d %-4s %-5s worst error / bound %.3f, worst |err| / max|y| %.2e\n",
+      std::printf("  %-18s %-10s tiles %d %-4s %-5s %-9s worst error / bound %.3f, worst |err| / max|y| %.2e\n",
                   label(c).c_str(), decoder.c_str(), tiles == 2 ? 2 : 1, layout_name, split == 2 ? "split" : "",
-                  worst.max_excess, worst.max_rel);
+                  tiled_rows ? "" : "row-major", worst.max_excess, worst.max_rel);
     }
   }
 }
@@ -414,40 +421,86 @@ TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
 TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  const int64_t N = 37, K = 640;
-  for (const GemvCase& c : kCases) {
-    const QuantizedTensor q = quantize_random(rng, c, N, K);
-    const CodeLayout layouts[] = {CodeLayout::kAuto, CodeLayout::kDisk, CodeLayout::kQuad, CodeLayout::kPair};
-    const CodeLayout auto_layout = c.group % 128 != 0                 ? CodeLayout::kDisk
-                                   : std::string(c.format) == "razer" ? CodeLayout::kQuad
-                                                                      : CodeLayout::kPair;
-    std::vector<uint16_t> w[4];
-    for (int i = 0; i < 4; ++i) {
-      DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, layouts[i]);
-      const DeviceTensor t = kernels::upload(q);
-      const CodeLayout expect = layouts[i] == CodeLayout::kAuto ? auto_layout
-                                : c.group % 128 != 0             ? CodeLayout::kDisk
-                                                                 : layouts[i];
-      EXPECT_EQ(static_cast<int>(t.layout), static_cast<int>(expect)) << label(c) << " asked " << i;
-      EXPECT_EQ(static_cast<int>(kernels::row_view(t, 3, 5).layout), static_cast<int>(t.layout)) << label(c);
-      DeviceBuffer d(static_cast<size_t>(N * K) * 2);
-      d.fill_bytes(0xff);
-      kernels::dequantize_fp16_cuda(t, d.as<uint16_t>());
-      kernels::cuda_synchronize();
-      w[i].resize(static_cast<size_t>(N * K));
-      d.copy_to_host(w[i].data(), w[i].size() * 2);
+  const int64_t K = 640;
+  for (int64_t N : {37, 48}) {  // 48: whole 16-row tiles (tiled unless set_upload_tiling(false))
+    for (const GemvCase& c : kCases) {
+      const QuantizedTensor q = quantize_random(rng, c, N, K);
+      const CodeLayout layouts[] = {CodeLayout::kAuto, CodeLayout::kDisk, CodeLayout::kQuad, CodeLayout::kPair};
+      const CodeLayout auto_layout = c.group % 128 != 0                 ? CodeLayout::kDisk
+                                     : std::string(c.format) == "razer" ? CodeLayout::kQuad
+                                                                        : CodeLayout::kPair;
+      std::vector<uint16_t> first;
+      for (int i = 0; i < 4; ++i) {
+        for (bool tiled_rows : {true, false}) {
+          DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, layouts[i], 0, tiled_rows);
+          const DeviceTensor t = kernels::upload(q);
+          const CodeLayout expect = layouts[i] == CodeLayout::kAuto ? auto_layout
+                                    : c.group % 128 != 0             ? CodeLayout::kDisk
+                                                                     : layouts[i];
+          const std::string what = label(c) + " " + std::to_string(N) + " rows, layout asked " + std::to_string(i) +
+                                   (tiled_rows ? "" : " row-major");
+          EXPECT_EQ(static_cast<int>(t.layout), static_cast<int>(expect)) << what;
+          EXPECT_EQ(t.tiled, tiled_rows && N % 16 == 0) << what;
+          const DeviceTensor v = kernels::row_view(t, 16, 5);
+          EXPECT_EQ(static_cast<int>(v.layout), static_cast<int>(t.layout)) << what;
+          EXPECT_EQ(v.tiled, t.tiled) << what;
+          DeviceBuffer d(static_cast<size_t>(N * K) * 2);
+          d.fill_bytes(0xff);
+          kernels::dequantize_fp16_cuda(t, d.as<uint16_t>());
+          kernels::cuda_synchronize();
+          std::vector<uint16_t> w(static_cast<size_t>(N * K));
+          d.copy_to_host(w.data(), w.size() * 2);
+          if (first.empty()) {
+            // The reference: the CPU dequantization, rounded to fp16 (the kernel's exact rounding).
+            std::vector<double> ref(static_cast<size_t>(N * K));
+            for (int64_t r = 0; r < N; ++r) quantizer::dequantize_row_ref(q, r, ref.data() + r * K);
+            int bad = 0;
+            for (size_t k = 0; k < ref.size(); ++k) bad += w[k] != double_to_fp16(ref[k]);
+            EXPECT_EQ(bad, 0) << what << ": weights differ from the CPU reference's";
+            first = w;
+          } else {
+            EXPECT_EQ(w, first) << what;
+          }
+          // The row view dequantizes to rows 16 .. 20 of the whole.
+          DeviceBuffer dv(static_cast<size_t>(5 * K) * 2);
+          kernels::dequantize_fp16_cuda(v, dv.as<uint16_t>());
+          kernels::cuda_synchronize();
+          std::vector<uint16_t> wv(static_cast<size_t>(5 * K));
+          dv.copy_to_host(wv.data(), wv.size() * 2);
+          EXPECT_TRUE(std::equal(wv.begin(), wv.end(), w.begin() + 16 * K)) << what << ": row view";
+        }
+      }
     }
-    for (int i = 1; i < 4; ++i) EXPECT_EQ(w[i], w[0]) << label(c) << " layout " << i;
   }
   const QuantizedTensor q = quantize_random(rng, kCases[0], 16, 256);
   const DeviceTensor a = kernels::upload(q);
-  DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kDisk);
-  const DeviceTensor b = kernels::upload(q);
-  EXPECT_EQ(static_cast<int>(a.layout), static_cast<int>(CodeLayout::kQuad));
-  EXPECT_EQ(static_cast<int>(b.layout), static_cast<int>(CodeLayout::kDisk));
-  const Error e = test::catch_error([&] { (void)kernels::concat_rows({&a, &b}); });
-  EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
-  EXPECT_NE(std::string(e.what()).find("layout"), std::string::npos) << e.what();
+  EXPECT_TRUE(a.tiled);
+  {
+    DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kDisk);
+    const DeviceTensor b = kernels::upload(q);
+    EXPECT_EQ(static_cast<int>(a.layout), static_cast<int>(CodeLayout::kQuad));
+    EXPECT_EQ(static_cast<int>(b.layout), static_cast<int>(CodeLayout::kDisk));
+    const Error e = test::catch_error([&] { (void)kernels::concat_rows({&a, &b}); });
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("layout"), std::string::npos) << e.what();
+  }
+  {
+    DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, false);
+    const DeviceTensor b = kernels::upload(q);
+    EXPECT_FALSE(b.tiled);
+    const Error e = test::catch_error([&] { (void)kernels::concat_rows({&a, &b}); });
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("tiling"), std::string::npos) << e.what();
+  }
+  // A tiled tensor's rows are reachable from tile starts only; a view ending inside a tile is not
+  // concatenated (its rows would not be whole tiles).
+  const Error e1 = test::catch_error([&] { (void)kernels::row_view(a, 3, 5); });
+  EXPECT_EQ(e1.kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(std::string(e1.what()).find("multiple of 16"), std::string::npos) << e1.what();
+  const DeviceTensor part = kernels::row_view(a, 0, 5);
+  const Error e2 = test::catch_error([&] { (void)kernels::concat_rows({&part, &a}); });
+  EXPECT_EQ(e2.kind(), ErrorKind::kInvalidArgument);
+  EXPECT_NE(std::string(e2.what()).find("16-row tiles"), std::string::npos) << e2.what();
 }
 
 // Programmatic dependent launch (pdl_cuda.hpp): a chain of products where each reads the one

@@ -89,5 +89,43 @@ TEST(GemvLayout, AppliesToThreeAndFourBitCodesWithBlockWideGroups) {
   EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 64, false), 4096, CodeLayout::kPair), CodeLayout::kDisk);
 }
 
+// Tiled rows: the word the GEMV's lane t reads for row g (0..15) of tile T and 128-column block
+// kb, j-th of its 16 / 12 bytes' words, at T 16 words_per_row + g 4 bits + kb 64 bits + t bits + j
+// (gemv.cu: wT + g row_stride + kb kb_stride + t bits), is that row's row-major word.
+TEST(GemvLayout, TiledRowsHoldEveryWordWhereTheKernelReadsIt) {
+  std::mt19937 rng(test::test_seed());
+  std::uniform_int_distribution<uint32_t> u32;
+  for (int bits : {3, 4}) {
+    for (int64_t cols : {128, 384, 1024}) {
+      const int64_t rows = 48, wpr = cols * bits / 32;
+      std::vector<uint32_t> w(static_cast<size_t>(rows * wpr));
+      for (auto& v : w) v = u32(rng);
+      const std::vector<uint32_t> tl = kernels::tile_rows(w.data(), rows, wpr, bits);
+      ASSERT_EQ(tl.size(), w.size());
+      for (int64_t T = 0; T < rows / 16; ++T)
+        for (int g = 0; g < 16; ++g)
+          for (int64_t kb = 0; kb < cols / 128; ++kb)
+            for (int t = 0; t < 4; ++t)
+              for (int j = 0; j < bits; ++j) {
+                const int64_t at = T * 16 * wpr + g * 4 * bits + kb * 64 * bits + t * bits + j;
+                const int64_t from = (16 * T + g) * wpr + kb * 4 * bits + t * bits + j;
+                ASSERT_EQ(tl[static_cast<size_t>(at)], w[static_cast<size_t>(from)])
+                    << bits << "-bit, " << cols << " columns, tile " << T << " row " << g << " block " << kb;
+                ASSERT_EQ(kernels::tiled_word(16 * T + g, kb * 4 * bits + t * bits + j, wpr, bits), at);
+              }
+    }
+  }
+}
+
+TEST(GemvLayout, TilingAppliesToWholeTilesOfThreeAndFourBitCodes) {
+  EXPECT_TRUE(kernels::tiling_applies(4, 4096, 4096));
+  EXPECT_TRUE(kernels::tiling_applies(3, 16, 384));
+  EXPECT_TRUE(kernels::tiling_applies(4, 32, 128));
+  EXPECT_FALSE(kernels::tiling_applies(4, 37, 4096));   // rows not whole tiles
+  EXPECT_FALSE(kernels::tiling_applies(4, 4096, 200));  // columns not whole blocks
+  EXPECT_FALSE(kernels::tiling_applies(8, 4096, 4096)); // not a fused-GEMV code width
+  EXPECT_FALSE(kernels::tiling_applies(2, 4096, 4096));
+}
+
 }  // namespace
 }  // namespace razerq
