@@ -310,12 +310,24 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
       layout != CodeLayout::kDisk
           ? retile_codes(q.codes.data(), q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout)
           : std::vector<uint32_t>();
-  const bool tiled = g_upload_tiling && tiling_applies(q.cfg.bits, q.rows, q.cols);
-  if (tiled)
+  // Rows in 16-row tiles (gemv_layout.hpp): the codes, and alike the per-group arrays the GEMV
+  // reads beside them (scales, razer's separate special-value indices; not the zero points).
+  const bool tiled = g_upload_tiling && tiling_applies(q.cfg.bits, q.cfg.group, q.rows, q.cols);
+  std::vector<uint16_t> scales16;
+  std::vector<uint8_t> scales8, sv_index;
+  if (tiled) {
     permuted = tile_rows(layout != CodeLayout::kDisk ? permuted.data() : q.codes.data(), q.rows, q.code_words_per_row,
                          q.cfg.bits);
-  const void* src[5] = {layout != CodeLayout::kDisk || tiled ? permuted.data() : q.codes.data(), q.scales16.data(),
-                        q.scales8.data(), q.zeros.data(), q.sv_index.data()};
+    auto tile = [&](const auto& v, auto& out) {
+      if (!v.empty()) out = tile_groups(v.data(), q.rows, q.groups_per_row, q.cfg.group);
+    };
+    tile(q.scales16, scales16);
+    tile(q.scales8, scales8);
+    tile(q.sv_index, sv_index);
+  }
+  const void* src[5] = {layout != CodeLayout::kDisk || tiled ? permuted.data() : q.codes.data(),
+                        tiled ? scales16.data() : q.scales16.data(), tiled ? scales8.data() : q.scales8.data(),
+                        q.zeros.data(), tiled ? sv_index.data() : q.sv_index.data()};
   const size_t bytes[5] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
                            q.scales8.size() * sizeof(uint8_t), q.zeros.size() * sizeof(uint32_t),
                            q.sv_index.size() * sizeof(uint8_t)};
@@ -412,6 +424,7 @@ void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) 
   a.asym = t.cfg.asym ? 1 : 0;
   a.layout = static_cast<int>(t.layout);
   a.tiled = t.tiled ? 1 : 0;
+  a.group_unit_shift = group_unit_shift(t.cfg.group);
   a.vector_store = (t.cols % 8 == 0 && reinterpret_cast<uintptr_t>(d_out) % 16 == 0) ? 1 : 0;
   a.tensor_scale = static_cast<double>(t.tensor_scale);
   launch(a, spec.scale_kind, t.cfg.bits, as_stream(stream));

@@ -45,7 +45,8 @@ struct KernelArgs {
   int chunks_per_row;  // ceil(cols / 8)
   int asym;
   int layout;          // CodeLayout (gemv_layout.hpp): chunk j is at retile_chunk(j, layout)
-  int tiled;           // rows stored in 16-row tiles (gemv_layout.hpp tiled_word; BITS 3 / 4 only)
+  int tiled;           // rows stored in 16-row tiles (gemv_layout.hpp tiled_word, tiled_group; BITS 3 / 4 only)
+  int group_unit_shift;  // gemv_layout.hpp group_unit_shift(group)
   int vector_store;    // cols % 8 == 0 and out 16-byte aligned
   int special_code;    // -1: none
   double tensor_scale;
@@ -160,7 +161,8 @@ template <ScaleKind K, int BITS>
 __device__ __forceinline__ GroupState load_group(const KernelArgs& a, const double* s_special,
                                       int64_t row, int g) {
   using T = ScaleTraits<K>;
-  const GroupScale gs = T::decode(a, row * a.groups_per_row + g);
+  const GroupScale gs =
+      T::decode(a, a.tiled ? tiled_group(row, g, a.groups_per_row, a.group_unit_shift) : row * a.groups_per_row + g);
   GroupState st;
   st.scale = gs.scale;
   st.zero = a.asym ? static_cast<double>(unpack_one<BITS>(a.zeros + row * a.zero_words_per_row, g)) : 0.0;

@@ -49,9 +49,10 @@ struct DeviceTensor {
   // reads every layout. Set by upload() (layout_for), kept by concat_rows and row_view.
   CodeLayout layout = CodeLayout::kDisk;
   // The rows stored tile by tile (gemv_layout.hpp tile_rows: 16-row tiles, each 128-column
-  // block's 16 row pieces contiguous), for the fused GEMV's streaming. Set by upload() where
-  // tiling_applies (rows a multiple of 16); kept by concat_rows and row_view (whose first row
-  // must then be a multiple of 16).
+  // block's 16 row pieces contiguous; the scales and sv_index alike, tile_groups; the zero points
+  // stay row-major), for the fused GEMV's streaming. Set by upload() where tiling_applies (rows
+  // a multiple of 16); kept by concat_rows and row_view (whose first row must then be a
+  // multiple of 16).
   bool tiled = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;

@@ -68,6 +68,10 @@ struct GemvArgs {
   int code_words;                               // per row: K / 8 (4-bit) or 3 K / 32 (3-bit)
   int row_stride, kb_stride;  // words from a row of a tile to the next and from a 128-column block of a
                               // row to the next: code_words and 4 BITS row-major, 4 BITS and 64 BITS tiled
+  // Group entries (scales, sv_index): row r of a tile at g_row_stride r from the tile's first
+  // row's; its group gl at ((gl >> g_unit_shift) << g_block_shift) + (gl & (2^g_unit_shift - 1)):
+  // row-major groups_per_row, 0, 0; tiled (gemv_layout.hpp tiled_group) 2^u, u, u + 4.
+  int g_row_stride, g_unit_shift, g_block_shift;
   int group_shift, groups_per_row, zero_words;  // group = 1 << group_shift
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   int tiles;                 // host side: 16-row tiles per block, 0 = two_tiles_pay decides
@@ -373,8 +377,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     const uint32_t* p = w + kb * a.kb_stride + t * 3;
     return make_uint4(ld_stream32(p), ld_stream32(p + 1), ld_stream32(p + 2), 0u);
   };
-  auto load_g = [&](int n, bool ok, int kb, int second) {
-    const int64_t gi = static_cast<int64_t>(n) * a.groups_per_row + ((kb * 128 + t * 32) >> a.group_shift) + second;
+  const int64_t gT = static_cast<int64_t>(n0) * a.groups_per_row;  // the tile's first row's groups
+  const int64_t grA = gT + g * a.g_row_stride, grB = gT + (g + 8) * a.g_row_stride;
+  auto load_g = [&](int64_t row_groups, bool ok, int kb, int second) {
+    const int gl = (kb * 128 + t * 32) >> a.group_shift;
+    const int64_t gi = row_groups + ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1)) + second;
     return ok && kb < kb_end ? load_group<K>(a, gi) : Group{0, 0};
   };
   uint4 qa[kStages], qb[kStages];
@@ -383,8 +390,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   for (int s = 0; s < kStages; ++s) {
     const int kb = kb_begin + wk + s * kw;
     qa[s] = load_q(wA, okA, kb), qb[s] = load_q(wB, okB, kb);
-    ga0[s] = load_g(nA, okA, kb, 0), gb0[s] = load_g(nB, okB, kb, 0);
-    if constexpr (G16) ga1[s] = load_g(nA, okA, kb, 1), gb1[s] = load_g(nB, okB, kb, 1);
+    ga0[s] = load_g(grA, okA, kb, 0), gb0[s] = load_g(grB, okB, kb, 0);
+    if constexpr (G16) ga1[s] = load_g(grA, okA, kb, 1), gb1[s] = load_g(grB, okB, kb, 1);
   }
   // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
   // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
@@ -415,8 +422,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       const Group gA1 = G16 ? ga1[s] : gA0, gB1 = G16 ? gb1[s] : gB0;
       const int kn = kb + kStages * kw;
       qa[s] = load_q(wA, okA, kn), qb[s] = load_q(wB, okB, kn);
-      ga0[s] = load_g(nA, okA, kn, 0), gb0[s] = load_g(nB, okB, kn, 0);
-      if constexpr (G16) ga1[s] = load_g(nA, okA, kn, 1), gb1[s] = load_g(nB, okB, kn, 1);
+      ga0[s] = load_g(grA, okA, kn, 0), gb0[s] = load_g(grB, okB, kn, 0);
+      if constexpr (G16) ga1[s] = load_g(grA, okA, kn, 1), gb1[s] = load_g(grB, okB, kn, 1);
 
       const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gA0, gA1, nA, okA, col, lut_addr);
       const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gB0, gB1, nB, okB, col, lut_addr);
@@ -748,6 +755,10 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   a.code_words = static_cast<int>(w.code_words_per_row);
   a.row_stride = w.tiled ? block_words(w.cfg.bits) : a.code_words;
   a.kb_stride = w.tiled ? kTileRows * block_words(w.cfg.bits) : block_words(w.cfg.bits);
+  const int us = group_unit_shift(w.cfg.group);
+  a.g_row_stride = w.tiled ? 1 << us : static_cast<int>(w.groups_per_row);
+  a.g_unit_shift = w.tiled ? us : 0;
+  a.g_block_shift = w.tiled ? us + 4 : 0;
   a.group_shift = 0;
   while ((1 << a.group_shift) < w.cfg.group) ++a.group_shift;
   a.groups_per_row = static_cast<int>(w.groups_per_row);

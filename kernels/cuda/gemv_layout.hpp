@@ -99,11 +99,13 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
 // kernels/NOTES.md): 28672x8192 4-bit 55-57 us row-major against 45 us tiled (the linear-read
 // speed), 8192x28672 60 against 45. A tile starts where its first row would start row-major,
 // so a row range that begins at a multiple of 16 keeps its offset (row_view, concat_rows).
-// Applies to the fused GEMV's code widths when rows are whole tiles and columns whole blocks.
+// Applies to the fused GEMV's code widths when rows are whole tiles, columns whole blocks and
+// the group divides or is a multiple of 128 (the scales are tiled too: tile_groups below).
 inline constexpr int kTileRows = 16;
 
-inline bool tiling_applies(int bits, int64_t rows, int64_t cols) {
-  return (bits == 3 || bits == 4) && rows > 0 && rows % kTileRows == 0 && cols % kRetileColumns == 0;
+inline bool tiling_applies(int bits, int group, int64_t rows, int64_t cols) {
+  return (bits == 3 || bits == 4) && rows > 0 && rows % kTileRows == 0 && cols % kRetileColumns == 0 && group > 0 &&
+         (group % kRetileColumns == 0 || kRetileColumns % group == 0);
 }
 
 // 32-bit words of one row's 128-column block.
@@ -124,6 +126,34 @@ inline std::vector<uint32_t> tile_rows(const uint32_t* words, int64_t rows, int6
     for (int64_t w = 0; w < words_per_row; w += bw)
       for (int64_t r = r0; r < r0 + kTileRows; ++r, dst += bw)
         std::copy(words + r * words_per_row + w, words + r * words_per_row + w + bw, dst);
+  return out;
+}
+
+// The group scales (and razer's separate special-value indices) of a tiled tensor, tiled alike:
+// per tile, per unit of u = max(1, 128 / group) groups (the groups of one 128-column block, or
+// one group), the 16 rows' u entries contiguous, row after row. So the GEMV warp's scale load
+// for 16 rows reads 16 u contiguous entries (one sector for fp16 g128) instead of one from each
+// of 16 rows. log2 u:
+RAZERQ_HD int group_unit_shift(int group) {
+  int s = 0;
+  while ((group << s) < kRetileColumns) ++s;
+  return s;
+}
+
+// Where group gi of row r (row-major: r * groups_per_row + gi) lies in the tiled array.
+RAZERQ_HD int64_t tiled_group(int64_t r, int64_t gi, int64_t groups_per_row, int unit_shift) {
+  return (r / kTileRows) * kTileRows * groups_per_row + ((gi >> unit_shift) << (unit_shift + 4)) +
+         ((r % kTileRows) << unit_shift) + (gi & ((int64_t{1} << unit_shift) - 1));
+}
+
+// The tiled copy of a [rows, groups_per_row] array of per-group entries (tiling_applies must hold).
+template <class T>
+std::vector<T> tile_groups(const T* v, int64_t rows, int64_t groups_per_row, int group) {
+  std::vector<T> out(static_cast<size_t>(rows * groups_per_row));
+  const int us = group_unit_shift(group);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t gi = 0; gi < groups_per_row; ++gi)
+      out[static_cast<size_t>(tiled_group(r, gi, groups_per_row, us))] = v[r * groups_per_row + gi];
   return out;
 }
 

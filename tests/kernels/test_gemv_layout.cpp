@@ -5,6 +5,7 @@
 // + e must sit at position 128 b + 32 t + 8 w + e.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -117,14 +118,38 @@ TEST(GemvLayout, TiledRowsHoldEveryWordWhereTheKernelReadsIt) {
   }
 }
 
+// Tiled per-group entries: for a group of g columns, units of u = max(1, 128 / g) groups, the 16
+// rows' u entries contiguous: group gi of row 16 T + r at T 16 groups_per_row + (gi / u) 16 u +
+// r u + gi % u.
+TEST(GemvLayout, TiledGroupsHoldEveryEntryWhereTheKernelReadsIt) {
+  for (int group : {16, 32, 64, 128, 256, 512}) {
+    const int64_t rows = 32, cols = 1024, gpr = cols / group, u = std::max<int64_t>(1, 128 / group);
+    EXPECT_EQ(int64_t{1} << kernels::group_unit_shift(group), u) << group;
+    std::vector<uint16_t> v(static_cast<size_t>(rows * gpr));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint16_t>(i * 7 + 3);
+    const std::vector<uint16_t> tl = kernels::tile_groups(v.data(), rows, gpr, group);
+    ASSERT_EQ(tl.size(), v.size());
+    for (int64_t T = 0; T < rows / 16; ++T)
+      for (int64_t r = 0; r < 16; ++r)
+        for (int64_t gi = 0; gi < gpr; ++gi) {
+          const int64_t at = T * 16 * gpr + (gi / u) * 16 * u + r * u + gi % u;
+          ASSERT_EQ(tl[static_cast<size_t>(at)], v[static_cast<size_t>((16 * T + r) * gpr + gi)])
+              << "group " << group << " tile " << T << " row " << r << " group index " << gi;
+          ASSERT_EQ(kernels::tiled_group(16 * T + r, gi, gpr, kernels::group_unit_shift(group)), at);
+        }
+  }
+}
+
 TEST(GemvLayout, TilingAppliesToWholeTilesOfThreeAndFourBitCodes) {
-  EXPECT_TRUE(kernels::tiling_applies(4, 4096, 4096));
-  EXPECT_TRUE(kernels::tiling_applies(3, 16, 384));
-  EXPECT_TRUE(kernels::tiling_applies(4, 32, 128));
-  EXPECT_FALSE(kernels::tiling_applies(4, 37, 4096));   // rows not whole tiles
-  EXPECT_FALSE(kernels::tiling_applies(4, 4096, 200));  // columns not whole blocks
-  EXPECT_FALSE(kernels::tiling_applies(8, 4096, 4096)); // not a fused-GEMV code width
-  EXPECT_FALSE(kernels::tiling_applies(2, 4096, 4096));
+  EXPECT_TRUE(kernels::tiling_applies(4, 128, 4096, 4096));
+  EXPECT_TRUE(kernels::tiling_applies(3, 128, 16, 384));
+  EXPECT_TRUE(kernels::tiling_applies(4, 16, 32, 128));
+  EXPECT_TRUE(kernels::tiling_applies(4, 256, 32, 4096));
+  EXPECT_FALSE(kernels::tiling_applies(4, 128, 37, 4096));   // rows not whole tiles
+  EXPECT_FALSE(kernels::tiling_applies(4, 128, 4096, 200));  // columns not whole blocks
+  EXPECT_FALSE(kernels::tiling_applies(4, 48, 4096, 4096));  // a group that neither divides 128 nor is a multiple
+  EXPECT_FALSE(kernels::tiling_applies(8, 128, 4096, 4096)); // not a fused-GEMV code width
+  EXPECT_FALSE(kernels::tiling_applies(2, 128, 4096, 4096));
 }
 
 }  // namespace
