@@ -3,7 +3,8 @@
 // (lut: M = 1, 2, 4, 8, the kernel's range; its M = 16 rows are skipped). Rotating sets of
 // weights larger than L2 (>= 200 MB per measurement), CUDA events around batches of launches,
 // the median of 15 batches.
-//   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse] [--shapes all|small] [--json FILE]
+//   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse]
+//              [--shapes all|small|NxK,...] [--m 1,2,4,8,16] [--json FILE]
 // Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2"),
 // the 16-row tiles per block (":t1", ":t2"), the device code layout (":disk", ":quad", ":pair";
 // kernels/cuda/gemv_layout.hpp; default: upload's choice), row-major rows instead of 16-row tiles
@@ -24,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -262,29 +264,65 @@ double median_us(F&& launch_batch, int reps) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> formats = {"razer", "int"};
-  bool small = false;
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096},   {11008, 4096}, {4096, 11008}, {14336, 4096},
+                                                     {28672, 8192},  {8192, 28672}, {16384, 16384}};
+  std::vector<int> Ms = {1, 2, 4, 8, 16};
   std::string json_path;
+  auto split = [](const std::string& s) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : s + ",")
+      if (c == ',') {
+        if (!cur.empty()) out.push_back(cur);
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    return out;
+  };
+  auto usage = [] {
+    std::fprintf(stderr,
+                 "usage: bench_gemv [--formats razer,int,lut4,lut3,lut4+sparse,...] [--shapes all|small|NxK,...] "
+                 "[--m 1,2,4,8,16] [--json FILE]\n");
+    return 2;
+  };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--formats" && i + 1 < argc) {
-      formats.clear();
-      std::string s = argv[++i], cur;
-      for (char c : s + ",")
-        if (c == ',') {
-          if (!cur.empty()) formats.push_back(cur);
-          cur.clear();
-        } else {
-          cur += c;
-        }
+      formats = split(argv[++i]);
     } else if (a == "--shapes" && i + 1 < argc) {
-      small = std::string(argv[++i]) == "small";
+      const std::string v = argv[++i];
+      if (v == "small") {
+        shapes = {{4096, 4096}, {28672, 8192}};
+      } else if (v != "all") {
+        shapes.clear();
+        for (const std::string& sh : split(v)) {
+          long long n = 0, k = 0;
+          char x = 0, extra = 0;
+          if (std::sscanf(sh.c_str(), "%lld%c%lld%c", &n, &x, &k, &extra) != 3 || x != 'x' || n < 1 || k < 128 || k % 128) {
+            std::fprintf(stderr, "bench_gemv: --shapes: '%s' is not NxK (N >= 1, K a multiple of 128)\n", sh.c_str());
+            return 2;
+          }
+          shapes.emplace_back(n, k);
+        }
+      }
+    } else if (a == "--m" && i + 1 < argc) {
+      Ms.clear();
+      for (const std::string& m : split(argv[++i])) {
+        const int v = std::atoi(m.c_str());
+        if (v < 1 || v > 16) {
+          std::fprintf(stderr, "bench_gemv: --m: '%s' is not 1 .. 16\n", m.c_str());
+          return 2;
+        }
+        Ms.push_back(v);
+      }
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: bench_gemv [--formats razer,int,lut4,lut3,lut4+sparse,...] [--shapes all|small] [--json FILE]\n");
-      return 2;
+      return usage();
     }
   }
+  if (formats.empty() || shapes.empty() || Ms.empty()) return usage();
   std::printf("device: %s\n", kernels::cuda_device_description().c_str());
   // Copy bandwidth: 1 GiB device-to-device, read + write counted.
   double copy_gbs = 0;
@@ -306,17 +344,13 @@ int main(int argc, char** argv) {
   // legacy default stream (pdl_cuda.hpp); events on the default stream still bracket its work.
   cudaStream_t gs;
   CK(cudaStreamCreate(&gs));
-  std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096},   {11008, 4096}, {4096, 11008}, {14336, 4096},
-                                                     {28672, 8192},  {8192, 28672}, {16384, 16384}};
-  if (small) shapes = {{4096, 4096}, {28672, 8192}};
-  const int Ms[] = {1, 2, 4, 8, 16};
-  const int nM = static_cast<int>(sizeof Ms / sizeof Ms[0]);
+  const int nM = static_cast<int>(Ms.size());
   std::mt19937 rng(7);
   {  // every lut configuration against the float64 reference before any timing
     std::mt19937 crng(11);
     LutEntry e;
     for (const std::string& entry : formats)
-      if (parse_lut_entry(entry, e)) check_lut_entry(e, Ms, nM, crng);
+      if (parse_lut_entry(entry, e)) check_lut_entry(e, Ms.data(), nM, crng);
   }
   FILE* js = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   if (js) std::fprintf(js, "{\"copy_gbs\": %.1f, \"rows\": [\n", copy_gbs);

@@ -133,24 +133,35 @@ struct Group {
   uint32_t table;  // byte offset of the value table in shared memory: 32 * special index
 };
 
-template <ScaleKind K>
-__device__ __forceinline__ Group load_group(const GemvArgs& a, int64_t gi) {
+// One weight row's per-group arrays (scales16 or scales8, and razer's separate special-value
+// indices), offset to the row (row-major) or to the row's first entry in its tile (tiled): the
+// main loop adds a 32-bit offset per block of K, no 64-bit index arithmetic.
+struct GroupRow {
+  const uint16_t* s16;
+  const uint8_t* s8;
+  const uint8_t* sv;
+};
+
+// SV: the kernel reads razer's separate special-value indices where the tensor has them (the
+// table decoder; choose_decoder gives such tensors no bit decoder, so theirs skip the check).
+template <ScaleKind K, bool SV>
+__device__ __forceinline__ Group load_group(const GroupRow& r, int off) {
   if constexpr (K == ScaleKind::kFp16) {
-    return {a.scales16[gi], 0};
+    return {r.s16[off], 0};
   } else if constexpr (K == ScaleKind::kFp16Razer) {
-    const uint32_t enc = a.scales16[gi];
-    if (a.sv_index) return {enc, 32u * a.sv_index[gi]};
-    return {enc & 0x3fffu, 32u * (((enc >> 15) << 1) | ((enc >> 14) & 1))};
+    const uint32_t enc = r.s16[off];
+    if (SV && r.sv) return {enc, 32u * r.sv[off]};
+    return {enc & 0x3fffu, 32u * (enc >> 14)};  // bits 15, 14: the index's high and low bit
   } else if constexpr (K == ScaleKind::kE8M0) {
-    return {pow2_half_bits(static_cast<int>(a.scales8[gi]) - 127), 0};
+    return {pow2_half_bits(static_cast<int>(r.s8[off]) - 127), 0};
   } else if constexpr (K == ScaleKind::kE8M0Razer) {
-    const uint32_t enc = a.scales8[gi];
+    const uint32_t enc = r.s8[off];
     return {pow2_half_bits(static_cast<int>(enc & 63) - 31), 32u * (enc >> 6)};
   } else if constexpr (K == ScaleKind::kE4M3Tensor) {
-    return {e4m3_half_bits(a.scales8[gi]), 0};
+    return {e4m3_half_bits(r.s8[off]), 0};
   } else {
     static_assert(K == ScaleKind::kE3M3RazerTensor, "a new scale kind needs a case here");
-    const uint32_t enc = a.scales8[gi];
+    const uint32_t enc = r.s8[off];
     return {e3m3_half_bits(enc & 63), 32u * (enc >> 6)};
   }
 }
@@ -377,12 +388,18 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     const uint32_t* p = w + kb * a.kb_stride + t * 3;
     return make_uint4(ld_stream32(p), ld_stream32(p + 1), ld_stream32(p + 2), 0u);
   };
-  const int64_t gT = static_cast<int64_t>(n0) * a.groups_per_row;  // the tile's first row's groups
-  const int64_t grA = gT + g * a.g_row_stride, grB = gT + (g + 8) * a.g_row_stride;
-  auto load_g = [&](int64_t row_groups, bool ok, int kb, int second) {
-    const int gl = (kb * 128 + t * 32) >> a.group_shift;
-    const int64_t gi = row_groups + ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1)) + second;
-    return ok && kb < kb_end ? load_group<K>(a, gi) : Group{0, 0};
+  // Group entries of rows nA, nB (rows past N read row 0's: their sums are never stored).
+  auto group_row = [&](int r, bool ok) {
+    const int64_t at = ok ? static_cast<int64_t>(n0) * a.groups_per_row + static_cast<int64_t>(r) * a.g_row_stride : 0;
+    return GroupRow{a.scales16 ? a.scales16 + at : nullptr, a.scales8 ? a.scales8 + at : nullptr,
+                    a.sv_index ? a.sv_index + at : nullptr};
+  };
+  const GroupRow grA = group_row(g, okA), grB = group_row(g + 8, okB);
+  constexpr bool kSv = DEC == Decode::kLut;  // (choose_decoder: separate indices take the table)
+  // Blocks past kb_end (the prefetch after the last) read the last one's groups, never used.
+  auto load_g = [&](const GroupRow& r, int kb, int second) {
+    const int gl = (min(kb, kb_end - 1) * 128 + t * 32) >> a.group_shift;
+    return load_group<K, kSv>(r, ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1)) + second);
   };
   uint4 qa[kStages], qb[kStages];
   Group ga0[kStages], gb0[kStages], ga1[kStages], gb1[kStages];
@@ -390,8 +407,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   for (int s = 0; s < kStages; ++s) {
     const int kb = kb_begin + wk + s * kw;
     qa[s] = load_q(wA, okA, kb), qb[s] = load_q(wB, okB, kb);
-    ga0[s] = load_g(grA, okA, kb, 0), gb0[s] = load_g(grB, okB, kb, 0);
-    if constexpr (G16) ga1[s] = load_g(grA, okA, kb, 1), gb1[s] = load_g(grB, okB, kb, 1);
+    ga0[s] = load_g(grA, kb, 0), gb0[s] = load_g(grB, kb, 0);
+    if constexpr (G16) ga1[s] = load_g(grA, kb, 1), gb1[s] = load_g(grB, kb, 1);
   }
   // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
   // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
@@ -422,8 +439,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       const Group gA1 = G16 ? ga1[s] : gA0, gB1 = G16 ? gb1[s] : gB0;
       const int kn = kb + kStages * kw;
       qa[s] = load_q(wA, okA, kn), qb[s] = load_q(wB, okB, kn);
-      ga0[s] = load_g(grA, okA, kn, 0), gb0[s] = load_g(grB, okB, kn, 0);
-      if constexpr (G16) ga1[s] = load_g(grA, okA, kn, 1), gb1[s] = load_g(grB, okB, kn, 1);
+      ga0[s] = load_g(grA, kn, 0), gb0[s] = load_g(grB, kn, 0);
+      if constexpr (G16) ga1[s] = load_g(grA, kn, 1), gb1[s] = load_g(grB, kn, 1);
 
       const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gA0, gA1, nA, okA, col, lut_addr);
       const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gB0, gB1, nB, okB, col, lut_addr);
@@ -684,6 +701,9 @@ Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint3
 Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
   std::memset(special, 0, sizeof(special));
   if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
+  // razer's fallback with separate special-value indices (scales of 2 and above): the table only
+  // (the bit decoders' kernels do not read the indices: load_group's SV).
+  if (w.sv_index) return Decode::kLut;
   if (w.cfg.bits == 3) return choose_decoder3(w, grid, special);
   const quantizer::FormatSpec& spec = w.cfg.spec();
   if (w.cfg.id == quantizer::FormatId::kInt) return spec.scale_kind == ScaleKind::kFp16 ? Decode::kInt4 : Decode::kLut;

@@ -236,7 +236,8 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
       {
         DecoderScope scope(kernels::GemvDecoder::kBits);
         const std::string name = kernels::gemv_decoder_name(t);
-        EXPECT_EQ(name.substr(0, name.find('/')), expect[i]) << label(c);
+        // (razer's separate special-value indices, scales of 2 and above: the table only)
+        EXPECT_EQ(name.substr(0, name.find('/')), t.sv_index ? std::string("table") : expect[i]) << label(c) << " x" << wscale;
       }
       std::normal_distribution<float> nd(0.f, static_cast<float>(1.0 / wscale));
       for (int64_t M : {1, 7, 16}) {
@@ -326,9 +327,15 @@ TEST(GemvCuda, LargeLayerAndRazerFallback) {
       std::printf("  %-18s 4096x4096 M=%-2lld error / bound %.3f\n", label(c).c_str(), static_cast<long long>(M), s.max_excess);
     }
   }
-  const QuantizedTensor big = quantize_random(rng, kCases[0], 64, 1024, 1000.0);
-  ASSERT_FALSE(big.sv_index.empty()) << "expected the separate special-value index";
-  for (int64_t M : {1, 16}) check_gemv(big, M, rng, 1e-3f, "razer x1000 (separate index)");
+  // Scales of 2 and above: razer's separate special-value indices, which only the table decoder
+  // reads (4- and 3-bit; 64 rows: tiled, the indices tiled with the scales).
+  for (const GemvCase& c : {kCases[0], kCases[11]}) {
+    const QuantizedTensor big = quantize_random(rng, c, 64, 1024, 1000.0);
+    ASSERT_FALSE(big.sv_index.empty()) << label(c) << ": expected the separate special-value index";
+    const DeviceTensor t = kernels::upload(big);
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t)).substr(0, 5), "table") << label(c);
+    for (int64_t M : {1, 16}) check_gemv(big, M, rng, 1e-3f, label(c) + " x1000 (separate index)");
+  }
 }
 
 // Real layers: llama-14m's q_proj, gate_proj and down_proj of layer 3: razer4, nvfp4-razer,
