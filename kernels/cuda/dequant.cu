@@ -182,6 +182,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     max_inner_scale = o.max_inner_scale;
     layout = o.layout;
     tiled = o.tiled;
+    pair_order = o.pair_order;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
@@ -218,6 +219,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
     if ((p.sv_index == nullptr) != (f.sv_index == nullptr)) bad("special-value index layout");
     if (p.layout != f.layout) bad("code layout (set_upload_layout changed between the uploads)");
     if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
+    if (p.pair_order != f.pair_order) bad("pair order of the codes");
     if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
     rows += p.rows;
   }
@@ -251,6 +253,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   t.tensor_scale = f.tensor_scale;
   t.layout = f.layout;
   t.tiled = f.tiled;
+  t.pair_order = f.pair_order;
   t.scales_fit_fp16 = true;
   t.max_inner_scale = 0;
   for (const DeviceTensor* p : parts) {
@@ -285,6 +288,7 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   v.max_inner_scale = t.max_inner_scale;
   v.layout = t.layout;
   v.tiled = t.tiled;
+  v.pair_order = t.pair_order;
   return v;
 }
 
@@ -306,9 +310,10 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
 
   // The fused GEMV's layout (gemv_layout.hpp) where it applies.
   const CodeLayout layout = layout_for(q.cfg, q.cols, g_upload_layout);
+  const bool pair_order = pair_order_applies(q.cfg.bits, q.cols);
   std::vector<uint32_t> permuted =
-      layout != CodeLayout::kDisk
-          ? retile_codes(q.codes.data(), q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout)
+      layout != CodeLayout::kDisk || pair_order
+          ? retile_codes(q.codes.data(), q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout, pair_order)
           : std::vector<uint32_t>();
   // Rows in 16-row tiles (gemv_layout.hpp): the codes, and alike the per-group arrays the GEMV
   // reads beside them (scales, razer's separate special-value indices; not the zero points).
@@ -316,8 +321,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   std::vector<uint16_t> scales16;
   std::vector<uint8_t> scales8, sv_index;
   if (tiled) {
-    permuted = tile_rows(layout != CodeLayout::kDisk ? permuted.data() : q.codes.data(), q.rows, q.code_words_per_row,
-                         q.cfg.bits);
+    permuted = tile_rows(permuted.empty() ? q.codes.data() : permuted.data(), q.rows, q.code_words_per_row, q.cfg.bits);
     auto tile = [&](const auto& v, auto& out) {
       if (!v.empty()) out = tile_groups(v.data(), q.rows, q.groups_per_row, q.cfg.group);
     };
@@ -325,7 +329,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
     tile(q.scales8, scales8);
     tile(q.sv_index, sv_index);
   }
-  const void* src[5] = {layout != CodeLayout::kDisk || tiled ? permuted.data() : q.codes.data(),
+  const void* src[5] = {permuted.empty() ? q.codes.data() : permuted.data(),
                         tiled ? scales16.data() : q.scales16.data(), tiled ? scales8.data() : q.scales8.data(),
                         q.zeros.data(), tiled ? sv_index.data() : q.sv_index.data()};
   const size_t bytes[5] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
@@ -345,6 +349,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.tensor_scale = q.tensor_scale;
   t.layout = layout;
   t.tiled = tiled;
+  t.pair_order = pair_order;
   double mx = 0;
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -424,6 +429,7 @@ void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) 
   a.asym = t.cfg.asym ? 1 : 0;
   a.layout = static_cast<int>(t.layout);
   a.tiled = t.tiled ? 1 : 0;
+  a.pair_order = t.pair_order ? 1 : 0;
   a.group_unit_shift = group_unit_shift(t.cfg.group);
   a.vector_store = (t.cols % 8 == 0 && reinterpret_cast<uintptr_t>(d_out) % 16 == 0) ? 1 : 0;
   a.tensor_scale = static_cast<double>(t.tensor_scale);

@@ -47,6 +47,7 @@ struct KernelArgs {
   int layout;          // CodeLayout (gemv_layout.hpp): chunk j is at retile_chunk(j, layout)
   int tiled;           // rows stored in 16-row tiles (gemv_layout.hpp tiled_word, tiled_group; BITS 3 / 4 only)
   int group_unit_shift;  // gemv_layout.hpp group_unit_shift(group)
+  int pair_order;      // each chunk's codes in pair order (gemv_layout.hpp pair_field; BITS 3 / 4 only)
   int vector_store;    // cols % 8 == 0 and out 16-byte aligned
   int special_code;    // -1: none
   double tensor_scale;
@@ -208,7 +209,8 @@ __global__ void __launch_bounds__(kBlockThreads) dequant_fp16_kernel(const __gri
         next += a.group;
         st = load_group<K, BITS>(a, s_special, row, g);
       }
-      const int code = static_cast<int>((codes >> (i * BITS)) & kMask);
+      const int field = a.pair_order ? pair_field(i) : i;
+      const int code = static_cast<int>((codes >> (field * BITS)) & kMask);
       const double base = (T::kSpecial && code == a.special_code) ? st.special : s_grid[code];
       h[i] = __half_as_ushort(__double2half((base - st.zero) * st.scale));
     }

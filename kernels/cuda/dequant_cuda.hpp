@@ -54,6 +54,10 @@ struct DeviceTensor {
   // a multiple of 16); kept by concat_rows and row_view (whose first row must then be a
   // multiple of 16).
   bool tiled = false;
+  // Each 8-code chunk's codes in pair order (gemv_layout.hpp pair_chunk: columns 0, 2, 4, 6
+  // then 1, 3, 5, 7), which the fused GEMV requires. Set by upload() where pair_order_applies
+  // (3/4-bit codes, columns a multiple of 128); kept by concat_rows and row_view.
+  bool pair_order = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;
 

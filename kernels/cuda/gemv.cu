@@ -17,7 +17,8 @@
 // with up to 8 rows of x, fp32 accumulators); M = 9..16 takes a second mma on the same A. So
 // small M pads nothing. A k-step sums 16 products in any order, so the k-slots of a fragment may
 // name any 16 columns as long as A and B agree: the decoders produce pairs of codes (i, i + 4)
-// of each 8-code word, and x's half2 words are regrouped to match by PRMT.
+// of each 8-code word, which upload() stores in pair order (gemv_layout.hpp pair_chunk: fields
+// i, i + 4 are columns 2i, 2i + 1), so each pair meets x's half2 word i as loaded.
 //
 // Decoding (decode_pair): by bits where the grid allows (int4 / int3: the 0x6400 magic and its
 // kin; E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four
@@ -324,8 +325,8 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // B = x^T (M <= 8 columns per mma; a second mma for rows 8..15 of x), so no operand is padded
 // with zeros for small M. Lane = 4 g + t holds weight rows n0 + g and n0 + g + 8 and x row g
 // (and g + 8), columns 32 t .. 32 t + 31 of each 128-block. Step s = 2 w + h of the block
-// takes pairs 2h, 2h + 1 of code word w (columns 8w + {2h, 2h + 4} in k-slots 2t, 2t + 1 and
-// 8w + {2h + 1, 2h + 5} in slots 2t + 8, 2t + 9); x's half2 words are permuted to match by PRMT.
+// takes pairs 2h, 2h + 1 of code word w (in pair order columns 8w + {4h, 4h + 1} in k-slots 2t,
+// 2t + 1 and 8w + {4h + 2, 4h + 3} in slots 2t + 8, 2t + 9): x's half2 words 4w + 2h, 4w + 2h + 1.
 // MT = 1: M <= 8; MT = 2: M <= 16. G16: 16-column groups (two per lane and block).
 // Pipeline: each warp keeps kStages (1 or 2) blocks of codes and group parameters in flight.
 // BITS = 3: a lane's 32 codes of a row and block are 12 bytes (three 32-bit loads at word
@@ -457,14 +458,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       for (int w = 0; w < 4; ++w) {
         const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
         const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf]), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf]);
-        // x words of columns 8w .. 8w + 7 regrouped as (i, i + 4) pairs.
-        uint32_t xp[4], xq[4];
-        xp[0] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x5410), xp[1] = __byte_perm(xa[4 * w], xa[4 * w + 2], 0x7632);
-        xp[2] = __byte_perm(xa[4 * w + 1], xa[4 * w + 3], 0x5410), xp[3] = __byte_perm(xa[4 * w + 1], xa[4 * w + 3], 0x7632);
-        if constexpr (MT == 2) {
-          xq[0] = __byte_perm(xb[4 * w], xb[4 * w + 2], 0x5410), xq[1] = __byte_perm(xb[4 * w], xb[4 * w + 2], 0x7632);
-          xq[2] = __byte_perm(xb[4 * w + 1], xb[4 * w + 3], 0x5410), xq[3] = __byte_perm(xb[4 * w + 1], xb[4 * w + 3], 0x7632);
-        }
+        // The word's codes are in pair order (DeviceTensor::pair_order): pair i (fields i, i + 4)
+        // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded.
+        const uint32_t* xp = xa + 4 * w;
+        const uint32_t* xq = xb + 4 * w;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf);
@@ -746,6 +743,7 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
   if (w.cfg.bits == 3 && w.cfg.spec().scale_kind != ScaleKind::kFp16 && w.cfg.spec().scale_kind != ScaleKind::kFp16Razer)
     return no("3-bit codes with a scale kind other than fp16");
   if (w.cols % 128) return no(strprintf("K = %lld is not a multiple of 128", static_cast<long long>(w.cols)));
+  if (!w.pair_order) return no("codes not in pair order (upload() gives it to every tensor the kernel takes)");
   const int g = w.cfg.group;
   if (g < 16 || (g & (g - 1)) != 0)
     return no(strprintf("group %d (the kernel takes powers of two from 16)", g));

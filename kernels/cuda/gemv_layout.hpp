@@ -62,10 +62,30 @@ inline CodeLayout layout_for(const quantizer::FormatConfig& cfg, int64_t cols, C
   return cfg.spec().scale_kind == quantizer::ScaleKind::kFp16Razer ? CodeLayout::kQuad : CodeLayout::kPair;
 }
 
+// Pair order (DeviceTensor::pair_order), orthogonal to the chunk permutation: inside each 8-code
+// chunk, the codes of columns 0, 2, 4, 6 in fields 0..3 and those of columns 1, 3, 5, 7 in fields
+// 4..7. The GEMV's decoders build the half2 of fields (i, i + 4) of a chunk; in this order that
+// is columns (2 i, 2 i + 1), the very half2 word i of the lane's x load, so x needs no
+// regrouping (the on-disk order needed 16 PRMTs per block of K and 8 x rows). Applies to every
+// tensor the GEMV takes (3- and 4-bit codes, whole 128-column blocks).
+inline bool pair_order_applies(int bits, int64_t cols) { return (bits == 3 || bits == 4) && cols % kRetileColumns == 0; }
+
+// The field of column c (0..7) of a chunk in pair order.
+RAZERQ_HD int pair_field(int c) { return c & 1 ? 4 + (c >> 1) : c >> 1; }
+
+// An 8-code chunk of `bits`-bit fields (field c = column c) in pair order.
+RAZERQ_HD uint64_t pair_chunk(uint64_t v, int bits) {
+  const uint64_t m = (uint64_t{1} << bits) - 1;
+  uint64_t out = 0;
+  for (int c = 0; c < 8; ++c) out |= ((v >> (c * bits)) & m) << (pair_field(c) * bits);
+  return out;
+}
+
 // The permuted copy of `rows` row bitstreams of `words_per_row` 32-bit words, `cols` codes of
-// `bits` bits each (retile_applies must hold).
+// `bits` bits each: chunks moved by `layout` (retile_applies must hold unless kDisk) and, with
+// pair_order, each chunk's codes in pair order (pair_order_applies must hold).
 inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, int64_t words_per_row, int64_t cols,
-                                          int bits, CodeLayout layout) {
+                                          int bits, CodeLayout layout, bool pair_order = false) {
   std::vector<uint32_t> out(static_cast<size_t>(rows * words_per_row), 0u);
   const int64_t chunks = cols / 8;
   const uint64_t mask = (uint64_t{1} << (8 * bits)) - 1;  // one chunk: 8 codes of `bits` bits
@@ -84,7 +104,10 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
       dst[w] |= static_cast<uint32_t>(s);
       if (s >> 32) dst[w + 1] |= static_cast<uint32_t>(s >> 32);
     };
-    for (int64_t c = 0; c < chunks; ++c) put(retile_chunk(static_cast<int>(c), layout) * 8 * bits, get(c * 8 * bits));
+    for (int64_t c = 0; c < chunks; ++c) {
+      const uint64_t v = get(c * 8 * bits);
+      put(retile_chunk(static_cast<int>(c), layout) * 8 * bits, pair_order ? pair_chunk(v, bits) : v);
+    }
   }
   return out;
 }

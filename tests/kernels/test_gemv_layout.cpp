@@ -68,6 +68,40 @@ TEST(GemvLayout, PermutedRowsHoldEveryCodeWhereTheKernelReadsIt) {
   }
 }
 
+// Pair order: the GEMV's pair i of a chunk is fields i and i + 4, and must be columns 2 i and
+// 2 i + 1 (x's half2 word i). Checked with unpack_row on whole rows, with each layout.
+TEST(GemvLayout, PairOrderPutsColumns2iAnd2iPlus1InFieldsIAndIPlus4) {
+  for (int c = 0; c < 8; ++c) EXPECT_EQ(kernels::pair_field(c), c % 2 ? 4 + c / 2 : c / 2) << c;
+  std::mt19937 rng(test::test_seed());
+  std::uniform_int_distribution<uint32_t> u32;
+  for (CodeLayout l : {CodeLayout::kDisk, CodeLayout::kQuad, CodeLayout::kPair}) {
+    for (int bits : {3, 4}) {
+      const int64_t rows = 3, cols = 384, words = cols * bits / 32;
+      std::vector<uint32_t> w(static_cast<size_t>(rows * words));
+      for (auto& v : w) v = u32(rng);
+      const std::vector<uint32_t> plain = kernels::retile_codes(w.data(), rows, words, cols, bits, l);
+      const std::vector<uint32_t> paired = kernels::retile_codes(w.data(), rows, words, cols, bits, l, true);
+      std::vector<uint8_t> a(static_cast<size_t>(cols)), b(static_cast<size_t>(cols));
+      for (int64_t row = 0; row < rows; ++row) {
+        quantizer::unpack_row(plain.data() + row * words, cols, bits, a.data());
+        quantizer::unpack_row(paired.data() + row * words, cols, bits, b.data());
+        for (int64_t chunk = 0; chunk < cols / 8; ++chunk)
+          for (int i = 0; i < 4; ++i) {
+            ASSERT_EQ(b[static_cast<size_t>(8 * chunk + i)], a[static_cast<size_t>(8 * chunk + 2 * i)])
+                << bits << "-bit, layout " << static_cast<int>(l) << ", row " << row << ", chunk " << chunk << ", pair " << i;
+            ASSERT_EQ(b[static_cast<size_t>(8 * chunk + i + 4)], a[static_cast<size_t>(8 * chunk + 2 * i + 1)])
+                << bits << "-bit, layout " << static_cast<int>(l) << ", row " << row << ", chunk " << chunk << ", pair " << i;
+          }
+      }
+    }
+  }
+  EXPECT_TRUE(kernels::pair_order_applies(4, 4096));
+  EXPECT_TRUE(kernels::pair_order_applies(3, 128));
+  EXPECT_FALSE(kernels::pair_order_applies(4, 200));
+  EXPECT_FALSE(kernels::pair_order_applies(2, 4096));
+  EXPECT_FALSE(kernels::pair_order_applies(8, 4096));
+}
+
 TEST(GemvLayout, AppliesToThreeAndFourBitCodesWithBlockWideGroups) {
   EXPECT_TRUE(kernels::retile_applies(4, 128, 4096));
   EXPECT_TRUE(kernels::retile_applies(3, 256, 384));
