@@ -4,9 +4,10 @@
 //
 // One kernel template over the registry's scale kinds and code widths (4-bit: razer4, int4
 // sym/asym, fp4, nf4, mxfp4, mxfp4-razer, nvfp4, nvfp4-razer; 3-bit: razer3, int3 sym/asym,
-// fp3), reading the packed checkpoint layout as uploaded (row-major little-endian code
-// bitstreams, formats/SPEC.md; with group % 128 == 0 upload() transposes the 8-code chunks of
-// each 128-column block for this kernel's x loads, gemv_layout.hpp). Tensor cores
+// fp3), reading the packed checkpoint layout as uploaded (little-endian code bitstreams,
+// formats/SPEC.md, as upload() rearranges them for this kernel, gemv_layout.hpp: each 8-code
+// chunk's codes in pair order; with group % 128 == 0 the chunks of each 128-column block
+// permuted for the x loads; rows that are whole 16-row tiles stored tile by tile). Tensor cores
 // (mma.sync m16n8k16, fp16 x fp16 -> fp32) do the products for M = 1 .. 16; the CUDA cores
 // decode each weight once, by bit manipulation where the grid allows, else through a table of
 // the format's values in shared memory.
@@ -29,9 +30,9 @@ namespace razerq::kernels {
 inline constexpr int kGemvMaxM = 16;
 
 // Whether gemv_fp16_cuda takes this tensor; when not, why (then dequantize + cuBLAS). Needs
-// 4-bit codes (3-bit: fp16-scale formats), cols % 128 == 0, a power-of-two group of at least
-// 16, and group scales
-// representable as fp16 (MX kinds: 2^-24 .. 2^15; upload() records it).
+// 4-bit codes (3-bit: fp16-scale formats), cols % 128 == 0 (upload() then gives the codes the
+// pair order), a power-of-two group of at least 16, and group scales representable as fp16
+// (MX kinds: 2^-24 .. 2^15; upload() records it).
 bool gemv_supported(const DeviceTensor& w, std::string* why = nullptr);
 
 // y (fp16, [M, w.rows], row stride w.rows) = x (fp16, [M, w.cols], row stride w.cols) . W^T,

@@ -1,8 +1,12 @@
 #pragma once
 // The device layout of a packed tensor's codes (kernels::upload): the checkpoint's row bitstreams
-// (formats/SPEC.md), with the 8-code chunks of every 128-column block permuted where the fused
-// GEMV reads them better, else as on disk. Plain C++ (host and device); includes no CUDA header.
+// (formats/SPEC.md), changed in three independent ways where the fused GEMV reads them better,
+// else as on disk: the 8-code chunks of every 128-column block permuted (CodeLayout, here); the
+// codes inside each chunk in pair order (pair_chunk, below); the rows stored in 16-row tiles
+// with their scales (tile_rows, tile_groups, below). The dequantization kernel reads every
+// combination. Plain C++ (host and device); includes no CUDA header.
 //
+// The chunk permutation (CodeLayout).
 // Why: the GEMV's lane t (of 4 per weight row) loads 16 contiguous bytes of codes per row and
 // 128-column block, and must hold x at the same columns (mma.sync pairs A's and B's k-slots by
 // lane). On disk those bytes are columns 32 t .. 32 t + 31, so a lane's four 16-byte x loads
