@@ -128,7 +128,7 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
 // so a row range that begins at a multiple of 16 keeps its offset (row_view, concat_rows).
 // Applies to the fused GEMV's code widths when rows are whole tiles, columns whole blocks and
 // the group divides or is a multiple of 128 (the scales are tiled too: tile_groups below).
-inline constexpr int kTileRows = 16;
+inline constexpr int kTileRows = 16;  // tiled_group's "+ 4" is its log2
 
 inline bool tiling_applies(int bits, int group, int64_t rows, int64_t cols) {
   return (bits == 3 || bits == 4) && rows > 0 && rows % kTileRows == 0 && cols % kRetileColumns == 0 && group > 0 &&
@@ -160,10 +160,10 @@ inline std::vector<uint32_t> tile_rows(const uint32_t* words, int64_t rows, int6
 // per tile, per unit of u = max(1, 128 / group) groups (the groups of one 128-column block, or
 // one group), the 16 rows' u entries contiguous, row after row. So the GEMV warp's scale load
 // for 16 rows reads 16 u contiguous entries (one sector for fp16 g128) instead of one from each
-// of 16 rows. log2 u:
+// of 16 rows. log2 u (0 for groups of 128 and more, or no group):
 RAZERQ_HD int group_unit_shift(int group) {
   int s = 0;
-  while ((group << s) < kRetileColumns) ++s;
+  while (group > 0 && (group << s) < kRetileColumns) ++s;
   return s;
 }
 

@@ -448,6 +448,7 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
                                    (tiled_rows ? "" : " row-major");
           EXPECT_EQ(static_cast<int>(t.layout), static_cast<int>(expect)) << what;
           EXPECT_EQ(t.tiled, tiled_rows && N % 16 == 0) << what;
+          EXPECT_TRUE(t.pair_order) << what;  // (3/4-bit codes, K a multiple of 128)
           const DeviceTensor v = kernels::row_view(t, 16, 5);
           EXPECT_EQ(static_cast<int>(v.layout), static_cast<int>(t.layout)) << what;
           EXPECT_EQ(v.tiled, t.tiled) << what;
