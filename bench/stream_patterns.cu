@@ -21,6 +21,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "kernels/cuda/cuda_check.cuh"
+
 __device__ __forceinline__ uint4 ld_stream(const void* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
@@ -80,60 +82,51 @@ __global__ void __launch_bounds__(256) lin(const uint4* __restrict__ w, size_t n
 template <typename F>
 float time_us(F f, int reps) {
   cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
+  RAZERQ_CUDA(cudaEventCreate(&a));
+  RAZERQ_CUDA(cudaEventCreate(&b));
   std::vector<float> v;
   for (int i = 0; i < 5; ++i) f(i);
   for (int i = 0; i < reps; ++i) {
-    cudaEventRecord(a);
+    RAZERQ_CUDA(cudaEventRecord(a));
     f(i);
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
+    RAZERQ_CUDA(cudaEventRecord(b));
+    RAZERQ_CUDA(cudaEventSynchronize(b));
     float ms;
-    cudaEventElapsedTime(&ms, a, b);
+    RAZERQ_CUDA(cudaEventElapsedTime(&ms, a, b));
     v.push_back(ms * 1000);
   }
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
-
-int main() {
+int run_all() {
   uint32_t* out;
-  CK(cudaMalloc(&out, 4));
+  RAZERQ_CUDA(cudaMalloc(&out, 4));
   const size_t maxb = 240ull << 20;
   uint8_t* buf[3];
   for (auto& p : buf) {
-    CK(cudaMalloc(&p, maxb));
-    CK(cudaMemset(p, 1, maxb));
+    RAZERQ_CUDA(cudaMalloc(&p, maxb));
+    RAZERQ_CUDA(cudaMemset(p, 1, maxb));
   }
   {
     const size_t bytes = 117440512;
-    float us = time_us([&](int i) { cudaMemcpyAsync(buf[(i + 1) % 3], buf[i % 3], bytes, cudaMemcpyDeviceToDevice); }, 50);
+    float us = time_us([&](int i) { RAZERQ_CUDA(cudaMemcpyAsync(buf[(i + 1) % 3], buf[i % 3], bytes, cudaMemcpyDeviceToDevice)); }, 50);
     std::printf("copy %zu B: %.1f us = %.0f GB/s (read+write)\n", bytes, us, 2.0 * bytes / us / 1e3);
   }
   struct Shape { int N, K; };
   Shape shapes[] = {{28672, 8192}, {8192, 28672}, {16384, 16384}, {4096, 4096}, {11008, 4096}, {4096, 11008}};
   int sms;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  RAZERQ_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   for (auto sh : shapes) {
     const int R = sh.K / 2;
     const size_t bytes = (size_t)sh.N * R;
     for (int occ : {3, 4, 5, 8}) {
       const int smem = occ == 8 ? 0 : (228 * 1024) / occ - 2048;
       auto run = [&](auto kern, const char* name) {
-        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        RAZERQ_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         float us = time_us([&](int i) { kern<<<sh.N / 16, 256, smem>>>(buf[i % 3], sh.N, R, out); }, 60);
         int nb;
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, 256, smem);
+        RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, 256, smem));
         std::printf("%5dx%-5d occ %d %-12s %8.2f us %7.0f GB/s\n", sh.N, sh.K, nb, name, us, bytes / us / 1e3);
       };
       run(rd<0, 1>, "rowmajor s1");
@@ -148,7 +141,16 @@ int main() {
       std::printf("%5dx%-5d linear %2d/SM %8.2f us %7.0f GB/s\n", sh.N, sh.K, bpsm, us, bytes / us / 1e3);
     }
   }
-  CK(cudaGetLastError());
-  CK(cudaDeviceSynchronize());
+  RAZERQ_CUDA(cudaGetLastError());
+  RAZERQ_CUDA(cudaDeviceSynchronize());
   return 0;
+}
+
+int main() {
+  try {
+    return run_all();
+  } catch (const razerq::Error& e) {  // a failed CUDA call (RAZERQ_CUDA), named with its line
+    std::fprintf(stderr, "bench_stream_patterns: %s\n", e.what());
+    return 1;
+  }
 }
