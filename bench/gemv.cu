@@ -8,7 +8,7 @@
 // Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2"),
 // the 16-row tiles per block (":t1", ":t2"), the device code layout (":disk", ":quad", ":pair";
 // kernels/cuda/gemv_layout.hpp; default: upload's choice), row-major rows instead of 16-row tiles
-// (":rm", set_upload_tiling) or no split tail (":ns", set_gemv_split).
+// (":rm", set_upload_tiling), no split tail (":ns", set_gemv_split) or every tile split (":sp").
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -437,8 +437,8 @@ int main(int argc, char** argv) {
       kernels::set_gemv_stages(opts.find(":s1") != std::string::npos ? 1 : opts.find(":s2") != std::string::npos ? 2 : 0);
       const int tiles = opts.find(":t1") != std::string::npos ? 1 : opts.find(":t2") != std::string::npos ? 2 : 0;
       kernels::set_gemv_tiles(tiles);
-      const bool no_split = opts.find(":ns") != std::string::npos;
-      kernels::set_gemv_split(no_split ? 1 : 0);
+      const bool no_split = opts.find(":ns") != std::string::npos, split_all = opts.find(":sp") != std::string::npos;
+      kernels::set_gemv_split(no_split ? 1 : split_all ? 2 : 0);
       using kernels::CodeLayout;
       const CodeLayout layout = opts.find(":disk") != std::string::npos   ? CodeLayout::kDisk
                                 : opts.find(":quad") != std::string::npos ? CodeLayout::kQuad
@@ -473,7 +473,7 @@ int main(int argc, char** argv) {
       const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
                                (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
                                (ws[0].tiled ? "" : " row-major") +
-                               (no_split ? " no split" : "");
+                               (no_split ? " no split" : "") + (split_all ? " split all" : "");
       for (int M : Ms) {
         double us_pdl[2];
         for (int pdl = 0; pdl < 2; ++pdl) {
