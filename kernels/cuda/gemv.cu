@@ -536,10 +536,17 @@ int g_split = 0;  // set_gemv_split: 0 split_plan, 1 never, 2 every tile
 // already back-fills most of the tail there; the halves pay their start-up latency twice). Hence
 // 4-bit codes split only for M > 4. (razer4 / razer3 keep 3 blocks per SM: 208 tiles are more
 // than half of 396 slots, so they never split at that shape.)
+// Under-filled grids are split whole: at most two tiles per SM (N <= 4224 on the H100) with
+// long rows (K >= 8192) and M <= 8 leave each SM 8-16 warps, too few loads in flight; splitting
+// every tile doubles them. 4096x11008 in two calls (bench/gemv.md, sixth session): 1.04-1.44x
+// for every format at M = 1..8 except int4 at M = 1, 2 (1.00-1.31x); at M = 16 mostly slower
+// (0.85-0.99x; int4-asym and int3 faster), and at K = 4096 mixed by format (0.78-1.49x at
+// 4096x4096), hence the bounds.
 int split_plan(const GemvArgs& a, int per_sm, int bits) {
   const int64_t tiles = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
   if (g_split == 1) return INT_MAX;
   if (g_split == 2) return 0;
+  if (a.M <= 8 && (a.K >> 7) >= 64 && tiles <= 2 * static_cast<int64_t>(detail::current_device_sm_count())) return 0;
   if ((a.K >> 7) < 16 || (bits == 4 && a.M <= 4)) return INT_MAX;
   const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
   if (slots <= 0 || tiles <= slots || tiles % slots == 0) return INT_MAX;

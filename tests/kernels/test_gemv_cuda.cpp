@@ -171,9 +171,11 @@ struct DecoderScope {
 TEST(GemvCuda, EveryFormatShapeAndM) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  // Rows that are whole 16-row tiles (64, 320: tiled by upload unless set_upload_tiling(false))
-  // and rows that are not (row-major).
-  const std::pair<int64_t, int64_t> shapes[] = {{8, 128}, {37, 256}, {300, 1024}, {1000, 384}, {1, 512}, {64, 256}, {320, 1024}};
+  // Rows that are whole 16-row tiles (64, 320, 48: tiled by upload unless set_upload_tiling(false))
+  // and rows that are not (row-major); 48 x 8192 is an under-filled grid with long rows, which the
+  // automatic split (split_plan) splits whole at M <= 8.
+  const std::pair<int64_t, int64_t> shapes[] = {{8, 128},  {37, 256},   {300, 1024}, {1000, 384},
+                                                {1, 512},  {64, 256},   {320, 1024}, {48, 8192}};
   // (decoder, stages, tiles per block, code layout where a permutation applies, split, tiled rows):
   // two tiles with the bit decoders and the table; every code layout (gemv_layout.hpp) with both;
   // every tile split into two halves of K (set_gemv_split(2): the cluster pairs of the split tail)
