@@ -612,9 +612,17 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
 // Measured on the H100 (bench/gemv.md, 2026-11-24 third session): int4 11008x4096 M = 1 / 8
 // 13.9 -> 12.3 / 17.8 -> 14.6 us, 14336x4096 6-11 % faster, razer4 / razer3 11008x4096 2-7 %.
 // Elsewhere two tiles were slower: 4096-row grids leave SMs idle (0.68-0.75x), long rows lose
-// the parallelism (razer4 8192x28672 0.83-0.87x), M = 16 up to 0.73x.
+// the parallelism (razer4 8192x28672 0.83-0.87x), M = 16 up to 0.73x. Since the tiled rows
+// (sixth session, 11008x4096 and 14336x4096, M = 1..8) one tile is the faster for the E2M1
+// decoder with special values (razer4 1.02-1.13x, nvfp4-razer 1.01-1.09x; mxfp4-razer, not
+// measured, follows them) and int4-asym
+// (1.00-1.05x), while two stay ahead for int4, fp4, razer3 and int3 (by 1.01-1.19x) and for
+// mxfp4 in 5 of 6 rows; nvfp4 is mixed (0.93-1.05x) and keeps two.
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
+  constexpr bool kRazerBytes = DEC == Decode::kE2M1 && (K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer ||
+                                                        K == ScaleKind::kE3M3RazerTensor);
+  if constexpr (kRazerBytes || (ASYM && DEC == Decode::kInt4)) return false;
   if (a.M > 8 || a.K > 4096) return false;
   // Resident one-tile blocks per SM (asked on the first device).
   static const int per_sm =
@@ -730,10 +738,19 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
 }
 
 // One block of codes in flight per warp (prefetched while the current one is decoded) is the
-// fastest at every measured shape once the decode is by bits: two or more take registers that
-// cost more resident warps than they hide latency (bench/gemv.md). Two stay available for
-// measurements (set_gemv_stages).
-int choose_stages() { return g_stages == 2 ? 2 : 1; }
+// fastest at most measured shapes once the decode is by bits: two or more take registers that
+// cost more resident warps than they hide latency (bench/gemv.md). The exception measured:
+// nvfp4-razer on under-filled grids (at most two 16-row tiles per SM) with M <= 8, where the
+// SMs have resident slots to spare: at 4096x11008 1.08-1.11x against the whole split (which the
+// other formats take there) and 1.16-1.33x against neither, at 4096x4096 1.13x (bench/gemv.md,
+// sixth session).
+// set_gemv_stages(1 or 2) forces one (measurements, tests).
+int choose_stages(const DeviceTensor& w, int64_t M) {
+  if (g_stages == 1 || g_stages == 2) return g_stages;
+  const int64_t tiles = (w.rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  const bool underfilled = tiles <= 2 * static_cast<int64_t>(detail::current_device_sm_count());
+  return w.cfg.spec().scale_kind == ScaleKind::kE3M3RazerTensor && M <= 8 && underfilled ? 2 : 1;
+}
 
 
 }  // namespace
@@ -809,7 +826,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   const bool e4m3_pre = spec.scale_kind == ScaleKind::kE4M3Tensor && times_2m14(dec);
   const bool pre = e4m3_pre || w.max_inner_scale < 3.99;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
-  const int stages = choose_stages();
+  const int stages = choose_stages(w, M);
   a.tiles = g_tiles;  // 0: two_tiles_pay decides
   a.layout = static_cast<int>(w.layout);
   cudaStream_t s = detail::as_stream(stream);
@@ -835,7 +852,7 @@ const char* gemv_decoder_name(const DeviceTensor& w) {
   if (!gemv_supported(w)) return "unsupported";
   uint32_t special[kTables];
   const Decode dec = choose_decoder(w, quantizer::base_grid(w.cfg), special);
-  const bool two = choose_stages() == 2;
+  const bool two = choose_stages(w, 1) == 2;
   switch (dec) {
     case Decode::kInt4: return two ? "int4-bits/2" : "int4-bits/1";
     case Decode::kE2M1: return two ? "e2m1-bits/2" : "e2m1-bits/1";

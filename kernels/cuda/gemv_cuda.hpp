@@ -50,13 +50,15 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
 // grid allows, the table for nf4 (bits are the faster on the H100 for every format,
 // bench/gemv.md); kTable / kBits force one (kBits where the grid allows).
 // Every choice gives the same weights and the same y bit for bit (tests). With the stage count
-// (blocks of codes in flight per warp: 1 or 2; 0 = automatic, 1) these are process-wide
-// settings for tests and benchmarks.
+// (blocks of codes in flight per warp: 1 or 2; 0 = automatic: 1, but 2 for nvfp4-razer at
+// M <= 8 on grids of at most two 16-row tiles per SM) these are process-wide settings for tests
+// and benchmarks.
 enum class GemvDecoder { kAuto, kTable, kBits };
 void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);
 // 16-row tiles per block: 1, 2, or 0 = automatic (two for M <= 8 and K <= 4096 where one tile per
-// block would take between one and two waves of resident blocks). Tiles change
+// block would take between one and two waves of resident blocks, except for the RaZeR kinds'
+// E2M1 decoder and int4-asym, which stay at one). Tiles change
 // which warps add which blocks of K, so y may differ in the last bits between settings; every
 // setting stays within the reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_tiles(int tiles);
@@ -70,7 +72,8 @@ void set_gemv_tiles(int tiles);
 // reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_split(int mode);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
-// "fp3-bits/1", "fp3-prmt/1" (razer3), "table/1", ... (decoder / stages), or "unsupported".
+// "fp3-bits/1", "fp3-prmt/1" (razer3), "table/1", ... (decoder / stages at M = 1), or
+// "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w);
 
 }  // namespace razerq::kernels
