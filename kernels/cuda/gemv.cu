@@ -615,9 +615,9 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
 // the parallelism (razer4 8192x28672 0.83-0.87x), M = 16 up to 0.73x. Since the tiled rows
 // (sixth session, 11008x4096 and 14336x4096, M = 1..8) one tile is the faster for the E2M1
 // decoder with special values (razer4 1.02-1.13x, nvfp4-razer 1.01-1.09x; mxfp4-razer, not
-// measured, follows them) and int4-asym
-// (1.00-1.05x), while two stay ahead for int4, fp4, razer3 and int3 (by 1.01-1.19x) and for
-// mxfp4 in 5 of 6 rows; nvfp4 is mixed (0.93-1.05x) and keeps two.
+// measured, follows them) and int4-asym (1.00-1.05x), while two stay ahead for int4, fp4,
+// razer3 and int3 (by 1.01-1.19x) and for mxfp4 in 5 of 6 rows; nvfp4 is mixed (0.93-1.05x)
+// and keeps two.
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
   constexpr bool kRazerBytes = DEC == Decode::kE2M1 && (K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer ||
