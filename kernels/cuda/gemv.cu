@@ -207,6 +207,10 @@ enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kFp3Prmt };
 
 __host__ __device__ constexpr bool is_3bit_decoder(Decode d) { return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
 __host__ __device__ constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
+// The E2M1 byte decoder with RaZeR's special-value patch (gemv_e2m1.cuh): a RaZeR scale kind.
+__host__ __device__ constexpr bool e2m1_special(Decode d, ScaleKind k) {
+  return d == Decode::kE2M1 && (k == ScaleKind::kFp16Razer || k == ScaleKind::kE8M0Razer || k == ScaleKind::kE3M3RazerTensor);
+}
 
 // Decoders whose values come out x 2^-14 (the scale carries 2^14 under PRE; nvfp4: pre_factor).
 __host__ __device__ constexpr bool times_2m14(Decode d) { return d == Decode::kE2M1 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
@@ -342,8 +346,7 @@ template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kS
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
-  constexpr bool SPECIAL = DEC == Decode::kE2M1 && (K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer ||
-                                                    K == ScaleKind::kE3M3RazerTensor);
+  constexpr bool SPECIAL = e2m1_special(DEC, K);
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
   __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
   __shared__ float xfer[4 * MT][32];          // split tail: the second half's sums, written by its block
@@ -525,6 +528,12 @@ constexpr bool can_permute(ScaleKind k) { return k == ScaleKind::kFp16 || k == S
 
 int g_split = 0;  // set_gemv_split: 0 split_plan, 1 never, 2 every tile
 
+// A grid of at most two 16-row tiles per SM (N <= 4224 on the H100): split_plan splits it whole,
+// choose_stages gives nvfp4-razer two stages there instead.
+bool underfilled(int64_t rows) {
+  return (rows + kRowsPerBlock - 1) / kRowsPerBlock <= 2 * static_cast<int64_t>(detail::current_device_sm_count());
+}
+
 // The split tail: the first block index whose tile is split in two halves of K (INT_MAX: none).
 // With one tile per block, a grid of more than one wave of resident blocks whose last, partial
 // wave holds at most half a wave of tiles leaves most SMs idle while that wave runs (28672x8192:
@@ -546,7 +555,7 @@ int split_plan(const GemvArgs& a, int per_sm, int bits) {
   const int64_t tiles = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
   if (g_split == 1) return INT_MAX;
   if (g_split == 2) return 0;
-  if (a.M <= 8 && (a.K >> 7) >= 64 && tiles <= 2 * static_cast<int64_t>(detail::current_device_sm_count())) return 0;
+  if (a.M <= 8 && (a.K >> 7) >= 64 && underfilled(a.N)) return 0;
   if ((a.K >> 7) < 16 || (bits == 4 && a.M <= 4)) return INT_MAX;
   const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
   if (slots <= 0 || tiles <= slots || tiles % slots == 0) return INT_MAX;
@@ -620,9 +629,7 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
 // and keeps two.
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
-  constexpr bool kRazerBytes = DEC == Decode::kE2M1 && (K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer ||
-                                                        K == ScaleKind::kE3M3RazerTensor);
-  if constexpr (kRazerBytes || (ASYM && DEC == Decode::kInt4)) return false;
+  if constexpr (e2m1_special(DEC, K) || (ASYM && DEC == Decode::kInt4)) return false;
   if (a.M > 8 || a.K > 4096) return false;
   // Resident one-tile blocks per SM (asked on the first device).
   static const int per_sm =
@@ -747,9 +754,7 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
 // set_gemv_stages(1 or 2) forces one (measurements, tests).
 int choose_stages(const DeviceTensor& w, int64_t M) {
   if (g_stages == 1 || g_stages == 2) return g_stages;
-  const int64_t tiles = (w.rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  const bool underfilled = tiles <= 2 * static_cast<int64_t>(detail::current_device_sm_count());
-  return w.cfg.spec().scale_kind == ScaleKind::kE3M3RazerTensor && M <= 8 && underfilled ? 2 : 1;
+  return w.cfg.spec().scale_kind == ScaleKind::kE3M3RazerTensor && M <= 8 && underfilled(w.rows) ? 2 : 1;
 }
 
 
