@@ -13,6 +13,7 @@
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/dequant_cuda.hpp"
+#include "kernels/cuda/device_info.cuh"
 #include "kernels/cuda/gemv_layout.hpp"
 
 namespace razerq::kernels {
@@ -217,7 +218,9 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
     if (p.cols != f.cols || p.code_words_per_row != f.code_words_per_row) bad("columns");
     if (p.tensor_scale != f.tensor_scale) bad("tensor scale");
     if ((p.sv_index == nullptr) != (f.sv_index == nullptr)) bad("special-value index layout");
-    if (p.layout != f.layout) bad("code layout (set_upload_layout changed between the uploads)");
+    if (p.layout != f.layout)
+      bad("code layout (set_upload_layout changed between the uploads, or NV-kind parts on both sides of "
+          "upload's row bound for kPair: gemv_layout.hpp layout_for)");
     if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
     if (p.pair_order != f.pair_order) bad("pair order of the codes");
     if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
@@ -309,7 +312,9 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
                 static_cast<long long>(q.cols));
 
   // The fused GEMV's layout (gemv_layout.hpp) where it applies.
-  const CodeLayout layout = layout_for(q.cfg, q.cols, g_upload_layout);
+  // few_rows: at most two 16-row tiles per SM (gemv.cu's under-filled grids).
+  const bool few_rows = q.rows <= 2 * kTileRows * static_cast<int64_t>(detail::current_device_sm_count());
+  const CodeLayout layout = layout_for(q.cfg, q.cols, g_upload_layout, few_rows);
   const bool pair_order = pair_order_applies(q.cfg.bits, q.cols);
   std::vector<uint32_t> permuted =
       layout != CodeLayout::kDisk || pair_order

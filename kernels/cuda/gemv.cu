@@ -9,9 +9,10 @@
 // columns 32 t .. 32 t + 31 of each 128-block: one 16-byte load of 32 contiguous 4-bit codes per
 // row, lane and block (whole 32-byte sectors); with tiled rows (DeviceTensor::tiled) the warp's
 // load of rows n0 .. n0 + 7 is 512 contiguous bytes. The same lane loads x[g][those 32 columns] (and
-// x[g + 8]). Permuted codes (gemv_layout.hpp, group % 128 == 0) hold other columns in those 16
-// bytes (kQuad: 32 w + 8 t .. + 7, w = 0..3; kPair: 64 (w >> 1) + 16 t + 8 (w & 1) .. + 7), so
-// that the four lanes of an x row read one 128-byte line per load instead of two.
+// x[g + 8]). Permuted codes (gemv_layout.hpp: group % 128 == 0, or the NV kinds' kPair) hold
+// other columns in those 16 bytes (kQuad: 32 w + 8 t .. + 7, w = 0..3; kPair: 64 (w >> 1) +
+// 16 t + 8 (w & 1) .. + 7), so that the four lanes of an x row read one 128-byte line per load
+// instead of two.
 //
 // Tensor cores: mma.sync.m16n8k16 computing y^T = W . x^T (A = 16 decoded weight rows, B = x^T
 // with up to 8 rows of x, fp32 accumulators); M = 9..16 takes a second mma on the same A. So
@@ -36,6 +37,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "common/error.hpp"
 #include "kernels/cuda/cuda_check.cuh"
@@ -115,23 +117,44 @@ __device__ __forceinline__ __half2 u2h(uint32_t u) { return *reinterpret_cast<__
 __device__ __forceinline__ uint32_t pow2_half_bits(int e) {
   return e >= -14 ? static_cast<uint32_t>(e + 15) << 10 : 1u << (e + 24);
 }
-// fp16 bits of an E4M3 (OCP, bias 7) value: exact (E4M3 lies inside fp16's range).
-__device__ __forceinline__ uint32_t e4m3_half_bits(uint32_t b) {
-  const uint32_t e = (b >> 3) & 15, m = b & 7, sign = (b & 0x80u) << 8;
-  if (e != 0) return sign | ((e + 8) << 10) | (m << 7);
-  return sign | __half_as_ushort(__float2half_rn(static_cast<float>(m) * 0x1p-9f));  // subnormal E4M3
-}
-// fp16 bits of an E3M3 payload (razer.md 4.3: e >= 1: 2^(e-3)(1 + m/8); e = 0: m/32): exact.
-__device__ __forceinline__ uint32_t e3m3_half_bits(uint32_t p) {
-  const uint32_t e = (p >> 3) & 7, m = p & 7;
-  if (e != 0) return ((e + 12) << 10) | (m << 7);
-  return __half_as_ushort(__float2half_rn(static_cast<float>(m) * 0x1p-5f));
+// The half2 bits of two E4M3 (OCP, bias 7) bytes, byte 0 in the low half and byte 1 in the
+// high: exact (E4M3 lies inside fp16's range). One cvt.rn.f16x2.e4m3x2 from sm_89 on, else by
+// bits. An E3M3 payload p (razer.md 4.3: e >= 1: 2^(e-3)(1 + m/8); e = 0: m/32) read as the E4M3
+// byte 0eeemmm is its value times 2^-4 exactly (bias 7 instead of 3; the subnormals m 2^-9
+// against m 2^-5), so the NV kinds' scales both take this one conversion (the 2^4 goes into the
+// fp32 tensor factor: gemv_fp16_cuda).
+__device__ __forceinline__ uint32_t e4m3x2_half2_bits(uint32_t b2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  uint32_t r;
+  asm("{\n .reg .b16 t;\n cvt.u16.u32 t, %1;\n cvt.rn.f16x2.e4m3x2 %0, t;\n}" : "=r"(r) : "r"(b2));
+  return r;
+#else
+  auto one = [](uint32_t b) -> uint32_t {
+    const uint32_t e = (b >> 3) & 15, m = b & 7, sign = (b & 0x80u) << 8;
+    if (e != 0) return sign | ((e + 8) << 10) | (m << 7);
+    return sign | __half_as_ushort(__float2half_rn(static_cast<float>(m) * 0x1p-9f));  // subnormal E4M3
+  };
+  return one(b2 & 0xffu) | (one((b2 >> 8) & 0xffu) << 16);
+#endif
 }
 
-// A group's inner scale (fp16 bits) and special-value table (0..3).
+// A group's entries as loaded (GroupRaw) and decoded (decode_group: the inner scale and
+// special-value table). The kernel keeps one of the two per row and block in flight: the NV
+// kinds their raw bytes (one or two registers per row), decoded at use a block later; the
+// others the decoded group, decoded at the load. Measured (bench/gemv.md, seventh session): the
+// NV kinds so, with one 16-bit load and one cvt for both groups, took nvfp4 M = 1 1.10-1.23x
+// faster than two byte loads decoded at the load; decoding at use for the other kinds made
+// mxfp4 1-4 % and razer4 up to 3 % slower and gained nothing that a second call confirmed.
+struct GroupRaw {
+  uint32_t a, b;  // the scale entry (NV kinds: the lane's two groups' bytes, kPair: the block's 8
+                  // bytes in a, b); b: razer's separate special-value index + 1 (SV), else 0
+};
+// Decoded: the inner scale's fp16 bits and the value table's byte offset in shared memory
+// (32 * special index); NV kinds (G16): the two groups' scales as a half2 (the first in the low
+// half; E3M3 scales times 2^-4: e4m3x2_half2_bits) and table offsets (the first in bits 0..15).
 struct Group {
-  uint32_t scale;  // fp16 bits
-  uint32_t table;  // byte offset of the value table in shared memory: 32 * special index
+  uint32_t scale;
+  uint32_t table;
 };
 
 // One weight row's per-group arrays (scales16 or scales8, and razer's separate special-value
@@ -145,25 +168,44 @@ struct GroupRow {
 
 // SV: the kernel reads razer's separate special-value indices where the tensor has them (the
 // table decoder; choose_decoder gives such tensors no bit decoder, so theirs skip the check).
-template <ScaleKind K, bool SV>
-__device__ __forceinline__ Group load_group(const GroupRow& r, int off) {
-  if constexpr (K == ScaleKind::kFp16) {
-    return {r.s16[off], 0};
-  } else if constexpr (K == ScaleKind::kFp16Razer) {
-    const uint32_t enc = r.s16[off];
-    if (SV && r.sv) return {enc, 32u * r.sv[off]};
-    return {enc & 0x3fffu, 32u * (enc >> 14)};  // bits 15, 14: the index's high and low bit
-  } else if constexpr (K == ScaleKind::kE8M0) {
-    return {pow2_half_bits(static_cast<int>(r.s8[off]) - 127), 0};
-  } else if constexpr (K == ScaleKind::kE8M0Razer) {
-    const uint32_t enc = r.s8[off];
-    return {pow2_half_bits(static_cast<int>(enc & 63) - 31), 32u * (enc >> 6)};
-  } else if constexpr (K == ScaleKind::kE4M3Tensor) {
-    return {e4m3_half_bits(r.s8[off]), 0};
+// NV kinds (16-column groups, two per lane and block): off is the first group's; under kDisk the
+// lane's two (2 t, 2 t + 1 of the block's 8) are one 16-bit load (off even: rows and tile units
+// start at multiples of 8 entries); under kPair (NVPAIR: groups t, t + 4) off is the block's
+// first group and its 8 bytes one 64-bit load.
+template <ScaleKind K, bool SV, bool NVPAIR>
+__device__ __forceinline__ GroupRaw load_group(const GroupRow& r, int off) {
+  if constexpr (K == ScaleKind::kFp16 || K == ScaleKind::kFp16Razer) {
+    if constexpr (K == ScaleKind::kFp16Razer && SV) return {r.s16[off], r.sv ? r.sv[off] + 1u : 0u};
+    return {r.s16[off], 0u};
+  } else if constexpr (K == ScaleKind::kE8M0 || K == ScaleKind::kE8M0Razer) {
+    return {r.s8[off], 0u};
   } else {
-    static_assert(K == ScaleKind::kE3M3RazerTensor, "a new scale kind needs a case here");
-    const uint32_t enc = r.s8[off];
-    return {e3m3_half_bits(enc & 63), 32u * (enc >> 6)};
+    static_assert(K == ScaleKind::kE4M3Tensor || K == ScaleKind::kE3M3RazerTensor, "a new scale kind needs a case here");
+    if constexpr (NVPAIR) {
+      const uint2 v = __ldg(reinterpret_cast<const uint2*>(r.s8 + off));
+      return {v.x, v.y};
+    }
+    return {*reinterpret_cast<const uint16_t*>(r.s8 + off), 0u};
+  }
+}
+
+// nv_sel: the PRMT selector of the lane's two bytes of the 8 (NVPAIR).
+template <ScaleKind K, bool SV, bool NVPAIR>
+__device__ __forceinline__ Group decode_group(GroupRaw g, uint32_t nv_sel) {
+  if constexpr (K == ScaleKind::kFp16) {
+    return {g.a, 0u};
+  } else if constexpr (K == ScaleKind::kFp16Razer) {
+    if (SV && g.b) return {g.a, 32u * (g.b - 1u)};
+    return {g.a & 0x3fffu, 32u * (g.a >> 14)};  // bits 15, 14: the index's high and low bit
+  } else if constexpr (K == ScaleKind::kE8M0) {
+    return {pow2_half_bits(static_cast<int>(g.a) - 127), 0u};
+  } else if constexpr (K == ScaleKind::kE8M0Razer) {
+    return {pow2_half_bits(static_cast<int>(g.a & 63u) - 31), 32u * (g.a >> 6)};
+  } else {
+    const uint32_t raw = NVPAIR ? bits::prmt(g.a, g.b, nv_sel) : g.a;
+    if constexpr (K == ScaleKind::kE4M3Tensor) return {e4m3x2_half2_bits(raw), 0u};
+    // E3M3 payloads in bits 0..5 of each byte, the special-value index in bits 6, 7.
+    return {e4m3x2_half2_bits(raw & 0x3f3fu), (32u * ((raw >> 6) & 3u)) | ((32u * ((raw >> 14) & 3u)) << 16)};
   }
 }
 
@@ -220,9 +262,12 @@ __host__ __device__ constexpr bool times_2m14(Decode d) { return d == Decode::kE
 // every E4M3 scale (2^-9 .. 448) times 2^7 is an exact fp16, and every E2M1 value v times such a
 // scale s gives v s 2^-7, a multiple of 2^-17 below 29 with at most 6 significant bits: exact in
 // fp16. So the weights are the table's times exactly 2^-7, the fp32 sums too (no product comes
-// near fp32's range ends), and y is the same bit for bit. (The same holds for nvfp4-razer's E3M3
-// scales with its default special values, but measured there it was no faster: 2-5 % slower at
-// M = 16 in one A/B call, so it keeps the 2^14 rule.)
+// near fp32's range ends), and y is the same bit for bit. nvfp4-razer's E3M3 scales s come out of
+// e4m3x2_half2_bits as s 2^-4 (the 2^4 into the tensor factor), so PRE always holds there too:
+// s 2^-4 2^14 <= 30 2^10 is an exact fp16, and a value v of at most 3 significant bits (E2M1, and
+// the special values the byte decoder takes: v 2^-14 an fp16 with a zero low byte, so v a
+// multiple of 2^-2) times s 2^-4 (a multiple of 2^-9) is a multiple of 2^-11 with at most 7
+// significant bits: exact below fp16's range end (|v| < 2^14 keeps it under 30720).
 __host__ __device__ constexpr float pre_factor(ScaleKind k) { return k == ScaleKind::kE4M3Tensor ? 128.f : 16384.f; }
 
 // A word of 8 codes as its decoder takes it, prepared once for the word's 4 pairs: the codes, or
@@ -279,22 +324,26 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
 }
 
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS>
-__device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0, const Group& g1, int n, bool ok,
+__device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0, int n, bool ok,
                                               int col, uint32_t lut_addr) {
+  static_assert(G16 == is_tensor_kind(K), "16-column groups are the NV kinds'");
   RowGroup r;
-  __half2 s0 = u2h(g0.scale | (g0.scale << 16)), s1 = u2h(g1.scale | (g1.scale << 16));
-  if constexpr (times_2m14(DEC) && PRE) {
-    s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
-    if constexpr (G16) s1 = __hmul2(s1, __float2half2_rn(pre_factor(K)));
-  }
-  r.scale[0] = s0;
-  r.scale[1] = G16 ? s1 : s0;
-  if constexpr (DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt) {
-    r.tb[0] = a.special[g0.table >> 5];
-    r.tb[1] = G16 ? a.special[g1.table >> 5] : r.tb[0];
+  if constexpr (G16) {  // two groups per lane (decode_group)
+    __half2 s = u2h(g0.scale);
+    if constexpr (times_2m14(DEC) && PRE) s = __hmul2(s, __float2half2_rn(pre_factor(K)));
+    r.scale[0] = __low2half2(s);
+    r.scale[1] = __high2half2(s);
+    const uint32_t t0 = g0.table & 0xffffu, t1 = g0.table >> 16;
+    if constexpr (DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt) {
+      r.tb[0] = a.special[t0 >> 5], r.tb[1] = a.special[t1 >> 5];
+    } else {
+      r.tb[0] = lut_addr | t0, r.tb[1] = lut_addr | t1;
+    }
   } else {
-    r.tb[0] = lut_addr | g0.table;
-    r.tb[1] = G16 ? (lut_addr | g1.table) : r.tb[0];
+    __half2 s0 = u2h(g0.scale | (g0.scale << 16));
+    if constexpr (times_2m14(DEC) && PRE) s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
+    r.scale[0] = r.scale[1] = s0;
+    r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt ? a.special[g0.table >> 5] : lut_addr | g0.table;
   }
   if constexpr (DEC == Decode::kInt3) {
 #pragma unroll
@@ -337,7 +386,8 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // 12 kb + 3 t of the row), split into four 24-bit words of 8 codes (gemv3::words).
 // LAYOUT (CodeLayout, gemv_layout.hpp): where the lane's code word w lies, 32 t + 8 w (kDisk),
 // 32 w + 8 t (kQuad) or 64 (w >> 1) + 16 t + 8 (w & 1) (kPair) in the block; its x load w follows.
-// The group is the block's for the permuted layouts (they need group % 128 == 0).
+// The group is the block's for the permuted layouts with group % 128 == 0; the NV kinds under
+// kPair (G16) have words 0, 1 in the block's group t and 2, 3 in group t + 4 (of 8).
 // SPLIT (one tile per block): blocks from a.split_from on are the split tail's cluster pairs. A
 // template parameter: the runtime range and the exchange cost registers in every kernel otherwise
 // (nvfp4-razer 80 -> 93, one resident block less per SM).
@@ -401,18 +451,29 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   const GroupRow grA = group_row(g, okA), grB = group_row(g + 8, okB);
   constexpr bool kSv = DEC == Decode::kLut;  // (choose_decoder: separate indices take the table)
   // Blocks past kb_end (the prefetch after the last) read the last one's groups, never used.
-  auto load_g = [&](const GroupRow& r, int kb, int second) {
-    const int gl = (min(kb, kb_end - 1) * 128 + t * 32) >> a.group_shift;
-    return load_group<K, kSv>(r, ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1)) + second);
+  // G16 (NV kinds): the lane's two groups 2 t, 2 t + 1 of the block's 8 (kDisk), or t, t + 4
+  // (kPair: load_group reads the block's 8, decode_group picks the two).
+  constexpr bool kNvPair = G16 && LAYOUT == static_cast<int>(CodeLayout::kPair);
+  const uint32_t nv_sel = static_cast<uint32_t>(t) | (static_cast<uint32_t>(t + 4) << 4);
+  using Staged = std::conditional_t<G16, GroupRaw, Group>;  // what a stage holds (GroupRaw's comment)
+  auto load_g = [&](const GroupRow& r, int kb) -> Staged {
+    const int gl = (min(kb, kb_end - 1) * 128 + (kNvPair ? 0 : t * 32)) >> a.group_shift;
+    const GroupRaw g =
+        load_group<K, kSv, kNvPair>(r, ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1)));
+    if constexpr (G16) return g;
+    else return decode_group<K, kSv, false>(g, 0u);
+  };
+  auto use_g = [&](const Staged& g) -> Group {
+    if constexpr (G16) return decode_group<K, kSv, kNvPair>(g, nv_sel);
+    else return g;
   };
   uint4 qa[kStages], qb[kStages];
-  Group ga0[kStages], gb0[kStages], ga1[kStages], gb1[kStages];
+  Staged ga0[kStages], gb0[kStages];
 #pragma unroll
   for (int s = 0; s < kStages; ++s) {
     const int kb = kb_begin + wk + s * kw;
     qa[s] = load_q(wA, okA, kb), qb[s] = load_q(wB, okB, kb);
-    ga0[s] = load_g(grA, kb, 0), gb0[s] = load_g(grB, kb, 0);
-    if constexpr (G16) ga1[s] = load_g(grA, kb, 1), gb1[s] = load_g(grB, kb, 1);
+    ga0[s] = load_g(grA, kb), gb0[s] = load_g(grB, kb);
   }
   // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
   // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
@@ -439,15 +500,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
         }
       }
       const uint4 qA = qa[s], qB = qb[s];
-      const Group gA0 = ga0[s], gB0 = gb0[s];
-      const Group gA1 = G16 ? ga1[s] : gA0, gB1 = G16 ? gb1[s] : gB0;
+      const Staged gA0 = ga0[s], gB0 = gb0[s];
       const int kn = kb + kStages * kw;
       qa[s] = load_q(wA, okA, kn), qb[s] = load_q(wB, okB, kn);
-      ga0[s] = load_g(grA, kn, 0), gb0[s] = load_g(grB, kn, 0);
-      if constexpr (G16) ga1[s] = load_g(grA, kn, 1), gb1[s] = load_g(grB, kn, 1);
+      ga0[s] = load_g(grA, kn), gb0[s] = load_g(grB, kn);
 
-      const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gA0, gA1, nA, okA, col, lut_addr);
-      const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, gB0, gB1, nB, okB, col, lut_addr);
+      const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gA0), nA, okA, col, lut_addr);
+      const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gB0), nB, okB, col, lut_addr);
       uint32_t wa[4], wb[4];  // 8 codes each (columns 8w .. 8w + 7 of the lane's 32)
       if constexpr (BITS == 4) {
         wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
@@ -528,8 +587,7 @@ constexpr bool can_permute(ScaleKind k) { return k == ScaleKind::kFp16 || k == S
 
 int g_split = 0;  // set_gemv_split: 0 split_plan, 1 never, 2 every tile
 
-// A grid of at most two 16-row tiles per SM (N <= 4224 on the H100): split_plan splits it whole,
-// choose_stages gives nvfp4-razer two stages there instead.
+// A grid of at most two 16-row tiles per SM (N <= 4224 on the H100): split_plan splits it whole.
 bool underfilled(int64_t rows) {
   return (rows + kRowsPerBlock - 1) / kRowsPerBlock <= 2 * static_cast<int64_t>(detail::current_device_sm_count());
 }
@@ -597,10 +655,12 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
   const int rows = kRowsPerBlock * TILES;
   const dim3 grid((a.N + rows - 1) / rows), block(kWarps * 32);
   const char* where = "gemv_fp16_cuda";
-  if (a.layout != 0 && (!can_permute(K) || a.group_shift < 7))  // (upload's layout_for never does this)
+  const bool nv_pair = is_tensor_kind(K) && a.layout == static_cast<int>(CodeLayout::kPair);
+  if (a.layout != 0 && !nv_pair && (!can_permute(K) || a.group_shift < 7))  // (upload's layout_for never does this)
     throw_error(ErrorKind::kInternal, where, "code layout %d with scale kind %d and group %d", a.layout,
                 static_cast<int>(K), 1 << a.group_shift);
   if constexpr (is_tensor_kind(K)) {  // NV kinds: the group is 16
+    if (nv_pair) return launch_m<K, ASYM, true, DEC, PRE, S, BITS, TILES, CodeLayout::kPair>(a, grid, block, s);
     return launch_m<K, ASYM, true, DEC, PRE, S, BITS, TILES, CodeLayout::kDisk>(a, grid, block, s);
   } else {
     if (a.group_shift == 4) throw_error(ErrorKind::kUnsupported, where, "group 16 is supported for the NV kinds only");
@@ -745,17 +805,12 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
 }
 
 // One block of codes in flight per warp (prefetched while the current one is decoded) is the
-// fastest at most measured shapes once the decode is by bits: two or more take registers that
-// cost more resident warps than they hide latency (bench/gemv.md). The exception measured:
-// nvfp4-razer on under-filled grids (at most two 16-row tiles per SM) with M <= 8, where the
-// SMs have resident slots to spare: at 4096x11008 1.08-1.11x against the whole split (which the
-// other formats take there) and 1.16-1.33x against neither, at 4096x4096 1.13x (bench/gemv.md,
-// sixth session).
+// fastest at every measured shape once the decode is by bits: two or more take registers that
+// cost more resident warps than they hide latency (bench/gemv.md). (nvfp4-razer on under-filled
+// grids took two from the sixth session until its scales were decoded at use, seventh: then one
+// with the whole split was 1.00-1.07x faster at 4096x4096 and 1.16-1.19x at 4096x11008, M <= 8.)
 // set_gemv_stages(1 or 2) forces one (measurements, tests).
-int choose_stages(const DeviceTensor& w, int64_t M) {
-  if (g_stages == 1 || g_stages == 2) return g_stages;
-  return w.cfg.spec().scale_kind == ScaleKind::kE3M3RazerTensor && M <= 8 && underfilled(w.rows) ? 2 : 1;
-}
+int choose_stages(const DeviceTensor&, int64_t) { return g_stages == 2 ? 2 : 1; }
 
 
 }  // namespace
@@ -827,10 +882,13 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
     }
   const Decode dec = choose_decoder(w, grid, a.special);
   // PRE: scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
-  // other 2^7 applied to the fp32 sums (pre_factor).
+  // other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
+  // (pre_factor, e4m3x2_half2_bits).
   const bool e4m3_pre = spec.scale_kind == ScaleKind::kE4M3Tensor && times_2m14(dec);
-  const bool pre = e4m3_pre || w.max_inner_scale < 3.99;
+  const bool e3m3 = spec.scale_kind == ScaleKind::kE3M3RazerTensor;
+  const bool pre = e4m3_pre || e3m3 || w.max_inner_scale < 3.99;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
+  if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
   const int stages = choose_stages(w, M);
   a.tiles = g_tiles;  // 0: two_tiles_pay decides
   a.layout = static_cast<int>(w.layout);

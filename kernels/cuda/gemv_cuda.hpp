@@ -6,8 +6,9 @@
 // sym/asym, fp4, nf4, mxfp4, mxfp4-razer, nvfp4, nvfp4-razer; 3-bit: razer3, int3 sym/asym,
 // fp3), reading the packed checkpoint layout as uploaded (little-endian code bitstreams,
 // formats/SPEC.md, as upload() rearranges them for this kernel, gemv_layout.hpp: each 8-code
-// chunk's codes in pair order; with group % 128 == 0 the chunks of each 128-column block
-// permuted for the x loads; rows that are whole 16-row tiles stored tile by tile). Tensor cores
+// chunk's codes in pair order; with group % 128 == 0, and for the NV kinds' tensors of more
+// rows than two 16-row tiles per SM, the chunks of each 128-column block permuted for the x
+// loads; rows that are whole 16-row tiles stored tile by tile). Tensor cores
 // (mma.sync m16n8k16, fp16 x fp16 -> fp32) do the products for M = 1 .. 16; the CUDA cores
 // decode each weight once, by bit manipulation where the grid allows, else through a table of
 // the format's values in shared memory.
@@ -50,9 +51,8 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
 // grid allows, the table for nf4 (bits are the faster on the H100 for every format,
 // bench/gemv.md); kTable / kBits force one (kBits where the grid allows).
 // Every choice gives the same weights and the same y bit for bit (tests). With the stage count
-// (blocks of codes in flight per warp: 1 or 2; 0 = automatic: 1, but 2 for nvfp4-razer at
-// M <= 8 on grids of at most two 16-row tiles per SM) these are process-wide settings for tests
-// and benchmarks.
+// (blocks of codes in flight per warp: 1 or 2; 0 = automatic: 1) these are process-wide
+// settings for tests and benchmarks.
 enum class GemvDecoder { kAuto, kTable, kBits };
 void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);

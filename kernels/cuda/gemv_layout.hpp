@@ -23,7 +23,10 @@
 // int4 at M = 1..4 where kQuad lost 1-7 %, and kQuad keeps razer4 at M = 1 where kPair lost
 // 1-3 %; at M = 8 and 16 both gain. Hence layout_for: kQuad for the RaZeR kinds, kPair else.
 // Applies when every 128-column block lies inside one group (group % 128 == 0), so a lane's codes
-// still share one scale; the on-disk spec does not change.
+// still share one scale; and for the NV kinds (16-column groups) kPair alone: there a lane's
+// words 0, 1 are columns 16 t .. 16 t + 15 and 2, 3 are 64 + 16 t .., two whole groups, as on
+// disk (where they are 32 t .. 32 t + 31), so the GEMV's two groups per lane stay two. The
+// on-disk spec does not change.
 //
 // Chunk c (0..15) of a block, columns 8 c .. 8 c + 7, sits at position retile_chunk(c). A chunk
 // is 8 codes: one 32-bit word at 4 bits, 24 bits at 3 bits (the bitstream order is kept inside
@@ -53,15 +56,31 @@ RAZERQ_HD int retile_chunk(int c, CodeLayout l) {
 
 // Whether a tensor of this code width, group and column count may be permuted (the fused GEMV's
 // code widths; its other conditions do not matter here: the dequantization kernel reads every
-// layout).
+// layout). The NV kinds' 16-column groups: nv_pair_applies, below.
 inline bool retile_applies(int bits, int group, int64_t cols) {
   return (bits == 3 || bits == 4) && group > 0 && group % kRetileColumns == 0 && cols % kRetileColumns == 0;
 }
 
+// Whether kPair may permute a tensor of the NV kinds (4-bit codes, 16-column groups).
+inline bool nv_pair_applies(const quantizer::FormatConfig& cfg, int64_t cols) {
+  const quantizer::ScaleKind k = cfg.spec().scale_kind;
+  return (k == quantizer::ScaleKind::kE4M3Tensor || k == quantizer::ScaleKind::kE3M3RazerTensor) && cfg.bits == 4 &&
+         cfg.group == 16 && cols % kRetileColumns == 0;
+}
+
 // The layout upload() gives a tensor: `want` where it applies (kAuto: kQuad for the RaZeR kinds
-// with fp16 scales, kPair for the others), else kDisk.
-inline CodeLayout layout_for(const quantizer::FormatConfig& cfg, int64_t cols, CodeLayout want = CodeLayout::kAuto) {
-  if (!retile_applies(cfg.bits, cfg.group, cols) || want == CodeLayout::kDisk) return CodeLayout::kDisk;
+// with fp16 scales, kPair for the others and the NV kinds), else kDisk. few_rows (upload: at most
+// two 16-row tiles per SM, gemv.cu's under-filled grids): the NV kinds keep kDisk under kAuto.
+// Measured on the H100 (bench/gemv.md, seventh session), kPair against kDisk for nvfp4 /
+// nvfp4-razer: M = 16 1.1-1.5x faster at every shape; M = 1..8 0.89-1.09x on the larger shapes
+// but 0.91-0.96x on the 4096-row ones (not understood: registers and resident blocks are the
+// same), whose M = 1 speed is what batch-1 decoding needs.
+inline CodeLayout layout_for(const quantizer::FormatConfig& cfg, int64_t cols, CodeLayout want = CodeLayout::kAuto,
+                             bool few_rows = false) {
+  if (want == CodeLayout::kDisk) return CodeLayout::kDisk;
+  if (nv_pair_applies(cfg, cols))
+    return want == CodeLayout::kQuad || (want == CodeLayout::kAuto && few_rows) ? CodeLayout::kDisk : CodeLayout::kPair;
+  if (!retile_applies(cfg.bits, cfg.group, cols)) return CodeLayout::kDisk;
   if (want != CodeLayout::kAuto) return want;
   return cfg.spec().scale_kind == quantizer::ScaleKind::kFp16Razer ? CodeLayout::kQuad : CodeLayout::kPair;
 }

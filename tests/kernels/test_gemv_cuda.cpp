@@ -424,7 +424,8 @@ TEST(GemvCuda, ConcatRowsEqualsTheSeparateProducts) {
 }
 
 // The permuted code layouts (gemv_layout.hpp): upload applies one exactly where retile_applies
-// says (3- and 4-bit codes, groups that are multiples of 128; kQuad for RaZeR, kPair else), the
+// says (3- and 4-bit codes, groups that are multiples of 128; kQuad for RaZeR, kPair else) and
+// kPair to the NV kinds (nv_pair_applies), the
 // dequantization kernel reads each back to the same fp16 weights bit for bit, and tensors of two
 // layouts are not concatenated.
 TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
@@ -435,7 +436,11 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
     for (const GemvCase& c : kCases) {
       const QuantizedTensor q = quantize_random(rng, c, N, K);
       const CodeLayout layouts[] = {CodeLayout::kAuto, CodeLayout::kDisk, CodeLayout::kQuad, CodeLayout::kPair};
-      const CodeLayout auto_layout = c.group % 128 != 0                 ? CodeLayout::kDisk
+      // The NV kinds: kPair only (gemv_layout.hpp nv_pair_applies), and not under kAuto for
+      // tensors of so few rows (layout_for's few_rows).
+      const bool nv = c.group == 16;
+      const CodeLayout auto_layout = nv                                 ? CodeLayout::kDisk
+                                     : c.group % 128 != 0               ? CodeLayout::kDisk
                                      : std::string(c.format) == "razer" ? CodeLayout::kQuad
                                                                         : CodeLayout::kPair;
       std::vector<uint16_t> first;
@@ -443,9 +448,10 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
         for (bool tiled_rows : {true, false}) {
           DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, layouts[i], 0, tiled_rows);
           const DeviceTensor t = kernels::upload(q);
-          const CodeLayout expect = layouts[i] == CodeLayout::kAuto ? auto_layout
-                                    : c.group % 128 != 0             ? CodeLayout::kDisk
-                                                                     : layouts[i];
+          const CodeLayout expect = layouts[i] == CodeLayout::kAuto         ? auto_layout
+                                    : nv && layouts[i] == CodeLayout::kQuad  ? CodeLayout::kDisk
+                                    : !nv && c.group % 128 != 0             ? CodeLayout::kDisk
+                                                                             : layouts[i];
           const std::string what = label(c) + " " + std::to_string(N) + " rows, layout asked " + std::to_string(i) +
                                    (tiled_rows ? "" : " row-major");
           EXPECT_EQ(static_cast<int>(t.layout), static_cast<int>(expect)) << what;

@@ -107,7 +107,7 @@ TEST(GemvLayout, AppliesToThreeAndFourBitCodesWithBlockWideGroups) {
   EXPECT_TRUE(kernels::retile_applies(3, 256, 384));
   EXPECT_FALSE(kernels::retile_applies(4, 64, 4096));   // a lane's columns would span two groups
   EXPECT_FALSE(kernels::retile_applies(4, 32, 4096));   // MX
-  EXPECT_FALSE(kernels::retile_applies(4, 16, 4096));   // NV
+  EXPECT_FALSE(kernels::retile_applies(4, 16, 4096));   // NV: nv_pair_applies (kPair only)
   EXPECT_FALSE(kernels::retile_applies(4, 128, 200));   // not whole blocks (no fused GEMV either)
   EXPECT_FALSE(kernels::retile_applies(8, 128, 4096));  // not a fused-GEMV code width
   EXPECT_FALSE(kernels::retile_applies(2, 128, 4096));
@@ -122,6 +122,23 @@ TEST(GemvLayout, AppliesToThreeAndFourBitCodesWithBlockWideGroups) {
   EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 128, false), 4096, CodeLayout::kQuad), CodeLayout::kQuad);
   EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 128, false), 4096, CodeLayout::kDisk), CodeLayout::kDisk);
   EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 64, false), 4096, CodeLayout::kPair), CodeLayout::kDisk);
+  // The NV kinds: kPair keeps a lane's two 16-column groups two; kQuad would make them four.
+  for (const char* nv : {"nvfp4", "nvfp4-razer"}) {
+    const quantizer::FormatConfig cfg = make_format_config(nv, 4, 16, false);
+    EXPECT_TRUE(kernels::nv_pair_applies(cfg, 4096)) << nv;
+    EXPECT_FALSE(kernels::nv_pair_applies(cfg, 200)) << nv;
+    EXPECT_EQ(kernels::layout_for(cfg, 4096), CodeLayout::kPair) << nv;
+    EXPECT_EQ(kernels::layout_for(cfg, 4096, CodeLayout::kAuto, true), CodeLayout::kDisk) << nv;  // few rows
+    EXPECT_EQ(kernels::layout_for(cfg, 4096, CodeLayout::kPair), CodeLayout::kPair) << nv;
+    EXPECT_EQ(kernels::layout_for(cfg, 4096, CodeLayout::kPair, true), CodeLayout::kPair) << nv;
+    EXPECT_EQ(kernels::layout_for(cfg, 4096, CodeLayout::kQuad), CodeLayout::kDisk) << nv;
+    EXPECT_EQ(kernels::layout_for(cfg, 4096, CodeLayout::kDisk), CodeLayout::kDisk) << nv;
+    EXPECT_EQ(kernels::layout_for(cfg, 200), CodeLayout::kDisk) << nv;
+  }
+  // few_rows concerns the NV kinds only.
+  EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 128, false), 4096, CodeLayout::kAuto, true), CodeLayout::kPair);
+  EXPECT_FALSE(kernels::nv_pair_applies(make_format_config("mxfp4", 4, 32, false), 4096));
+  EXPECT_FALSE(kernels::nv_pair_applies(make_format_config("int", 4, 16, false), 4096));
 }
 
 // Tiled rows: the word the GEMV's lane t reads for row g (0..15) of tile T and 128-column block
