@@ -312,9 +312,8 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
                 static_cast<long long>(q.cols));
 
   // The fused GEMV's layout (gemv_layout.hpp) where it applies.
-  // few_rows: at most two 16-row tiles per SM (gemv.cu's under-filled grids).
-  const bool few_rows = q.rows <= 2 * kTileRows * static_cast<int64_t>(detail::current_device_sm_count());
-  const CodeLayout layout = layout_for(q.cfg, q.cols, g_upload_layout, few_rows);
+  const CodeLayout layout =
+      layout_for(q.cfg, q.cols, g_upload_layout, few_rows_per_sm(q.rows, detail::current_device_sm_count()));
   const bool pair_order = pair_order_applies(q.cfg.bits, q.cols);
   std::vector<uint32_t> permuted =
       layout != CodeLayout::kDisk || pair_order

@@ -71,7 +71,7 @@ struct DeviceTensor {
 
 // Validates q (quantizer::validate) and copies it to the device; synchronous. The codes are
 // permuted for the fused GEMV where gemv_layout.hpp's layout_for says so (DeviceTensor::layout;
-// few_rows: at most two 16-row tiles per SM of the current device).
+// few_rows: gemv_layout.hpp few_rows_per_sm on the current device).
 DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream = nullptr);
 // The layout later upload() calls ask layout_for for: kAuto (the default), or one forced where a
 // permutation applies (kDisk keeps the on-disk order), for tests and benchmarks. Process-wide.

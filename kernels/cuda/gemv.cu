@@ -118,24 +118,15 @@ __device__ __forceinline__ uint32_t pow2_half_bits(int e) {
   return e >= -14 ? static_cast<uint32_t>(e + 15) << 10 : 1u << (e + 24);
 }
 // The half2 bits of two E4M3 (OCP, bias 7) bytes, byte 0 in the low half and byte 1 in the
-// high: exact (E4M3 lies inside fp16's range). One cvt.rn.f16x2.e4m3x2 from sm_89 on, else by
-// bits. An E3M3 payload p (razer.md 4.3: e >= 1: 2^(e-3)(1 + m/8); e = 0: m/32) read as the E4M3
-// byte 0eeemmm is its value times 2^-4 exactly (bias 7 instead of 3; the subnormals m 2^-9
-// against m 2^-5), so the NV kinds' scales both take this one conversion (the 2^4 goes into the
-// fp32 tensor factor: gemv_fp16_cuda).
+// high: exact (E4M3 lies inside fp16's range), by one cvt.rn.f16x2.e4m3x2 (sm_89+; this file
+// needs sm_90 for its clusters anyway). An E3M3 payload p (razer.md 4.3: e >= 1: 2^(e-3)(1 + m/8);
+// e = 0: m/32) read as the E4M3 byte 0eeemmm is its value times 2^-4 exactly (bias 7 instead of
+// 3; the subnormals m 2^-9 against m 2^-5), so the NV kinds' scales both take this one
+// conversion (the 2^4 goes into the fp32 tensor factor: gemv_fp16_cuda).
 __device__ __forceinline__ uint32_t e4m3x2_half2_bits(uint32_t b2) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
   uint32_t r;
   asm("{\n .reg .b16 t;\n cvt.u16.u32 t, %1;\n cvt.rn.f16x2.e4m3x2 %0, t;\n}" : "=r"(r) : "r"(b2));
   return r;
-#else
-  auto one = [](uint32_t b) -> uint32_t {
-    const uint32_t e = (b >> 3) & 15, m = b & 7, sign = (b & 0x80u) << 8;
-    if (e != 0) return sign | ((e + 8) << 10) | (m << 7);
-    return sign | __half_as_ushort(__float2half_rn(static_cast<float>(m) * 0x1p-9f));  // subnormal E4M3
-  };
-  return one(b2 & 0xffu) | (one((b2 >> 8) & 0xffu) << 16);
-#endif
 }
 
 // A group's entries as loaded (GroupRaw) and decoded (decode_group: the inner scale and
@@ -588,9 +579,7 @@ constexpr bool can_permute(ScaleKind k) { return k == ScaleKind::kFp16 || k == S
 int g_split = 0;  // set_gemv_split: 0 split_plan, 1 never, 2 every tile
 
 // A grid of at most two 16-row tiles per SM (N <= 4224 on the H100): split_plan splits it whole.
-bool underfilled(int64_t rows) {
-  return (rows + kRowsPerBlock - 1) / kRowsPerBlock <= 2 * static_cast<int64_t>(detail::current_device_sm_count());
-}
+bool underfilled(int64_t rows) { return few_rows_per_sm(rows, detail::current_device_sm_count()); }
 
 // The split tail: the first block index whose tile is split in two halves of K (INT_MAX: none).
 // With one tile per block, a grid of more than one wave of resident blocks whose last, partial
@@ -810,7 +799,7 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
 // grids took two from the sixth session until its scales were decoded at use, seventh: then one
 // with the whole split was 1.00-1.07x faster at 4096x4096 and 1.16-1.19x at 4096x11008, M <= 8.)
 // set_gemv_stages(1 or 2) forces one (measurements, tests).
-int choose_stages(const DeviceTensor&, int64_t) { return g_stages == 2 ? 2 : 1; }
+int choose_stages() { return g_stages == 2 ? 2 : 1; }
 
 
 }  // namespace
@@ -889,7 +878,7 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   const bool pre = e4m3_pre || e3m3 || w.max_inner_scale < 3.99;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
-  const int stages = choose_stages(w, M);
+  const int stages = choose_stages();
   a.tiles = g_tiles;  // 0: two_tiles_pay decides
   a.layout = static_cast<int>(w.layout);
   cudaStream_t s = detail::as_stream(stream);
@@ -915,7 +904,7 @@ const char* gemv_decoder_name(const DeviceTensor& w) {
   if (!gemv_supported(w)) return "unsupported";
   uint32_t special[kTables];
   const Decode dec = choose_decoder(w, quantizer::base_grid(w.cfg), special);
-  const bool two = choose_stages(w, 1) == 2;
+  const bool two = choose_stages() == 2;
   switch (dec) {
     case Decode::kInt4: return two ? "int4-bits/2" : "int4-bits/1";
     case Decode::kE2M1: return two ? "e2m1-bits/2" : "e2m1-bits/1";

@@ -149,6 +149,13 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
 // the group divides or is a multiple of 128 (the scales are tiled too: tile_groups below).
 inline constexpr int kTileRows = 16;  // tiled_group's "+ 4" is its log2
 
+// A tensor of at most two 16-row tiles per SM (N <= 4224 on the H100's 132): the fused GEMV's
+// grid is then under-filled (gemv.cu split_plan splits it whole), and upload() keeps the NV
+// kinds' codes in the on-disk order (layout_for's few_rows).
+RAZERQ_HD constexpr bool few_rows_per_sm(int64_t rows, int sm_count) {
+  return rows <= 2 * static_cast<int64_t>(kTileRows) * sm_count;
+}
+
 inline bool tiling_applies(int bits, int group, int64_t rows, int64_t cols) {
   return (bits == 3 || bits == 4) && rows > 0 && rows % kTileRows == 0 && cols % kRetileColumns == 0 && group > 0 &&
          (group % kRetileColumns == 0 || kRetileColumns % group == 0);

@@ -135,7 +135,9 @@ TEST(GemvLayout, AppliesToThreeAndFourBitCodesWithBlockWideGroups) {
     EXPECT_EQ(kernels::layout_for(cfg, 4096, CodeLayout::kDisk), CodeLayout::kDisk) << nv;
     EXPECT_EQ(kernels::layout_for(cfg, 200), CodeLayout::kDisk) << nv;
   }
-  // few_rows concerns the NV kinds only.
+  // few_rows (upload: few_rows_per_sm) concerns the NV kinds only.
+  EXPECT_TRUE(kernels::few_rows_per_sm(4224, 132));   // two 16-row tiles per SM of an H100
+  EXPECT_FALSE(kernels::few_rows_per_sm(4225, 132));
   EXPECT_EQ(kernels::layout_for(make_format_config("int", 4, 128, false), 4096, CodeLayout::kAuto, true), CodeLayout::kPair);
   EXPECT_FALSE(kernels::nv_pair_applies(make_format_config("mxfp4", 4, 32, false), 4096));
   EXPECT_FALSE(kernels::nv_pair_applies(make_format_config("int", 4, 16, false), 4096));
