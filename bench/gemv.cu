@@ -4,7 +4,9 @@
 // weights larger than L2 (>= 200 MB per measurement), CUDA events around batches of launches,
 // the median of 15 batches.
 //   bench_gemv [--formats razer,int,razer:bits:s2,razer3,int3,int3-asym,fp3,lut4,lut3,lut4+sparse]
-//              [--shapes all|small|NxK,...] [--m 1,2,4,8,16] [--json FILE]
+//              [--shapes all|small|NxK,...] [--m 1,2,4,8,16] [--json FILE] [--hot]
+// --hot: the fused GEMV's rows reuse one weight set (L2-resident where it fits: what an L2
+// prefetch before the product could at best give; cuBLAS stays rotated).
 // Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2"),
 // the 16-row tiles per block (":t1", ":t2"), the device code layout (":disk", ":quad", ":pair";
 // kernels/cuda/gemv_layout.hpp; default: upload's choice), row-major rows instead of 16-row tiles
@@ -268,6 +270,7 @@ int main(int argc, char** argv) {
                                                      {28672, 8192},  {8192, 28672}, {16384, 16384}};
   std::vector<int> Ms = {1, 2, 4, 8, 16};
   std::string json_path;
+  bool hot = false;  // --hot: one weight set per fused-GEMV row, not rotated (L2-resident where it fits)
   auto split = [](const std::string& s) {
     std::vector<std::string> out;
     std::string cur;
@@ -283,7 +286,7 @@ int main(int argc, char** argv) {
   auto usage = [] {
     std::fprintf(stderr,
                  "usage: bench_gemv [--formats razer,int,lut4,lut3,lut4+sparse,...] [--shapes all|small|NxK,...] "
-                 "[--m 1,2,4,8,16] [--json FILE]\n");
+                 "[--m 1,2,4,8,16] [--json FILE] [--hot]\n");
     return 2;
   };
   for (int i = 1; i < argc; ++i) {
@@ -318,6 +321,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
+    } else if (a == "--hot") {
+      hot = true;
     } else {
       return usage();
     }
@@ -459,7 +464,7 @@ int main(int argc, char** argv) {
       const quantizer::FormatConfig cfg = quantizer::make_format_config(fname, bits, group, asym);
       const quantizer::QuantizedTensor q = random_tensor(cfg, N, K, rng);
       const size_t qbytes = q.codes.size() * 4 + q.scales16.size() * 2 + q.scales8.size() + q.zeros.size() * 4;
-      const int nq = static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
+      const int nq = hot ? 1 : static_cast<int>(std::max<size_t>(2, (kRotateBytes + qbytes - 1) / qbytes));
       std::vector<kernels::DeviceTensor> ws;
       const bool row_major = opts.find(":rm") != std::string::npos;
       kernels::set_upload_layout(layout);

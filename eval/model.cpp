@@ -753,7 +753,7 @@ const void* element_ptr(const torch::Tensor& t, int64_t offset) {
 }  // namespace
 
 // forward_static with the decode kernels (kernels/cuda/decode_ops_cuda.hpp). Per layer: the
-// q/k/v product, RoPE + K/V write (1 launch), attention (2), the o product, residual add +
+// q/k/v product, RoPE + K/V write + attention (1 launch), the o product, residual add +
 // post-attention RMSNorm (1), the gate/up product, SiLU * up (1), the down product, residual add +
 // the next layer's input RMSNorm, or the final norm after the last layer (1). The residual stream
 // h is one [B, H] buffer updated in place; x holds the normed input of the next product. The
@@ -788,11 +788,13 @@ torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
   const size_t ws_bytes = kernels::decode_attention_workspace_bytes(shape, splits);
   const auto fo = torch::TensorOptions().dtype(opt.dtype).device(dev);
   const torch::Tensor ws = torch::empty({static_cast<int64_t>(ws_bytes)}, fo.dtype(torch::kByte));
+  // The attention's counters start at zero (each call leaves them so): one fill per step.
+  ws.narrow(0, 0, static_cast<int64_t>(kernels::decode_attention_counter_bytes(shape))).zero_();
   const int64_t* pos = c.pos.data_ptr<int64_t>();
 
   const torch::Tensor h = torch::embedding(embed, c.ids).reshape({B, H}).contiguous();  // residual stream
   const torch::Tensor x = torch::empty({B, H}, fo);
-  const torch::Tensor q = torch::empty({B, nh, hd}, fo), o = torch::empty({B, nh, hd}, fo);
+  const torch::Tensor o = torch::empty({B, nh, hd}, fo);
   kernels::rms_norm_cuda(dt, h.data_ptr(), layers.front().ln1.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& L = layers[li];
@@ -810,10 +812,9 @@ torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
       sq = yq.size(-1), sk = yk.size(-1), sv = yv.size(-1);
       kp = yk.data_ptr(), vp = yv.data_ptr();
     }
-    kernels::rope_kv_write_cuda(dt, shape, yq.data_ptr(), sq, kp, sk, vp, sv, c.cos.data_ptr(), c.sin.data_ptr(), pos,
-                                q.data_ptr(), c.k[li].data_ptr(), c.v[li].data_ptr(), stream);
-    kernels::decode_attention_cuda(dt, shape, q.data_ptr(), c.k[li].data_ptr(), c.v[li].data_ptr(), pos, splits,
-                                   ws.data_ptr(), ws_bytes, o.data_ptr(), stream);
+    kernels::decode_rope_attention_cuda(dt, shape, yq.data_ptr(), sq, kp, sk, vp, sv, c.cos.data_ptr(),
+                                        c.sin.data_ptr(), pos, c.k[li].data_ptr(), c.v[li].data_ptr(), splits,
+                                        ws.data_ptr(), ws_bytes, o.data_ptr(), stream);
     const torch::Tensor attn = L.o(o.view({B, nh * hd})).contiguous();  // [B, H]
     kernels::add_rms_norm_cuda(dt, h.data_ptr(), attn.data_ptr(), L.ln2.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
     const int64_t F = L.gate.w.size(0);

@@ -5,8 +5,9 @@
 // elementwise (RoPE, SiLU), one block per row where a row reduction is needed (RMSNorm), and for
 // attention the flash-decoding split: block (split s, sequence b, kv head, group of <= 8 query
 // heads) walks its key range in tiles of kKeyTile keys with an online softmax kept in shared
-// memory; a second kernel combines the splits. In a CUDA graph each launch costs about 2 us
-// whatever its size, so the number of launches matters more than their inner speed here.
+// memory; the last block of a head group to finish combines the splits. In a CUDA graph each
+// launch costs about 2 us whatever its size, so the number of launches matters more than their
+// inner speed here.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -114,6 +115,57 @@ __global__ void rms_norm_kernel(T* h, const T* __restrict__ delta, const T* __re
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) st(yr + i, ld(w + i) * round_act<T>(ld(hr + i) * inv));
 }
 
+// The same row by 16-byte vectors (n % 8 == 0, rows 16-byte aligned, n <= 8 * 1024 * kNormVecs):
+// each thread loads its up to kNormVecs vectors of h (and delta) once, keeps them in registers
+// through the block reduction, and writes y from them: one read of each input instead of two,
+// 8 elements per load. Same arithmetic and rounding points as rms_norm_kernel (the fp32 sum in
+// another order).
+constexpr int kNormVecs = 4;
+template <typename T, bool kAdd>
+__global__ void rms_norm_vec_kernel(T* h, const T* __restrict__ delta, const T* __restrict__ w, int64_t n, float eps,
+                                    T* __restrict__ y) {
+  __shared__ float red[32];
+  pdl_start();
+  const int64_t r = blockIdx.x, nv = n / 8;
+  uint4* hr = reinterpret_cast<uint4*>(h + r * n);
+  float v[kNormVecs][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int c = 0; c < kNormVecs; ++c) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
+    if (i >= nv) continue;
+    uint4 hv = hr[i];
+    const T* he = reinterpret_cast<const T*>(&hv);
+    if (kAdd) {
+      const uint4 dv = reinterpret_cast<const uint4*>(delta + r * n)[i];
+      const T* de = reinterpret_cast<const T*>(&dv);
+      T* ho = reinterpret_cast<T*>(&hv);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) ho[k] = Act<T>::from_float(ld(he + k) + ld(de + k));
+      hr[i] = hv;
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      v[c][k] = ld(he + k);
+      ss += v[c][k] * v[c][k];
+    }
+  }
+  const float inv = rsqrtf(block_sum(ss, red) / static_cast<float>(n) + eps);
+  uint4* yr = reinterpret_cast<uint4*>(y + r * n);
+#pragma unroll
+  for (int c = 0; c < kNormVecs; ++c) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
+    if (i >= nv) continue;
+    const uint4 wv = reinterpret_cast<const uint4*>(w)[i];
+    const T* we = reinterpret_cast<const T*>(&wv);
+    uint4 out;
+    T* oe = reinterpret_cast<T*>(&out);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) oe[k] = Act<T>::from_float(ld(we + k) * round_act<T>(v[c][k] * inv));
+    yr[i] = out;
+  }
+}
+
 // ---- RoPE + cache write ------------------------------------------------------------------------
 
 struct RopeArgs {
@@ -180,13 +232,14 @@ constexpr int kAttnWarps = kAttnThreads / 32;
 constexpr int kKeyTile = 64;        // keys scored per shared-memory round
 constexpr int kHeadsPerBlock = 8;   // query heads of one kv head handled by one block (GQA)
 constexpr int kDimsPerLane = static_cast<int>(kDecodeMaxHeadDim / 32);  // key elements a lane holds
-constexpr int kCombineThreads = 128;
+static_assert(kKeyTile >= kDecodeMaxSplits, "the combine keeps a head's split weights in its score row");
 
 struct AttnArgs {
   const void* q;        // [B, nh, hd]
   const void* k;        // [B, nkv, capacity, hd]
   const void* v;
   const int64_t* pos;
+  unsigned* done;       // [grid_y]: split blocks finished per (b, kv head, head block); 0 between calls
   float* part_o;        // [B * nh, splits, hd]: unnormalised partial outputs
   float* part_ml;       // [B * nh, splits, 2]: running max and sum of exponentials
   void* out;            // [B, nh, hd]
@@ -196,17 +249,35 @@ struct AttnArgs {
   int head_blocks;      // ceil(group / heads_per_block)
   int splits;
   float scale;          // 1 / sqrt(hd)
+  // kRope (decode_rope_attention_cuda): q is the raw query row of sequence b at q + b q_stride,
+  // rotated on loading; the new key (rotated) and value of position p, from k_new / v_new, are
+  // written into the caches (k_cache_w / v_cache_w, the same memory as k / v) and used for key p.
+  int64_t q_stride, k_stride, v_stride;
+  const void* k_new;
+  const void* v_new;
+  const void* cos;  // [capacity, hd]
+  const void* sin;
+  void* k_cache_w;
+  void* v_cache_w;
 };
 
 size_t split_smem_bytes(int heads_per_block, int64_t hd) {
-  return sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * kKeyTile + 3 * heads_per_block);
+  // + hd floats: kRope's new key and value, 2 hd elements of 2 bytes.
+  return sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * kKeyTile + 3 * heads_per_block + hd);
+}
+
+// rope(t)[d] as rope_pair writes it (rotate_half form, rounded where libtorch rounds), as a float.
+template <typename T>
+__device__ __forceinline__ float rope_value(const T* t, const T* c, const T* s, int64_t d, int64_t half) {
+  if (d < half) return round_act<T>(round_act<T>(ld(t + d) * ld(c + d)) + round_act<T>(-ld(t + d + half) * ld(s + d)));
+  return round_act<T>(round_act<T>(ld(t + d) * ld(c + d)) + round_act<T>(ld(t + d - half) * ld(s + d)));
 }
 
 // Block (split s, (b, kv head, head block)). Keys [j0, j1) of split s of the p + 1 valid ones.
 // Shared: qs [hb, hd] the queries (fp32), acc [hb, hd] the running unnormalised output, sc
 // [hb, kKeyTile] a tile's scores then exponentials, m / l / alpha [hb] the running max, the sum of
 // exponentials and the tile's rescale factor.
-template <typename T>
+template <typename T, bool kRope>
 __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs a) {
   extern __shared__ float smem[];
   pdl_start();
@@ -218,6 +289,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   float* m = sc + hb * kKeyTile;
   float* l = m + hb;
   float* alpha = l + hb;
+  T* kv_new = reinterpret_cast<T*>(alpha + hb);  // kRope: [2, hd] the new key and value
 
   const int s = blockIdx.x;
   const int hblk = static_cast<int>(blockIdx.y % a.head_blocks);
@@ -226,15 +298,44 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   const int64_t h0 = kvh * a.group + static_cast<int64_t>(hblk) * hb;  // first query head of the block
   const int nhb = min(hb, a.group - hblk * hb);                        // query heads in the block
   const int64_t p = *a.pos;
-  if (p < 0 || p >= a.capacity) return;  // the combine writes NaN
+  if (p < 0 || p >= a.capacity) {  // NaN outputs, written by split 0; no partials, no count
+    if (s == 0)
+      for (int64_t e = threadIdx.x; e < nhb * hd; e += kAttnThreads)
+        st(static_cast<T*>(a.out) + (b * a.nh + h0) * hd + e, NAN);
+    return;
+  }
   const int64_t n = p + 1, per = (n + a.splits - 1) / a.splits;
   const int64_t j0 = min64(n, s * per), j1 = min64(n, j0 + per);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  const T* qb = static_cast<const T*>(a.q) + (b * a.nh + h0) * hd;  // the block's heads are consecutive
-  for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
-    qs[e] = ld(qb + e);
-    acc[e] = 0.f;
+  if (kRope) {
+    const T* cp = static_cast<const T*>(a.cos) + p * hd;
+    const T* sp = static_cast<const T*>(a.sin) + p * hd;
+    const int64_t half = hd / 2;
+    const T* qr = static_cast<const T*>(a.q) + b * a.q_stride + h0 * hd;  // the block's heads, raw
+    for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
+      qs[e] = rope_value(qr + e / hd * hd, cp, sp, e % hd, half);
+      acc[e] = 0.f;
+    }
+    if (j0 <= p && p < j1) {  // this split holds key p: the new key and value, and the cache write
+      const T* kt = static_cast<const T*>(a.k_new) + b * a.k_stride + kvh * hd;
+      const T* vt = static_cast<const T*>(a.v_new) + b * a.v_stride + kvh * hd;
+      const int64_t slot = ((b * a.nkv + kvh) * a.capacity + p) * hd;
+      for (int64_t d = tid; d < hd; d += kAttnThreads) {
+        kv_new[d] = Act<T>::from_float(rope_value(kt, cp, sp, d, half));
+        kv_new[hd + d] = vt[d];
+        if (hblk == 0) {  // one block per kv head writes the cache
+          static_cast<T*>(a.k_cache_w)[slot + d] = kv_new[d];
+          static_cast<T*>(a.v_cache_w)[slot + d] = vt[d];
+        }
+      }
+    }
+  } else {
+    const T* qb = static_cast<const T*>(a.q) + (b * a.nh + h0) * hd;  // the block's heads are consecutive
+    for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
+      qs[e] = ld(qb + e);
+      acc[e] = 0.f;
+    }
   }
   if (tid < nhb) {
     m[tid] = -INFINITY;
@@ -248,7 +349,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
     const int tn = static_cast<int>(min64(kKeyTile, j1 - t0));
     // Scores: a warp per key, its lanes over the head dimension (lane + 32 t), one warp sum per head.
     for (int jj = warp; jj < tn; jj += kAttnWarps) {
-      const T* kr = kb + (t0 + jj) * hd;
+      const T* kr = kRope && t0 + jj == p ? kv_new : kb + (t0 + jj) * hd;
       float kreg[kDimsPerLane];
 #pragma unroll
       for (int t = 0; t < kDimsPerLane; ++t) {
@@ -297,13 +398,22 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
       const float* pi = sc + i * kKeyTile;
       const T* vc = vb + t0 * hd + d;
       float o = acc[e] * alpha[i];
-      for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld(vc + jj * hd);
+      if (kRope && t0 <= p && p < t0 + tn) {  // key p's value from shared memory
+        for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld(t0 + jj == p ? kv_new + hd + d : vc + jj * hd);
+      } else {
+        for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld(vc + jj * hd);
+      }
       acc[e] = o;
     }
     __syncthreads();
   }
-  // Partials (an empty split writes m = -inf, l = 0, acc = 0; the combine skips it).
   const int64_t bh0 = b * a.nh + h0;
+  T* out = static_cast<T*>(a.out) + bh0 * hd;  // the block's heads' outputs, consecutive
+  if (a.splits == 1) {  // the whole range: normalise and write
+    for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) st(out + e, acc[e] / l[e / hd]);
+    return;
+  }
+  // Partials (an empty split writes m = -inf, l = 0, acc = 0; the combine skips it).
   for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
     const int64_t i = e / hd, d = e % hd;
     a.part_o[((bh0 + i) * a.splits + s) * hd + d] = acc[e];
@@ -313,44 +423,44 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
     ml[0] = m[tid];
     ml[1] = l[tid];
   }
-}
-
-// Block per (b, h): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s, M = max_s m_s.
-template <typename T>
-__global__ void __launch_bounds__(kCombineThreads) attention_combine_kernel(AttnArgs a) {
-  __shared__ float wgt[kDecodeMaxSplits];
-  __shared__ float total;
-  pdl_start();
-  const int64_t bh = blockIdx.x;
-  T* o = static_cast<T*>(a.out) + bh * a.hd;
-  const int64_t p = *a.pos;
-  if (p < 0 || p >= a.capacity) {
-    for (int64_t d = threadIdx.x; d < a.hd; d += kCombineThreads) st(o + d, NAN);
-    return;
-  }
-  const float* ml = a.part_ml + bh * a.splits * 2;
-  if (threadIdx.x < 32) {
+  // The last of the splits of this (b, kv head, head block) to finish combines them (the CUDA
+  // threadFenceReduction pattern): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s, M = max_s
+  // m_s, over s in order, so the result does not depend on which block is last. It resets the
+  // count for the next call.
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(a.done + blockIdx.y, 1u) == static_cast<unsigned>(a.splits - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float* wgt = sc;  // [hb, kKeyTile >= kDecodeMaxSplits]: the splits' weights per head
+  for (int i = warp; i < nhb; i += kAttnWarps) {
+    const volatile float* ml = a.part_ml + (bh0 + i) * a.splits * 2;
     float mx = -INFINITY;
-    for (int s = threadIdx.x; s < a.splits; s += 32) mx = fmaxf(mx, ml[2 * s]);
+    for (int j = lane; j < a.splits; j += 32) mx = fmaxf(mx, ml[2 * j]);
     mx = warp_max(mx);
     float lsum = 0.f;
-    for (int s = threadIdx.x; s < a.splits; s += 32) {
-      const float ms = ml[2 * s];
-      const float w = ms == -INFINITY ? 0.f : expf(ms - mx);  // empty split: no weight
-      wgt[s] = w;
-      lsum += w * ml[2 * s + 1];
+    for (int j = lane; j < a.splits; j += 32) {
+      const float ms = ml[2 * j];
+      const float wj = ms == -INFINITY ? 0.f : expf(ms - mx);  // empty split: no weight
+      wgt[i * kKeyTile + j] = wj;
+      lsum += wj * ml[2 * j + 1];
     }
     lsum = warp_sum(lsum);
-    if (threadIdx.x == 0) total = lsum;
+    if (lane == 0) l[i] = lsum;
   }
   __syncthreads();
-  const float* po = a.part_o + bh * a.splits * a.hd;
-  for (int64_t d = threadIdx.x; d < a.hd; d += kCombineThreads) {
-    float acc = 0.f;
-    for (int s = 0; s < a.splits; ++s)
-      if (wgt[s] != 0.f) acc += wgt[s] * po[s * a.hd + d];
-    st(o + d, acc / total);
+  for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
+    const int64_t i = e / hd, d = e % hd;
+    const volatile float* po = a.part_o + (bh0 + i) * a.splits * hd + d;
+    const float* wi = wgt + i * kKeyTile;
+    float o = 0.f;
+    for (int j = 0; j < a.splits; ++j)
+      if (wi[j] != 0.f) o += wi[j] * po[j * hd];
+    st(out + e, o / l[i]);
   }
+  if (tid == 0) a.done[blockIdx.y] = 0;
 }
 
 // ---- SiLU * up ---------------------------------------------------------------------------------
@@ -412,6 +522,21 @@ void check_shape(const DecodeShape& s, const char* where) {
 template <typename T>
 void launch_rms_norm(bool add, void* h, const void* delta, const void* w, int64_t rows, int64_t n, float eps, void* y,
                      cudaStream_t st) {
+  const bool aligned = n % 8 == 0 && reinterpret_cast<uintptr_t>(h) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(y) % 16 == 0 && (!add || reinterpret_cast<uintptr_t>(delta) % 16 == 0);
+  if (aligned && n / 8 <= 1024 * kNormVecs) {
+    const int64_t nv = n / 8;
+    // The fewest threads (a multiple of 32) that cover nv vectors in kNormVecs rounds.
+    const int threads = static_cast<int>(std::min<int64_t>(1024, ((nv + kNormVecs - 1) / kNormVecs + 31) / 32 * 32));
+    if (add)
+      pdl::launch(rms_norm_vec_kernel<T, true>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, st,
+                  static_cast<T*>(h), static_cast<const T*>(delta), static_cast<const T*>(w), n, eps, static_cast<T*>(y));
+    else
+      pdl::launch(rms_norm_vec_kernel<T, false>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, st,
+                  static_cast<T*>(h), static_cast<const T*>(nullptr), static_cast<const T*>(w), n, eps,
+                  static_cast<T*>(y));
+    return;
+  }
   const int threads = static_cast<int>(std::min<int64_t>(1024, (n + 31) / 32 * 32));
   if (add)
     pdl::launch(rms_norm_kernel<T, true>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, st, static_cast<T*>(h),
@@ -444,6 +569,19 @@ void rms_norm_common(const char* where, ActDType dt, bool add, void* h, const vo
   RAZERQ_CUDA(cudaGetLastError());
 }
 
+// RoPE's conditions: an even head_dim and rows at least heads x head_dim apart.
+void check_rope(const DecodeShape& s, int64_t q_stride, int64_t k_stride, int64_t v_stride, const char* where) {
+  if (s.head_dim % 2)
+    throw_error(ErrorKind::kInvalidArgument, where, "head_dim %lld is odd (rotate_half needs two halves)",
+                static_cast<long long>(s.head_dim));
+  if (q_stride < s.heads * s.head_dim || k_stride < s.kv_heads * s.head_dim || v_stride < s.kv_heads * s.head_dim)
+    throw_error(ErrorKind::kInvalidArgument, where,
+                "row strides q %lld, k %lld, v %lld (expected at least %lld, %lld, %lld: heads x head_dim)",
+                static_cast<long long>(q_stride), static_cast<long long>(k_stride), static_cast<long long>(v_stride),
+                static_cast<long long>(s.heads * s.head_dim), static_cast<long long>(s.kv_heads * s.head_dim),
+                static_cast<long long>(s.kv_heads * s.head_dim));
+}
+
 int heads_per_block(const DecodeShape& s) {
   return static_cast<int>(std::min<int64_t>(s.heads / s.kv_heads, kHeadsPerBlock));
 }
@@ -472,15 +610,7 @@ void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_
                         const int64_t* pos, void* q_out, void* k_cache, void* v_cache, void* stream) {
   const char* where = "rope_kv_write_cuda";
   check_shape(s, where);
-  if (s.head_dim % 2)
-    throw_error(ErrorKind::kInvalidArgument, where, "head_dim %lld is odd (rotate_half needs two halves)",
-                static_cast<long long>(s.head_dim));
-  if (q_stride < s.heads * s.head_dim || k_stride < s.kv_heads * s.head_dim || v_stride < s.kv_heads * s.head_dim)
-    throw_error(ErrorKind::kInvalidArgument, where,
-                "row strides q %lld, k %lld, v %lld (expected at least %lld, %lld, %lld: heads x head_dim)",
-                static_cast<long long>(q_stride), static_cast<long long>(k_stride), static_cast<long long>(v_stride),
-                static_cast<long long>(s.heads * s.head_dim), static_cast<long long>(s.kv_heads * s.head_dim),
-                static_cast<long long>(s.kv_heads * s.head_dim));
+  check_rope(s, q_stride, k_stride, v_stride, where);
   need(s.batch <= 65535, where, "batch above 65535");
   need_ptr(q, where, "q");
   need_ptr(k, where, "k");
@@ -511,19 +641,25 @@ int decode_attention_splits(const DecodeShape& s) {
   return static_cast<int>(std::clamp<int64_t>(splits, 1, kDecodeMaxSplits));
 }
 
+size_t decode_attention_counter_bytes(const DecodeShape& s) {
+  check_shape(s, "decode_attention_counter_bytes");
+  return (sizeof(unsigned) * static_cast<size_t>(s.batch * s.kv_heads * head_blocks(s)) + 15) / 16 * 16;
+}
+
 size_t decode_attention_workspace_bytes(const DecodeShape& s, int splits) {
   check_shape(s, "decode_attention_workspace_bytes");
   if (splits < 1 || splits > kDecodeMaxSplits)
     throw_error(ErrorKind::kInvalidArgument, "decode_attention_workspace_bytes", "splits %d (expected 1 .. %d)", splits,
                 kDecodeMaxSplits);
-  return sizeof(float) * static_cast<size_t>(s.batch * s.heads) * static_cast<size_t>(splits) *
-         static_cast<size_t>(s.head_dim + 2);
+  return decode_attention_counter_bytes(s) + sizeof(float) * static_cast<size_t>(s.batch * s.heads) *
+                                                 static_cast<size_t>(splits) * static_cast<size_t>(s.head_dim + 2);
 }
 
-void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, const void* k_cache, const void* v_cache,
-                           const int64_t* pos, int splits, void* workspace, size_t workspace_bytes, void* out,
-                           void* stream) {
-  const char* where = "decode_attention_cuda";
+namespace {
+// The checks and the launch shared by decode_attention_cuda and decode_rope_attention_cuda: a
+// holds the pointers (q, k, v, pos, out and the kRope ones); the rest is filled in here.
+void launch_attention(const char* where, ActDType dt, const DecodeShape& s, AttnArgs a, bool rope, int splits,
+                      void* workspace, size_t workspace_bytes, void* stream) {
   check_shape(s, where);
   if (splits < 1 || splits > kDecodeMaxSplits)
     throw_error(ErrorKind::kInvalidArgument, where, "splits %d (expected 1 .. %d)", splits, kDecodeMaxSplits);
@@ -531,23 +667,23 @@ void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, con
   if (!workspace || workspace_bytes < need_ws)
     throw_error(ErrorKind::kInvalidArgument, where, "workspace of %zu bytes (expected at least %zu)",
                 workspace ? workspace_bytes : size_t{0}, need_ws);
-  if (reinterpret_cast<uintptr_t>(workspace) % 4)
-    throw_error(ErrorKind::kInvalidArgument, where, "workspace is not 4-byte aligned");
-  need_ptr(q, where, "q");
-  need_ptr(k_cache, where, "k_cache");
-  need_ptr(v_cache, where, "v_cache");
-  need_ptr(out, where, "out");
-  need_pos(pos, where);
-  const size_t qbytes = static_cast<size_t>(s.batch * s.heads * s.head_dim) * 2;
-  if (overlap(q, qbytes, out, qbytes)) throw_error(ErrorKind::kInvalidArgument, where, "out overlaps q");
+  if (reinterpret_cast<uintptr_t>(workspace) % 16)
+    throw_error(ErrorKind::kInvalidArgument, where, "workspace is not 16-byte aligned");
+  need_ptr(a.q, where, "q");
+  need_ptr(a.k, where, "k_cache");
+  need_ptr(a.v, where, "v_cache");
+  need_ptr(a.out, where, "out");
+  need_pos(a.pos, where);
+  const size_t obytes = static_cast<size_t>(s.batch * s.heads * s.head_dim) * 2;
+  const size_t qbytes = rope ? static_cast<size_t>((s.batch - 1) * a.q_stride + s.heads * s.head_dim) * 2 : obytes;
+  if (overlap(a.q, qbytes, a.out, obytes)) throw_error(ErrorKind::kInvalidArgument, where, "out overlaps q");
   const int64_t grid_y = s.batch * s.kv_heads * head_blocks(s);
   if (grid_y > 65535 || s.batch * s.heads > INT_MAX)
     throw_error(ErrorKind::kUnsupported, where, "batch %lld x kv_heads %lld is too large for one launch",
                 static_cast<long long>(s.batch), static_cast<long long>(s.kv_heads));
 
-  AttnArgs a{};
-  a.q = q, a.k = k_cache, a.v = v_cache, a.pos = pos, a.out = out;
-  a.part_o = static_cast<float*>(workspace);
+  a.done = static_cast<unsigned*>(workspace);
+  a.part_o = reinterpret_cast<float*>(static_cast<char*>(workspace) + decode_attention_counter_bytes(s));
   a.part_ml = a.part_o + static_cast<size_t>(s.batch * s.heads) * static_cast<size_t>(splits) * static_cast<size_t>(s.head_dim);
   a.nh = s.heads, a.nkv = s.kv_heads, a.hd = s.head_dim, a.capacity = s.capacity;
   a.group = static_cast<int>(s.heads / s.kv_heads);
@@ -555,18 +691,47 @@ void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, con
   a.head_blocks = static_cast<int>(head_blocks(s));
   a.splits = splits;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim)));
-  const size_t smem = split_smem_bytes(a.heads_per_block, s.head_dim);  // <= 18.1 KB: no opt-in needed
+  const size_t smem = split_smem_bytes(a.heads_per_block, s.head_dim);  // <= 19.1 KB: no opt-in needed
   const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(grid_y));
   const cudaStream_t st = detail::as_stream(stream);
   if (dt == ActDType::kFp16) {
-    pdl::launch(attention_split_kernel<__half>, grid, dim3(kAttnThreads), smem, st, a);
-    pdl::launch(attention_combine_kernel<__half>, dim3(static_cast<unsigned>(s.batch * s.heads)), dim3(kCombineThreads), 0,
-                st, a);
+    if (rope)
+      pdl::launch(attention_split_kernel<__half, true>, grid, dim3(kAttnThreads), smem, st, a);
+    else
+      pdl::launch(attention_split_kernel<__half, false>, grid, dim3(kAttnThreads), smem, st, a);
   } else {
-    pdl::launch(attention_split_kernel<__nv_bfloat16>, grid, dim3(kAttnThreads), smem, st, a);
-    pdl::launch(attention_combine_kernel<__nv_bfloat16>, dim3(static_cast<unsigned>(s.batch * s.heads)),
-                dim3(kCombineThreads), 0, st, a);
+    if (rope)
+      pdl::launch(attention_split_kernel<__nv_bfloat16, true>, grid, dim3(kAttnThreads), smem, st, a);
+    else
+      pdl::launch(attention_split_kernel<__nv_bfloat16, false>, grid, dim3(kAttnThreads), smem, st, a);
   }
+}
+}  // namespace
+
+void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, const void* k_cache, const void* v_cache,
+                           const int64_t* pos, int splits, void* workspace, size_t workspace_bytes, void* out,
+                           void* stream) {
+  AttnArgs a{};
+  a.q = q, a.k = k_cache, a.v = v_cache, a.pos = pos, a.out = out;
+  launch_attention("decode_attention_cuda", dt, s, a, false, splits, workspace, workspace_bytes, stream);
+}
+
+void decode_rope_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_t q_stride, const void* k,
+                                int64_t k_stride, const void* v, int64_t v_stride, const void* cos, const void* sin,
+                                const int64_t* pos, void* k_cache, void* v_cache, int splits, void* workspace,
+                                size_t workspace_bytes, void* out, void* stream) {
+  const char* where = "decode_rope_attention_cuda";
+  check_shape(s, where);
+  check_rope(s, q_stride, k_stride, v_stride, where);
+  need_ptr(k, where, "k");
+  need_ptr(v, where, "v");
+  need_ptr(cos, where, "cos");
+  need_ptr(sin, where, "sin");
+  AttnArgs a{};
+  a.q = q, a.k = k_cache, a.v = v_cache, a.pos = pos, a.out = out;
+  a.q_stride = q_stride, a.k_stride = k_stride, a.v_stride = v_stride;
+  a.k_new = k, a.v_new = v, a.cos = cos, a.sin = sin, a.k_cache_w = k_cache, a.v_cache_w = v_cache;
+  launch_attention(where, dt, s, a, true, splits, workspace, workspace_bytes, stream);
 }
 
 void silu_mul_cuda(ActDType dt, const void* gate, const void* up, int64_t in_stride, int64_t rows, int64_t n, void* out,

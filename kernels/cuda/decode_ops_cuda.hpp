@@ -72,19 +72,34 @@ void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_
 // (out may not overlap q). Slots after p are never read. The keys 0 .. p are split into `splits`
 // nearly equal ranges (computed on the device from p), one block per range, kv head and group of
 // up to 8 of its query heads; each writes its unnormalised partial output with its running max
-// and sum into `workspace`, and a second kernel combines the splits. splits >= 1 (more splits
+// and sum into `workspace`, and the last block of a (sequence, kv head, head group) to finish
+// combines them (in split order, whichever block it is): one launch. splits >= 1 (more splits
 // than keys leaves some empty, which is allowed); decode_attention_splits gives the automatic
-// choice. workspace: device memory of at least decode_attention_workspace_bytes(s, splits), any
-// content (every entry read is written first). A position outside [0, capacity) gives NaN
-// outputs. head_dim <= kDecodeMaxHeadDim.
+// choice. workspace: device memory of at least decode_attention_workspace_bytes(s, splits),
+// 16-byte aligned; its first decode_attention_counter_bytes(s) bytes are the blocks' counters,
+// which must be zero before the first call (e.g. zeroed memory) and which every completed call
+// leaves zero again; the rest may hold anything (every entry read is written first). A position
+// outside [0, capacity) gives NaN outputs. head_dim <= kDecodeMaxHeadDim.
 void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, const void* k_cache, const void* v_cache,
                            const int64_t* pos, int splits, void* workspace, size_t workspace_bytes, void* out,
                            void* stream = nullptr);
+// rope_kv_write_cuda and decode_attention_cuda in one launch (the decode step's form): q, k, v are
+// the step's raw rows as rope_kv_write_cuda takes them; each attention block rotates its query
+// heads as it loads them, the block whose key range holds p rotates the new key, uses it and the
+// new value for key p and (one block per kv head) writes both into k_cache / v_cache at slot p.
+// out, the caches and every other slot are as after the two calls (out equal bit for bit); no
+// q_out. A position outside [0, capacity) writes nothing into the caches and NaN into out. The
+// conditions of both functions hold; workspace as for decode_attention_cuda.
+void decode_rope_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_t q_stride, const void* k,
+                                int64_t k_stride, const void* v, int64_t v_stride, const void* cos, const void* sin,
+                                const int64_t* pos, void* k_cache, void* v_cache, int splits, void* workspace,
+                                size_t workspace_bytes, void* out, void* stream = nullptr);
 // Splits for s on the current device: enough blocks for about 4 per SM, at most one per 16 slots
 // of the capacity and at most kDecodeMaxSplits.
 inline constexpr int kDecodeMaxSplits = 64;
 int decode_attention_splits(const DecodeShape& s);
 size_t decode_attention_workspace_bytes(const DecodeShape& s, int splits);
+size_t decode_attention_counter_bytes(const DecodeShape& s);  // a multiple of 16
 
 // ---- SiLU * up ---------------------------------------------------------------------------------
 // out[r, i] = T(T(silu(gate[r, i])) * up[r, i]) for r < rows, i < n, silu(x) = x / (1 + exp(-x))

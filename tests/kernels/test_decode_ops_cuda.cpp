@@ -1,7 +1,8 @@
 // The decode-step kernels (kernels/cuda/decode_ops_cuda.hpp) against float64 CPU references, in
 // fp16 and bf16: RMSNorm with and without the residual add, RoPE + K/V cache write, split-K
 // attention of one query position (MHA, GQA, MQA; head_dim 2 .. 256; positions 0, inside and
-// capacity - 1; automatic and forced split counts, more splits than keys included), SiLU * up
+// capacity - 1; automatic and forced split counts, more splits than keys included; the combining
+// block's counters left zero and a second call on them equal bit for bit), SiLU * up
 // (fused and separate layouts). Random inputs, odd sizes; every output (and the attention
 // workspace) is poisoned with NaN before each run, with guard elements after it that must stay
 // poisoned; cache slots that a step must not touch stay poisoned, and the slots after the
@@ -393,10 +394,25 @@ TEST(DecodeOpsCuda, DecodeAttentionMatchesFloat64) {
           const size_t ws_bytes = kernels::decode_attention_workspace_bytes(s, splits);
           DeviceBuffer ws(ws_bytes);
           ws.fill_bytes(0xff);  // NaN floats: every entry the combine reads must have been written
-          DevArray out(q_n);
-          kernels::decode_attention_cuda(dt, s, dq.ptr(), dk.ptr(), dv.ptr(), dpos.as<int64_t>(), splits, ws.data(),
-                                         ws_bytes, out.ptr());
-          const std::vector<uint16_t> o = out.download(t.what);
+          const size_t cb = kernels::decode_attention_counter_bytes(s);
+          const std::vector<uint8_t> zeros(cb, 0);
+          ws.copy_from_host(zeros.data(), cb);  // the counters start at zero
+          std::vector<uint16_t> o;
+          for (int run = 0; run < 2; ++run) {
+            DevArray out(q_n);
+            kernels::decode_attention_cuda(dt, s, dq.ptr(), dk.ptr(), dv.ptr(), dpos.as<int64_t>(), splits, ws.data(),
+                                           ws_bytes, out.ptr());
+            const std::vector<uint16_t> got = out.download(t.what);
+            std::vector<uint8_t> cnt(cb);
+            ws.copy_to_host(cnt.data(), cb);
+            EXPECT_EQ(cnt, zeros) << t.what << ": the call left its counters non-zero (splits " << splits << ")";
+            // The second call reuses the counters the first left: the same output bit for bit,
+            // whichever block combined.
+            if (run == 1) {
+              EXPECT_EQ(got, o) << t.what << ": a second call differs (splits " << splits << ")";
+            }
+            o = got;
+          }
           for (size_t i = 0; i < q_n; ++i)
             t.check(o[i], ref[i], bound[i], dt, [&] {
               return strprintf("out[%zu][%zu][%zu] (B %lld, heads %lld/%lld, hd %lld, cap %lld, pos %lld, splits %d)",
@@ -414,6 +430,7 @@ TEST(DecodeOpsCuda, DecodeAttentionMatchesFloat64) {
         const int splits = kernels::decode_attention_splits(s);
         const size_t ws_bytes = kernels::decode_attention_workspace_bytes(s, splits);
         DeviceBuffer ws(ws_bytes);
+        ws.fill_bytes(0);
         DevArray out(q_n);
         kernels::decode_attention_cuda(dt, s, dq.ptr(), dk.ptr(), dk.ptr(), dpos.as<int64_t>(), splits, ws.data(), ws_bytes,
                                        out.ptr());
@@ -425,6 +442,113 @@ TEST(DecodeOpsCuda, DecodeAttentionMatchesFloat64) {
     // One rounding only, after long fp32 sums: a flip needs the fp32 result within its error of a
     // tie of T, which over 2048 keys happens for a few percent of the fp16 outputs.
     t.finish(0.9);
+  }
+}
+
+// decode_rope_attention_cuda against rope_kv_write_cuda + decode_attention_cuda (both checked
+// against float64 above): out and both caches equal bit for bit, slot p written, no other slot
+// touched; a bad position leaves the caches alone and gives NaN.
+TEST(DecodeOpsCuda, RopeAttentionEqualsRopeThenAttention) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  struct Case {
+    DecodeShape s;
+    std::vector<int64_t> positions;
+    std::vector<int> splits;  // 0: decode_attention_splits
+  };
+  const Case cases[] = {{{1, 32, 32, 128, 300}, {0, 150, 299}, {0, 1}},  // 7B-shaped MHA
+                        {{3, 8, 2, 64, 37}, {0, 17, 36}, {0, 3, 64}},     // GQA 4, more splits than keys
+                        {{2, 12, 1, 80, 100}, {63, 99}, {0, 7}},          // MQA: two head blocks, hd 80
+                        {{1, 4, 4, 256, 20}, {19}, {0}}};                 // the largest head_dim
+  for (ActDType dt : kDtypes) {
+    int64_t compared = 0;
+    for (const Case& c : cases) {
+      const DecodeShape& s = c.s;
+      const int64_t B = s.batch, nh = s.heads, nkv = s.kv_heads, hd = s.head_dim, cap = s.capacity;
+      const int64_t row = (nh + 2 * nkv) * hd;  // the fused q/k/v product's row
+      const size_t cache_n = static_cast<size_t>(B * nkv * cap * hd), q_n = static_cast<size_t>(B * nh * hd);
+      std::vector<uint16_t> cs(static_cast<size_t>(cap * hd)), sn(cs.size());
+      for (int64_t p = 0; p < cap; ++p)
+        for (int64_t i = 0; i < hd; ++i) {
+          const double ang = static_cast<double>(p) *
+                             std::pow(10000.0, -2.0 * static_cast<double>(i % (hd / 2)) / static_cast<double>(hd));
+          cs[static_cast<size_t>(p * hd + i)] = to_bits(std::cos(ang), dt);
+          sn[static_cast<size_t>(p * hd + i)] = to_bits(std::sin(ang), dt);
+        }
+      const DevArray dcos(cs), dsin(sn);
+      for (int64_t pos : c.positions)
+        for (int sp : c.splits) {
+          const std::string what = strprintf("%s B %lld heads %lld/%lld hd %lld cap %lld pos %lld splits %d",
+                                             kernels::act_dtype_name(dt), (long long)B, (long long)nh, (long long)nkv,
+                                             (long long)hd, (long long)cap, (long long)pos, sp);
+          const int splits = sp > 0 ? sp : kernels::decode_attention_splits(s);
+          // Slots before pos random, pos and after poisoned.
+          std::vector<uint16_t> kh = random_act(cache_n, 1.0, dt, rng), vh = random_act(cache_n, 1.0, dt, rng);
+          for (size_t i = 0; i < cache_n; ++i)
+            if (static_cast<int64_t>(i / static_cast<size_t>(hd)) % cap >= pos) kh[i] = vh[i] = kPoison;
+          const std::vector<uint16_t> qkv = random_act(static_cast<size_t>(B * row), 1.0, dt, rng);
+          const DevArray dqkv(qkv);
+          const DeviceBuffer dpos = device_pos(pos);
+          const char* base = static_cast<const char*>(dqkv.ptr());
+          const void *kp = base + nh * hd * 2, *vp = base + (nh + nkv) * hd * 2;
+          const size_t ws_bytes = kernels::decode_attention_workspace_bytes(s, splits);
+          const size_t cb = kernels::decode_attention_counter_bytes(s);
+          const std::vector<uint8_t> zeros(cb, 0);
+          std::vector<uint16_t> out[2], kc[2], vc[2];
+          for (int fused = 0; fused < 2; ++fused) {
+            DevArray dk(kh), dv(vh), dout(q_n), dq(q_n);
+            DeviceBuffer ws(ws_bytes);
+            ws.fill_bytes(0xff);
+            ws.copy_from_host(zeros.data(), cb);
+            if (fused) {
+              kernels::decode_rope_attention_cuda(dt, s, base, row, kp, row, vp, row, dcos.ptr(), dsin.ptr(),
+                                                  dpos.as<int64_t>(), dk.ptr(), dv.ptr(), splits, ws.data(), ws_bytes,
+                                                  dout.ptr());
+            } else {
+              kernels::rope_kv_write_cuda(dt, s, base, row, kp, row, vp, row, dcos.ptr(), dsin.ptr(), dpos.as<int64_t>(),
+                                          dq.ptr(), dk.ptr(), dv.ptr());
+              kernels::decode_attention_cuda(dt, s, dq.ptr(), dk.ptr(), dv.ptr(), dpos.as<int64_t>(), splits, ws.data(),
+                                             ws_bytes, dout.ptr());
+            }
+            out[fused] = dout.download(what);
+            kc[fused] = dk.download(what);
+            vc[fused] = dv.download(what);
+            std::vector<uint8_t> cnt(cb);
+            ws.copy_to_host(cnt.data(), cb);
+            EXPECT_EQ(cnt, zeros) << what << ": counters left non-zero";
+          }
+          EXPECT_EQ(out[1], out[0]) << what << ": out differs";
+          EXPECT_EQ(kc[1], kc[0]) << what << ": the key cache differs";
+          EXPECT_EQ(vc[1], vc[0]) << what << ": the value cache differs";
+          int64_t nan_out = 0;
+          for (uint16_t b : out[1]) nan_out += std::isnan(to_double(b, dt));
+          EXPECT_EQ(nan_out, 0) << what << ": NaN outputs (a poisoned slot was read)";
+          compared += static_cast<int64_t>(q_n);
+        }
+      // A bad position: NaN out, caches untouched.
+      for (int64_t bad : {cap, int64_t{-1}}) {
+        const std::vector<uint16_t> kh = random_act(cache_n, 1.0, dt, rng), vh = random_act(cache_n, 1.0, dt, rng);
+        const std::vector<uint16_t> qkv = random_act(static_cast<size_t>(B * row), 1.0, dt, rng);
+        const DevArray dqkv(qkv), dk(kh), dv(vh);
+        DevArray dout(q_n);
+        const DeviceBuffer dpos = device_pos(bad);
+        const int splits = kernels::decode_attention_splits(s);
+        const size_t ws_bytes = kernels::decode_attention_workspace_bytes(s, splits);
+        DeviceBuffer ws(ws_bytes);
+        ws.fill_bytes(0);
+        const char* base = static_cast<const char*>(dqkv.ptr());
+        kernels::decode_rope_attention_cuda(dt, s, base, row, base + nh * hd * 2, row, base + (nh + nkv) * hd * 2, row,
+                                            dcos.ptr(), dsin.ptr(), dpos.as<int64_t>(), dk.ptr(), dv.ptr(), splits,
+                                            ws.data(), ws_bytes, dout.ptr());
+        int64_t not_nan = 0;
+        for (uint16_t b : dout.download("rope attention at a bad position")) not_nan += !std::isnan(to_double(b, dt));
+        EXPECT_EQ(not_nan, 0) << "pos " << bad << ": the output should be NaN";
+        EXPECT_EQ(dk.download("k cache"), kh) << "pos " << bad << ": the key cache changed";
+        EXPECT_EQ(dv.download("v cache"), vh) << "pos " << bad << ": the value cache changed";
+      }
+    }
+    std::printf("  %s rope + attention: %lld outputs compared with the two-launch path\n", kernels::act_dtype_name(dt),
+                static_cast<long long>(compared));
   }
 }
 
@@ -500,12 +624,22 @@ TEST(DecodeOpsCuda, BadArgumentsThrowBeforeLaunching) {
   EXPECT_EQ(kind([&] { rope({0, 4, 2, 4, 8}, 16, ps); }), inv);
   // Attention: splits out of range, a workspace too small, out overlapping q.
   const size_t ws = kernels::decode_attention_workspace_bytes(ok, 2);
-  EXPECT_EQ(ws, sizeof(float) * 1 * 4 * 2 * (4 + 2));
+  EXPECT_EQ(kernels::decode_attention_counter_bytes(ok), 16u);  // 2 counters, rounded up to 16 bytes
+  EXPECT_EQ(ws, 16 + sizeof(float) * 1 * 4 * 2 * (4 + 2));
+  EXPECT_EQ(kind([&] { kernels::decode_attention_cuda(f16, ok, p, p, p, ps, 2, buf + 1, ws, buf + 32); }), inv);
   EXPECT_EQ(kind([&] { kernels::decode_attention_cuda(f16, ok, p, p, p, ps, 0, p, ws, buf + 32); }), inv);
   EXPECT_EQ(kind([&] { kernels::decode_attention_cuda(f16, ok, p, p, p, ps, kernels::kDecodeMaxSplits + 1, p, ws, buf + 32); }), inv);
   EXPECT_EQ(kind([&] { kernels::decode_attention_cuda(f16, ok, p, p, p, ps, 2, p, ws - 1, buf + 32); }), inv);
   EXPECT_EQ(kind([&] { kernels::decode_attention_cuda(f16, ok, p, p, p, ps, 2, p, ws, buf + 8); }), inv);
   EXPECT_EQ(kind([&] { (void)kernels::decode_attention_workspace_bytes(ok, 0); }), inv);
+  // RoPE + attention: odd head_dim, a short q stride, q overlapping out.
+  auto rope_attn = [&](const DecodeShape& s, int64_t qs, void* out) {
+    kernels::decode_rope_attention_cuda(f16, s, p, qs, p, 8, p, 8, p, p, ps, p, p, 2, p,
+                                        kernels::decode_attention_workspace_bytes({1, 4, 2, 4, 8}, 2), out);
+  };
+  EXPECT_EQ(kind([&] { rope_attn({1, 4, 2, 3, 8}, 16, buf + 32); }), inv);
+  EXPECT_EQ(kind([&] { rope_attn(ok, 15, buf + 32); }), inv);
+  EXPECT_EQ(kind([&] { rope_attn(ok, 16, buf + 8); }), inv);
   // SiLU: stride below n, null.
   EXPECT_EQ(kind([&] { kernels::silu_mul_cuda(f16, p, p, 7, 1, 8, buf + 32); }), inv);
   EXPECT_EQ(kind([&] { kernels::silu_mul_cuda(f16, nullptr, p, 8, 1, 8, buf + 32); }), inv);
