@@ -55,8 +55,8 @@ struct ModelOptions {
   bool fused_gemv = true;
   // The static decode step (forward_static) of a LLaMA-family model on CUDA in fp16 or bf16 runs
   // its small operations through our kernels (kernels/cuda/decode_ops_cuda.hpp: residual add +
-  // RMSNorm, RoPE + K/V cache write, split-K attention, SiLU * up: 6 launches per layer beside
-  // the products instead of ~25 libtorch ops) when razerq is built with the CUDA kernels against
+  // RMSNorm twice, RoPE + K/V cache write + split-K attention in one, SiLU * up: 4 launches per
+  // layer beside the products instead of ~25 libtorch ops) when razerq is built with the CUDA kernels against
   // a CUDA libtorch. false: libtorch's ops, as on CPU and in forward() (for tests and `razerq
   // bench decode --decode-ops libtorch`). Model::decode_kernels() says which one a model takes.
   bool fused_decode_ops = true;
