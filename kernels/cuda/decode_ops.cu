@@ -182,12 +182,20 @@ struct RopeArgs {
   int64_t nh, nkv, hd, capacity;
 };
 
-// out[d] and out[d + hd/2] of one head from t (the head's hd inputs) and the position's table rows.
+// rope(t)[d] of one head from t (the head's hd inputs) and the position's table rows, rotate_half
+// form, rounded where libtorch's fp16/bf16 ops round, as a float (exactly a T value). The one
+// formula of the RoPE kernel and of the attention kernel's kRope loads, so both agree bit for bit.
+template <typename T>
+__device__ __forceinline__ float rope_value(const T* t, const T* c, const T* s, int64_t d, int64_t half) {
+  if (d < half) return round_act<T>(round_act<T>(ld(t + d) * ld(c + d)) + round_act<T>(-ld(t + d + half) * ld(s + d)));
+  return round_act<T>(round_act<T>(ld(t + d) * ld(c + d)) + round_act<T>(ld(t + d - half) * ld(s + d)));
+}
+
+// out[d] and out[d + hd/2] of one head.
 template <typename T>
 __device__ __forceinline__ void rope_pair(const T* t, const T* c, const T* s, int64_t d, int64_t half, T* out) {
-  const float x1 = ld(t + d), x2 = ld(t + d + half);
-  st(out + d, round_act<T>(x1 * ld(c + d)) + round_act<T>(-x2 * ld(s + d)));
-  st(out + d + half, round_act<T>(x2 * ld(c + d + half)) + round_act<T>(x1 * ld(s + d + half)));
+  st(out + d, rope_value(t, c, s, d, half));
+  st(out + d + half, rope_value(t, c, s, d + half, half));
 }
 
 // Grid (ceil(items / blockDim), B). Items of row b: (nh + nkv) * hd/2 rotation pairs (the query
@@ -266,12 +274,6 @@ size_t split_smem_bytes(int heads_per_block, int64_t hd) {
   return sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * kKeyTile + 3 * heads_per_block + hd);
 }
 
-// rope(t)[d] as rope_pair writes it (rotate_half form, rounded where libtorch rounds), as a float.
-template <typename T>
-__device__ __forceinline__ float rope_value(const T* t, const T* c, const T* s, int64_t d, int64_t half) {
-  if (d < half) return round_act<T>(round_act<T>(ld(t + d) * ld(c + d)) + round_act<T>(-ld(t + d + half) * ld(s + d)));
-  return round_act<T>(round_act<T>(ld(t + d) * ld(c + d)) + round_act<T>(ld(t + d - half) * ld(s + d)));
-}
 
 // Block (split s, (b, kv head, head block)). Keys [j0, j1) of split s of the p + 1 valid ones.
 // Shared: qs [hb, hd] the queries (fp32), acc [hb, hd] the running unnormalised output, sc
