@@ -787,9 +787,15 @@ torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
   const int splits = kernels::decode_attention_splits(shape);
   const size_t ws_bytes = kernels::decode_attention_workspace_bytes(shape, splits);
   const auto fo = torch::TensorOptions().dtype(opt.dtype).device(dev);
-  const torch::Tensor ws = torch::empty({static_cast<int64_t>(ws_bytes)}, fo.dtype(torch::kByte));
-  // The attention's counters start at zero (each call leaves them so): one fill per step.
-  ws.narrow(0, 0, static_cast<int64_t>(kernels::decode_attention_counter_bytes(shape))).zero_();
+  // The attention's workspace is the cache's: make_static_cache zeroed its counters once, and
+  // every attention call leaves them zero, so a step needs no fill.
+  const torch::Tensor& ws = c.attn_ws;
+  if (!ws.defined() || !ws.is_cuda() || ws.device() != dev || ws.scalar_type() != torch::kByte ||
+      !ws.is_contiguous() || ws.numel() < static_cast<int64_t>(ws_bytes))
+    throw_error(ErrorKind::kInvalidArgument, path,
+                "%s: the cache has no attention workspace of %zu bytes on %s (make it with make_static_cache of "
+                "this model)",
+                what, ws_bytes, opt.device.str().c_str());
   const int64_t* pos = c.pos.data_ptr<int64_t>();
 
   const torch::Tensor h = torch::embedding(embed, c.ids).reshape({B, H}).contiguous();  // residual stream
@@ -1058,6 +1064,13 @@ StaticKVCache Model::make_static_cache(int64_t batch, int64_t capacity) const {
   c.ids = torch::zeros({batch, 1}, lo);
   impl_->rope_tables(0, capacity, impl_->opt.dtype, c.cos, c.sin);  // forward()'s tables for positions 0 .. capacity-1
   c.key_pos = torch::arange(capacity, lo);
+#if defined(RAZERQ_DECODE_KERNELS)
+  if (impl_->decode_kernels) {  // the decode kernels' attention workspace, its counters zero
+    const kernels::DecodeShape s{batch, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, capacity};
+    const size_t bytes = kernels::decode_attention_workspace_bytes(s, kernels::decode_attention_splits(s));
+    c.attn_ws = torch::zeros({static_cast<int64_t>(bytes)}, fo.dtype(torch::kByte));
+  }
+#endif
   return c;
 }
 

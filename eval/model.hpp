@@ -101,6 +101,9 @@ struct StaticKVCache {
   torch::Tensor ids;                  // int64 [B, 1]: the tokens the next step reads
   torch::Tensor cos, sin;             // [capacity, head_dim], model dtype: RoPE tables as forward's (float64, rounded once)
   torch::Tensor key_pos;              // int64 [capacity]: 0 .. capacity-1 (the attention mask is key_pos > pos)
+  // Models on the decode kernels (Model::decode_kernels()): the attention's workspace, bytes
+  // (kernels/cuda/decode_ops_cuda.hpp; its counters zero, as every step leaves them). Else undefined.
+  torch::Tensor attn_ws;
 };
 
 // The orthogonal transform x -> x Q of quantizer::hadamard_plan(n) on the last axis of x,
