@@ -37,6 +37,8 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <type_traits>
 
 #include "common/error.hpp"
@@ -331,7 +333,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
       r.tb[0] = lut_addr | t0, r.tb[1] = lut_addr | t1;
     }
   } else {
-    __half2 s0 = u2h(g0.scale | (g0.scale << 16));
+    __half2 s0 = u2h(bits::prmt(g0.scale, 0u, 0x1010u));  // the low 16 bits in both halves
     if constexpr (times_2m14(DEC) && PRE) s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
     r.scale[0] = r.scale[1] = s0;
     r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt ? a.special[g0.table >> 5] : lut_addr | g0.table;
@@ -382,9 +384,22 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // SPLIT (one tile per block): blocks from a.split_from on are the split tail's cluster pairs. A
 // template parameter: the runtime range and the exchange cost registers in every kernel otherwise
 // (nvfp4-razer 80 -> 93, one resident block less per SM).
+// The M = 16 kernels (MT = 2) of the bit decoders keep at least four blocks resident per SM
+// (registers <= 64): after the loop's diet (no zero fills) int4 / int3 took 70 registers there
+// and three blocks, 0.87-0.93x on the large shapes. Not bounded: the table decoder, 3-bit asym,
+// two stages and the NV kinds (they spill at 64; most had more than 64 registers before too),
+// and the M <= 8 kernels (bounded, ptxas gives every one all 64 registers, so four blocks: that
+// gives up the fifth where it pays, occupancy_cap_smem; a bound of one block per SM gives them
+// 72-84 registers, so the attribute's minimum is 0 for them).
+constexpr int kMinBlocksPerSm = 4;
+__host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, int bits, int stages, bool g16) {
+  return mt == 2 && dec != Decode::kLut && !(asym && bits == 3) && stages == 1 && !g16;
+}
+
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant__ GemvArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
+    gemv_kernel(const __grid_constant__ GemvArgs a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
@@ -427,12 +442,27 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   const uint16_t* x1 = a.x + static_cast<int64_t>(m1_ok ? g + 8 : 0) * a.K;
 
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
-  auto load_q = [&](const uint32_t* w, bool ok, int kb) {
-    if (!(ok && kb < kb_end)) return make_uint4(0, 0, 0, 0);
-    if constexpr (BITS == 4) return ld_stream(w + kb * a.kb_stride + t * 4);
-    const uint32_t* p = w + kb * a.kb_stride + t * 3;
+  // Every load is unconditional, from a valid address, and nothing is zero-filled (a zero fill
+  // costs a register-clearing instruction per two registers and a predicate per load in every
+  // step): rows past N read row 0 (wA, wB, group_row), x rows past M read row 0 (x0, x1), and
+  // the blocks after the last (the prefetch) are clamped to the last (kb_clamp). What they load
+  // only reaches products whose output row or column is never stored: an mma's output element
+  // (n, m) takes weight row n and x row m only. Measured with the rest of the diet below (32-bit
+  // code offsets, the permuted layouts' group index by two shifts, the scale's half2 by one PRMT):
+  // razer4's loop 276 -> 256 SASS instructions per block, int4 189 -> 171 (bench/gemv.md).
+  auto load_q = [&](const uint32_t* w, uint32_t off) {
+    if constexpr (BITS == 4) return ld_stream(w + off);
+    const uint32_t* p = w + off;
     return make_uint4(ld_stream32(p), ld_stream32(p + 1), ld_stream32(p + 2), 0u);
   };
+  // The word offset of the lane's codes in block kb of its rows (32 bits: within one tile).
+  auto q_off = [&](int kbc) {
+    const uint32_t lane_words = static_cast<uint32_t>(t) * (BITS == 4 ? 4u : 3u);
+    return static_cast<uint32_t>(kbc) * static_cast<uint32_t>(a.kb_stride) + lane_words;
+  };
+  // (A split tile's first half is empty where K is one block: it clamps to block 0.)
+  const int kb_last = max(kb_end - 1, 0);
+  auto kb_clamp = [&](int kb) { return min(kb, kb_last); };
   // Group entries of rows nA, nB (rows past N read row 0's: their sums are never stored).
   auto group_row = [&](int r, bool ok) {
     const int64_t at = ok ? static_cast<int64_t>(n0) * a.groups_per_row + static_cast<int64_t>(r) * a.g_row_stride : 0;
@@ -447,10 +477,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   constexpr bool kNvPair = G16 && LAYOUT == static_cast<int>(CodeLayout::kPair);
   const uint32_t nv_sel = static_cast<uint32_t>(t) | (static_cast<uint32_t>(t + 4) << 4);
   using Staged = std::conditional_t<G16, GroupRaw, Group>;  // what a stage holds (GroupRaw's comment)
-  auto load_g = [&](const GroupRow& r, int kb) -> Staged {
-    const int gl = (min(kb, kb_end - 1) * 128 + (kNvPair ? 0 : t * 32)) >> a.group_shift;
-    const GroupRaw g =
-        load_group<K, kSv, kNvPair>(r, ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1)));
+  // The permuted layouts come with groups of 128 columns or more (one group per block, unit
+  // shift 0): the entry of block kbc is then (kbc >> (group_shift - 7)) << g_block_shift.
+  constexpr bool kWholeBlockGroups = LAYOUT != static_cast<int>(CodeLayout::kDisk) && !G16;
+  const int kb_group_shift = a.group_shift - 7;
+  auto load_g = [&](const GroupRow& r, int kbc) -> Staged {  // kbc: clamped (kb_clamp)
+    int off;
+    if constexpr (kWholeBlockGroups) {
+      off = (kbc >> kb_group_shift) << a.g_block_shift;
+    } else {
+      const int gl = (kbc * 128 + (kNvPair ? 0 : t * 32)) >> a.group_shift;
+      off = ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1));
+    }
+    const GroupRaw g = load_group<K, kSv, kNvPair>(r, off);
     if constexpr (G16) return g;
     else return decode_group<K, kSv, false>(g, 0u);
   };
@@ -462,9 +501,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   Staged ga0[kStages], gb0[kStages];
 #pragma unroll
   for (int s = 0; s < kStages; ++s) {
-    const int kb = kb_begin + wk + s * kw;
-    qa[s] = load_q(wA, okA, kb), qb[s] = load_q(wB, okB, kb);
-    ga0[s] = load_g(grA, kb), gb0[s] = load_g(grB, kb);
+    const int kbc = kb_clamp(kb_begin + wk + s * kw);
+    const uint32_t off = q_off(kbc);
+    qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
+    ga0[s] = load_g(grA, kbc), gb0[s] = load_g(grB, kbc);
   }
   // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
   // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
@@ -483,17 +523,18 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
       uint32_t xa[16], xb[16];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const uint4 v = m0_ok ? __ldg(reinterpret_cast<const uint4*>(x0 + xcol) + xoff(i)) : make_uint4(0, 0, 0, 0);
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>(x0 + xcol) + xoff(i));
         xa[4 * i] = v.x, xa[4 * i + 1] = v.y, xa[4 * i + 2] = v.z, xa[4 * i + 3] = v.w;
         if constexpr (MT == 2) {
-          const uint4 u = m1_ok ? __ldg(reinterpret_cast<const uint4*>(x1 + xcol) + xoff(i)) : make_uint4(0, 0, 0, 0);
+          const uint4 u = __ldg(reinterpret_cast<const uint4*>(x1 + xcol) + xoff(i));
           xb[4 * i] = u.x, xb[4 * i + 1] = u.y, xb[4 * i + 2] = u.z, xb[4 * i + 3] = u.w;
         }
       }
       const uint4 qA = qa[s], qB = qb[s];
       const Staged gA0 = ga0[s], gB0 = gb0[s];
-      const int kn = kb + kStages * kw;
-      qa[s] = load_q(wA, okA, kn), qb[s] = load_q(wB, okB, kn);
+      const int kn = kb_clamp(kb + kStages * kw);
+      const uint32_t off = q_off(kn);
+      qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
       ga0[s] = load_g(grA, kn), gb0[s] = load_g(grB, kn);
 
       const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gA0), nA, okA, col, lut_addr);
@@ -618,6 +659,66 @@ int resident_blocks_per_sm(Kernel k) {
   return n;
 }
 
+// Wave efficiency of `blocks` blocks at `per_sm` resident blocks per SM: the share of the slots
+// of the waves they take that hold a block.
+double wave_efficiency(int64_t blocks, int per_sm, int sms) {
+  const int64_t slots = static_cast<int64_t>(per_sm) * sms;
+  return static_cast<double>(blocks) / static_cast<double>((blocks + slots - 1) / slots * slots);
+}
+
+// Dynamic shared memory that caps a kernel at kMinBlocksPerSm resident blocks per SM, where its
+// registers would let more in and `blocks` fill the waves at the cap better (0: no cap; the
+// kernels use none, it only takes room). Measured (bench/gemv.md, ninth session): when the
+// loop's diet took fp4 / mxfp4 / razer4 (M <= 8) from 54-62 registers to 48 (five blocks per SM
+// instead of four), 16384x16384 (1024 tiles: 1.55 waves of 660 slots against 1.94 of 528) and
+// 8192x28672 (512 tiles: one partial wave either way, spread less evenly at five) ran
+// 0.87-0.97x, while 28672x8192 (1792 tiles: 2.72 against 3.39 waves) ran 1.0-1.1x. So the
+// natural count stays where its waves are fuller by 3 % or more, else the cap applies.
+template <class Kernel>
+size_t occupancy_cap_smem(Kernel k, int64_t blocks) {
+  struct Cap {
+    int natural = -1;
+    size_t smem = 0;
+  };
+  static std::mutex mu;
+  static std::map<const void*, Cap> caps;  // per kernel (asked on the first device)
+  std::lock_guard<std::mutex> lock(mu);
+  Cap& cap = caps[reinterpret_cast<const void*>(k)];
+  if (cap.natural < 0) {
+    int n = 0;
+    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, kWarps * 32, 0));
+    size_t smem = 0;
+    if (n > kMinBlocksPerSm) {  // the least dynamic shared memory that leaves kMinBlocksPerSm
+      cudaFuncAttributes attr{};
+      RAZERQ_CUDA(cudaFuncGetAttributes(&attr, k));
+      int dev = 0, optin = 0;
+      RAZERQ_CUDA(cudaGetDevice(&dev));
+      RAZERQ_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+      const int max_dyn = optin - static_cast<int>(attr.sharedSizeBytes);
+      RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_dyn));
+      // Keep the 64 KB shared-memory configuration the kernels run under without the cap (and
+      // so L1's size: the x loads go through it): the padding then only has to keep a fifth
+      // block out of 64 KB, not out of the largest configuration, which cost M = 8 5-10 % on
+      // the large shapes (L1 shrunk to ~60 KB).
+      RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 25));
+      for (size_t s = 1024; static_cast<int>(s) <= max_dyn; s += 1024) {
+        int m = 0;
+        RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&m, k, kWarps * 32, s));
+        if (m <= kMinBlocksPerSm) {
+          smem = m == kMinBlocksPerSm ? s : 0;
+          break;
+        }
+      }
+    }
+    cap.smem = smem;
+    cap.natural = n;
+  }
+  if (cap.smem == 0) return 0;
+  const int sms = detail::current_device_sm_count();
+  return wave_efficiency(blocks, cap.natural, sms) >= wave_efficiency(blocks, kMinBlocksPerSm, sms) + 0.03 ? 0
+                                                                                                            : cap.smem;
+}
+
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L>
 void launch_m(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
@@ -632,11 +733,13 @@ void launch_m(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
     if (from != INT_MAX) {
       a.split_from = from;
       grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
-      return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, 0, s, 2u, a);
+      auto* k = a.M <= 8 ? k1 : k2;
+      return pdl::launch_clustered(k, grid, block, occupancy_cap_smem(k, grid.x), s, 2u, a);
     }
   }
-  if (a.M <= 8) pdl::launch(gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false>, grid, block, 0, s, a);
-  else pdl::launch(gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false>, grid, block, 0, s, a);
+  auto* k = a.M <= 8 ? gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false>
+                     : gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false>;
+  pdl::launch(k, grid, block, occupancy_cap_smem(k, grid.x), s, a);
 }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS, int TILES>
