@@ -698,7 +698,7 @@ size_t occupancy_cap_smem(Kernel k, int64_t blocks) {
       RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_dyn));
       // Keep the 64 KB shared-memory configuration the kernels run under without the cap (and
       // so L1's size: the x loads go through it): the padding then only has to keep a fifth
-      // block out of 64 KB, not out of the largest configuration, which cost M = 8 5-10 % on
+      // block out of 64 KB, not out of the largest configuration, which cost M = 8 5-7 % on
       // the large shapes (L1 shrunk to ~60 KB).
       RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 25));
       for (size_t s = 1024; static_cast<int>(s) <= max_dyn; s += 1024) {
