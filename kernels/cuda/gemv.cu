@@ -37,8 +37,6 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <type_traits>
 
 #include "common/error.hpp"
@@ -389,7 +387,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // and three blocks, 0.87-0.93x on the large shapes. Not bounded: the table decoder, 3-bit asym,
 // two stages and the NV kinds (they spill at 64; most had more than 64 registers before too),
 // and the M <= 8 kernels (bounded, ptxas gives every one all 64 registers, so four blocks: that
-// gives up the fifth where it pays, occupancy_cap_smem; a bound of one block per SM gives them
+// gives up the fifth where it pays, occupancy_cap; a bound of one block per SM gives them
 // 72-84 registers, so the attribute's minimum is 0 for them).
 constexpr int kMinBlocksPerSm = 4;
 __host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, int bits, int stages, bool g16) {
@@ -666,53 +664,50 @@ double wave_efficiency(int64_t blocks, int per_sm, int sms) {
   return static_cast<double>(blocks) / static_cast<double>((blocks + slots - 1) / slots * slots);
 }
 
-// Dynamic shared memory that caps a kernel at kMinBlocksPerSm resident blocks per SM, where its
-// registers would let more in and `blocks` fill the waves at the cap better (0: no cap; the
-// kernels use none, it only takes room). Measured (bench/gemv.md, ninth session): when the
-// loop's diet took fp4 / mxfp4 / razer4 (M <= 8) from 54-62 registers to 48 (five blocks per SM
-// instead of four), 16384x16384 (1024 tiles: 1.55 waves of 660 slots against 1.94 of 528) and
-// 8192x28672 (512 tiles: one partial wave either way, spread less evenly at five) ran
-// 0.87-0.97x, while 28672x8192 (1792 tiles: 2.72 against 3.39 waves) ran 1.0-1.1x. So the
-// natural count stays where its waves are fuller by 3 % or more, else the cap applies.
+// A kernel's resident blocks per SM (`natural`) and the dynamic shared memory that caps it at
+// kMinBlocksPerSm where its registers would let more in (`smem`, 0: none possible; the kernels use
+// none, it only takes room). Asked once per kernel, on the first device (launch_m's statics).
+struct OccupancyCap {
+  int natural = 0;
+  size_t smem = 0;
+};
+
 template <class Kernel>
-size_t occupancy_cap_smem(Kernel k, int64_t blocks) {
-  struct Cap {
-    int natural = -1;
-    size_t smem = 0;
-  };
-  static std::mutex mu;
-  static std::map<const void*, Cap> caps;  // per kernel (asked on the first device)
-  std::lock_guard<std::mutex> lock(mu);
-  Cap& cap = caps[reinterpret_cast<const void*>(k)];
-  if (cap.natural < 0) {
-    int n = 0;
-    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, kWarps * 32, 0));
-    size_t smem = 0;
-    if (n > kMinBlocksPerSm) {  // the least dynamic shared memory that leaves kMinBlocksPerSm
-      cudaFuncAttributes attr{};
-      RAZERQ_CUDA(cudaFuncGetAttributes(&attr, k));
-      int dev = 0, optin = 0;
-      RAZERQ_CUDA(cudaGetDevice(&dev));
-      RAZERQ_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-      const int max_dyn = optin - static_cast<int>(attr.sharedSizeBytes);
-      RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_dyn));
-      // Keep the 64 KB shared-memory configuration the kernels run under without the cap (and
-      // so L1's size: the x loads go through it): the padding then only has to keep a fifth
-      // block out of 64 KB, not out of the largest configuration, which cost M = 8 5-7 % on
-      // the large shapes (L1 shrunk to ~60 KB).
-      RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 25));
-      for (size_t s = 1024; static_cast<int>(s) <= max_dyn; s += 1024) {
-        int m = 0;
-        RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&m, k, kWarps * 32, s));
-        if (m <= kMinBlocksPerSm) {
-          smem = m == kMinBlocksPerSm ? s : 0;
-          break;
-        }
-      }
+OccupancyCap occupancy_cap(Kernel k) {
+  OccupancyCap cap;
+  cap.natural = resident_blocks_per_sm(k);
+  if (cap.natural <= kMinBlocksPerSm) return cap;
+  cudaFuncAttributes attr{};
+  RAZERQ_CUDA(cudaFuncGetAttributes(&attr, k));
+  int dev = 0, optin = 0;
+  RAZERQ_CUDA(cudaGetDevice(&dev));
+  RAZERQ_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const int max_dyn = optin - static_cast<int>(attr.sharedSizeBytes);
+  RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, max_dyn));
+  // Keep the 64 KB shared-memory configuration the kernels run under without the cap (and so
+  // L1's size: the x loads go through it): the padding then only has to keep a fifth block out
+  // of 64 KB, not out of the largest configuration, which cost M = 8 5-7 % on the large shapes
+  // (L1 shrunk to ~60 KB).
+  RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 25));
+  for (size_t s = 1024; static_cast<int>(s) <= max_dyn; s += 1024) {  // the least that leaves the cap
+    int m = 0;
+    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&m, k, kWarps * 32, s));
+    if (m <= kMinBlocksPerSm) {
+      cap.smem = m == kMinBlocksPerSm ? s : 0;
+      break;
     }
-    cap.smem = smem;
-    cap.natural = n;
   }
+  return cap;
+}
+
+// The dynamic shared memory to launch `blocks` blocks with: the cap's where the grid does not fill
+// its waves at the natural count by 3 % more than at the cap, else 0. Measured (bench/gemv.md,
+// ninth session): when the loop's diet took fp4 / mxfp4 / razer4 (M <= 8) from 54-62 registers
+// to 48 (five blocks per SM instead of four), 16384x16384 (1024 tiles: 1.55 waves of 660 slots
+// against 1.94 of 528) and 8192x28672 (512 tiles: one partial wave either way, spread less
+// evenly at five) ran 0.87-0.97x, while 28672x8192 (1792 tiles: 2.72 against 3.39 waves) ran
+// 1.0-1.1x.
+size_t cap_smem(const OccupancyCap& cap, int64_t blocks) {
   if (cap.smem == 0) return 0;
   const int sms = detail::current_device_sm_count();
   return wave_efficiency(blocks, cap.natural, sms) >= wave_efficiency(blocks, kMinBlocksPerSm, sms) + 0.03 ? 0
@@ -727,19 +722,21 @@ void launch_m(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   if constexpr (TILES == 1 && S == 1) {
     auto* k1 = gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true>;
     auto* k2 = gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true>;
-    // Resident blocks per SM of each split kernel (asked on the first device; registers differ by MT).
-    static const int per_sm1 = resident_blocks_per_sm(k1), per_sm2 = resident_blocks_per_sm(k2);
-    const int from = split_plan(a, a.M <= 8 ? per_sm1 : per_sm2, BITS);
+    // Resident blocks per SM of each split kernel and their caps (asked on the first device;
+    // registers differ by MT).
+    static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
+    const OccupancyCap& cap = a.M <= 8 ? cap1 : cap2;
+    const int from = split_plan(a, cap.natural, BITS);
     if (from != INT_MAX) {
       a.split_from = from;
       grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
-      auto* k = a.M <= 8 ? k1 : k2;
-      return pdl::launch_clustered(k, grid, block, occupancy_cap_smem(k, grid.x), s, 2u, a);
+      return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s, 2u, a);
     }
   }
-  auto* k = a.M <= 8 ? gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false>
-                     : gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false>;
-  pdl::launch(k, grid, block, occupancy_cap_smem(k, grid.x), s, a);
+  auto* k1 = gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false>;
+  auto* k2 = gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false>;
+  static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
+  pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
 }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS, int TILES>
