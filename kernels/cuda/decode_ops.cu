@@ -4,10 +4,11 @@
 // Written to be plainly correct first: one thread per output element where the work is
 // elementwise (RoPE, SiLU), one block per row where a row reduction is needed (RMSNorm), and for
 // attention the flash-decoding split: block (split s, sequence b, kv head, group of <= 8 query
-// heads) walks its key range in tiles of kKeyTile keys with an online softmax kept in shared
-// memory; the last block of a head group to finish combines the splits. In a CUDA graph each
-// launch costs about 2 us whatever its size, so the number of launches matters more than their
-// inner speed here.
+// heads) walks its key range in tiles of up to 64 keys staged in shared memory (the first before
+// the programmatic-launch wait) with an online softmax kept there; the last block of a head group
+// to finish combines the splits. In a CUDA graph each launch costs about 2 us whatever its size,
+// so the number of launches matters more than their inner speed here; what does count is how
+// many dependent global-memory round trips a kernel makes after its wait.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -125,8 +126,15 @@ template <typename T, bool kAdd>
 __global__ void rms_norm_vec_kernel(T* h, const T* __restrict__ delta, const T* __restrict__ w, int64_t n, float eps,
                                     T* __restrict__ y) {
   __shared__ float red[32];
-  pdl_start();
   const int64_t r = blockIdx.x, nv = n / 8;
+  // w is a weight, never written by the kernel before: loaded before the wait, off the critical path.
+  uint4 wv[kNormVecs];
+#pragma unroll
+  for (int c = 0; c < kNormVecs; ++c) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
+    wv[c] = i < nv ? reinterpret_cast<const uint4*>(w)[i] : make_uint4(0u, 0u, 0u, 0u);
+  }
+  pdl_start();
   uint4* hr = reinterpret_cast<uint4*>(h + r * n);
   float v[kNormVecs][8];
   float ss = 0.f;
@@ -156,8 +164,7 @@ __global__ void rms_norm_vec_kernel(T* h, const T* __restrict__ delta, const T* 
   for (int c = 0; c < kNormVecs; ++c) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
     if (i >= nv) continue;
-    const uint4 wv = reinterpret_cast<const uint4*>(w)[i];
-    const T* we = reinterpret_cast<const T*>(&wv);
+    const T* we = reinterpret_cast<const T*>(&wv[c]);
     uint4 out;
     T* oe = reinterpret_cast<T*>(&out);
 #pragma unroll
@@ -237,10 +244,14 @@ __global__ void rope_kv_kernel(RopeArgs a) {
 
 constexpr int kAttnThreads = 128;  // 4 warps per split block
 constexpr int kAttnWarps = kAttnThreads / 32;
-constexpr int kKeyTile = 64;        // keys scored per shared-memory round
+constexpr int kScoreRow = 64;       // a head's score row: a tile's keys, then the combine's split weights
 constexpr int kHeadsPerBlock = 8;   // query heads of one kv head handled by one block (GQA)
 constexpr int kDimsPerLane = static_cast<int>(kDecodeMaxHeadDim / 32);  // key elements a lane holds
-static_assert(kKeyTile >= kDecodeMaxSplits, "the combine keeps a head's split weights in its score row");
+constexpr int kTileBytes = 16384;   // the key tile's (and the value tile's) shared memory
+static_assert(kScoreRow >= kDecodeMaxSplits, "the combine keeps a head's split weights in its score row");
+
+// Keys per shared-memory tile: 64, or fewer where head_dim > 128 (32 at 256).
+int tile_keys(int64_t hd) { return static_cast<int>(std::min<int64_t>(kScoreRow, kTileBytes / (2 * hd))); }
 
 struct AttnArgs {
   const void* q;        // [B, nh, hd]
@@ -256,6 +267,8 @@ struct AttnArgs {
   int heads_per_block;  // min(group, kHeadsPerBlock)
   int head_blocks;      // ceil(group / heads_per_block)
   int splits;
+  int tile;             // keys per shared-memory tile (tile_keys)
+  bool vec;             // the K/V tiles are staged by 16-byte cp.async (hd % 8 == 0, caches 16-byte aligned)
   float scale;          // 1 / sqrt(hd)
   // kRope (decode_rope_attention_cuda): q is the raw query row of sequence b at q + b q_stride,
   // rotated on loading; the new key (rotated) and value of position p, from k_new / v_new, are
@@ -269,26 +282,67 @@ struct AttnArgs {
   void* v_cache_w;
 };
 
+// The dynamic shared memory of a split block: the K and V tiles (T, first: 16-byte aligned), then
+// qs / acc [hb, hd], sc [hb, kScoreRow], m / l / alpha [hb] (fp32), then kRope's new key and value
+// (2 hd elements of T).
+__host__ __device__ inline size_t tile_smem_bytes(int tile, int64_t hd) {
+  return (static_cast<size_t>(2 * tile * hd) * 2 + 15) / 16 * 16;
+}
 size_t split_smem_bytes(int heads_per_block, int64_t hd) {
-  // + hd floats: kRope's new key and value, 2 hd elements of 2 bytes.
-  return sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * kKeyTile + 3 * heads_per_block + hd);
+  return tile_smem_bytes(tile_keys(hd), hd) +
+         sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * kScoreRow + 3 * heads_per_block) +
+         static_cast<size_t>(2 * hd) * 2;
 }
 
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
-// Block (split s, (b, kv head, head block)). Keys [j0, j1) of split s of the p + 1 valid ones.
-// Shared: qs [hb, hd] the queries (fp32), acc [hb, hd] the running unnormalised output, sc
-// [hb, kKeyTile] a tile's scores then exponentials, m / l / alpha [hb] the running max, the sum of
-// exponentials and the tile's rescale factor.
+// Keys [t0, t0 + tn) of the block's kv head into the tiles (row j - t0), key `skip` left out
+// (-1: none): by 16-byte cp.async (a.vec; completed by cp_async_wait_all) or by plain loads.
+template <typename T>
+__device__ void stage_tile(const AttnArgs& a, const T* kb, const T* vb, int64_t t0, int tn, int64_t skip, T* kt,
+                           T* vt) {
+  const int64_t hd = a.hd;
+  if (a.vec) {
+    const int cpr = static_cast<int>(hd / 8);  // 16-byte chunks per row
+    for (int c = threadIdx.x; c < 2 * tn * cpr; c += kAttnThreads) {
+      const int kv = c >= tn * cpr, r = (c - kv * tn * cpr) / cpr, x = c % cpr;
+      if (t0 + r == skip) continue;
+      const int64_t off = (t0 + r) * hd + 8 * x;
+      cp_async16((kv ? vt : kt) + r * hd + 8 * x, (kv ? vb : kb) + off);
+    }
+  } else {
+    for (int64_t e = threadIdx.x; e < 2 * tn * hd; e += kAttnThreads) {
+      const int kv = e >= tn * hd;
+      const int64_t i = e - kv * tn * hd;
+      if (t0 + i / hd == skip) continue;
+      (kv ? vt : kt)[i] = (kv ? vb : kb)[t0 * hd + i];
+    }
+  }
+}
+
+// Block (split s, (b, kv head, head block)). Keys [j0, j1) of split s of the p + 1 valid ones, in
+// tiles of a.tile keys staged in shared memory (kt, vt). The first tile's keys other than p are
+// staged before the programmatic-launch wait: slots before p were written by earlier steps, never
+// by the kernel just before this one (decode_ops_cuda.hpp), so they are read while that kernel
+// ends; key p (written just before, or kRope's new key) comes after the wait. Shared: qs [hb, hd]
+// the queries (fp32), acc [hb, hd] the running unnormalised output, sc [hb, kScoreRow] a tile's
+// scores then exponentials, m / l / alpha [hb] the running max, the sum of exponentials and the
+// tile's rescale factor.
 template <typename T, bool kRope>
 __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs a) {
-  extern __shared__ float smem[];
-  pdl_start();
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   const int hb = a.heads_per_block;
   const int64_t hd = a.hd;
-  float* qs = smem;
+  T* kt = reinterpret_cast<T*>(smem_raw);
+  T* vt = kt + a.tile * hd;
+  float* qs = reinterpret_cast<float*>(smem_raw + tile_smem_bytes(a.tile, hd));
   float* acc = qs + hb * hd;
   float* sc = acc + hb * hd;
-  float* m = sc + hb * kKeyTile;
+  float* m = sc + hb * kScoreRow;
   float* l = m + hb;
   float* alpha = l + hb;
   T* kv_new = reinterpret_cast<T*>(alpha + hb);  // kRope: [2, hd] the new key and value
@@ -299,15 +353,22 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   const int64_t kvh = bk % a.nkv, b = bk / a.nkv;
   const int64_t h0 = kvh * a.group + static_cast<int64_t>(hblk) * hb;  // first query head of the block
   const int nhb = min(hb, a.group - hblk * hb);                        // query heads in the block
+  const T* kb = static_cast<const T*>(a.k) + (b * a.nkv + kvh) * a.capacity * hd;
+  const T* vb = static_cast<const T*>(a.v) + (b * a.nkv + kvh) * a.capacity * hd;
+  // The position is the step's, set before the step's first kernel (never by the one before).
   const int64_t p = *a.pos;
-  if (p < 0 || p >= a.capacity) {  // NaN outputs, written by split 0; no partials, no count
+  const bool bad = p < 0 || p >= a.capacity;
+  const int64_t n = p + 1, per = (n + a.splits - 1) / a.splits;
+  const int64_t j0 = bad ? 0 : min64(n, s * per), j1 = bad ? 0 : min64(n, j0 + per);
+  if (j0 < j1) stage_tile(a, kb, vb, j0, static_cast<int>(min64(a.tile, j1 - j0)), p, kt, vt);
+  pdl_start();
+  if (bad) {  // NaN outputs, written by split 0; no partials, no count
     if (s == 0)
       for (int64_t e = threadIdx.x; e < nhb * hd; e += kAttnThreads)
         st(static_cast<T*>(a.out) + (b * a.nh + h0) * hd + e, NAN);
+    cp_async_wait_all();
     return;
   }
-  const int64_t n = p + 1, per = (n + a.splits - 1) / a.splits;
-  const int64_t j0 = min64(n, s * per), j1 = min64(n, j0 + per);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   if (kRope) {
@@ -315,21 +376,27 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
     const T* sp = static_cast<const T*>(a.sin) + p * hd;
     const int64_t half = hd / 2;
     const T* qr = static_cast<const T*>(a.q) + b * a.q_stride + h0 * hd;  // the block's heads, raw
-    for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
-      qs[e] = rope_value(qr + e / hd * hd, cp, sp, e % hd, half);
-      acc[e] = 0.f;
-    }
-    if (j0 <= p && p < j1) {  // this split holds key p: the new key and value, and the cache write
-      const T* kt = static_cast<const T*>(a.k_new) + b * a.k_stride + kvh * hd;
-      const T* vt = static_cast<const T*>(a.v_new) + b * a.v_stride + kvh * hd;
-      const int64_t slot = ((b * a.nkv + kvh) * a.capacity + p) * hd;
-      for (int64_t d = tid; d < hd; d += kAttnThreads) {
-        kv_new[d] = Act<T>::from_float(rope_value(kt, cp, sp, d, half));
-        kv_new[hd + d] = vt[d];
-        if (hblk == 0) {  // one block per kv head writes the cache
-          static_cast<T*>(a.k_cache_w)[slot + d] = kv_new[d];
-          static_cast<T*>(a.v_cache_w)[slot + d] = vt[d];
-        }
+    const bool has_p = j0 <= p && p < j1;  // this split holds key p: the new key and value, and the cache write
+    const T* kn = static_cast<const T*>(a.k_new) + b * a.k_stride + kvh * hd;
+    const T* vn = static_cast<const T*>(a.v_new) + b * a.v_stride + kvh * hd;
+    const int64_t slot = ((b * a.nkv + kvh) * a.capacity + p) * hd;
+    // One pass over the queries' and (has_p) the new key's and value's elements, so that all
+    // their loads are in flight together.
+    const int64_t nq = nhb * hd, total = nq + (has_p ? 2 * hd : 0);
+    for (int64_t e = tid; e < total; e += kAttnThreads) {
+      if (e < nq) {
+        qs[e] = rope_value(qr + e / hd * hd, cp, sp, e % hd, half);
+        acc[e] = 0.f;
+      } else if (e < nq + hd) {
+        const int64_t d = e - nq;
+        const T kv = Act<T>::from_float(rope_value(kn, cp, sp, d, half));
+        kv_new[d] = kv;
+        if (hblk == 0) static_cast<T*>(a.k_cache_w)[slot + d] = kv;  // one block per kv head writes the cache
+      } else {
+        const int64_t d = e - nq - hd;
+        const T vv = vn[d];
+        kv_new[hd + d] = vv;
+        if (hblk == 0) static_cast<T*>(a.v_cache_w)[slot + d] = vv;
       }
     }
   } else {
@@ -338,20 +405,25 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
       qs[e] = ld(qb + e);
       acc[e] = 0.f;
     }
+    if (j0 <= p && p < j1 && p < j0 + a.tile) stage_tile(a, kb, vb, p, 1, -1, kt + (p - j0) * hd, vt + (p - j0) * hd);
   }
   if (tid < nhb) {
     m[tid] = -INFINITY;
     l[tid] = 0.f;
   }
-  __syncthreads();
 
-  const T* kb = static_cast<const T*>(a.k) + (b * a.nkv + kvh) * a.capacity * hd;
-  const T* vb = static_cast<const T*>(a.v) + (b * a.nkv + kvh) * a.capacity * hd;
-  for (int64_t t0 = j0; t0 < j1; t0 += kKeyTile) {
-    const int tn = static_cast<int>(min64(kKeyTile, j1 - t0));
+  for (int64_t t0 = j0; t0 < j1; t0 += a.tile) {
+    const int tn = static_cast<int>(min64(a.tile, j1 - t0));
+    if (t0 != j0) {  // later tiles (long key ranges): staged here, key p from the cache unless kRope
+      __syncthreads();  // every thread is done with the previous tile
+      stage_tile(a, kb, vb, t0, tn, kRope ? p : -1, kt, vt);
+    }
+    cp_async_wait_all();
+    __syncthreads();
+    const int64_t pl = kRope ? p - t0 : -1;  // kRope: key p's row is kv_new, not the tile's
     // Scores: a warp per key, its lanes over the head dimension (lane + 32 t), one warp sum per head.
     for (int jj = warp; jj < tn; jj += kAttnWarps) {
-      const T* kr = kRope && t0 + jj == p ? kv_new : kb + (t0 + jj) * hd;
+      const T* kr = jj == pl ? kv_new : kt + jj * hd;
       float kreg[kDimsPerLane];
 #pragma unroll
       for (int t = 0; t < kDimsPerLane; ++t) {
@@ -366,13 +438,13 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
           if (d < hd) dot += kreg[t] * qs[i * hd + d];
         }
         dot = warp_sum(dot);
-        if (lane == 0) sc[i * kKeyTile + jj] = dot * a.scale;
+        if (lane == 0) sc[i * kScoreRow + jj] = dot * a.scale;
       }
     }
     __syncthreads();
     // Online softmax: a warp per head.
     for (int i = warp; i < nhb; i += kAttnWarps) {
-      float* si = sc + i * kKeyTile;
+      float* si = sc + i * kScoreRow;
       float mx = -INFINITY;
       for (int jj = lane; jj < tn; jj += 32) mx = fmaxf(mx, si[jj]);
       mx = warp_max(mx);
@@ -397,18 +469,13 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
     for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
       const int i = static_cast<int>(e / hd);
       const int64_t d = e % hd;
-      const float* pi = sc + i * kKeyTile;
-      const T* vc = vb + t0 * hd + d;
+      const float* pi = sc + i * kScoreRow;
       float o = acc[e] * alpha[i];
-      if (kRope && t0 <= p && p < t0 + tn) {  // key p's value from shared memory
-        for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld(t0 + jj == p ? kv_new + hd + d : vc + jj * hd);
-      } else {
-        for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld(vc + jj * hd);
-      }
+      for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld((jj == pl ? kv_new + hd : vt + jj * hd) + d);
       acc[e] = o;
     }
-    __syncthreads();
   }
+  __syncthreads();
   const int64_t bh0 = b * a.nh + h0;
   T* out = static_cast<T*>(a.out) + bh0 * hd;  // the block's heads' outputs, consecutive
   if (a.splits == 1) {  // the whole range: normalise and write
@@ -428,7 +495,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   // The last of the splits of this (b, kv head, head block) to finish combines them (the CUDA
   // threadFenceReduction pattern): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s, M = max_s
   // m_s, over s in order, so the result does not depend on which block is last. It resets the
-  // count for the next call.
+  // count for the next call. The other blocks' partials are read from L2 (ld.global.cg: never a
+  // stale L1 line), all of a thread's at once.
   __shared__ bool last;
   __threadfence();
   __syncthreads();
@@ -436,18 +504,26 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   __syncthreads();
   if (!last) return;
   __threadfence();
-  float* wgt = sc;  // [hb, kKeyTile >= kDecodeMaxSplits]: the splits' weights per head
+  float* wgt = sc;  // [hb, kScoreRow >= kDecodeMaxSplits]: the splits' weights per head
   for (int i = warp; i < nhb; i += kAttnWarps) {
-    const volatile float* ml = a.part_ml + (bh0 + i) * a.splits * 2;
+    const float* ml = a.part_ml + (bh0 + i) * a.splits * 2;
+    float ms[kDecodeMaxSplits / 32], ls[kDecodeMaxSplits / 32];
     float mx = -INFINITY;
-    for (int j = lane; j < a.splits; j += 32) mx = fmaxf(mx, ml[2 * j]);
+#pragma unroll
+    for (int k = 0; k < kDecodeMaxSplits / 32; ++k) {
+      const int j = lane + 32 * k;
+      ms[k] = j < a.splits ? __ldcg(ml + 2 * j) : -INFINITY;
+      ls[k] = j < a.splits ? __ldcg(ml + 2 * j + 1) : 0.f;
+      mx = fmaxf(mx, ms[k]);
+    }
     mx = warp_max(mx);
     float lsum = 0.f;
-    for (int j = lane; j < a.splits; j += 32) {
-      const float ms = ml[2 * j];
-      const float wj = ms == -INFINITY ? 0.f : expf(ms - mx);  // empty split: no weight
-      wgt[i * kKeyTile + j] = wj;
-      lsum += wj * ml[2 * j + 1];
+#pragma unroll
+    for (int k = 0; k < kDecodeMaxSplits / 32; ++k) {
+      const int j = lane + 32 * k;
+      const float wj = ms[k] == -INFINITY ? 0.f : expf(ms[k] - mx);  // empty split: no weight
+      if (j < a.splits) wgt[i * kScoreRow + j] = wj;
+      lsum += wj * ls[k];
     }
     lsum = warp_sum(lsum);
     if (lane == 0) l[i] = lsum;
@@ -455,11 +531,21 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   __syncthreads();
   for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
     const int64_t i = e / hd, d = e % hd;
-    const volatile float* po = a.part_o + (bh0 + i) * a.splits * hd + d;
-    const float* wi = wgt + i * kKeyTile;
+    const float* po = a.part_o + (bh0 + i) * a.splits * hd + d;
+    const float* wi = wgt + i * kScoreRow;
     float o = 0.f;
-    for (int j = 0; j < a.splits; ++j)
-      if (wi[j] != 0.f) o += wi[j] * po[j * hd];
+    // Every split wrote its partial (an empty one zeros), so all are loaded, 8 at a time.
+    int j = 0;
+    for (; j + 8 <= a.splits; j += 8) {
+      float pv[8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) pv[k] = __ldcg(po + (j + k) * hd);
+#pragma unroll
+      for (int k = 0; k < 8; ++k)
+        if (wi[j + k] != 0.f) o += wi[j + k] * pv[k];
+    }
+    for (; j < a.splits; ++j)
+      if (wi[j] != 0.f) o += wi[j] * __ldcg(po + j * hd);
     st(out + e, o / l[i]);
   }
   if (tid == 0) a.done[blockIdx.y] = 0;
@@ -693,19 +779,28 @@ void launch_attention(const char* where, ActDType dt, const DecodeShape& s, Attn
   a.head_blocks = static_cast<int>(head_blocks(s));
   a.splits = splits;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim)));
-  const size_t smem = split_smem_bytes(a.heads_per_block, s.head_dim);  // <= 19.1 KB: no opt-in needed
+  a.tile = tile_keys(s.head_dim);
+  a.vec = s.head_dim % 8 == 0 && reinterpret_cast<uintptr_t>(a.k) % 16 == 0 && reinterpret_cast<uintptr_t>(a.v) % 16 == 0;
+  // 33 KB at head_dim 128 with one head per block, up to 51 KB (8 heads of 256): above 48 KB the
+  // kernel needs the opt-in.
+  const size_t smem = split_smem_bytes(a.heads_per_block, s.head_dim);
   const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(grid_y));
   const cudaStream_t st = detail::as_stream(stream);
+  auto go = [&](auto kernel) {
+    if (smem > 48 * 1024)
+      RAZERQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    pdl::launch(kernel, grid, dim3(kAttnThreads), smem, st, a);
+  };
   if (dt == ActDType::kFp16) {
     if (rope)
-      pdl::launch(attention_split_kernel<__half, true>, grid, dim3(kAttnThreads), smem, st, a);
+      go(attention_split_kernel<__half, true>);
     else
-      pdl::launch(attention_split_kernel<__half, false>, grid, dim3(kAttnThreads), smem, st, a);
+      go(attention_split_kernel<__half, false>);
   } else {
     if (rope)
-      pdl::launch(attention_split_kernel<__nv_bfloat16, true>, grid, dim3(kAttnThreads), smem, st, a);
+      go(attention_split_kernel<__nv_bfloat16, true>);
     else
-      pdl::launch(attention_split_kernel<__nv_bfloat16, false>, grid, dim3(kAttnThreads), smem, st, a);
+      go(attention_split_kernel<__nv_bfloat16, false>);
   }
 }
 }  // namespace

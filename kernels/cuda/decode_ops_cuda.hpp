@@ -49,6 +49,8 @@ void rms_norm_cuda(ActDType dt, const void* x, const void* w, int64_t rows, int6
 // overlap h.
 void add_rms_norm_cuda(ActDType dt, void* h, const void* delta, const void* w, int64_t rows, int64_t n, float eps,
                        void* y, void* stream = nullptr);
+// Both read w before waiting for the kernel launched just before them (programmatic dependent
+// launch, pdl_cuda.hpp): w must not be that kernel's output (a model's norm weight never is).
 
 // ---- RoPE and the cache write -----------------------------------------------------------------
 // For the new position p = *pos (device int64): q_out[b, h, :] = rope(q[b, h, :]) for h < heads,
@@ -80,6 +82,10 @@ void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_
 // which must be zero before the first call (e.g. zeroed memory) and which every completed call
 // leaves zero again; the rest may hold anything (every entry read is written first). A position
 // outside [0, capacity) gives NaN outputs. head_dim <= kDecodeMaxHeadDim.
+// Launched with programmatic dependent launch (pdl_cuda.hpp), a block reads *pos and the first
+// tile of its cache slots other than p before waiting for the kernel launched just before it on
+// the stream: that kernel must not write them (the decode step's does not: slot p is the only
+// one written within a step, and pos is set before the step).
 void decode_attention_cuda(ActDType dt, const DecodeShape& s, const void* q, const void* k_cache, const void* v_cache,
                            const int64_t* pos, int splits, void* workspace, size_t workspace_bytes, void* out,
                            void* stream = nullptr);
