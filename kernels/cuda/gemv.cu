@@ -637,13 +637,18 @@ bool underfilled(int64_t rows) { return few_rows_per_sm(rows, detail::current_de
 // for every format at M = 1..8 except int4 at M = 1, 2 (1.00-1.31x); at M = 16 mostly slower
 // (0.85-0.99x; int4-asym and int3 faster), and at K = 4096 mixed by format (0.78-1.49x at
 // 4096x4096), hence the bounds.
-int split_plan(const GemvArgs& a, int per_sm, int bits) {
+// One partial wave of razer4 tiles (more than half the slots) with long rows is split whole too
+// (whole_wave): 8192x28672 (512 tiles on 528 slots) 1.03-1.04x at M = 1..4, 1.11x at M = 8, 1.03x
+// at M = 16 (bench/gemv.md, tenth session). The same split made every other kind 0.93-0.98x there
+// (their loops wait on DRAM, razer4's on issue) except nvfp4 at M = 8 / 16, which is left alone.
+int split_plan(const GemvArgs& a, int per_sm, int bits, bool whole_wave) {
   const int64_t tiles = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
   if (g_split == 1) return INT_MAX;
   if (g_split == 2) return 0;
   if (a.M <= 8 && (a.K >> 7) >= 64 && underfilled(a.N)) return 0;
-  if ((a.K >> 7) < 16 || (bits == 4 && a.M <= 4)) return INT_MAX;
   const int64_t slots = static_cast<int64_t>(per_sm) * detail::current_device_sm_count();
+  if (whole_wave && (a.K >> 7) >= 64 && tiles <= slots && 2 * tiles > slots) return 0;
+  if ((a.K >> 7) < 16 || (bits == 4 && a.M <= 4)) return INT_MAX;
   if (slots <= 0 || tiles <= slots || tiles % slots == 0) return INT_MAX;
   int64_t from = tiles - tiles % slots;
   from -= from & 1;
@@ -726,7 +731,7 @@ void launch_m(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
     // registers differ by MT).
     static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
     const OccupancyCap& cap = a.M <= 8 ? cap1 : cap2;
-    const int from = split_plan(a, cap.natural, BITS);
+    const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1);
     if (from != INT_MAX) {
       a.split_from = from;
       grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
