@@ -100,7 +100,7 @@ void decode_rope_attention_cuda(ActDType dt, const DecodeShape& s, const void* q
                                 int64_t k_stride, const void* v, int64_t v_stride, const void* cos, const void* sin,
                                 const int64_t* pos, void* k_cache, void* v_cache, int splits, void* workspace,
                                 size_t workspace_bytes, void* out, void* stream = nullptr);
-// Splits for s on the current device: enough blocks for about 4 per SM, at most one per 16 slots
+// Splits for s on the current device: enough blocks for about 4 per SM, at most one per 32 slots
 // of the capacity and at most kDecodeMaxSplits.
 inline constexpr int kDecodeMaxSplits = 64;
 int decode_attention_splits(const DecodeShape& s);
