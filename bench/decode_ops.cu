@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <random>
 #include <sstream>
 #include <string>
@@ -78,7 +79,7 @@ double median_us(cudaStream_t s, F&& launch) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"bench_decode_ops: the decode step's small CUDA kernels at one layer's shapes"};
   int64_t batch = 1, heads = 32, kv_heads = 32, head_dim = 128, capacity = 264, pos = 192, hidden = 4096, ffn = 11008;
   std::string splits_arg = "auto,1,2,4,8,16";
@@ -172,7 +173,10 @@ int main(int argc, char** argv) {
   };
   row("add + RMSNorm", [&] { kernels::add_rms_norm_cuda(f16, h, delta, w, batch, hidden, 1e-5f, y, st); });
   const int auto_splits = kernels::decode_attention_splits(s);
+  std::vector<int> done;  // a count asked for twice (e.g. auto and its value) is measured once
   for (int sp : splits) {
+    if (std::find(done.begin(), done.end(), sp) != done.end()) continue;
+    done.push_back(sp);
     const std::string name = "RoPE + attention, " + std::to_string(sp) + (sp == auto_splits ? " splits (auto)" : " splits");
     row(name, [&] {
       kernels::decode_rope_attention_cuda(f16, s, qkv, qkv_w, static_cast<char*>(qkv) + 2 * heads * head_dim, qkv_w,
@@ -186,4 +190,13 @@ int main(int argc, char** argv) {
   CK(cudaFree(dpos));
   CK(cudaStreamDestroy(st));
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // razerq::Error from the library's checks, CUDA errors
+    std::fprintf(stderr, "bench_decode_ops: %s\n", e.what());
+    return 1;
+  }
 }
