@@ -639,8 +639,9 @@ bool underfilled(int64_t rows) { return few_rows_per_sm(rows, detail::current_de
 // 4096x4096), hence the bounds.
 // One partial wave of razer4 tiles (more than half the slots) with long rows is split whole too
 // (whole_wave): 8192x28672 (512 tiles on 528 slots) 1.03-1.04x at M = 1..4, 1.11x at M = 8, 1.03x
-// at M = 16 (bench/gemv.md, tenth session). The same split made every other kind 0.93-0.98x there
-// (their loops wait on DRAM, razer4's on issue) except nvfp4 at M = 8 / 16, which is left alone.
+// at M = 16 (bench/gemv.md, tenth session). The same split made the other kinds 0.85-0.99x there
+// at most M (their loops wait on DRAM, razer4's on issue; the 3-bit ones lost most), except
+// nvfp4 (1.01-1.03x at M = 4 / 8, 1.29x at M = 16: not understood, one run, left alone).
 int split_plan(const GemvArgs& a, int per_sm, int bits, bool whole_wave) {
   const int64_t tiles = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
   if (g_split == 1) return INT_MAX;
