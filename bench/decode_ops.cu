@@ -23,20 +23,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench.cuh"
 #include "common/half.hpp"
 #include "kernels/cuda/decode_ops_cuda.hpp"
 #include "kernels/cuda/pdl_cuda.hpp"
 
 using namespace razerq;
-
-#define CK(x)                                                                                   \
-  do {                                                                                          \
-    cudaError_t e_ = (x);                                                                       \
-    if (e_ != cudaSuccess) {                                                                    \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                             \
-    }                                                                                           \
-  } while (0)
 
 namespace {
 
@@ -49,32 +41,6 @@ void* device_half(size_t n, float a, std::mt19937& rng) {
   CK(cudaMalloc(&d, n * 2));
   CK(cudaMemcpy(d, h.data(), n * 2, cudaMemcpyHostToDevice));
   return d;
-}
-
-// Microseconds per launch: `launch` 50 times between two events on stream s, the median of 15
-// such batches (after one untimed batch).
-template <class F>
-double median_us(cudaStream_t s, F&& launch) {
-  constexpr int kReps = 50;
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  for (int r = 0; r < kReps; ++r) launch();
-  std::vector<double> t;
-  for (int i = 0; i < 15; ++i) {
-    CK(cudaEventRecord(a, s));
-    for (int r = 0; r < kReps; ++r) launch();
-    CK(cudaEventRecord(b, s));
-    CK(cudaEventSynchronize(b));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(1000.0 * ms / kReps);
-  }
-  CK(cudaGetLastError());
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
 }
 
 }  // namespace
@@ -165,7 +131,7 @@ int run(int argc, char** argv) {
     double us[2];
     for (int pdl = 1; pdl >= 0; --pdl) {
       kernels::set_pdl(pdl == 1);
-      us[pdl] = median_us(st, launch);
+      us[pdl] = bench::median_us([&](int reps) { for (int r = 0; r < reps; ++r) launch(); }, 50, st);
     }
     kernels::set_pdl(true);
     std::printf("| %s | %.2f | %.2f |\n", name.c_str(), us[1], us[0]);

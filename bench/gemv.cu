@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench.cuh"
 #include "common/half.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
@@ -43,15 +44,7 @@
 #include "quantizer/quantize.hpp"
 
 using namespace razerq;
-
-#define CK(x)                                                                        \
-  do {                                                                               \
-    cudaError_t e_ = (x);                                                            \
-    if (e_ != cudaSuccess) {                                                         \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                  \
-    }                                                                                \
-  } while (0)
+using bench::median_us;
 
 namespace {
 
@@ -240,27 +233,6 @@ void check_lut_entry(const LutEntry& e, const int* Ms, int nM, std::mt19937& rng
               static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(q.sparse.nnz()), checked.c_str(), worst);
 }
 
-template <class F>
-double median_us(F&& launch_batch, int reps) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  launch_batch(reps);  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < 15; ++i) {
-    CK(cudaEventRecord(a));
-    launch_batch(reps);
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(1000.0 * ms / reps);
-  }
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 }  // namespace
 
