@@ -10,7 +10,9 @@
 // Suffixes force the decoder (":table", ":bits"), the blocks in flight per warp (":s1", ":s2"),
 // the 16-row tiles per block (":t1", ":t2"), the device code layout (":disk", ":quad", ":pair";
 // kernels/cuda/gemv_layout.hpp; default: upload's choice), row-major rows instead of 16-row tiles
-// (":rm", set_upload_tiling), no split tail (":ns", set_gemv_split) or every tile split (":sp").
+// (":rm", set_upload_tiling), no split tail (":ns", set_gemv_split) or every tile split (":sp"),
+// 4-bit RaZeR's E2M1 codes with the byte patch instead of the re-encoded two-table codes (":e2m1",
+// set_upload_razer_xor).
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -441,9 +443,11 @@ int main(int argc, char** argv) {
       const bool row_major = opts.find(":rm") != std::string::npos;
       kernels::set_upload_layout(layout);
       kernels::set_upload_tiling(!row_major);
+      kernels::set_upload_razer_xor(opts.find(":e2m1") == std::string::npos);
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
       kernels::set_upload_layout(CodeLayout::kAuto);
       kernels::set_upload_tiling(true);
+      kernels::set_upload_razer_xor(true);
       const char* layout_name = ws[0].layout == CodeLayout::kQuad   ? " quad"
                                 : ws[0].layout == CodeLayout::kPair ? " pair"
                                                                     : "";

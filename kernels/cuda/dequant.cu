@@ -14,6 +14,7 @@
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/device_info.cuh"
+#include "kernels/cuda/gemv_e2m1.cuh"
 #include "kernels/cuda/gemv_layout.hpp"
 
 namespace razerq::kernels {
@@ -46,6 +47,49 @@ constexpr bool kind_has_special(ScaleKind k) {
 struct Launch {
   dim3 grid, block;
 };
+
+// Whether upload() re-encodes a tensor's codes for the GEMV's two-table RaZeR decoder
+// (DeviceTensor::razer_xor, gemv_e2m1.cuh): 4-bit RaZeR with fp16 scales and the index in the
+// scale word, the E2M1 grid with the special code 8, special values 0, 1 positive and 2, 3
+// negative (the index's high bit is then the sign of the group's special value), each x 2^-14
+// an fp16 with a zero low byte (its high byte goes into the table), whole 128-column blocks.
+bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
+  const quantizer::FormatConfig& c = q.cfg;
+  if (c.spec().scale_kind != ScaleKind::kFp16Razer || c.bits != 4 || c.asym || !q.sv_index.empty()) return false;
+  if (!pair_order_applies(c.bits, q.cols) || c.special_values.size() != 4) return false;
+  const quantizer::Grid grid = quantizer::base_grid(c);
+  static constexpr double kE2M1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  if (grid.special_code != 8 || grid.value.size() != 16) return false;
+  for (int k = 0; k < 16; ++k)
+    if (k != 8 && grid.value[k] != (k & 8 ? -1 : 1) * kE2M1[k & 7]) return false;
+  for (int i = 0; i < 4; ++i) {
+    const double v = c.special_values[static_cast<size_t>(i)];
+    if ((i < 2) != (v > 0) || v == 0) return false;
+    const uint16_t h = double_to_fp16(std::ldexp(std::fabs(v), -14));
+    if (fp16_to_double(h) != std::ldexp(std::fabs(v), -14) || (h & 0xffu) != 0) return false;
+  }
+  return true;
+}
+
+// The codes of q (row bitstreams, on-disk order) re-encoded by gemv4::xor_code: a group whose
+// special-value index is 2 or 3 (negative special value) negated.
+std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
+  std::vector<uint32_t> out(q.codes.size());
+  const int64_t per_word = 8, group = q.cfg.group;
+  for (int64_t r = 0; r < q.rows; ++r)
+    for (int64_t w = 0; w < q.code_words_per_row; ++w) {
+      const uint32_t src = q.codes[static_cast<size_t>(r * q.code_words_per_row + w)];
+      uint32_t dst = 0;
+      for (int k = 0; k < 8; ++k) {
+        const int64_t col = w * per_word + k;
+        if (col >= q.cols) break;
+        const uint16_t sw = q.scales16[static_cast<size_t>(r * q.groups_per_row + col / group)];
+        dst |= gemv4::xor_code((src >> (4 * k)) & 15u, (sw >> 15) != 0) << (4 * k);
+      }
+      out[static_cast<size_t>(r * q.code_words_per_row + w)] = dst;
+    }
+  return out;
+}
 
 Launch launch_shape(const detail::KernelArgs& a) {
   // x: chunks of 8 codes along the row (a warp multiple, up to the block); y: rows.
@@ -103,6 +147,7 @@ void launch(const detail::KernelArgs& a, ScaleKind kind, int bits, cudaStream_t 
 
 CodeLayout g_upload_layout = CodeLayout::kAuto;
 bool g_upload_tiling = true;
+bool g_upload_razer_xor = true;
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -184,6 +229,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     layout = o.layout;
     tiled = o.tiled;
     pair_order = o.pair_order;
+    razer_xor = o.razer_xor;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
@@ -222,7 +268,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
       bad("code layout (set_upload_layout changed between the uploads, or NV-kind parts on both sides of "
           "upload's row bound for kPair: gemv_layout.hpp layout_for)");
     if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
-    if (p.pair_order != f.pair_order) bad("pair order of the codes");
+    if (p.pair_order != f.pair_order || p.razer_xor != f.razer_xor) bad("pair order or RaZeR encoding of the codes");
     if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
     rows += p.rows;
   }
@@ -257,6 +303,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   t.layout = f.layout;
   t.tiled = f.tiled;
   t.pair_order = f.pair_order;
+  t.razer_xor = f.razer_xor;
   t.scales_fit_fp16 = true;
   t.max_inner_scale = 0;
   for (const DeviceTensor* p : parts) {
@@ -292,6 +339,7 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   v.layout = t.layout;
   v.tiled = t.tiled;
   v.pair_order = t.pair_order;
+  v.razer_xor = t.razer_xor;
   return v;
 }
 
@@ -314,11 +362,15 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   // The fused GEMV's layout (gemv_layout.hpp) where it applies.
   const CodeLayout layout =
       layout_for(q.cfg, q.cols, g_upload_layout, few_rows_per_sm(q.rows, detail::current_device_sm_count()));
-  const bool pair_order = pair_order_applies(q.cfg.bits, q.cols);
+  // RaZeR 4-bit for the two-table decoder: re-encoded, in column order; the others in pair order.
+  const bool razer_xor = g_upload_razer_xor && razer_xor_applies(q);
+  const bool pair_order = !razer_xor && pair_order_applies(q.cfg.bits, q.cols);
+  const std::vector<uint32_t> xor_codes = razer_xor ? razer_xor_codes(q) : std::vector<uint32_t>();
+  const uint32_t* codes = razer_xor ? xor_codes.data() : q.codes.data();
   std::vector<uint32_t> permuted =
       layout != CodeLayout::kDisk || pair_order
-          ? retile_codes(q.codes.data(), q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout, pair_order)
-          : std::vector<uint32_t>();
+          ? retile_codes(codes, q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout, pair_order)
+          : razer_xor ? xor_codes : std::vector<uint32_t>();
   // Rows in 16-row tiles (gemv_layout.hpp): the codes, and alike the per-group arrays the GEMV
   // reads beside them (scales, razer's separate special-value indices; not the zero points).
   const bool tiled = g_upload_tiling && tiling_applies(q.cfg.bits, q.cfg.group, q.rows, q.cols);
@@ -354,6 +406,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.layout = layout;
   t.tiled = tiled;
   t.pair_order = pair_order;
+  t.razer_xor = razer_xor;
   double mx = 0;
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -393,6 +446,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
 
 void set_upload_layout(CodeLayout layout) { g_upload_layout = layout; }
 void set_upload_tiling(bool tiled) { g_upload_tiling = tiled; }
+void set_upload_razer_xor(bool on) { g_upload_razer_xor = on; }
 
 void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) {
   const char* where = "dequantize_fp16_cuda";
@@ -417,6 +471,15 @@ void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) 
     for (int i = 0; i < 4; ++i) a.special[i] = static_cast<double>(t.cfg.special_values[static_cast<size_t>(i)]);
   }
   a.special_code = grid.special_code;
+  a.razer_scale_mask = 0x3fffu;
+  a.zero_add = -0.0;  // x + -0 is x, -0 included
+  if (t.razer_xor) {  // the re-encoded codes (gemv_e2m1.cuh): code 15 is |S|, the scale signed
+    std::copy(std::begin(gemv4::kXorValue), std::end(gemv4::kXorValue), a.grid);
+    a.special_code = 15;
+    for (int i = 0; i < 4; ++i) a.special[i] = std::fabs(a.special[i]);
+    a.razer_scale_mask = 0xbfffu;
+    a.zero_add = 0.0;  // zero is code 0's -0 (times a scale of either sign): +0, as the reference's
+  }
   a.codes = t.codes;
   a.scales16 = t.scales16;
   a.scales8 = t.scales8;

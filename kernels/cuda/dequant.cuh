@@ -51,6 +51,8 @@ struct KernelArgs {
   int vector_store;    // cols % 8 == 0 and out 16-byte aligned
   int special_code;    // -1: none
   double tensor_scale;
+  uint32_t razer_scale_mask;  // kFp16Razer: the scale's bits in its word (0xbfff: signed, DeviceTensor::razer_xor)
+  double zero_add;            // added to every value: -0.0 (nothing), or +0.0 to make razer_xor's -0 +0
   double grid[kMaxCodes];  // base value by code (the special code's slot unused)
   double special[4];       // special values by stored index
 };
@@ -96,7 +98,7 @@ struct ScaleTraits<ScaleKind::kFp16Razer> {  // bits 15,14 = index, 13..0 = fp16
   __device__ static GroupScale decode(const KernelArgs& a, int64_t gi) {
     const uint32_t enc = a.scales16[gi];
     if (a.sv_index) return {fp16_bits_to_double(enc), a.sv_index[gi]};  // fallback: plain fp16 + separate index
-    return {fp16_bits_to_double(enc & 0x3fffu), static_cast<int>(((enc >> 15) << 1) | ((enc >> 14) & 1))};
+    return {fp16_bits_to_double(enc & a.razer_scale_mask), static_cast<int>(((enc >> 15) << 1) | ((enc >> 14) & 1))};
   }
 };
 template <>
@@ -212,7 +214,7 @@ __global__ void __launch_bounds__(kBlockThreads) dequant_fp16_kernel(const __gri
       const int field = a.pair_order ? pair_field(i) : i;
       const int code = static_cast<int>((codes >> (field * BITS)) & kMask);
       const double base = (T::kSpecial && code == a.special_code) ? st.special : s_grid[code];
-      h[i] = __half_as_ushort(__double2half((base - st.zero) * st.scale));
+      h[i] = __half_as_ushort(__double2half((base - st.zero) * st.scale + a.zero_add));
     }
     uint16_t* o = a.out + row * a.cols + k0;
     if (a.vector_store) {  // cols % 8 == 0: the chunk is whole and 16-byte aligned

@@ -58,6 +58,13 @@ struct DeviceTensor {
   // then 1, 3, 5, 7), which the fused GEMV requires. Set by upload() where pair_order_applies
   // (3/4-bit codes, columns a multiple of 128); kept by concat_rows and row_view.
   bool pair_order = false;
+  // 4-bit RaZeR codes re-encoded for the fused GEMV's two-table decoder (gemv_e2m1.cuh, kXor*):
+  // a group whose special value is negative stored as its negation, its scale then read with the
+  // sign bit (word & 0xbfff: the special-value index's high bit, which is the sign when special
+  // values 0, 1 are positive and 2, 3 negative, as the defaults); the codes of a chunk in column
+  // order (pair_order false). Set by upload() where razer_xor_applies; kept by concat_rows and
+  // row_view; the dequantization kernel and the GEMV's table decoder read it too.
+  bool razer_xor = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;
 
@@ -79,6 +86,10 @@ void set_upload_layout(CodeLayout layout);
 // Whether later upload() calls tile the rows where tiling_applies (the default, true); false
 // keeps them row-major, for tests and benchmarks. Process-wide.
 void set_upload_tiling(bool tiled);
+// Whether later upload() calls re-encode 4-bit RaZeR codes where razer_xor_applies (the default,
+// true: DeviceTensor::razer_xor); false keeps the E2M1 codes in pair order, for tests and
+// benchmarks. Process-wide.
+void set_upload_razer_xor(bool on);
 // Frees the device memory; idempotent.
 void free(DeviceTensor& t);
 

@@ -79,11 +79,14 @@ struct GemvArgs {
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   int tiles;                 // host side: 16-row tiles per block, 0 = two_tiles_pay decides
   int layout;                // host side: CodeLayout of the codes (gemv_layout.hpp; the LAYOUT kernels)
+  uint32_t razer_scale_mask;  // kFp16Razer: the scale's bits in its word (0xbfff: signed, razer_xor)
+  int razer_xor;              // the codes re-encoded (DeviceTensor::razer_xor): kE2M1Xor or the table
   int split_from;            // one-tile blocks from this (even) index on take half of a tile's K each,
                              // in clusters of two (split_plan); INT_MAX: none
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
   uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
-                                 // XOR 0x80, in all four bytes (gemv_e2m1.cuh);
+                                 // XOR 0x80, in all four bytes (gemv_e2m1.cuh); kE2M1Xor: the
+                                 // second table's high word, kXorT2Hi | |S|'s byte << 24;
                                  // kFp3Prmt: the high bytes of codes 4..7's values x 2^-14
 };
 
@@ -182,12 +185,13 @@ __device__ __forceinline__ GroupRaw load_group(const GroupRow& r, int off) {
 
 // nv_sel: the PRMT selector of the lane's two bytes of the 8 (NVPAIR).
 template <ScaleKind K, bool SV, bool NVPAIR>
-__device__ __forceinline__ Group decode_group(GroupRaw g, uint32_t nv_sel) {
+__device__ __forceinline__ Group decode_group(GroupRaw g, uint32_t nv_sel, uint32_t scale_mask) {
   if constexpr (K == ScaleKind::kFp16) {
     return {g.a, 0u};
   } else if constexpr (K == ScaleKind::kFp16Razer) {
     if (SV && g.b) return {g.a, 32u * (g.b - 1u)};
-    return {g.a & 0x3fffu, 32u * (g.a >> 14)};  // bits 15, 14: the index's high and low bit
+    return {g.a & scale_mask, 32u * (g.a >> 14)};  // bits 15, 14: the index's high and low bit
+                                                   // (razer_xor: bit 15 also the scale's sign)
   } else if constexpr (K == ScaleKind::kE8M0) {
     return {pow2_half_bits(static_cast<int>(g.a) - 127), 0u};
   } else if constexpr (K == ScaleKind::kE8M0Razer) {
@@ -236,7 +240,10 @@ struct RowGroup {
 //  kFp3Prmt: razer3 (fp3 whose -0 code 4 is the group's special value): every value x 2^-14 is
 //         an fp16 with a zero low byte, so one PRMT per pair looks both halves up in an 8-byte
 //         table held in two registers (codes 0..3 fixed, codes 4..7 per special value).
-enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kFp3Prmt };
+//  kE2M1Xor: RaZeR 4-bit re-encoded at upload (DeviceTensor::razer_xor): two PRMT lookups in
+//         8-byte tables per four codes, XORed, give the high bytes (special value included), then
+//         one PRMT per pair (gemv_e2m1.cuh). The 2^14 as for kE2M1.
+enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kFp3Prmt, kE2M1Xor };
 
 __host__ __device__ constexpr bool is_3bit_decoder(Decode d) { return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
 __host__ __device__ constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
@@ -246,7 +253,9 @@ __host__ __device__ constexpr bool e2m1_special(Decode d, ScaleKind k) {
 }
 
 // Decoders whose values come out x 2^-14 (the scale carries 2^14 under PRE; nvfp4: pre_factor).
-__host__ __device__ constexpr bool times_2m14(Decode d) { return d == Decode::kE2M1 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
+__host__ __device__ constexpr bool times_2m14(Decode d) {
+  return d == Decode::kE2M1 || d == Decode::kFp3 || d == Decode::kFp3Prmt || d == Decode::kE2M1Xor;
+}
 // What PRE multiplies the inner scale by: 2^14 (then the decoded weight is exactly
 // fp16(value x scale), as long as scale x 2^14 is an fp16: inner scales below 4), or for nvfp4
 // (E4M3 scales) 2^7, always, the other 2^7 going into the fp32 tensor factor (gemv_fp16_cuda):
@@ -280,14 +289,19 @@ __device__ __forceinline__ Word prep_word(uint32_t q, uint32_t tb) {
   } else if constexpr (DEC == Decode::kE2M1) {
     const gemv4::E2m1Bytes b = gemv4::e2m1_bytes<SPECIAL>(q, tb);
     return {b.e, b.o};
+  } else if constexpr (DEC == Decode::kE2M1Xor) {
+    const gemv4::E2m1Bytes b = gemv4::xor_bytes(q, tb);
+    return {b.e, b.o};
   } else {
     return {q, 0u};
   }
 }
 
 // BITS = 3, kLut: q holds 8 codes of 3 bits in its low 24 bits, code j at bit 3j.
+// col_order (kLut, 4-bit): the word's codes in column order (a razer_xor tensor's), so pair i is
+// fields (2 i, 2 i + 1), not (i, i + 4).
 template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE, int BITS>
-__device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& r, int hlf) {
+__device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& r, int hlf, bool col_order) {
   const uint32_t q = wd.a, tb = r.tb[hlf];
   __half2 v;
   if constexpr (DEC == Decode::kLut && BITS == 3) {
@@ -296,8 +310,9 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
     v = u2h(__byte_perm(lo, hi, 0x5410));
     if constexpr (ASYM) v = __hsub2(v, r.zero[0]);
   } else if constexpr (DEC == Decode::kLut) {
-    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0x1eu : (q >> (4 * i - 1)) & 0x1eu) | tb);
-    const uint32_t hi = lds16(((q >> (4 * i + 15)) & 0x1eu) | tb);
+    const int f0 = col_order ? 2 * i : i, f1 = col_order ? 2 * i + 1 : i + 4;
+    const uint32_t lo = lds16((f0 == 0 ? (q << 1) & 0x1eu : (q >> (4 * f0 - 1)) & 0x1eu) | tb);
+    const uint32_t hi = lds16(((q >> (4 * f1 - 1)) & 0x1eu) | tb);
     v = u2h(__byte_perm(lo, hi, 0x5410));
     if constexpr (ASYM) v = __hsub2(v, r.zero[0]);
   } else if constexpr (DEC == Decode::kInt4) {
@@ -307,8 +322,8 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
   } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kFp3Prmt) {
     v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::fp3_lookup({wd.a, wd.b}, tb, i));
     if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
-  } else {  // kE2M1: the high bytes prepared per word (special value included)
-    v = u2h(gemv4::e2m1_pair({wd.a, wd.b}, i));
+  } else {  // kE2M1 / kE2M1Xor: the high bytes prepared per word (special value included)
+    v = u2h(DEC == Decode::kE2M1 ? gemv4::e2m1_pair({wd.a, wd.b}, i) : gemv4::xor_pair({wd.a, wd.b}, i));
     if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
   }
   return h2u(__hmul2(v, r.scale[hlf]));
@@ -325,7 +340,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
     r.scale[0] = __low2half2(s);
     r.scale[1] = __high2half2(s);
     const uint32_t t0 = g0.table & 0xffffu, t1 = g0.table >> 16;
-    if constexpr (DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt) {
+    if constexpr (DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt || DEC == Decode::kE2M1Xor) {
       r.tb[0] = a.special[t0 >> 5], r.tb[1] = a.special[t1 >> 5];
     } else {
       r.tb[0] = lut_addr | t0, r.tb[1] = lut_addr | t1;
@@ -334,7 +349,9 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
     __half2 s0 = u2h(bits::prmt(g0.scale, 0u, 0x1010u));  // the low 16 bits in both halves
     if constexpr (times_2m14(DEC) && PRE) s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
     r.scale[0] = r.scale[1] = s0;
-    r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt ? a.special[g0.table >> 5] : lut_addr | g0.table;
+    r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt || DEC == Decode::kE2M1Xor
+                            ? a.special[g0.table >> 5]
+                            : lut_addr | g0.table;
   }
   if constexpr (DEC == Decode::kInt3) {
 #pragma unroll
@@ -396,11 +413,15 @@ __host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, in
 
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT>
-__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
+__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm
+                                               : DEC == Decode::kE2M1Xor && MT == 1 && kStages == 1 ? 5
+                                                                                                   : 0)
     gemv_kernel(const __grid_constant__ GemvArgs a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
+  // The table decoder on a razer_xor tensor (codes in column order; only kFp16Razer has them).
+  const bool col_order = DEC == Decode::kLut && BITS == 4 && K == ScaleKind::kFp16Razer && a.razer_xor;
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
   __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
   __shared__ float xfer[4 * MT][32];          // split tail: the second half's sums, written by its block
@@ -489,10 +510,10 @@ __global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, 
     }
     const GroupRaw g = load_group<K, kSv, kNvPair>(r, off);
     if constexpr (G16) return g;
-    else return decode_group<K, kSv, false>(g, 0u);
+    else return decode_group<K, kSv, false>(g, 0u, a.razer_scale_mask);
   };
   auto use_g = [&](const Staged& g) -> Group {
-    if constexpr (G16) return decode_group<K, kSv, kNvPair>(g, nv_sel);
+    if constexpr (G16) return decode_group<K, kSv, kNvPair>(g, nv_sel, a.razer_scale_mask);
     else return g;
   };
   uint4 qa[kStages], qb[kStages];
@@ -551,15 +572,16 @@ __global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, 
         const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
         const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf]), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf]);
         // The word's codes are in pair order (DeviceTensor::pair_order): pair i (fields i, i + 4)
-        // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded.
+        // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded; razer_xor: in
+        // column order, pair i (fields 2i, 2i + 1) the same columns.
         const uint32_t* xp = xa + 4 * w;
         const uint32_t* xq = xb + 4 * w;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf);
-          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf);
-          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf);
-          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf);
+          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf, col_order);
+          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf, col_order);
+          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf, col_order);
+          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf, col_order);
           mma16816(acc0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
           if constexpr (MT == 2) mma16816(acc1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
         }
@@ -835,6 +857,11 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
     if (dec == Decode::kE2M1)
       return pre ? launch_d<K, false, Decode::kE2M1, true>(a, s, stages)
                  : launch_d<K, false, Decode::kE2M1, false>(a, s, stages);
+  if constexpr (K == ScaleKind::kFp16Razer && !ASYM)
+    if (dec == Decode::kE2M1Xor) {  // (razer's 14-bit scales are below 2: PRE always holds)
+      if (!pre) throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "razer_xor tensor with an inner scale of 4 or more");
+      return launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages);
+    }
   throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "decoder %d has no kernel for this scale kind", static_cast<int>(dec));
 }
 
@@ -875,6 +902,13 @@ Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint3
 Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
   std::memset(special, 0, sizeof(special));
   if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
+  if (w.razer_xor) {  // (upload checked the grid and the special values: razer_xor_applies)
+    for (int i = 0; i < kTables; ++i) {
+      const uint16_t h = razerq::double_to_fp16(std::ldexp(std::fabs(w.cfg.special_values[static_cast<size_t>(i)]), -14));
+      special[i] = gemv4::kXorT2Hi | (static_cast<uint32_t>(h >> 8) << 24);
+    }
+    return Decode::kE2M1Xor;
+  }
   // razer's fallback with separate special-value indices (scales of 2 and above): the table only
   // (the bit decoders' kernels do not read the indices: load_group's SV).
   if (w.sv_index) return Decode::kLut;
@@ -922,7 +956,8 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
   if (w.cfg.bits == 3 && w.cfg.spec().scale_kind != ScaleKind::kFp16 && w.cfg.spec().scale_kind != ScaleKind::kFp16Razer)
     return no("3-bit codes with a scale kind other than fp16");
   if (w.cols % 128) return no(strprintf("K = %lld is not a multiple of 128", static_cast<long long>(w.cols)));
-  if (!w.pair_order) return no("codes not in pair order (upload() gives it to every tensor the kernel takes)");
+  if (!w.pair_order && !w.razer_xor)
+    return no("codes neither in pair order nor RaZeR-re-encoded (upload() gives one to every tensor the kernel takes)");
   const int g = w.cfg.group;
   if (g < 16 || (g & (g - 1)) != 0)
     return no(strprintf("group %d (the kernel takes powers of two from 16)", g));
@@ -973,8 +1008,12 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
     for (int c = 0; c < codes; ++c) {
       double v = grid.value[c];
       if (spec.has_special && c == grid.special_code) v = w.cfg.special_values[tbl];
+      if (w.razer_xor)  // the re-encoded codes (gemv_e2m1.cuh); zero as +0 (the products are the same)
+        v = c == 15 ? std::fabs(w.cfg.special_values[tbl]) : c == 0 ? 0.0 : gemv4::kXorValue[c];
       a.table[tbl * 16 + c] = razerq::double_to_fp16(v);
     }
+  a.razer_scale_mask = w.razer_xor ? 0xbfffu : 0x3fffu;
+  a.razer_xor = w.razer_xor ? 1 : 0;
   const Decode dec = choose_decoder(w, grid, a.special);
   // PRE: scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
   // other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
@@ -1017,6 +1056,7 @@ const char* gemv_decoder_name(const DeviceTensor& w) {
     case Decode::kInt3: return two ? "int3-bits/2" : "int3-bits/1";
     case Decode::kFp3: return two ? "fp3-bits/2" : "fp3-bits/1";
     case Decode::kFp3Prmt: return two ? "fp3-prmt/2" : "fp3-prmt/1";
+    case Decode::kE2M1Xor: return two ? "e2m1-xor/2" : "e2m1-xor/1";
     case Decode::kLut: break;
   }
   return two ? "table/2" : "table/1";

@@ -59,4 +59,58 @@ RAZERQ_HD uint32_t e2m1_pair(E2m1Bytes b, int i) {
   return i < 2 ? bits::prmt(t, 0u, 0x2404u) : t & 0xff00ff00u;
 }
 
+// --- 4-bit RaZeR by two byte tables (gemv.cu Decode::kE2M1Xor) ------------------------------
+// A 16-entry byte table looked up four codes at a time. PRMT takes byte s & 7 of an 8-byte
+// table for a selector nibble s, or with bit 3 of s set that byte's bit 7 replicated (0x00 or
+// 0xff). So with P1 = PRMT(T1, q) and P2 = PRMT(T2, q ^ 0x8888), a code n < 8 gives
+// T1[n] ^ rep(T2[n]) and n = 8 + j gives rep(T1[j]) ^ T2[j]: any 16 bytes, provided codes j and
+// 8 + j have the same sign bit (the sign of either result is top(T1[j]) ^ top(T2[j])). With
+// T2[j] positive for every j, n < 8 reads T1[n] as it is; for a negative pair (T1[j] negative)
+// n = 8 + j reads ~T2[j], so T2[j] holds the complement of its byte.
+//
+// The values (fp16 high bytes of value x 2^-14, as the E2M1 decoder's): 8 negative and 8
+// positive, so RaZeR's group of 16 values {0, +-0.5 .. +-6, S} must first be made so: upload()
+// re-encodes the codes of a group whose special value S is negative as those of its negation
+// (-v for every v, S -> -S = |S|), whose scale then carries a minus sign (razer's scale word:
+// bits 15, 14 the special-value index, 13..0 the fp16 scale; the index's high bit is the flip
+// when values 0, 1 are positive and 2, 3 negative, as the defaults {5, 8, -5, -8}: the kernel
+// reads the scale as word & 0xbfff). Zero is then -0 (code 0; its products add nothing):
+//   codes 0..3: -0, -0.5, -1, -1.5;  8..11: -2, -3, -4, -6   (negative pairs j = 0..3)
+//   codes 4..7: 0.5, 1, 1.5, 2;      12..15: 3, 4, 6, |S|     (positive pairs j = 4..7)
+// T1 (bytes 0..7) = out(0..7); T2 = ~out(8..11), out(12..15): only T2's byte 7 (|S|) depends on
+// the group (kXorT2Hi | its byte << 24, one register per row and group).
+// Per word: 1 XOR, 2 shifts, 4 PRMT and 2 XOR for the 8 bytes, then one PRMT per pair (the
+// bytes into the high halves, zeros from the second operand): 13, against the E2M1 byte
+// decoder's 12 for fp4 and 20 for RaZeR (gemv_e2m1.cuh above). Pair i is codes (2 i, 2 i + 1):
+// the codes of a chunk stay in column order (no pair order, gemv_layout.hpp).
+constexpr uint32_t kXorT1Lo = 0x86848280u, kXorT1Hi = 0x08060402u, kXorT2Lo = 0x71737577u, kXorT2Hi = 0x000e0c0au;
+
+// The values of the 16 re-encoded codes; code 15's is |S| (special).
+constexpr double kXorValue[15] = {-0.0, -0.5, -1, -1.5, 0.5, 1, 1.5, 2, -2, -3, -4, -6, 3, 4, 6};
+
+// The re-encoded code of on-disk RaZeR code c (E2M1: sign bit 3, magnitude 1..7 in bits 0..2;
+// 0 = +0, 8 = the special value) in a group that is negated (flip: its special value is
+// negative) or not.
+RAZERQ_HD uint32_t xor_code(uint32_t c, bool flip) {
+  if (c == 8) return 15u;
+  const uint32_t m = c & 7u;
+  if (m == 0) return 0u;
+  const bool neg = ((c >> 3) != 0) != flip;
+  return neg ? (m <= 3 ? m : 4u + m) : (m <= 4 ? 3u + m : 7u + m);
+}
+
+// The eight bytes of a word of re-encoded codes: e = codes 0..3, o = codes 4..7 (byte k of
+// each: code k, resp. 4 + k). t2hi: the group's kXorT2Hi | |S|'s byte << 24.
+RAZERQ_HD E2m1Bytes xor_bytes(uint32_t q, uint32_t t2hi) {
+  const uint32_t qx = q ^ 0x88888888u;
+  const uint32_t e = bits::prmt(kXorT1Lo, kXorT1Hi, q) ^ bits::prmt(kXorT2Lo, t2hi, qx);
+  const uint32_t o = bits::prmt(kXorT1Lo, kXorT1Hi, q >> 16) ^ bits::prmt(kXorT2Lo, t2hi, qx >> 16);
+  return {e, o};
+}
+
+// Pair i (0..3): the half2 (code 2 i, code 2 i + 1) as fp16 bits of value x 2^-14.
+RAZERQ_HD uint32_t xor_pair(E2m1Bytes b, int i) {
+  return bits::prmt(i < 2 ? b.e : b.o, 0u, i & 1 ? 0x3424u : 0x1404u);
+}
+
 }  // namespace razerq::kernels::gemv4

@@ -174,5 +174,59 @@ TEST(GemvE2m1, PairsAreTheGridTimes2m14WithTheSpecialValue) {
   }
 }
 
+// 4-bit RaZeR by two byte tables (gemv_e2m1.cuh kXor*): upload() re-encodes each on-disk code c
+// by xor_code(c, flip), flip = the group's special value is negative (the kernel then negates the
+// scale); pair i of the decoded word is the half2 (code 2 i, code 2 i + 1). The reference is the
+// registry: (flip ? -1 : 1) x grid value (the special code's the group's special value) x 2^-14,
+// zero of either sign. Every special value of the default config, random words and every pair
+// of codes at every pair position.
+TEST(GemvE2m1, XorTablesDecodeTheReencodedCodesToTheGrid) {
+  const quantizer::FormatConfig cfg = quantizer::make_format_config("razer", 4, 128, false);
+  const quantizer::Grid grid = quantizer::base_grid(cfg);
+  ASSERT_EQ(grid.special_code, 8);
+  ASSERT_EQ(cfg.special_values.size(), 4u);
+  std::mt19937 rng(test::test_seed());
+  std::uniform_int_distribution<uint32_t> u32;
+  namespace g4 = kernels::gemv4;
+  for (int t = 0; t < 4; ++t) {
+    const double sv = cfg.special_values[static_cast<size_t>(t)];
+    const bool flip = sv < 0;
+    EXPECT_EQ(flip, t >= 2) << "the index's high bit is the special value's sign (the scale word's bit 15)";
+    const uint16_t hs = double_to_fp16(std::ldexp(std::fabs(sv), -14));
+    ASSERT_EQ(hs & 0xffu, 0u);
+    const uint32_t t2hi = g4::kXorT2Hi | (static_cast<uint32_t>(hs >> 8) << 24);
+    auto value = [&](uint32_t c) { return (flip ? -1.0 : 1.0) * (static_cast<int>(c) == grid.special_code ? sv : grid.value[c]); };
+    auto check = [&](uint32_t disk) {  // a word of 8 on-disk codes
+      uint32_t q = 0;
+      for (int k = 0; k < 8; ++k) q |= g4::xor_code((disk >> (4 * k)) & 15u, flip) << (4 * k);
+      const g4::E2m1Bytes b = g4::xor_bytes(q, t2hi);
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t h = g4::xor_pair(b, i);
+        for (int half = 0; half < 2; ++half) {
+          const uint32_t c = (disk >> (4 * (2 * i + half))) & 15u;
+          const uint16_t got = static_cast<uint16_t>(h >> (16 * half));
+          if (fp16_to_double(got) != std::ldexp(value(c), -14) || (got & 0xffu) != 0)
+            return ::testing::AssertionFailure() << std::hex << "table " << t << " word " << disk << " pair " << i
+                                                 << " half " << half << ": " << got;
+        }
+      }
+      return ::testing::AssertionSuccess();
+    };
+    for (int it = 0; it < 1000000; ++it)
+      if (auto r = check(u32(rng)); !r) FAIL() << r.message();
+    for (int i = 0; i < 4; ++i)
+      for (uint32_t a = 0; a < 16; ++a)
+        for (uint32_t c = 0; c < 16; ++c)
+          for (int rep = 0; rep < 16; ++rep) {
+            const uint32_t keep = ~(0xffu << (8 * i));
+            if (auto r = check((u32(rng) & keep) | (a << (8 * i)) | (c << (8 * i + 4))); !r) FAIL() << r.message();
+          }
+    // The re-encoding is a bijection on the 16 codes (xor_code's values are all distinct).
+    std::vector<int> seen(16, 0);
+    for (uint32_t c = 0; c < 16; ++c) ++seen[g4::xor_code(c, flip)];
+    for (int n = 0; n < 16; ++n) EXPECT_EQ(seen[static_cast<size_t>(n)], 1) << "code " << n << " flip " << flip;
+  }
+}
+
 }  // namespace
 }  // namespace razerq

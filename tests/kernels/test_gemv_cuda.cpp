@@ -223,8 +223,8 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
 TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  const std::string expect[] = {"e2m1-bits", "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
-                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-bits", "int4-bits", "fp3-prmt",
+  const std::string expect[] = {"e2m1-xor",  "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
+                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-xor",  "int4-bits", "fp3-prmt",
                                 "int3-bits", "int3-bits", "fp3-bits",  "fp3-prmt",  "int3-bits"};
   static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
   const std::pair<kernels::GemvDecoder, int> configs[] = {
@@ -271,9 +271,11 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
 }
 
 // RaZeR (3- and 4-bit) with special values other than the defaults: the bit decoders (razer3's
-// register byte table, razer4's byte patch) take a set whose values x 2^-14 are fp16 with a zero
-// low byte (0.5 subnormal, 64 the largest allowed), equal to the table bit for bit and within
-// the reference's bound; a set with 5.5 (4 significant bits) falls back to the table.
+// register byte table, razer4's byte patch or two tables) take a set whose values x 2^-14 are fp16
+// with a zero low byte (0.5 subnormal, 64 the largest allowed), equal to the table bit for bit and
+// within the reference's bound; razer4's two tables (upload's re-encoding) need values 0, 1
+// positive and 2, 3 negative, else the byte patch; a set with 5.5 (4 significant bits) falls back
+// to the table.
 TEST(GemvCuda, RazerSpecialValueSets) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -282,7 +284,8 @@ TEST(GemvCuda, RazerSpecialValueSets) {
     std::vector<float> sv;
     const char* decoder;
   } sets[] = {{3, {0.5f, -3.5f, 7.f, -64.f}, "fp3-prmt"}, {3, {5.5f, 3.f, -6.f, -3.f}, "table"},
-              {4, {0.5f, -3.5f, 7.f, -64.f}, "e2m1-bits"}, {4, {5.5f, 5.f, -8.f, -5.f}, "table"}};
+              {4, {0.5f, -3.5f, 7.f, -64.f}, "e2m1-bits"}, {4, {5.5f, 5.f, -8.f, -5.f}, "table"},
+              {4, {0.5f, 64.f, -3.5f, -7.f}, "e2m1-xor"}};
   for (const auto& set : sets) {
     const std::vector<float> w = test::random_weights(rng, 300, 1024, 1.0);
     const QuantizedTensor q = quantizer::quantize_tensor(
@@ -314,6 +317,72 @@ TEST(GemvCuda, RazerSpecialValueSets) {
       int diff = 0;
       for (size_t k = 0; k < y[0].size(); ++k) diff += y[0][k] != y[1][k];
       EXPECT_EQ(diff, 0) << what << " M=" << M << ": bits vs table";
+    }
+  }
+}
+
+// 4-bit RaZeR uploaded re-encoded for the two-table decoder (DeviceTensor::razer_xor, the default)
+// and as E2M1 codes in pair order (set_upload_razer_xor(false): the byte patch) gives the same
+// weights (dequantization) and the same y bit for bit, with either decoder of each, for groups of
+// 64 to 256 and ragged rows; tensors of the two encodings are not concatenated.
+TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  struct XorScope {
+    ~XorScope() { kernels::set_upload_razer_xor(true); }
+  } restore;
+  for (int group : {128, 64, 256}) {
+    for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
+      const QuantizedTensor q = quantize_random(rng, {"razer", false, group}, N, K);
+      kernels::set_upload_razer_xor(true);
+      const DeviceTensor tx = kernels::upload(q);
+      kernels::set_upload_razer_xor(false);
+      const DeviceTensor te = kernels::upload(q);
+      kernels::set_upload_razer_xor(true);
+      const std::string what = "razer g" + std::to_string(group) + " " + std::to_string(N) + "x" + std::to_string(K);
+      ASSERT_TRUE(tx.razer_xor) << what;
+      ASSERT_FALSE(te.razer_xor) << what;
+      std::vector<uint16_t> w[2];
+      int k = 0;
+      for (const DeviceTensor* t : {&tx, &te}) {
+        DeviceBuffer d(static_cast<size_t>(N * K) * 2);
+        d.fill_bytes(0xff);
+        kernels::dequantize_fp16_cuda(*t, d.as<uint16_t>());
+        kernels::cuda_synchronize();
+        w[k].resize(static_cast<size_t>(N * K));
+        d.copy_to_host(w[k].data(), w[k].size() * 2);
+        ++k;
+      }
+      EXPECT_EQ(w[0], w[1]) << what << ": dequantized weights";
+      std::normal_distribution<float> nd(0.f, 1.f);
+      for (int64_t M : {1, 5, 16}) {
+        std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+        for (auto& h : xh) h = float_to_fp16(nd(rng));
+        DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
+        dx.copy_from_host(xh.data(), xh.size() * 2);
+        std::vector<uint16_t> first;
+        for (const DeviceTensor* t : {&tx, &te})
+          for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
+            DecoderScope scope(dec);
+            dy.fill_bytes(0xff);
+            kernels::gemv_fp16_cuda(*t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
+            kernels::cuda_synchronize();
+            std::vector<uint16_t> y(static_cast<size_t>(M * N));
+            dy.copy_to_host(y.data(), y.size() * 2);
+            if (first.empty()) {
+              first = y;
+              continue;
+            }
+            int diff = 0;
+            for (size_t i = 0; i < y.size(); ++i) diff += y[i] != first[i];
+            EXPECT_EQ(diff, 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t) << " vs the re-encoded bits";
+          }
+      }
+      if (N % 16 == 0) {
+        const Error e = test::catch_error([&] { (void)kernels::concat_rows({&tx, &te}); });
+        EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument) << what;
+        EXPECT_NE(std::string(e.what()).find("RaZeR encoding"), std::string::npos) << e.what();
+      }
     }
   }
 }
@@ -456,7 +525,11 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
                                    (tiled_rows ? "" : " row-major");
           EXPECT_EQ(static_cast<int>(t.layout), static_cast<int>(expect)) << what;
           EXPECT_EQ(t.tiled, tiled_rows && N % 16 == 0) << what;
-          EXPECT_TRUE(t.pair_order) << what;  // (3/4-bit codes, K a multiple of 128)
+          // (3/4-bit codes, K a multiple of 128: pair order, or 4-bit RaZeR's re-encoded codes)
+          const bool xor_codes = std::string(c.format) == "razer" && c.bits == 4;
+          EXPECT_EQ(t.razer_xor, xor_codes) << what;
+          EXPECT_EQ(t.pair_order, !xor_codes) << what;
+          EXPECT_EQ(kernels::row_view(t, 0, 16).razer_xor, t.razer_xor) << what;
           const DeviceTensor v = kernels::row_view(t, 16, 5);
           EXPECT_EQ(static_cast<int>(v.layout), static_cast<int>(t.layout)) << what;
           EXPECT_EQ(v.tiled, t.tiled) << what;
