@@ -413,9 +413,7 @@ __host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, in
 
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT>
-__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm
-                                               : DEC == Decode::kE2M1Xor && MT == 1 && kStages == 1 ? 5
-                                                                                                   : 0)
+__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
     gemv_kernel(const __grid_constant__ GemvArgs a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
