@@ -52,11 +52,12 @@ struct Launch {
 // (DeviceTensor::razer_xor, gemv_e2m1.cuh): 4-bit RaZeR with fp16 scales and the index in the
 // scale word, the E2M1 grid with the special code 8, special values 0, 1 positive and 2, 3
 // negative (the index's high bit is then the sign of the group's special value), each x 2^-14
-// an fp16 with a zero low byte (its high byte goes into the table), whole 128-column blocks.
+// an fp16 with a zero low byte (its high byte goes into the table), whole 128-column blocks and
+// groups of whole 8-code words (razer_xor_codes).
 bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
   const quantizer::FormatConfig& c = q.cfg;
   if (c.spec().scale_kind != ScaleKind::kFp16Razer || c.bits != 4 || c.asym || !q.sv_index.empty()) return false;
-  if (!pair_order_applies(c.bits, q.cols) || c.special_values.size() != 4) return false;
+  if (!pair_order_applies(c.bits, q.cols) || c.group % 8 != 0 || c.special_values.size() != 4) return false;
   const quantizer::Grid grid = quantizer::base_grid(c);
   static constexpr double kE2M1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
   if (grid.special_code != 8 || grid.value.size() != 16) return false;
@@ -72,22 +73,27 @@ bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
 }
 
 // The codes of q (row bitstreams, on-disk order) re-encoded by gemv4::xor_code: a group whose
-// special-value index is 2 or 3 (negative special value) negated.
+// special-value index is 2 or 3 (negative special value: bit 15 of its scale word) negated. A
+// word's 8 codes share one group (groups are multiples of 16 columns), so a byte (two codes) goes
+// through one of two 256-entry tables.
 std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
+  uint8_t table[2][256];
+  for (int flip = 0; flip < 2; ++flip)
+    for (uint32_t b = 0; b < 256; ++b)
+      table[flip][b] = static_cast<uint8_t>(gemv4::xor_code(b & 15u, flip != 0) | (gemv4::xor_code(b >> 4, flip != 0) << 4));
   std::vector<uint32_t> out(q.codes.size());
-  const int64_t per_word = 8, group = q.cfg.group;
-  for (int64_t r = 0; r < q.rows; ++r)
+  const int64_t group = q.cfg.group;
+  for (int64_t r = 0; r < q.rows; ++r) {
+    const uint32_t* src = q.codes.data() + r * q.code_words_per_row;
+    uint32_t* dst = out.data() + r * q.code_words_per_row;
+    const uint16_t* sw = q.scales16.data() + r * q.groups_per_row;
     for (int64_t w = 0; w < q.code_words_per_row; ++w) {
-      const uint32_t src = q.codes[static_cast<size_t>(r * q.code_words_per_row + w)];
-      uint32_t dst = 0;
-      for (int k = 0; k < 8; ++k) {
-        const int64_t col = w * per_word + k;
-        if (col >= q.cols) break;
-        const uint16_t sw = q.scales16[static_cast<size_t>(r * q.groups_per_row + col / group)];
-        dst |= gemv4::xor_code((src >> (4 * k)) & 15u, (sw >> 15) != 0) << (4 * k);
-      }
-      out[static_cast<size_t>(r * q.code_words_per_row + w)] = dst;
+      const uint8_t* t = table[sw[(w * 8) / group] >> 15];
+      const uint32_t v = src[w];
+      dst[w] = t[v & 0xffu] | (static_cast<uint32_t>(t[(v >> 8) & 0xffu]) << 8) |
+               (static_cast<uint32_t>(t[(v >> 16) & 0xffu]) << 16) | (static_cast<uint32_t>(t[v >> 24]) << 24);
     }
+  }
   return out;
 }
 

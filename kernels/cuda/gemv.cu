@@ -23,8 +23,9 @@
 //
 // Decoding (decode_pair): by bits where the grid allows (int4 / int3: the 0x6400 magic and its
 // kin; E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four
-// codes at a time as high bytes, RaZeR 4-bit's -0 code patched there to the group's special
-// value; razer3: a PRMT lookup in an 8-byte table
+// codes at a time as high bytes, RaZeR's -0 code patched there to the group's special value;
+// razer4 re-encoded at upload (DeviceTensor::razer_xor): two PRMT lookups in 8-byte tables per
+// four codes, XORed, special value included; razer3: a PRMT lookup in an 8-byte table
 // held in registers, the special value in it), else through a 16-entry fp16 table of the
 // format's values in shared memory (one per special value for the RaZeR kinds); then the zero
 // point (asym int) and one HMUL2 by the group's fp16 inner scale.
