@@ -74,7 +74,7 @@ bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
 
 // The codes of q (row bitstreams, on-disk order) re-encoded by gemv4::xor_code: a group whose
 // special-value index is 2 or 3 (negative special value: bit 15 of its scale word) negated. A
-// word's 8 codes share one group (groups are multiples of 16 columns), so a byte (two codes) goes
+// word's 8 codes share one group (razer_xor_applies: groups of whole words), so a byte (two codes) goes
 // through one of two 256-entry tables.
 std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
   uint8_t table[2][256];
