@@ -659,7 +659,8 @@ bool underfilled(int64_t rows) { return few_rows_per_sm(rows, detail::current_de
 // (0.85-0.99x; int4-asym and int3 faster), and at K = 4096 mixed by format (0.78-1.49x at
 // 4096x4096), hence the bounds.
 // One partial wave of razer4 tiles (more than half the slots) with long rows is split whole too
-// (whole_wave): 8192x28672 (512 tiles on 528 slots) 1.03-1.04x at M = 1..4, 1.11x at M = 8, 1.03x
+// (whole_wave; razer4 on the byte patch only: the two-table decoder, eleventh session, ran 0.94-0.95x
+// split there at M = 1 / 8): 8192x28672 (512 tiles on 528 slots) 1.03-1.04x at M = 1..4, 1.11x at M = 8, 1.03x
 // at M = 16 (bench/gemv.md, tenth session). The same split made the other kinds 0.85-0.99x there
 // at most M (their loops wait on DRAM, razer4's on issue; the 3-bit ones lost most), except
 // nvfp4 (1.01-1.03x at M = 4 / 8, 1.29x at M = 16: not understood, one run, left alone).
