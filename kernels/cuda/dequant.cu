@@ -59,15 +59,10 @@ bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
   if (c.spec().scale_kind != ScaleKind::kFp16Razer || c.bits != 4 || c.asym || !q.sv_index.empty()) return false;
   if (!pair_order_applies(c.bits, q.cols) || c.group % 8 != 0 || c.special_values.size() != 4) return false;
   const quantizer::Grid grid = quantizer::base_grid(c);
-  static constexpr double kE2M1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
-  if (grid.special_code != 8 || grid.value.size() != 16) return false;
-  for (int k = 0; k < 16; ++k)
-    if (k != 8 && grid.value[k] != (k & 8 ? -1 : 1) * kE2M1[k & 7]) return false;
+  if (grid.special_code != 8 || !gemv4::is_e2m1_grid(grid.value, grid.special_code)) return false;
   for (int i = 0; i < 4; ++i) {
     const double v = c.special_values[static_cast<size_t>(i)];
-    if ((i < 2) != (v > 0) || v == 0) return false;
-    const uint16_t h = double_to_fp16(std::ldexp(std::fabs(v), -14));
-    if (fp16_to_double(h) != std::ldexp(std::fabs(v), -14) || (h & 0xffu) != 0) return false;
+    if ((i < 2) != (v > 0) || v == 0 || gemv4::fp16_high_byte_2m14(std::fabs(v)) < 0) return false;
   }
   return true;
 }

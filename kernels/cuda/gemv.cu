@@ -886,10 +886,9 @@ Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint3
   if (!w.cfg.spec().has_special) return grid.special_code < 0 ? Decode::kFp3 : Decode::kLut;
   if (grid.special_code != 4 || w.cfg.special_values.size() < kTables) return Decode::kLut;
   for (int i = 0; i < kTables; ++i) {
-    const double v = std::ldexp(w.cfg.special_values[i], -14);
-    const uint16_t h = razerq::double_to_fp16(v);
-    if (razerq::fp16_to_double(h) != v || (h & 0xffu) != 0) return Decode::kLut;
-    special[i] = gemv3::kFp3Bytes1 | (h >> 8);
+    const int b = gemv4::fp16_high_byte_2m14(w.cfg.special_values[i]);
+    if (b < 0) return Decode::kLut;
+    special[i] = gemv3::kFp3Bytes1 | static_cast<uint32_t>(b);
   }
   return Decode::kFp3Prmt;
 }
@@ -903,10 +902,9 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   std::memset(special, 0, sizeof(special));
   if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
   if (w.razer_xor) {  // (upload checked the grid and the special values: razer_xor_applies)
-    for (int i = 0; i < kTables; ++i) {
-      const uint16_t h = razerq::double_to_fp16(std::ldexp(std::fabs(w.cfg.special_values[static_cast<size_t>(i)]), -14));
-      special[i] = gemv4::kXorT2Hi | (static_cast<uint32_t>(h >> 8) << 24);
-    }
+    for (int i = 0; i < kTables; ++i)
+      special[i] = gemv4::kXorT2Hi |
+                   (static_cast<uint32_t>(gemv4::fp16_high_byte_2m14(std::fabs(w.cfg.special_values[static_cast<size_t>(i)]))) << 24);
     return Decode::kE2M1Xor;
   }
   // razer's fallback with separate special-value indices (scales of 2 and above): the table only
@@ -916,16 +914,13 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   const quantizer::FormatSpec& spec = w.cfg.spec();
   if (w.cfg.id == quantizer::FormatId::kInt) return spec.scale_kind == ScaleKind::kFp16 ? Decode::kInt4 : Decode::kLut;
   if (w.cfg.asym) return Decode::kLut;
-  static constexpr double kE2M1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
-  for (int c = 0; c < 16; ++c)
-    if (c != grid.special_code && grid.value[c] != (c & 8 ? -1 : 1) * kE2M1[c & 7]) return Decode::kLut;
+  if (!gemv4::is_e2m1_grid(grid.value, grid.special_code)) return Decode::kLut;
   if (spec.has_special) {
     if (grid.special_code != 8 || w.cfg.special_values.size() < kTables) return Decode::kLut;
     for (int i = 0; i < kTables; ++i) {  // gemv_e2m1.cuh: the value must live in the high byte
-      const double v = std::ldexp(w.cfg.special_values[i], -14);
-      const uint16_t h = razerq::double_to_fp16(v);
-      if (razerq::fp16_to_double(h) != v || (h & 0xffu) != 0) return Decode::kLut;
-      special[i] = ((h >> 8) ^ 0x80u) * 0x01010101u;
+      const int b = gemv4::fp16_high_byte_2m14(w.cfg.special_values[i]);
+      if (b < 0) return Decode::kLut;
+      special[i] = (static_cast<uint32_t>(b) ^ 0x80u) * 0x01010101u;
     }
   } else if (grid.special_code >= 0) {
     return Decode::kLut;

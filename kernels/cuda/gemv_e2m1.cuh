@@ -20,8 +20,11 @@
 // for fp4, 20 for RaZeR, then per pair the scale's HMUL2 (16 / 24 per word: 4 / 6 per pair).
 // The bit decoder these replace took 5 per pair for fp4 and 7.5 for RaZeR (two shifts and two
 // LOP3s per pair, and per pair a PRMT + LOP3 patch beside 4 per word).
+#include <cmath>
 #include <cstdint>
+#include <vector>
 
+#include "common/half.hpp"
 #include "kernels/cuda/gemv_bit_ops.cuh"
 
 namespace razerq::kernels::gemv4 {
@@ -57,6 +60,25 @@ RAZERQ_HD E2m1Bytes e2m1_bytes(uint32_t q, uint32_t d4) {
 RAZERQ_HD uint32_t e2m1_pair(E2m1Bytes b, int i) {
   const uint32_t t = i & 1 ? b.o : b.e;
   return i < 2 ? bits::prmt(t, 0u, 0x2404u) : t & 0xff00ff00u;
+}
+
+// --- host: what the byte decoders can take --------------------------------------------------
+// The high byte of fp16(v x 2^-14) (sign included) when that fp16 is exact and its low byte 0, as
+// the byte decoders need of a special value (this one and razer3's, gemv_bits3.cuh); else -1.
+inline int fp16_high_byte_2m14(double v) {
+  const double s = std::ldexp(v, -14);
+  const uint16_t h = razerq::double_to_fp16(s);
+  return razerq::fp16_to_double(h) == s && (h & 0xffu) == 0 ? h >> 8 : -1;
+}
+
+// Whether a 16-entry grid is E2M1's (code = sign bit 3 | magnitude index into {0, 0.5, 1, 1.5,
+// 2, 3, 4, 6}) at every code but special_code.
+inline bool is_e2m1_grid(const std::vector<double>& value, int special_code) {
+  static constexpr double kE2M1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  if (value.size() != 16) return false;
+  for (int c = 0; c < 16; ++c)
+    if (c != special_code && value[static_cast<size_t>(c)] != (c & 8 ? -1 : 1) * kE2M1[c & 7]) return false;
+  return true;
 }
 
 // --- 4-bit RaZeR by two byte tables (gemv.cu Decode::kE2M1Xor) ------------------------------
