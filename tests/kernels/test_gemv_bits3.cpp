@@ -128,6 +128,24 @@ TEST(GemvBits3, Fp3LookupsAreTheGridWithTheSpecialValue) {
   }
 }
 
+// Runs check (a word -> AssertionResult) on 1M random words, then for each pair position i on
+// every two codes at nibbles field(i, 0) and field(i, 1) of the word, 16 times each with random
+// neighbours (the byte arithmetic must not leak between codes). Stops at the first failure.
+template <class Check, class Field>
+void sweep_words(std::mt19937& rng, Check check, Field field) {
+  std::uniform_int_distribution<uint32_t> u32;
+  for (int it = 0; it < 1000000; ++it)
+    if (auto r = check(u32(rng)); !r) FAIL() << r.message();
+  for (int i = 0; i < 4; ++i)
+    for (uint32_t a = 0; a < 16; ++a)
+      for (uint32_t c = 0; c < 16; ++c)
+        for (int rep = 0; rep < 16; ++rep) {
+          const int f0 = field(i, 0), f1 = field(i, 1);
+          const uint32_t keep = ~((0xfu << (4 * f0)) | (0xfu << (4 * f1)));
+          if (auto r = check((u32(rng) & keep) | (a << (4 * f0)) | (c << (4 * f1))); !r) FAIL() << r.message();
+        }
+}
+
 // E2M1 by bytes (gemv_e2m1.cuh): pair i of a word is the half2 (code i, code i + 4), each the
 // fp16 of grid value x 2^-14; fp4's code 8 is -0, RaZeR's the group's special value (the four of
 // the razer config, the byte mask built as gemv.cu's choose_decoder does). Random words, and every
@@ -141,7 +159,6 @@ TEST(GemvE2m1, PairsAreTheGridTimes2m14WithTheSpecialValue) {
   ASSERT_EQ(razer.special_code, 8);
   ASSERT_EQ(rcfg.special_values.size(), 4u);
   std::mt19937 rng(test::test_seed());
-  std::uniform_int_distribution<uint32_t> u32;
   for (int t = -1; t < 4; ++t) {  // -1: fp4 (no special value)
     std::vector<double> values = t < 0 ? fp4.value : razer.value;
     if (t >= 0) values[8] = rcfg.special_values[t];
@@ -161,16 +178,8 @@ TEST(GemvE2m1, PairsAreTheGridTimes2m14WithTheSpecialValue) {
       }
       return ::testing::AssertionSuccess();
     };
-    for (int it = 0; it < 1000000; ++it)
-      if (auto r = check(u32(rng)); !r) FAIL() << r.message();
-    for (int i = 0; i < 4; ++i)
-      for (uint32_t a = 0; a < 16; ++a)
-        for (uint32_t c = 0; c < 16; ++c)
-          for (int rep = 0; rep < 16; ++rep) {
-            const uint32_t keep = ~((0xfu << (4 * i)) | (0xfu << (4 * i + 16)));
-            const uint32_t q = (u32(rng) & keep) | (a << (4 * i)) | (c << (4 * i + 16));
-            if (auto r = check(q); !r) FAIL() << r.message();
-          }
+    sweep_words(rng, check, [](int i, int k) { return i + 4 * k; });  // pair i: codes i, i + 4
+    if (HasFatalFailure()) return;
   }
 }
 
@@ -186,7 +195,6 @@ TEST(GemvE2m1, XorTablesDecodeTheReencodedCodesToTheGrid) {
   ASSERT_EQ(grid.special_code, 8);
   ASSERT_EQ(cfg.special_values.size(), 4u);
   std::mt19937 rng(test::test_seed());
-  std::uniform_int_distribution<uint32_t> u32;
   namespace g4 = kernels::gemv4;
   for (int t = 0; t < 4; ++t) {
     const double sv = cfg.special_values[static_cast<size_t>(t)];
@@ -212,15 +220,8 @@ TEST(GemvE2m1, XorTablesDecodeTheReencodedCodesToTheGrid) {
       }
       return ::testing::AssertionSuccess();
     };
-    for (int it = 0; it < 1000000; ++it)
-      if (auto r = check(u32(rng)); !r) FAIL() << r.message();
-    for (int i = 0; i < 4; ++i)
-      for (uint32_t a = 0; a < 16; ++a)
-        for (uint32_t c = 0; c < 16; ++c)
-          for (int rep = 0; rep < 16; ++rep) {
-            const uint32_t keep = ~(0xffu << (8 * i));
-            if (auto r = check((u32(rng) & keep) | (a << (8 * i)) | (c << (8 * i + 4))); !r) FAIL() << r.message();
-          }
+    sweep_words(rng, check, [](int i, int k) { return 2 * i + k; });  // pair i: codes 2 i, 2 i + 1
+    if (HasFatalFailure()) return;
     // The re-encoding is a bijection on the 16 codes (xor_code's values are all distinct).
     std::vector<int> seen(16, 0);
     for (uint32_t c = 0; c < 16; ++c) ++seen[g4::xor_code(c, flip)];

@@ -141,6 +141,23 @@ Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x
   return st;
 }
 
+// y = x W^T by gemv_fp16_cuda into dy (poisoned with 0xff first), copied back: [M, t.rows] fp16 bits.
+std::vector<uint16_t> gemv_to_host(const DeviceTensor& t, const DeviceBuffer& dx, int64_t M, DeviceBuffer& dy) {
+  dy.fill_bytes(0xff);
+  kernels::gemv_fp16_cuda(t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
+  kernels::cuda_synchronize();
+  std::vector<uint16_t> y(static_cast<size_t>(M * t.rows));
+  dy.copy_to_host(y.data(), y.size() * 2);
+  return y;
+}
+
+// The elements where two outputs differ in any bit.
+int count_diff(const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
+  int diff = 0;
+  for (size_t k = 0; k < a.size(); ++k) diff += a[k] != b[k];
+  return diff;
+}
+
 QuantizedTensor quantize_random(std::mt19937& rng, const GemvCase& c, int64_t N, int64_t K, double wscale = 1.0) {
   const std::vector<float> w = test::random_weights(rng, N, K, wscale);
   return quantizer::quantize_tensor(w.data(), N, K, quantizer::make_format_config(c.format, c.bits, c.group, c.asym));
@@ -250,18 +267,12 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
         std::vector<uint16_t> first;
         for (auto [dec, stages] : configs) {
           DecoderScope scope(dec, stages);
-          dy.fill_bytes(0xff);
-          kernels::gemv_fp16_cuda(t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
-          kernels::cuda_synchronize();
-          std::vector<uint16_t> y(static_cast<size_t>(M * 300));
-          dy.copy_to_host(y.data(), y.size() * 2);
+          const std::vector<uint16_t> y = gemv_to_host(t, dx, M, dy);
           if (first.empty()) {
             first = y;
             continue;
           }
-          int diff = 0;
-          for (size_t k = 0; k < y.size(); ++k) diff += y[k] != first[k];
-          EXPECT_EQ(diff, 0) << label(c) << " x" << wscale << " M=" << M << " " << kernels::gemv_decoder_name(t)
+          EXPECT_EQ(count_diff(y, first), 0) << label(c) << " x" << wscale << " M=" << M << " " << kernels::gemv_decoder_name(t)
                              << " vs bits/1 (max inner scale " << t.max_inner_scale << ")";
         }
       }
@@ -308,15 +319,9 @@ TEST(GemvCuda, RazerSpecialValueSets) {
       std::vector<uint16_t> y[2];
       for (int k = 0; k < 2; ++k) {
         DecoderScope scope(k == 0 ? kernels::GemvDecoder::kBits : kernels::GemvDecoder::kTable);
-        dy.fill_bytes(0xff);
-        kernels::gemv_fp16_cuda(t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
-        kernels::cuda_synchronize();
-        y[k].resize(static_cast<size_t>(M * 300));
-        dy.copy_to_host(y[k].data(), y[k].size() * 2);
+        y[k] = gemv_to_host(t, dx, M, dy);
       }
-      int diff = 0;
-      for (size_t k = 0; k < y[0].size(); ++k) diff += y[0][k] != y[1][k];
-      EXPECT_EQ(diff, 0) << what << " M=" << M << ": bits vs table";
+      EXPECT_EQ(count_diff(y[0], y[1]), 0) << what << " M=" << M << ": bits vs table";
     }
   }
 }
@@ -364,18 +369,12 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
         for (const DeviceTensor* t : {&tx, &te})
           for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
             DecoderScope scope(dec);
-            dy.fill_bytes(0xff);
-            kernels::gemv_fp16_cuda(*t, dx.as<uint16_t>(), M, dy.as<uint16_t>());
-            kernels::cuda_synchronize();
-            std::vector<uint16_t> y(static_cast<size_t>(M * N));
-            dy.copy_to_host(y.data(), y.size() * 2);
+            const std::vector<uint16_t> y = gemv_to_host(*t, dx, M, dy);
             if (first.empty()) {
               first = y;
               continue;
             }
-            int diff = 0;
-            for (size_t i = 0; i < y.size(); ++i) diff += y[i] != first[i];
-            EXPECT_EQ(diff, 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t) << " vs the re-encoded bits";
+            EXPECT_EQ(count_diff(y, first), 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t) << " vs the re-encoded bits";
           }
       }
       if (N % 16 == 0) {
