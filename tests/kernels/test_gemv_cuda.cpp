@@ -151,6 +151,18 @@ std::vector<uint16_t> gemv_to_host(const DeviceTensor& t, const DeviceBuffer& dx
   return y;
 }
 
+// t's fp16 weights by dequantize_fp16_cuda (into a buffer poisoned with 0xff first), copied back:
+// [t.rows, t.cols] fp16 bits.
+std::vector<uint16_t> dequant_to_host(const DeviceTensor& t) {
+  DeviceBuffer d(static_cast<size_t>(t.rows * t.cols) * 2);
+  d.fill_bytes(0xff);
+  kernels::dequantize_fp16_cuda(t, d.as<uint16_t>());
+  kernels::cuda_synchronize();
+  std::vector<uint16_t> w(static_cast<size_t>(t.rows * t.cols));
+  d.copy_to_host(w.data(), w.size() * 2);
+  return w;
+}
+
 // The elements where two outputs differ in any bit.
 int count_diff(const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
   int diff = 0;
@@ -347,18 +359,7 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
       const std::string what = "razer g" + std::to_string(group) + " " + std::to_string(N) + "x" + std::to_string(K);
       ASSERT_TRUE(tx.razer_xor) << what;
       ASSERT_FALSE(te.razer_xor) << what;
-      std::vector<uint16_t> w[2];
-      int k = 0;
-      for (const DeviceTensor* t : {&tx, &te}) {
-        DeviceBuffer d(static_cast<size_t>(N * K) * 2);
-        d.fill_bytes(0xff);
-        kernels::dequantize_fp16_cuda(*t, d.as<uint16_t>());
-        kernels::cuda_synchronize();
-        w[k].resize(static_cast<size_t>(N * K));
-        d.copy_to_host(w[k].data(), w[k].size() * 2);
-        ++k;
-      }
-      EXPECT_EQ(w[0], w[1]) << what << ": dequantized weights";
+      EXPECT_EQ(dequant_to_host(tx), dequant_to_host(te)) << what << ": dequantized weights";
       std::normal_distribution<float> nd(0.f, 1.f);
       for (int64_t M : {1, 5, 16}) {
         std::vector<uint16_t> xh(static_cast<size_t>(M * K));
@@ -532,12 +533,7 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
           const DeviceTensor v = kernels::row_view(t, 16, 5);
           EXPECT_EQ(static_cast<int>(v.layout), static_cast<int>(t.layout)) << what;
           EXPECT_EQ(v.tiled, t.tiled) << what;
-          DeviceBuffer d(static_cast<size_t>(N * K) * 2);
-          d.fill_bytes(0xff);
-          kernels::dequantize_fp16_cuda(t, d.as<uint16_t>());
-          kernels::cuda_synchronize();
-          std::vector<uint16_t> w(static_cast<size_t>(N * K));
-          d.copy_to_host(w.data(), w.size() * 2);
+          const std::vector<uint16_t> w = dequant_to_host(t);
           if (first.empty()) {
             // The reference: the CPU dequantization, rounded to fp16 (the kernel's exact rounding).
             std::vector<double> ref(static_cast<size_t>(N * K));
@@ -550,11 +546,7 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
             EXPECT_EQ(w, first) << what;
           }
           // The row view dequantizes to rows 16 .. 20 of the whole.
-          DeviceBuffer dv(static_cast<size_t>(5 * K) * 2);
-          kernels::dequantize_fp16_cuda(v, dv.as<uint16_t>());
-          kernels::cuda_synchronize();
-          std::vector<uint16_t> wv(static_cast<size_t>(5 * K));
-          dv.copy_to_host(wv.data(), wv.size() * 2);
+          const std::vector<uint16_t> wv = dequant_to_host(v);
           EXPECT_TRUE(std::equal(wv.begin(), wv.end(), w.begin() + 16 * K)) << what << ": row view";
         }
       }
