@@ -366,12 +366,12 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   // RaZeR 4-bit for the two-table decoder: re-encoded, in column order; the others in pair order.
   const bool razer_xor = g_upload_razer_xor && razer_xor_applies(q);
   const bool pair_order = !razer_xor && pair_order_applies(q.cfg.bits, q.cols);
-  const std::vector<uint32_t> xor_codes = razer_xor ? razer_xor_codes(q) : std::vector<uint32_t>();
+  std::vector<uint32_t> xor_codes = razer_xor ? razer_xor_codes(q) : std::vector<uint32_t>();
   const uint32_t* codes = razer_xor ? xor_codes.data() : q.codes.data();
   std::vector<uint32_t> permuted =
       layout != CodeLayout::kDisk || pair_order
           ? retile_codes(codes, q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout, pair_order)
-          : razer_xor ? xor_codes : std::vector<uint32_t>();
+          : std::move(xor_codes);  // (empty unless razer_xor: then the re-encoded codes as they are)
   // Rows in 16-row tiles (gemv_layout.hpp): the codes, and alike the per-group arrays the GEMV
   // reads beside them (scales, razer's separate special-value indices; not the zero points).
   const bool tiled = g_upload_tiling && tiling_applies(q.cfg.bits, q.cfg.group, q.rows, q.cols);
