@@ -9,11 +9,14 @@ import csv, sys, re, collections
 path, n = sys.argv[1], int(sys.argv[2])
 rows = list(csv.reader(open(path, errors='replace')))
 # find header row
-hi = next(i for i, r in enumerate(rows) if any('Source' == c.strip() for c in r))
+hi = next((i for i, r in enumerate(rows) if any('Source' == c.strip() for c in r)), None)
+if hi is None:
+    sys.exit(f'{path}: no "Source" header row (expected `ncu --import REP --page source --csv --print-source sass`)')
 h = rows[hi]
-src = h.index('Source')
-cols = {c: i for i, c in enumerate(h)}
-samp = next(i for i, c in enumerate(h) if c.startswith('Warp Stall Sampling (All'))
+src = next(i for i, c in enumerate(h) if c.strip() == 'Source')
+samp = next((i for i, c in enumerate(h) if c.startswith('Warp Stall Sampling (All')), None)
+if samp is None:
+    sys.exit(f'{path}: no "Warp Stall Sampling (All Samples)" column (profile with --section SourceCounters)')
 # per-reason columns: stall_*
 data = []
 for r in rows[hi + 1:]:
