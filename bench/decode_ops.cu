@@ -7,6 +7,7 @@
 // per launch.
 //   bench_decode_ops [--batch 1] [--heads 32] [--kv-heads 32] [--head-dim 128] [--capacity 264]
 //                    [--pos 192] [--hidden 4096] [--ffn 11008] [--splits auto,1,2,4,8,16]
+//                    [--single-pass 0|1|2]
 // The defaults: Llama-2-7B at `razerq bench decode --prompt 128 --tokens 64`'s capacity.
 // Inputs are random fp16; the residual's delta is zero, so h stays finite however many launches.
 #include <cuda_fp16.h>
@@ -49,6 +50,7 @@ int run(int argc, char** argv) {
   CLI::App app{"bench_decode_ops: the decode step's small CUDA kernels at one layer's shapes"};
   int64_t batch = 1, heads = 32, kv_heads = 32, head_dim = 128, capacity = 264, pos = 192, hidden = 4096, ffn = 11008;
   std::string splits_arg = "auto,1,2,4,8,16";
+  int single_pass = 0;
   app.add_option("--batch", batch, "Sequences (rows)")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--heads", heads, "Query heads")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--kv-heads", kv_heads, "Key/value heads (a divisor of --heads)")->capture_default_str()->check(CLI::PositiveNumber);
@@ -58,7 +60,13 @@ int run(int argc, char** argv) {
   app.add_option("--hidden", hidden, "RMSNorm width")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--ffn", ffn, "SiLU * up width")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--splits", splits_arg, "Attention split counts: 'auto' or 1 .. 64, comma-separated")->capture_default_str();
+  app.add_option("--single-pass", single_pass,
+                 "Attention at 1 split: 0 the library's rule (the single pass where the grid has >= SMs / 2 blocks "
+                 "and the keys fit), 1 the single pass wherever it fits, 2 never")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 2));
   CLI11_PARSE(app, argc, argv);
+  kernels::set_attention_single_pass(single_pass);
   if (pos >= capacity) {
     std::fprintf(stderr, "bench_decode_ops: --pos %lld is not below --capacity %lld\n", static_cast<long long>(pos),
                  static_cast<long long>(capacity));

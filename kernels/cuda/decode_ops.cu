@@ -6,7 +6,9 @@
 // attention the flash-decoding split: block (split s, sequence b, kv head, group of <= 8 query
 // heads) walks its key range in tiles of up to 64 keys staged in shared memory (the first before
 // the programmatic-launch wait) with an online softmax kept there; the last block of a head group
-// to finish combines the splits. In a CUDA graph each launch costs about 2 us whatever its size,
+// to finish combines the splits. Where the grid is large enough without splits (batch 4 and up on
+// a 7B shape) and the keys fit, one block per head group takes them all in one tile (the single
+// pass: single_pass_ok). In a CUDA graph each launch costs about 2 us whatever its size,
 // so the number of launches matters more than their inner speed here; what does count is how
 // many dependent global-memory round trips a kernel makes after its wait.
 #include <cuda_bf16.h>
@@ -17,6 +19,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/error.hpp"
 #include "kernels/cuda/cuda_check.cuh"
@@ -242,12 +245,13 @@ __global__ void rope_kv_kernel(RopeArgs a) {
 
 // ---- attention ---------------------------------------------------------------------------------
 
-constexpr int kAttnThreads = 128;  // 4 warps per split block
-constexpr int kAttnWarps = kAttnThreads / 32;
+constexpr int kAttnThreadsSplit = 128;   // 4 warps per split block
+constexpr int kAttnThreadsSingle = 256;  // 8 warps per single-pass block
 constexpr int kScoreRow = 64;       // a head's score row: a tile's keys, then the combine's split weights
 constexpr int kHeadsPerBlock = 8;   // query heads of one kv head handled by one block (GQA)
 constexpr int kDimsPerLane = static_cast<int>(kDecodeMaxHeadDim / 32);  // key elements a lane holds
 constexpr int kTileBytes = 16384;   // the key tile's (and the value tile's) shared memory
+constexpr int kKeysAtOnce = 4;      // keys a warp scores together (their shuffles interleaved)
 static_assert(kScoreRow >= kDecodeMaxSplits, "the combine keeps a head's split weights in its score row");
 
 // Keys per shared-memory tile: 64, or fewer where head_dim > 128 (32 at 256).
@@ -267,7 +271,9 @@ struct AttnArgs {
   int heads_per_block;  // min(group, kHeadsPerBlock)
   int head_blocks;      // ceil(group / heads_per_block)
   int splits;
-  int tile;             // keys per shared-memory tile (tile_keys)
+  int tile;             // keys per shared-memory tile (tile_keys, or the single pass's capacity)
+  int score_row;        // sc's row: kScoreRow, or the single pass's tile
+  int parts;            // output phase: 1, or 2 (single pass: two thread halves over even / odd keys)
   bool vec;             // the K/V tiles are staged by 16-byte cp.async (hd % 8 == 0, caches 16-byte aligned)
   float scale;          // 1 / sqrt(hd)
   // kRope (decode_rope_attention_cuda): q is the raw query row of sequence b at q + b q_stride,
@@ -288,10 +294,29 @@ struct AttnArgs {
 __host__ __device__ inline size_t tile_smem_bytes(int tile, int64_t hd) {
   return (static_cast<size_t>(2 * tile * hd) * 2 + 15) / 16 * 16;
 }
-size_t split_smem_bytes(int heads_per_block, int64_t hd) {
-  return tile_smem_bytes(tile_keys(hd), hd) +
-         sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * kScoreRow + 3 * heads_per_block) +
-         static_cast<size_t>(2 * hd) * 2;
+// (score_row: kScoreRow, or the single pass's tile; then, for the single pass's second thread half,
+// part [hb, hd] fp32 after kRope's new key and value.)
+size_t split_smem_bytes(int heads_per_block, int64_t hd, int tile, int score_row, bool part) {
+  return tile_smem_bytes(tile, hd) +
+         sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * score_row + 3 * heads_per_block) +
+         static_cast<size_t>(2 * hd) * 2 + (part ? sizeof(float) * static_cast<size_t>(heads_per_block * hd) : 0);
+}
+
+// The single pass: one block of kAttnThreadsSingle threads per (sequence, kv head, head block),
+// every slot of the capacity in one shared-memory tile staged before the wait, no split combine.
+// Where that fits in 200 KB and the grid has at least half as many blocks as the device has SMs
+// (g_single_pass 0; 1: wherever it fits, 2: never). Measured on the H100 (bench/decode.md,
+// fifteenth session), the 7B-shaped model at capacity 264: the decode step at batch 4 (128
+// blocks) 2.49 -> 2.36 ms (razer4), batch 16 3.86 -> 3.75; at batch 1 (32 blocks) the 8 splits
+// stay ahead (bench_decode_ops: 7.5 us against 9.6 for the single pass).
+int g_single_pass = 0;
+int heads_per_block(const DecodeShape& s);
+int64_t head_blocks(const DecodeShape& s);
+bool single_pass_ok(const DecodeShape& s) {
+  if (g_single_pass == 2 || s.capacity > 4096) return false;
+  const int hb = heads_per_block(s), tile = static_cast<int>(s.capacity);
+  if (split_smem_bytes(hb, s.head_dim, tile, std::max(kScoreRow, tile), true) > 200 * 1024) return false;
+  return g_single_pass == 1 || 2 * s.batch * s.kv_heads * head_blocks(s) >= detail::current_device_sm_count();
 }
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -302,7 +327,7 @@ __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wai
 
 // Keys [t0, t0 + tn) of the block's kv head into the tiles (row j - t0), key `skip` left out
 // (-1: none): by 16-byte cp.async (a.vec; completed by cp_async_wait_all) or by plain loads.
-template <typename T>
+template <int kAttnThreads, typename T>
 __device__ void stage_tile(const AttnArgs& a, const T* kb, const T* vb, int64_t t0, int tn, int64_t skip, T* kt,
                            T* vt) {
   const int64_t hd = a.hd;
@@ -329,11 +354,12 @@ __device__ void stage_tile(const AttnArgs& a, const T* kb, const T* vb, int64_t 
 // staged before the programmatic-launch wait: slots before p were written by earlier steps, never
 // by the kernel just before this one (decode_ops_cuda.hpp), so they are read while that kernel
 // ends; key p (written just before, or kRope's new key) comes after the wait. Shared: qs [hb, hd]
-// the queries (fp32), acc [hb, hd] the running unnormalised output, sc [hb, kScoreRow] a tile's
+// the queries (fp32), acc [hb, hd] the running unnormalised output, sc [hb, a.score_row] a tile's
 // scores then exponentials, m / l / alpha [hb] the running max, the sum of exponentials and the
 // tile's rescale factor.
-template <typename T, bool kRope>
+template <typename T, bool kRope, int kAttnThreads>
 __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs a) {
+  constexpr int kAttnWarps = kAttnThreads / 32;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int hb = a.heads_per_block;
   const int64_t hd = a.hd;
@@ -342,10 +368,11 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   float* qs = reinterpret_cast<float*>(smem_raw + tile_smem_bytes(a.tile, hd));
   float* acc = qs + hb * hd;
   float* sc = acc + hb * hd;
-  float* m = sc + hb * kScoreRow;
+  float* m = sc + hb * a.score_row;
   float* l = m + hb;
   float* alpha = l + hb;
   T* kv_new = reinterpret_cast<T*>(alpha + hb);  // kRope: [2, hd] the new key and value
+  float* part = reinterpret_cast<float*>(reinterpret_cast<char*>(kv_new) + ((4 * hd + 3) & ~int64_t{3}));
 
   const int s = blockIdx.x;
   const int hblk = static_cast<int>(blockIdx.y % a.head_blocks);
@@ -360,7 +387,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   const bool bad = p < 0 || p >= a.capacity;
   const int64_t n = p + 1, per = (n + a.splits - 1) / a.splits;
   const int64_t j0 = bad ? 0 : min64(n, s * per), j1 = bad ? 0 : min64(n, j0 + per);
-  if (j0 < j1) stage_tile(a, kb, vb, j0, static_cast<int>(min64(a.tile, j1 - j0)), p, kt, vt);
+  if (j0 < j1) stage_tile<kAttnThreads>(a, kb, vb, j0, static_cast<int>(min64(a.tile, j1 - j0)), p, kt, vt);
   pdl_start();
   if (bad) {  // NaN outputs, written by split 0; no partials, no count
     if (s == 0)
@@ -405,7 +432,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
       qs[e] = ld(qb + e);
       acc[e] = 0.f;
     }
-    if (j0 <= p && p < j1 && p < j0 + a.tile) stage_tile(a, kb, vb, p, 1, -1, kt + (p - j0) * hd, vt + (p - j0) * hd);
+    if (j0 <= p && p < j1 && p < j0 + a.tile) stage_tile<kAttnThreads>(a, kb, vb, p, 1, -1, kt + (p - j0) * hd, vt + (p - j0) * hd);
   }
   if (tid < nhb) {
     m[tid] = -INFINITY;
@@ -416,35 +443,55 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
     const int tn = static_cast<int>(min64(a.tile, j1 - t0));
     if (t0 != j0) {  // later tiles (long key ranges): staged here, key p from the cache unless kRope
       __syncthreads();  // every thread is done with the previous tile
-      stage_tile(a, kb, vb, t0, tn, kRope ? p : -1, kt, vt);
+      stage_tile<kAttnThreads>(a, kb, vb, t0, tn, kRope ? p : -1, kt, vt);
     }
     cp_async_wait_all();
     __syncthreads();
     const int64_t pl = kRope ? p - t0 : -1;  // kRope: key p's row is kv_new, not the tile's
-    // Scores: a warp per key, its lanes over the head dimension (lane + 32 t), one warp sum per head.
-    for (int jj = warp; jj < tn; jj += kAttnWarps) {
-      const T* kr = jj == pl ? kv_new : kt + jj * hd;
-      float kreg[kDimsPerLane];
+    // Scores: a warp per key, its lanes over the head dimension (lane + 32 t), one warp sum per
+    // head; kKeysAtOnce keys per warp at a time (jj = jb + u kAttnWarps), their sums interleaved
+    // (each the same butterfly as warp_sum, so the same bits as one key at a time).
+    for (int jb = warp; jb < tn; jb += kAttnWarps * kKeysAtOnce) {
+      float kreg[kKeysAtOnce][kDimsPerLane];
 #pragma unroll
-      for (int t = 0; t < kDimsPerLane; ++t) {
-        const int64_t d = lane + 32 * t;
-        kreg[t] = d < hd ? ld(kr + d) : 0.f;
-      }
-      for (int i = 0; i < nhb; ++i) {
-        float dot = 0.f;
+      for (int u = 0; u < kKeysAtOnce; ++u) {
+        const int jj = jb + u * kAttnWarps;
+        const T* kr = jj == pl ? kv_new : kt + (jj < tn ? jj : 0) * hd;  // (keys past tn: row 0, unused)
 #pragma unroll
         for (int t = 0; t < kDimsPerLane; ++t) {
           const int64_t d = lane + 32 * t;
-          if (d < hd) dot += kreg[t] * qs[i * hd + d];
+          kreg[u][t] = d < hd ? ld(kr + d) : 0.f;
         }
-        dot = warp_sum(dot);
-        if (lane == 0) sc[i * kScoreRow + jj] = dot * a.scale;
+      }
+      for (int i = 0; i < nhb; ++i) {
+        float qv[kDimsPerLane];
+#pragma unroll
+        for (int t = 0; t < kDimsPerLane; ++t) {
+          const int64_t d = lane + 32 * t;
+          qv[t] = d < hd ? qs[i * hd + d] : 0.f;
+        }
+        float dot[kKeysAtOnce];
+#pragma unroll
+        for (int u = 0; u < kKeysAtOnce; ++u) {
+          dot[u] = 0.f;
+#pragma unroll
+          for (int t = 0; t < kDimsPerLane; ++t)
+            if (lane + 32 * t < hd) dot[u] += kreg[u][t] * qv[t];
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+          for (int u = 0; u < kKeysAtOnce; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], o);
+        if (lane == 0)
+#pragma unroll
+          for (int u = 0; u < kKeysAtOnce; ++u)
+            if (jb + u * kAttnWarps < tn) sc[i * a.score_row + jb + u * kAttnWarps] = dot[u] * a.scale;
       }
     }
     __syncthreads();
     // Online softmax: a warp per head.
     for (int i = warp; i < nhb; i += kAttnWarps) {
-      float* si = sc + i * kScoreRow;
+      float* si = sc + i * a.score_row;
       float mx = -INFINITY;
       for (int jj = lane; jj < tn; jj += 32) mx = fmaxf(mx, si[jj]);
       mx = warp_max(mx);
@@ -465,14 +512,32 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
       }
     }
     __syncthreads();
-    // Output: a thread per (head, dimension), over the tile's keys.
-    for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
-      const int i = static_cast<int>(e / hd);
-      const int64_t d = e % hd;
-      const float* pi = sc + i * kScoreRow;
-      float o = acc[e] * alpha[i];
-      for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld((jj == pl ? kv_new + hd : vt + jj * hd) + d);
-      acc[e] = o;
+    // Output: a thread per (head, dimension), over the tile's keys; with a.parts == 2 (single
+    // pass, nhb hd <= half the threads) the second half of the threads takes the odd keys into
+    // part, added after.
+    const int64_t ne = nhb * hd;
+    if (a.parts == 1) {
+      for (int64_t e = tid; e < ne; e += kAttnThreads) {
+        const int i = static_cast<int>(e / hd);
+        const int64_t d = e % hd;
+        const float* pi = sc + i * a.score_row;
+        float o = acc[e] * alpha[i];
+        for (int jj = 0; jj < tn; ++jj) o += pi[jj] * ld((jj == pl ? kv_new + hd : vt + jj * hd) + d);
+        acc[e] = o;
+      }
+    } else {  // 2 ne <= kAttnThreads
+      if (tid < 2 * ne) {
+        const int half = static_cast<int>(tid / ne);
+        const int64_t e = tid % ne, d = e % hd;
+        const int i = static_cast<int>(e / hd);
+        const float* pi = sc + i * a.score_row;
+        float o = half ? 0.f : acc[e] * alpha[i];
+        for (int jj = half; jj < tn; jj += 2) o += pi[jj] * ld((jj == pl ? kv_new + hd : vt + jj * hd) + d);
+        if (half) part[e] = o;
+        else acc[e] = o;
+      }
+      __syncthreads();
+      for (int64_t e = tid; e < ne; e += kAttnThreads) acc[e] += part[e];
     }
   }
   __syncthreads();
@@ -504,7 +569,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   __syncthreads();
   if (!last) return;
   __threadfence();
-  float* wgt = sc;  // [hb, kScoreRow >= kDecodeMaxSplits]: the splits' weights per head
+  float* wgt = sc;  // [hb, a.score_row >= kDecodeMaxSplits]: the splits' weights per head
   for (int i = warp; i < nhb; i += kAttnWarps) {
     const float* ml = a.part_ml + (bh0 + i) * a.splits * 2;
     float ms[kDecodeMaxSplits / 32], ls[kDecodeMaxSplits / 32];
@@ -522,7 +587,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
     for (int k = 0; k < kDecodeMaxSplits / 32; ++k) {
       const int j = lane + 32 * k;
       const float wj = ms[k] == -INFINITY ? 0.f : expf(ms[k] - mx);  // empty split: no weight
-      if (j < a.splits) wgt[i * kScoreRow + j] = wj;
+      if (j < a.splits) wgt[i * a.score_row + j] = wj;
       lsum += wj * ls[k];
     }
     lsum = warp_sum(lsum);
@@ -532,7 +597,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_split_kernel(AttnArgs 
   for (int64_t e = tid; e < nhb * hd; e += kAttnThreads) {
     const int64_t i = e / hd, d = e % hd;
     const float* po = a.part_o + (bh0 + i) * a.splits * hd + d;
-    const float* wi = wgt + i * kScoreRow;
+    const float* wi = wgt + i * a.score_row;
     float o = 0.f;
     // Every split wrote its partial (an empty one zeros), so all are loaded, 8 at a time.
     int j = 0;
@@ -722,6 +787,7 @@ void rope_kv_write_cuda(ActDType dt, const DecodeShape& s, const void* q, int64_
 
 int decode_attention_splits(const DecodeShape& s) {
   check_shape(s, "decode_attention_splits");
+  if (single_pass_ok(s)) return 1;
   const int sms = detail::current_device_sm_count();
   const int64_t blocks = s.batch * s.kv_heads * head_blocks(s);
   int64_t splits = (4 * static_cast<int64_t>(sms) + blocks - 1) / blocks;
@@ -782,28 +848,39 @@ void launch_attention(const char* where, ActDType dt, const DecodeShape& s, Attn
   a.head_blocks = static_cast<int>(head_blocks(s));
   a.splits = splits;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim)));
-  a.tile = tile_keys(s.head_dim);
+  const bool single = splits == 1 && single_pass_ok(s);
+  a.tile = single ? static_cast<int>(s.capacity) : tile_keys(s.head_dim);
+  a.score_row = single ? std::max(kScoreRow, a.tile) : kScoreRow;
+  a.parts = single && kAttnThreadsSingle >= 2 * a.heads_per_block * s.head_dim ? 2 : 1;
   a.vec = s.head_dim % 8 == 0 && reinterpret_cast<uintptr_t>(a.k) % 16 == 0 && reinterpret_cast<uintptr_t>(a.v) % 16 == 0;
-  // 33 KB at head_dim 128 with one head per block, up to 51 KB (8 heads of 256): above 48 KB the
-  // kernel needs the opt-in.
-  const size_t smem = split_smem_bytes(a.heads_per_block, s.head_dim);
+  // Split blocks: 33 KB at head_dim 128 with one head per block, up to 51 KB (8 heads of 256); the
+  // single pass up to 200 KB (single_pass_ok). Above 48 KB the kernel needs the opt-in.
+  const size_t smem = split_smem_bytes(a.heads_per_block, s.head_dim, a.tile, a.score_row, a.parts == 2);
   const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(grid_y));
   const cudaStream_t st = detail::as_stream(stream);
-  auto go = [&](auto kernel) {
+  auto go = [&](auto kernel, int threads) {
     if (smem > 48 * 1024)
       RAZERQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    pdl::launch(kernel, grid, dim3(kAttnThreads), smem, st, a);
+    pdl::launch(kernel, grid, dim3(threads), smem, st, a);
+  };
+  auto pick = [&](auto t_tag, auto rope_tag) {
+    using T = decltype(t_tag);
+    constexpr bool kR = decltype(rope_tag)::value;
+    if (single)
+      go(attention_split_kernel<T, kR, kAttnThreadsSingle>, kAttnThreadsSingle);
+    else
+      go(attention_split_kernel<T, kR, kAttnThreadsSplit>, kAttnThreadsSplit);
   };
   if (dt == ActDType::kFp16) {
     if (rope)
-      go(attention_split_kernel<__half, true>);
+      pick(__half{}, std::true_type{});
     else
-      go(attention_split_kernel<__half, false>);
+      pick(__half{}, std::false_type{});
   } else {
     if (rope)
-      go(attention_split_kernel<__nv_bfloat16, true>);
+      pick(__nv_bfloat16{}, std::true_type{});
     else
-      go(attention_split_kernel<__nv_bfloat16, false>);
+      pick(__nv_bfloat16{}, std::false_type{});
   }
 }
 }  // namespace
@@ -857,5 +934,7 @@ void silu_mul_cuda(ActDType dt, const void* gate, const void* up, int64_t in_str
                 static_cast<const __nv_bfloat16*>(gate), static_cast<const __nv_bfloat16*>(up), in_stride, n, total,
                 static_cast<__nv_bfloat16*>(out));
 }
+
+void set_attention_single_pass(int mode) { g_single_pass = mode == 1 || mode == 2 ? mode : 0; }
 
 }  // namespace razerq::kernels

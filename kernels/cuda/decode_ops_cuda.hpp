@@ -100,10 +100,19 @@ void decode_rope_attention_cuda(ActDType dt, const DecodeShape& s, const void* q
                                 int64_t k_stride, const void* v, int64_t v_stride, const void* cos, const void* sin,
                                 const int64_t* pos, void* k_cache, void* v_cache, int splits, void* workspace,
                                 size_t workspace_bytes, void* out, void* stream = nullptr);
-// Splits for s on the current device: enough blocks for about 4 per SM, at most one per 32 slots
-// of the capacity and at most kDecodeMaxSplits.
+// Splits for s on the current device: 1 where the single pass applies (below), else enough blocks
+// for about 4 per SM, at most one per 32 slots of the capacity and at most kDecodeMaxSplits.
+// The single pass: at splits 1, when every slot of the capacity fits in one 200 KB shared-memory
+// tile (K and V) and batch x kv_heads x head blocks is at least half the SM count, one block of 8
+// warps per (sequence, kv head, head group) stages all of its keys before the programmatic-launch
+// wait and needs no combine (the 7B shape at capacity 264: batch 4 and up). Otherwise splits 1
+// walks the keys in 64-key tiles with 4 warps. Both give the same results up to fp32 summation
+// order.
 inline constexpr int kDecodeMaxSplits = 64;
 int decode_attention_splits(const DecodeShape& s);
+// For tests and measurements: 0 the automatic single-pass rule above, 1 the single pass at splits 1
+// wherever its tile fits, 2 never. Process-wide; not thread-safe against concurrent launches.
+void set_attention_single_pass(int mode);
 size_t decode_attention_workspace_bytes(const DecodeShape& s, int splits);
 size_t decode_attention_counter_bytes(const DecodeShape& s);  // a multiple of 16
 

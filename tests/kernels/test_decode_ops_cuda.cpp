@@ -1,9 +1,9 @@
 // The decode-step kernels (kernels/cuda/decode_ops_cuda.hpp) against float64 CPU references, in
 // fp16 and bf16: RMSNorm with and without the residual add, RoPE + K/V cache write, split-K
 // attention of one query position (MHA, GQA, MQA; head_dim 2 .. 256; positions 0, inside and
-// capacity - 1; automatic and forced split counts, more splits than keys included; the combining
-// block's counters left zero and a second call on them equal bit for bit), SiLU * up
-// (fused and separate layouts). Random inputs, odd sizes; every output (and the attention
+// capacity - 1; automatic and forced split counts, more splits than keys included, and the single
+// pass forced where its tile fits; the combining block's counters left zero and a second call on
+// them equal bit for bit), SiLU * up (fused and separate layouts). Random inputs, odd sizes; every output (and the attention
 // workspace) is poisoned with NaN before each run, with guard elements after it that must stay
 // poisoned; cache slots that a step must not touch stay poisoned, and the slots after the
 // position are NaN so that reading one would spoil the result. Label gpu; skips with the reason
@@ -321,21 +321,29 @@ TEST(DecodeOpsCuda, RopeKvWriteMatchesFloat64) {
 struct AttnCase {
   DecodeShape s;
   std::vector<int64_t> positions;
-  std::vector<int> splits;  // 0: decode_attention_splits
+  std::vector<int> splits;  // 0: decode_attention_splits; -1: 1 with the single pass forced (where it fits)
   double q_sd;              // larger: peakier softmax
 };
+
+// A split entry of the cases: the count to pass, with the single-pass mode set for it.
+int splits_for(int sp, const DecodeShape& s) {
+  kernels::set_attention_single_pass(sp < 0 ? 1 : 0);
+  return sp > 0 ? sp : sp < 0 ? 1 : kernels::decode_attention_splits(s);
+}
+std::string splits_label(int sp, int splits) { return sp < 0 ? "1 (single pass)" : std::to_string(splits); }
 
 TEST(DecodeOpsCuda, DecodeAttentionMatchesFloat64) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const AttnCase cases[] = {
       {{1, 32, 32, 128, 2048}, {0, 200, 1999, 2047}, {0, 7}, 1.0},  // 7B-shaped MHA
-      {{3, 8, 2, 64, 37}, {0, 17, 36}, {0, 1, 3, 64}, 1.0},          // GQA 4, more splits than keys
-      {{2, 12, 1, 80, 100}, {0, 63, 99}, {0, 5}, 2.0},               // MQA 12: two head blocks (8 + 4), hd 80
-      {{2, 4, 4, 256, 70}, {69, 5}, {0, 2}, 4.0},                    // the largest head_dim, peaky
-      {{4, 8, 8, 128, 300}, {150}, {0}, 1.0},                        // batch 4
-      {{1, 2, 1, 12, 1}, {0}, {0, 3}, 1.0},                          // capacity 1
-      {{2, 5, 5, 2, 9}, {8, 3}, {0}, 1.0}};                          // head_dim 2
+      {{1, 32, 32, 128, 264}, {0, 191, 263}, {0, -1}, 1.0},         // the decode bench's capacity
+      {{3, 8, 2, 64, 37}, {0, 17, 36}, {0, 1, 3, 64, -1}, 1.0},      // GQA 4, more splits than keys
+      {{2, 12, 1, 80, 100}, {0, 63, 99}, {0, 5, -1}, 2.0},           // MQA 12: two head blocks (8 + 4), hd 80
+      {{2, 4, 4, 256, 70}, {69, 5}, {0, 2, -1}, 4.0},                // the largest head_dim, peaky
+      {{4, 8, 8, 128, 300}, {150}, {0, -1}, 1.0},                    // batch 4
+      {{1, 2, 1, 12, 1}, {0}, {0, 3, -1}, 1.0},                      // capacity 1
+      {{2, 5, 5, 2, 9}, {8, 3}, {0, -1}, 1.0}};                      // head_dim 2
   for (ActDType dt : kDtypes) {
     Tally t{strprintf("%s decode attention", kernels::act_dtype_name(dt))};
     for (const AttnCase& ac : cases) {
@@ -390,7 +398,7 @@ TEST(DecodeOpsCuda, DecodeAttentionMatchesFloat64) {
             }
           }
         for (int sp : ac.splits) {
-          const int splits = sp > 0 ? sp : kernels::decode_attention_splits(s);
+          const int splits = splits_for(sp, s);
           const size_t ws_bytes = kernels::decode_attention_workspace_bytes(s, splits);
           DeviceBuffer ws(ws_bytes);
           ws.fill_bytes(0xff);  // NaN floats: every entry the combine reads must have been written
@@ -405,20 +413,22 @@ TEST(DecodeOpsCuda, DecodeAttentionMatchesFloat64) {
             const std::vector<uint16_t> got = out.download(t.what);
             std::vector<uint8_t> cnt(cb);
             ws.copy_to_host(cnt.data(), cb);
-            EXPECT_EQ(cnt, zeros) << t.what << ": the call left its counters non-zero (splits " << splits << ")";
+            EXPECT_EQ(cnt, zeros) << t.what << ": the call left its counters non-zero (splits "
+                                  << splits_label(sp, splits) << ")";
             // The second call reuses the counters the first left: the same output bit for bit,
             // whichever block combined.
             if (run == 1) {
-              EXPECT_EQ(got, o) << t.what << ": a second call differs (splits " << splits << ")";
+              EXPECT_EQ(got, o) << t.what << ": a second call differs (splits " << splits_label(sp, splits) << ")";
             }
             o = got;
           }
+          kernels::set_attention_single_pass(0);
           for (size_t i = 0; i < q_n; ++i)
             t.check(o[i], ref[i], bound[i], dt, [&] {
-              return strprintf("out[%zu][%zu][%zu] (B %lld, heads %lld/%lld, hd %lld, cap %lld, pos %lld, splits %d)",
+              return strprintf("out[%zu][%zu][%zu] (B %lld, heads %lld/%lld, hd %lld, cap %lld, pos %lld, splits %s)",
                                i / static_cast<size_t>(nh * hd), i / static_cast<size_t>(hd) % static_cast<size_t>(nh),
                                i % static_cast<size_t>(hd), (long long)B, (long long)nh, (long long)nkv, (long long)hd,
-                               (long long)cap, (long long)p, splits);
+                               (long long)cap, (long long)p, splits_label(sp, splits).c_str());
             });
         }
       }
@@ -454,12 +464,13 @@ TEST(DecodeOpsCuda, RopeAttentionEqualsRopeThenAttention) {
   struct Case {
     DecodeShape s;
     std::vector<int64_t> positions;
-    std::vector<int> splits;  // 0: decode_attention_splits
+    std::vector<int> splits;  // as AttnCase's
   };
-  const Case cases[] = {{{1, 32, 32, 128, 300}, {0, 150, 299}, {0, 1}},  // 7B-shaped MHA
-                        {{3, 8, 2, 64, 37}, {0, 17, 36}, {0, 3, 64}},     // GQA 4, more splits than keys
-                        {{2, 12, 1, 80, 100}, {63, 99}, {0, 7}},          // MQA: two head blocks, hd 80
-                        {{1, 4, 4, 256, 20}, {19}, {0}}};                 // the largest head_dim
+  const Case cases[] = {{{1, 32, 32, 128, 300}, {0, 150, 299}, {0, 1, -1}},  // 7B-shaped MHA
+                        {{4, 32, 32, 128, 264}, {191}, {0}},                  // batch 4: the single pass by itself
+                        {{3, 8, 2, 64, 37}, {0, 17, 36}, {0, 3, 64, -1}},     // GQA 4, more splits than keys
+                        {{2, 12, 1, 80, 100}, {63, 99}, {0, 7, -1}},          // MQA: two head blocks, hd 80
+                        {{1, 4, 4, 256, 20}, {19}, {0, -1}}};                 // the largest head_dim
   for (ActDType dt : kDtypes) {
     int64_t compared = 0;
     for (const Case& c : cases) {
@@ -478,10 +489,11 @@ TEST(DecodeOpsCuda, RopeAttentionEqualsRopeThenAttention) {
       const DevArray dcos(cs), dsin(sn);
       for (int64_t pos : c.positions)
         for (int sp : c.splits) {
-          const std::string what = strprintf("%s B %lld heads %lld/%lld hd %lld cap %lld pos %lld splits %d",
+          const int splits = splits_for(sp, s);
+          const std::string what = strprintf("%s B %lld heads %lld/%lld hd %lld cap %lld pos %lld splits %s",
                                              kernels::act_dtype_name(dt), (long long)B, (long long)nh, (long long)nkv,
-                                             (long long)hd, (long long)cap, (long long)pos, sp);
-          const int splits = sp > 0 ? sp : kernels::decode_attention_splits(s);
+                                             (long long)hd, (long long)cap, (long long)pos,
+                                             splits_label(sp, splits).c_str());
           // Slots before pos random, pos and after poisoned.
           std::vector<uint16_t> kh = random_act(cache_n, 1.0, dt, rng), vh = random_act(cache_n, 1.0, dt, rng);
           for (size_t i = 0; i < cache_n; ++i)
@@ -517,6 +529,7 @@ TEST(DecodeOpsCuda, RopeAttentionEqualsRopeThenAttention) {
             ws.copy_to_host(cnt.data(), cb);
             EXPECT_EQ(cnt, zeros) << what << ": counters left non-zero";
           }
+          kernels::set_attention_single_pass(0);
           EXPECT_EQ(out[1], out[0]) << what << ": out differs";
           EXPECT_EQ(kc[1], kc[0]) << what << ": the key cache differs";
           EXPECT_EQ(vc[1], vc[0]) << what << ": the value cache differs";
