@@ -3,11 +3,12 @@
 // attention of one query position (MHA, GQA, MQA; head_dim 2 .. 256; positions 0, inside and
 // capacity - 1; automatic and forced split counts, more splits than keys included, and the single
 // pass forced where its tile fits; the combining block's counters left zero and a second call on
-// them equal bit for bit), SiLU * up (fused and separate layouts). Random inputs, odd sizes; every output (and the attention
-// workspace) is poisoned with NaN before each run, with guard elements after it that must stay
-// poisoned; cache slots that a step must not touch stay poisoned, and the slots after the
-// position are NaN so that reading one would spoil the result. Label gpu; skips with the reason
-// without a device (the argument checks run everywhere: they fail before any CUDA call).
+// them equal bit for bit), SiLU * up (fused and separate layouts). Random inputs, odd sizes; every
+// output (and the attention workspace) is poisoned with NaN before each run, with guard elements
+// after it that must stay poisoned; cache slots that a step must not touch stay poisoned, and the
+// slots after the position are NaN so that reading one would spoil the result. Label gpu; skips
+// with the reason without a device (the argument checks run everywhere: they fail before any CUDA
+// call).
 //
 // The references compute in float64 and round to the activation type T exactly where the kernels
 // are specified to (the header: where libtorch's ops round). The kernels compute in fp32, so an
@@ -467,7 +468,7 @@ TEST(DecodeOpsCuda, RopeAttentionEqualsRopeThenAttention) {
     std::vector<int> splits;  // as AttnCase's
   };
   const Case cases[] = {{{1, 32, 32, 128, 300}, {0, 150, 299}, {0, 1, -1}},  // 7B-shaped MHA
-                        {{4, 32, 32, 128, 264}, {191}, {0}},                  // batch 4: the single pass by itself
+                        {{4, 32, 32, 128, 264}, {191}, {0}},                  // batch 4: the single pass by the rule (H100)
                         {{3, 8, 2, 64, 37}, {0, 17, 36}, {0, 3, 64, -1}},     // GQA 4, more splits than keys
                         {{2, 12, 1, 80, 100}, {63, 99}, {0, 7, -1}},          // MQA: two head blocks, hd 80
                         {{1, 4, 4, 256, 20}, {19}, {0, -1}}};                 // the largest head_dim
