@@ -6,7 +6,7 @@
 // attention the flash-decoding split: block (split s, sequence b, kv head, group of <= 8 query
 // heads) walks its key range in tiles of up to 64 keys staged in shared memory (the first before
 // the programmatic-launch wait) with an online softmax kept there; the last block of a head group
-// to finish combines the splits. Where the grid is large enough without splits (batch 4 and up on
+// to finish combines the splits. Where the grid is large enough without splits (batch 3 and up on
 // a 7B shape) and the keys fit, one block per head group takes them all in one tile (the single
 // pass: single_pass_ok). In a CUDA graph each launch costs about 2 us whatever its size,
 // so the number of launches matters more than their inner speed here; what does count is how
@@ -300,23 +300,6 @@ size_t split_smem_bytes(int heads_per_block, int64_t hd, int tile, int score_row
   return tile_smem_bytes(tile, hd) +
          sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * score_row + 3 * heads_per_block) +
          static_cast<size_t>(2 * hd) * 2 + (part ? sizeof(float) * static_cast<size_t>(heads_per_block * hd) : 0);
-}
-
-// The single pass: one block of kAttnThreadsSingle threads per (sequence, kv head, head block),
-// every slot of the capacity in one shared-memory tile staged before the wait, no split combine.
-// Where that fits in 200 KB and the grid has at least half as many blocks as the device has SMs
-// (g_single_pass 0; 1: wherever it fits, 2: never). Measured on the H100 (bench/decode.md,
-// fifteenth session), the 7B-shaped model at capacity 264: the decode step at batch 4 (128
-// blocks) 2.49 -> 2.36 ms (razer4), batch 16 3.86 -> 3.75; at batch 1 (32 blocks) the 8 splits
-// stay ahead (bench_decode_ops: 7.5 us against 9.6 for the single pass).
-int g_single_pass = 0;
-int heads_per_block(const DecodeShape& s);
-int64_t head_blocks(const DecodeShape& s);
-bool single_pass_ok(const DecodeShape& s) {
-  if (g_single_pass == 2 || s.capacity > 4096) return false;
-  const int hb = heads_per_block(s), tile = static_cast<int>(s.capacity);
-  if (split_smem_bytes(hb, s.head_dim, tile, std::max(kScoreRow, tile), true) > 200 * 1024) return false;
-  return g_single_pass == 1 || 2 * s.batch * s.kv_heads * head_blocks(s) >= detail::current_device_sm_count();
 }
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -741,6 +724,22 @@ int heads_per_block(const DecodeShape& s) {
 int64_t head_blocks(const DecodeShape& s) {
   const int64_t g = s.heads / s.kv_heads, hb = heads_per_block(s);
   return (g + hb - 1) / hb;
+}
+
+// The single pass: one block of kAttnThreadsSingle threads per (sequence, kv head, head block),
+// every slot of the capacity in one shared-memory tile staged before the wait, no split combine.
+// Where that fits in 200 KB and the grid has at least half as many blocks as the device has SMs
+// (g_single_pass 0; 1: wherever it fits, 2: never). Measured on the H100 (bench/decode.md,
+// fifteenth session), the 7B-shaped model at capacity 264: the decode step at batch 4 (128
+// blocks) 2.49 -> 2.37 ms (razer4), batch 16 3.86 -> 3.77; at batch 1 (32 blocks) the 8 splits
+// stay ahead (bench_decode_ops: 7.5 us against 9.6 for the single pass). The rule takes it from
+// batch 3 (96 blocks) on that shape; batch 3 was not measured.
+int g_single_pass = 0;
+bool single_pass_ok(const DecodeShape& s) {
+  if (g_single_pass == 2 || s.capacity > 4096) return false;
+  const int hb = heads_per_block(s), tile = static_cast<int>(s.capacity);
+  if (split_smem_bytes(hb, s.head_dim, tile, std::max(kScoreRow, tile), true) > 200 * 1024) return false;
+  return g_single_pass == 1 || 2 * s.batch * s.kv_heads * head_blocks(s) >= detail::current_device_sm_count();
 }
 
 }  // namespace

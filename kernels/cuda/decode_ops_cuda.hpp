@@ -105,7 +105,7 @@ void decode_rope_attention_cuda(ActDType dt, const DecodeShape& s, const void* q
 // The single pass: at splits 1, when every slot of the capacity fits in one 200 KB shared-memory
 // tile (K and V) and batch x kv_heads x head blocks is at least half the SM count, one block of 8
 // warps per (sequence, kv head, head group) stages all of its keys before the programmatic-launch
-// wait and needs no combine (the 7B shape at capacity 264: batch 4 and up). Otherwise splits 1
+// wait and needs no combine (the 7B shape at capacity 264: batch 3 and up). Otherwise splits 1
 // walks the keys in 64-key tiles with 4 warps. Both give the same results up to fp32 summation
 // order.
 inline constexpr int kDecodeMaxSplits = 64;
