@@ -420,12 +420,12 @@ __host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, in
 // takes gate rows 8 j .. 8 j + 7 (as rows g) and their up rows F + 8 j + g (as rows g + 8), so each
 // lane ends with both sums of its outputs and writes act = silu(gate) * up. A row's sums take the
 // same warps, blocks of K and order as in the plain kernel, so the same bits, unless the split tail
-// splits the row's tile in one mode and not in the other. A template parameter: as a runtime
-// branch it moved every kernel's register count (48 <-> 64 both ways, ptxas, 2026-11-25).
+// splits the row's tile in one mode and not in the other. The body is gemv_body; gemv_kernel
+// (plain) and gemv_pair_kernel (PAIR) are its kernels. A compile-time choice: as a runtime branch
+// in one kernel it moved most kernels' register counts (48 <-> 64 both ways, ptxas, 2026-11-25).
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
-          bool SPLIT, bool PAIR = false>
-__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
-    gemv_kernel(const __grid_constant__ GemvArgs a) {
+          bool SPLIT, bool PAIR>
+__device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
@@ -664,6 +664,39 @@ __global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, 
   }
 }
 
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
+          bool SPLIT>
+__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
+    gemv_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, MT, G16, DEC, PRE, kStages, BITS, TILES, LAYOUT, SPLIT, false>(a);
+}
+
+// The SiLU epilogue's kernels. For M <= 8 they get 64 registers: left alone, ptxas gave the razer4
+// ones 48 where their plain twins have 64 (any of the small differences in the row indices or the
+// epilogue flipped it, 2026-11-25), and razer4's loop at 48 registers ran the gate/up product
+// 1.5 us slower at M = 1 and 2.9 at M = 4 than at 64 (bench_gemv :silu, in one call). __maxnreg__
+// (which excludes __launch_bounds__) lets ptxas use registers up to 64. (Any __maxnreg__ on
+// gemv_kernel, even 255, changed most plain kernels' counts: hence a kernel of its own.) M = 16:
+// the plain kernels' bounds.
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, bool SPLIT>
+__global__ void __maxnreg__(64) gemv_pair_m8_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, 1, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
+}
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, bool SPLIT>
+__global__ void __launch_bounds__(kWarps * 32, bounded_m16(2, DEC, ASYM, BITS, 1, G16) ? kMinBlocksPerSm : 0)
+    gemv_pair_m16_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, 2, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
+}
+
+// The kernel of a launch: plain or PAIR, M <= 8 (MT = 1) or M <= 16 (MT = 2).
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, int LAYOUT, bool SPLIT,
+          bool PAIR>
+constexpr auto gemv_kernel_for() {
+  if constexpr (!PAIR) return gemv_kernel<K, ASYM, MT, G16, DEC, PRE, S, BITS, TILES, LAYOUT, SPLIT>;
+  else if constexpr (MT == 1) return gemv_pair_m8_kernel<K, ASYM, G16, DEC, PRE, BITS, LAYOUT, SPLIT>;
+  else return gemv_pair_m16_kernel<K, ASYM, G16, DEC, PRE, BITS, LAYOUT, SPLIT>;
+}
+
 // Permuted codes come with group % 128 == 0, which only the fp16-scale kinds allow (MX: 32, NV: 16).
 constexpr bool can_permute(ScaleKind k) { return k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer; }
 
@@ -788,8 +821,8 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   GemvArgs a = a0;
   a.split_from = INT_MAX;
   if constexpr (TILES == 1 && S == 1) {
-    auto* k1 = gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>;
-    auto* k2 = gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>;
+    auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
+    auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     // Resident blocks per SM of each split kernel and their caps (asked on the first device;
     // registers differ by MT).
     static const OccupancyCap cap1 = pair_cap(k1, PAIR), cap2 = pair_cap(k2, PAIR);
@@ -801,8 +834,8 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
       return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s, 2u, a);
     }
   }
-  auto* k1 = gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>;
-  auto* k2 = gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>;
+  auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
+  auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   static const OccupancyCap cap1 = pair_cap(k1, PAIR), cap2 = pair_cap(k2, PAIR);
   pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
 }
