@@ -37,7 +37,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -806,15 +805,6 @@ size_t cap_smem(const OccupancyCap& cap, int64_t blocks) {
                                                                                                             : cap.smem;
 }
 
-// EXPERIMENT (branch w-silu-pair): RAZERQ_GEMV_PAIR_NOCAP=1 launches the SiLU epilogue's kernels
-// without occupancy_cap's padding and carveout.
-template <class Kernel>
-OccupancyCap pair_cap(Kernel k, bool pair) {
-  static const bool nocap = std::getenv("RAZERQ_GEMV_PAIR_NOCAP") != nullptr;
-  if (pair && nocap) return OccupancyCap{resident_blocks_per_sm(k), 0};
-  return occupancy_cap(k);
-}
-
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
 void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
@@ -825,7 +815,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
     auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     // Resident blocks per SM of each split kernel and their caps (asked on the first device;
     // registers differ by MT).
-    static const OccupancyCap cap1 = pair_cap(k1, PAIR), cap2 = pair_cap(k2, PAIR);
+    static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
     const OccupancyCap& cap = a.M <= 8 ? cap1 : cap2;
     const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1);
     if (from != INT_MAX) {
@@ -836,7 +826,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   }
   auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
-  static const OccupancyCap cap1 = pair_cap(k1, PAIR), cap2 = pair_cap(k2, PAIR);
+  static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
   pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
 }
 
