@@ -781,7 +781,8 @@ const void* element_ptr(const torch::Tensor& t, int64_t offset) {
 
 // forward_static with the decode kernels (kernels/cuda/decode_ops_cuda.hpp). Per layer: the
 // q/k/v product, RoPE + K/V write + attention (1 launch), the o product, residual add +
-// post-attention RMSNorm (1), the gate/up product, SiLU * up (1), the down product, residual add +
+// post-attention RMSNorm (1), the gate/up product, SiLU * up (1; in the gate/up product's epilogue
+// where Linear::silu_mul_into takes it, ModelOptions::silu_epilogue), the down product, residual add +
 // the next layer's input RMSNorm, or the final norm after the last layer (1). The residual stream
 // h is one [B, H] buffer updated in place; x holds the normed input of the next product. The
 // products are the same Linear calls as layer_forward's (fused q/k/v and gate/up where it takes

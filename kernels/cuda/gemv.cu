@@ -420,8 +420,9 @@ __host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, in
 // lane ends with both sums of its outputs and writes act = silu(gate) * up. A row's sums take the
 // same warps, blocks of K and order as in the plain kernel, so the same bits, unless the split tail
 // splits the row's tile in one mode and not in the other. The body is gemv_body; gemv_kernel
-// (plain) and gemv_pair_kernel (PAIR) are its kernels. A compile-time choice: as a runtime branch
-// in one kernel it moved most kernels' register counts (48 <-> 64 both ways, ptxas, 2026-11-25).
+// (plain) and gemv_pair_m8_kernel / gemv_pair_m16_kernel (PAIR) are its kernels. A compile-time
+// choice: as a runtime branch in one kernel it moved 280 of the 600 kernels' register counts
+// (48 <-> 64 both ways, ptxas -v, 2026-11-25).
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT, bool PAIR>
 __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
