@@ -1,5 +1,6 @@
 // razerq bench decode MODEL [--baseline DIR] [--batch 1,4,16] [--prompt 128] [--tokens 128]
-//                     [--mode eager|static|graph] [--decode-ops fused|libtorch] [--device cuda] [--dtype fp16]
+//                     [--mode eager|static|graph] [--decode-ops fused|separate-silu|libtorch] [--device cuda]
+//                     [--dtype fp16]
 //                     [--seed 0] [--json]
 // Greedy token-by-token decoding with the KV cache: time to first token (the prompt's prefill)
 // and decode tokens/s per batch size, for MODEL and, with --baseline, a second model (e.g. the
@@ -13,7 +14,9 @@
 // and the graph capture are untimed; the decode steps are timed from the end of the prefill to
 // one synchronisation after the last. --decode-ops: the static step's norms, RoPE, cache writes,
 // attention and SiLU through our CUDA kernels (fused, the default where the model takes them:
-// eval::ModelOptions::fused_decode_ops) or libtorch's ops; the `ops` column says which ran.
+// eval::ModelOptions::fused_decode_ops; a packed model's gate/up product then writes SiLU * up
+// itself, ModelOptions::silu_epilogue), the same with SiLU * up as its own kernel (separate-silu)
+// or libtorch's ops; the `ops` column says which ran.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -40,7 +43,7 @@ struct DecodeRow {
   int batch = 0;
   double ttft_ms = 0, ms_per_step = 0, tokens_per_s = 0;
   int64_t fused_calls = 0;
-  std::string ops;  // the static step's small operations: "fused" (decode kernels) or "libtorch"
+  std::string ops;  // the static step's small operations: --decode-ops (decode kernels) or "libtorch"
 };
 
 double now_s() {
@@ -116,12 +119,14 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
   if (a.warmup < 0) throw_error(ErrorKind::kInvalidArgument, "bench decode", "--warmup %d (expected >= 0)", a.warmup);
   for (int b : a.batches)
     if (b < 1) throw_error(ErrorKind::kInvalidArgument, "bench decode", "--batch %d (expected >= 1)", b);
-  if (a.decode_ops != "fused" && a.decode_ops != "libtorch")
-    throw_error(ErrorKind::kInvalidArgument, "--decode-ops", "\"%s\" (expected fused or libtorch)", a.decode_ops.c_str());
+  if (a.decode_ops != "fused" && a.decode_ops != "separate-silu" && a.decode_ops != "libtorch")
+    throw_error(ErrorKind::kInvalidArgument, "--decode-ops", "\"%s\" (expected fused, separate-silu or libtorch)",
+                a.decode_ops.c_str());
   eval::ModelOptions opt;
   opt.device = eval::parse_device(a.device);
   opt.dtype = eval::parse_dtype(a.dtype);
-  opt.fused_decode_ops = a.decode_ops == "fused";
+  opt.fused_decode_ops = a.decode_ops != "libtorch";
+  opt.silu_epilogue = a.decode_ops == "fused";
   const std::string mode = a.mode.empty() ? (opt.device.is_cuda() ? "graph" : "eager") : a.mode;
   if (mode != "eager" && mode != "static" && mode != "graph")
     throw_error(ErrorKind::kInvalidArgument, "--mode", "\"%s\" (expected eager, static or graph)", mode.c_str());
@@ -136,7 +141,7 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
     if (!g.quiet) std::fprintf(stderr, "%s: %s\n", label.c_str(), m.describe().c_str());
     for (int B : a.batches) {
       rows.push_back(mode == "eager" ? run_decode(m, label, B, a) : run_decode_static(m, label, B, a, mode == "graph"));
-      rows.back().ops = mode != "eager" && m.decode_kernels() ? "fused" : "libtorch";
+      rows.back().ops = mode != "eager" && m.decode_kernels() ? a.decode_ops : "libtorch";
       const DecodeRow& r = rows.back();
       if (!g.quiet)
         std::fprintf(stderr, "  %s (%s ops) batch %2d: ttft %.1f ms, %.2f ms/step, %.0f tokens/s%s\n", mode.c_str(),
@@ -193,7 +198,8 @@ void set_bench_command(CLI::App& app, GlobalOptions& g) {
                 "step captured in one CUDA graph, replayed per token); default: graph on CUDA, eager on CPU");
   c->add_option("--decode-ops", a->decode_ops,
                 "The static step's norms, RoPE, cache writes, attention and SiLU: fused (our CUDA kernels, on CUDA "
-                "fp16/bf16 models) or libtorch (libtorch's ops, as on CPU and in eager mode)")
+                "fp16/bf16 models; a packed model's gate/up product writes SiLU * up itself), separate-silu (the same, "
+                "SiLU * up as its own kernel) or libtorch (libtorch's ops, as on CPU and in eager mode)")
       ->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   c->add_option("--dtype", a->dtype, "fp32, fp16 or bf16")->capture_default_str();

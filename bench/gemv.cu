@@ -12,7 +12,9 @@
 // kernels/cuda/gemv_layout.hpp; default: upload's choice), row-major rows instead of 16-row tiles
 // (":rm", set_upload_tiling), no split tail (":ns", set_gemv_split) or every tile split (":sp"),
 // 4-bit RaZeR's E2M1 codes with the byte patch instead of the re-encoded two-table codes (":e2m1",
-// set_upload_razer_xor).
+// set_upload_razer_xor), the gate/up product's SiLU epilogue (":silu", gemv_silu_mul_fp16_cuda:
+// N = 2 F rows as [gate; up]) or the plain product followed by the SiLU kernel (":silusep", the
+// decode step's pair without the epilogue; its time is the two launches').
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -37,6 +39,7 @@
 
 #include "bench/cuda_bench.cuh"
 #include "common/half.hpp"
+#include "kernels/cuda/decode_ops_cuda.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/lut_gemv_cuda.hpp"
@@ -451,7 +454,15 @@ int main(int argc, char** argv) {
       const char* layout_name = ws[0].layout == CodeLayout::kQuad   ? " quad"
                                 : ws[0].layout == CodeLayout::kPair ? " pair"
                                                                     : "";
+      const bool silu = opts.find(":silu") != std::string::npos && opts.find(":silusep") == std::string::npos;
+      const bool silusep = opts.find(":silusep") != std::string::npos;
+      if ((silu || silusep) && N % 16) {
+        std::fprintf(stderr, "bench_gemv: %s needs N a multiple of 16 ([gate; up]); skipping %lldx%lld\n", entry.c_str(),
+                     static_cast<long long>(N), static_cast<long long>(K));
+        continue;
+      }
       const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
+                               (silu ? " silu" : silusep ? " silu-sep" : "") +
                                (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
                                (ws[0].tiled ? "" : " row-major") +
                                (no_split ? " no split" : "") + (split_all ? " split all" : "");
@@ -462,8 +473,17 @@ int main(int argc, char** argv) {
           int idx = 0;
           us_pdl[pdl] = median_us(
               [&](int r) {
-                for (int i = 0; i < r; ++i)
-                  kernels::gemv_fp16_cuda(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<uint16_t*>(dy), gs);
+                for (int i = 0; i < r; ++i) {
+                  const kernels::DeviceTensor& w = ws[idx++ % nq];
+                  if (silu) {
+                    kernels::gemv_silu_mul_fp16_cuda(w, static_cast<uint16_t*>(dx), M, static_cast<uint16_t*>(dyf), gs);
+                  } else {
+                    kernels::gemv_fp16_cuda(w, static_cast<uint16_t*>(dx), M, static_cast<uint16_t*>(dy), gs);
+                    if (silusep)
+                      kernels::silu_mul_cuda(kernels::ActDType::kFp16, dy, static_cast<uint16_t*>(dy) + N / 2, N, M, N / 2,
+                                             dyf, gs);
+                  }
+                }
               },
               50);
         }

@@ -71,6 +71,8 @@ void* torch_stream(const torch::Device& d) {
 
 // Calls of the fused GEMV (decode-style products), counted for tests and logs.
 std::atomic<int64_t> g_fused_calls{0};
+// Gate/up products with the SiLU epilogue (Model::silu_epilogue_calls).
+std::atomic<int64_t> g_silu_epilogue_calls{0};
 // Static decode steps run through the decode kernels (Model::decode_kernel_steps).
 std::atomic<int64_t> g_decode_kernel_steps{0};
 
@@ -134,6 +136,31 @@ struct Linear {
     }
 #endif
     return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
+  }
+
+  // This fused gate/up linear ([gate; up], F rows each) writes act [rows, F] = silu(gate) * up by
+  // the GEMV's SiLU epilogue (kernels::gemv_silu_mul_fp16_cuda) and returns true where that
+  // applies: a packed weight the epilogue takes, no bias, an fp16 CUDA x of 1 .. kGemvMaxM rows.
+  // Else false, act untouched (the caller runs the product and the SiLU kernel).
+  bool silu_mul_into(const torch::Tensor& x, const torch::Tensor& act) const {
+#if defined(RAZERQ_HAS_CUDA)
+    if (!packed || sim || b.defined() || !x.is_cuda() || x.scalar_type() != torch::kFloat16) return false;
+    const int64_t in = w.size(1), rows = x.numel() / in;
+    if (rows < 1 || rows > kernels::kGemvMaxM || !kernels::gemv_silu_mul_supported(*packed)) return false;
+    if (!act.is_contiguous() || act.scalar_type() != torch::kFloat16 || act.numel() != rows * packed->rows / 2)
+      throw_error(ErrorKind::kInternal, name, "silu_mul_into: act is not a dense fp16 [%lld, %lld] tensor",
+                  static_cast<long long>(rows), static_cast<long long>(packed->rows / 2));
+    torch::Tensor x2 = x.reshape({rows, in}).contiguous();
+    if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16) x2 = x2.clone();
+    kernels::gemv_silu_mul_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
+                                     reinterpret_cast<uint16_t*>(act.data_ptr()), torch_stream(x.device()));
+    g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+    g_silu_epilogue_calls.fetch_add(1, std::memory_order_relaxed);
+    return true;
+#else
+    (void)x, (void)act;
+    return false;
+#endif
   }
 };
 
@@ -754,7 +781,8 @@ const void* element_ptr(const torch::Tensor& t, int64_t offset) {
 
 // forward_static with the decode kernels (kernels/cuda/decode_ops_cuda.hpp). Per layer: the
 // q/k/v product, RoPE + K/V write + attention (1 launch), the o product, residual add +
-// post-attention RMSNorm (1), the gate/up product, SiLU * up (1), the down product, residual add +
+// post-attention RMSNorm (1), the gate/up product, SiLU * up (1; in the gate/up product's epilogue
+// where Linear::silu_mul_into takes it, ModelOptions::silu_epilogue), the down product, residual add +
 // the next layer's input RMSNorm, or the final norm after the last layer (1). The residual stream
 // h is one [B, H] buffer updated in place; x holds the normed input of the next product. The
 // products are the same Linear calls as layer_forward's (fused q/k/v and gate/up where it takes
@@ -825,7 +853,9 @@ torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
     kernels::add_rms_norm_cuda(dt, h.data_ptr(), attn.data_ptr(), L.ln2.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
     const int64_t F = L.gate.w.size(0);
     torch::Tensor act = torch::empty({B, F}, fo);
-    if (use_fused(L.gateup, x, nullptr)) {
+    if (use_fused(L.gateup, x, nullptr) && opt.silu_epilogue && L.gateup.silu_mul_into(x, act)) {
+      // (SiLU * up written by the gate/up product itself)
+    } else if (use_fused(L.gateup, x, nullptr)) {
       const torch::Tensor gu = L.gateup(x).contiguous();  // [B, 2F]: gate, then up
       kernels::silu_mul_cuda(dt, gu.data_ptr(), element_ptr(gu, F), 2 * F, B, F, act.data_ptr(), stream);
     } else {
@@ -1007,6 +1037,8 @@ int64_t Model::fused_gemv_bytes() const {
 int64_t Model::fused_gemv_calls() { return g_fused_calls.load(); }
 bool Model::decode_kernels() const { return impl_->decode_kernels; }
 int64_t Model::decode_kernel_steps() { return g_decode_kernel_steps.load(); }
+
+int64_t Model::silu_epilogue_calls() { return g_silu_epilogue_calls.load(); }
 int64_t Model::simulated_linears() const { return impl_->simulated; }
 int64_t Model::parameters() const { return impl_->params; }
 double Model::load_seconds() const { return impl_->load_seconds; }

@@ -60,6 +60,12 @@ struct ModelOptions {
   // a CUDA libtorch. false: libtorch's ops, as on CPU and in forward() (for tests and `razerq
   // bench decode --decode-ops libtorch`). Model::decode_kernels() says which one a model takes.
   bool fused_decode_ops = true;
+  // With fused_decode_ops: a packed model's fused gate/up product (fp16) writes SiLU * up itself
+  // (kernels::gemv_silu_mul_fp16_cuda: each lane holds a gate row's and its up row's sums), one
+  // launch less per layer, the same bits as the product followed by the SiLU kernel where the
+  // GEMV's split tail does not split the tile (kernels/cuda/gemv_cuda.hpp). false: the product,
+  // then kernels::silu_mul_cuda (`razerq bench decode --decode-ops separate-silu`).
+  bool silu_epilogue = true;
   // Simulated custom-precision arithmetic (`razerq eval --sim-mul/--sim-acc`): the quantized
   // linears (those stored quantized in the packed checkpoint) compute x W^T with every product
   // rounded to sim->mul and every partial sum to sim->acc, k in order (kernels/cpu/sim_arith.hpp:
@@ -150,6 +156,8 @@ class Model {
   int64_t simulated_linears() const;   // linears running ModelOptions::sim (0 without it)
   // Fused-GEMV products run by all models of this process so far.
   static int64_t fused_gemv_calls();
+  // Of those, gate/up products that wrote SiLU * up themselves (ModelOptions::silu_epilogue).
+  static int64_t silu_epilogue_calls();
   // Whether forward_static runs the CUDA decode kernels (ModelOptions::fused_decode_ops, and the
   // model on CUDA in fp16/bf16, a CUDA libtorch, head_dim even and <= 256); else libtorch's ops.
   bool decode_kernels() const;

@@ -26,6 +26,7 @@
 #include "kernels/cuda/decode_ops_cuda.hpp"
 #include "kernels/cuda/device_info.cuh"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/silu.cuh"
 
 namespace razerq::kernels {
 
@@ -611,7 +612,7 @@ __global__ void silu_mul_kernel(const T* __restrict__ gate, const T* __restrict_
   if (i >= total) return;
   const int64_t r = i / n, c = i % n;
   const float g = ld(gate + r * in_stride + c);
-  const float act = round_act<T>(g / (1.f + expf(-g)));
+  const float act = round_act<T>(silu_f32(g));  // (gemv.cu's SiLU epilogue: the same expression)
   st(out + i, act * ld(up + r * in_stride + c));
 }
 

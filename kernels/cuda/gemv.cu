@@ -48,6 +48,7 @@
 #include "kernels/cuda/gemv_e2m1.cuh"
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/silu.cuh"
 
 namespace razerq::kernels {
 
@@ -84,6 +85,8 @@ struct GemvArgs {
   int razer_xor;              // the codes re-encoded (DeviceTensor::razer_xor): kE2M1Xor or the table
   int split_from;            // one-tile blocks from this (even) index on take half of a tile's K each,
                              // in clusters of two (split_plan); INT_MAX: none
+  int pair_rows;             // the SiLU epilogue (PAIR, gemv_silu_mul_fp16_cuda): F, W = [gate; up] of
+                             // N = 2 F rows, y = act [M, F]; 0: the plain product
   uint16_t table[kTables * 16];  // fp16 value by table * 16 + code
   uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
                                  // XOR 0x80, in all four bytes (gemv_e2m1.cuh); kE2M1Xor: the
@@ -412,10 +415,17 @@ __host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, in
   return mt == 2 && dec != Decode::kLut && !(asym && bits == 3) && stages == 1 && !g16;
 }
 
+// PAIR: the SiLU epilogue (gemv_silu_mul_fp16_cuda; one tile per block and one stage): tile j
+// takes gate rows 8 j .. 8 j + 7 (as rows g) and their up rows F + 8 j + g (as rows g + 8), so each
+// lane ends with both sums of its outputs and writes act = silu(gate) * up. A row's sums take the
+// same warps, blocks of K and order as in the plain kernel, so the same bits, unless the split tail
+// splits the row's tile in one mode and not in the other. The body is gemv_body; gemv_kernel
+// (plain) and gemv_pair_m8_kernel / gemv_pair_m16_kernel (PAIR) are its kernels. A compile-time
+// choice: as a runtime branch in one kernel it moved 280 of the 600 kernels' register counts
+// (48 <-> 64 both ways, ptxas -v, 2026-11-25).
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
-          bool SPLIT>
-__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
-    gemv_kernel(const __grid_constant__ GemvArgs a) {
+          bool SPLIT, bool PAIR>
+__device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
@@ -447,14 +457,16 @@ __global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, 
     kb_begin = half ? kblocks >> 1 : 0;
     kb_end = half ? kblocks : kblocks >> 1;
   }
+  static_assert(!PAIR || (TILES == 1 && kStages == 1), "the SiLU epilogue's kernels have one tile and one stage");
   const int n0 = (block_tile * TILES + tile) * kRowsPerBlock;
-  const int nA = n0 + g, nB = nA + 8;
-  const bool okA = nA < a.N, okB = nB < a.N;
+  const int nA = PAIR ? n0 / 2 + g : n0 + g, nB = PAIR ? a.pair_rows + nA : nA + 8;
+  const bool okA = nA < (PAIR ? a.pair_rows : a.N), okB = nB < a.N;
   // Rows nA, nB (row-major or tiled: DeviceTensor::tiled): a tile starts at its first row's
   // row-major offset either way.
+  auto tile_start = [&](int r) { return a.codes + static_cast<int64_t>(r & ~(kRowsPerBlock - 1)) * a.code_words; };
   const uint32_t* wT = a.codes + static_cast<int64_t>(n0) * a.code_words;
-  const uint32_t* wA = okA ? wT + g * a.row_stride : a.codes;
-  const uint32_t* wB = okB ? wT + (g + 8) * a.row_stride : a.codes;
+  const uint32_t* wA = !okA ? a.codes : PAIR ? tile_start(nA) + (nA & (kRowsPerBlock - 1)) * a.row_stride : wT + g * a.row_stride;
+  const uint32_t* wB = !okB ? a.codes : PAIR ? tile_start(nB) + (nB & (kRowsPerBlock - 1)) * a.row_stride : wT + (g + 8) * a.row_stride;
   const bool m0_ok = g < a.M, m1_ok = MT == 2 && g + 8 < a.M;
   const uint16_t* x0 = a.x + static_cast<int64_t>(m0_ok ? g : 0) * a.K;
   const uint16_t* x1 = a.x + static_cast<int64_t>(m1_ok ? g + 8 : 0) * a.K;
@@ -482,12 +494,16 @@ __global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, 
   const int kb_last = max(kb_end - 1, 0);
   auto kb_clamp = [&](int kb) { return min(kb, kb_last); };
   // Group entries of rows nA, nB (rows past N read row 0's: their sums are never stored).
-  auto group_row = [&](int r, bool ok) {
-    const int64_t at = ok ? static_cast<int64_t>(n0) * a.groups_per_row + static_cast<int64_t>(r) * a.g_row_stride : 0;
+  auto group_row = [&](int r, bool ok) {  // r: the row in the tile (PAIR: the row)
+    int64_t at = ok ? static_cast<int64_t>(n0) * a.groups_per_row + static_cast<int64_t>(r) * a.g_row_stride : 0;
+    if constexpr (PAIR)
+      at = ok ? static_cast<int64_t>(r & ~(kRowsPerBlock - 1)) * a.groups_per_row +
+                    static_cast<int64_t>(r & (kRowsPerBlock - 1)) * a.g_row_stride
+              : 0;
     return GroupRow{a.scales16 ? a.scales16 + at : nullptr, a.scales8 ? a.scales8 + at : nullptr,
                     a.sv_index ? a.sv_index + at : nullptr};
   };
-  const GroupRow grA = group_row(g, okA), grB = group_row(g + 8, okB);
+  const GroupRow grA = group_row(PAIR ? nA : g, okA), grB = group_row(PAIR ? nB : g + 8, okB);
   constexpr bool kSv = DEC == Decode::kLut;  // (choose_decoder: separate indices take the table)
   // Blocks past kb_end (the prefetch after the last) read the last one's groups, never used.
   // G16 (NV kinds): the lane's two groups 2 t, 2 t + 1 of the block's 8 (kDisk), or t, t + 4
@@ -625,12 +641,60 @@ __global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, 
     }
   }
   if (wk != 0) return;
+  if constexpr (PAIR) {  // act[m][n] from gate (sum i, i & 2 == 0) and up (sum i + 2): silu_mul_kernel's arithmetic
+    const int n = n0 / 2 + g;  // nA
+    if (n >= a.pair_rows) return;
 #pragma unroll
-  for (int i = 0; i < 4 * MT; ++i) {
-    const int n = n0 + g + ((i & 2) ? 8 : 0);
-    const int m = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
-    if (m < a.M && n < a.N) a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(sum[i] * a.outer));
+    for (int i = 0; i < 4 * MT; ++i) {
+      if (i & 2) continue;
+      const int m = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
+      if (m >= a.M) continue;
+      const float gt = __half2float(__float2half_rn(sum[i] * a.outer));
+      const float up = __half2float(__float2half_rn(sum[i + 2] * a.outer));
+      const float act = __half2float(__float2half_rn(silu_f32(gt)));
+      a.y[static_cast<int64_t>(m) * a.pair_rows + n] = __half_as_ushort(__float2half_rn(act * up));
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4 * MT; ++i) {
+      const int n = n0 + g + ((i & 2) ? 8 : 0);
+      const int m = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
+      if (m < a.M && n < a.N) a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(sum[i] * a.outer));
+    }
   }
+}
+
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
+          bool SPLIT>
+__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
+    gemv_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, MT, G16, DEC, PRE, kStages, BITS, TILES, LAYOUT, SPLIT, false>(a);
+}
+
+// The SiLU epilogue's kernels. For M <= 8 they get 64 registers: left alone, ptxas gave the razer4
+// ones 48 where their plain twins have 64 (any of the small differences in the row indices or the
+// epilogue flipped it, 2026-11-25), and razer4's loop at 48 registers ran the gate/up product
+// 1.5 us slower at M = 1 and 2.9 at M = 4 than at 64 (bench_gemv :silu, in one call). __maxnreg__
+// (which excludes __launch_bounds__) lets ptxas use registers up to 64. (Any __maxnreg__ on
+// gemv_kernel, even 255, changed most plain kernels' counts: hence a kernel of its own.) M = 16:
+// the plain kernels' bounds.
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, bool SPLIT>
+__global__ void __maxnreg__(64) gemv_pair_m8_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, 1, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
+}
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, bool SPLIT>
+__global__ void __launch_bounds__(kWarps * 32, bounded_m16(2, DEC, ASYM, BITS, 1, G16) ? kMinBlocksPerSm : 0)
+    gemv_pair_m16_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, 2, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
+}
+
+// The kernel of a launch: plain or PAIR, M <= 8 (MT = 1) or M <= 16 (MT = 2).
+template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, int LAYOUT, bool SPLIT,
+          bool PAIR>
+constexpr auto gemv_kernel_for() {
+  if constexpr (!PAIR) return gemv_kernel<K, ASYM, MT, G16, DEC, PRE, S, BITS, TILES, LAYOUT, SPLIT>;
+  else if constexpr (MT == 1) return gemv_pair_m8_kernel<K, ASYM, G16, DEC, PRE, BITS, LAYOUT, SPLIT>;
+  else return gemv_pair_m16_kernel<K, ASYM, G16, DEC, PRE, BITS, LAYOUT, SPLIT>;
 }
 
 // Permuted codes come with group % 128 == 0, which only the fp16-scale kinds allow (MX: 32, NV: 16).
@@ -742,14 +806,14 @@ size_t cap_smem(const OccupancyCap& cap, int64_t blocks) {
                                                                                                             : cap.smem;
 }
 
-template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L>
-void launch_m(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
+void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
   GemvArgs a = a0;
   a.split_from = INT_MAX;
   if constexpr (TILES == 1 && S == 1) {
-    auto* k1 = gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true>;
-    auto* k2 = gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true>;
+    auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
+    auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     // Resident blocks per SM of each split kernel and their caps (asked on the first device;
     // registers differ by MT).
     static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
@@ -761,10 +825,22 @@ void launch_m(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
       return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s, 2u, a);
     }
   }
-  auto* k1 = gemv_kernel<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false>;
-  auto* k2 = gemv_kernel<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false>;
+  auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
+  auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
   pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
+}
+
+// The SiLU epilogue's kernels (a.pair_rows) exist for one tile and one stage (gemv_launch asks for them).
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L>
+void launch_m(const GemvArgs& a, dim3 grid, dim3 block, cudaStream_t s) {
+  if constexpr (TILES == 1 && S == 1) {
+    if (a.pair_rows) return launch_p<K, ASYM, G16, DEC, PRE, S, BITS, TILES, L, true>(a, grid, block, s);
+  } else {
+    if (a.pair_rows)
+      throw_error(ErrorKind::kInternal, "gemv_silu_mul_fp16_cuda", "%d tiles and %d stages have no SiLU epilogue", TILES, S);
+  }
+  launch_p<K, ASYM, G16, DEC, PRE, S, BITS, TILES, L, false>(a, grid, block, s);
 }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS, int TILES>
@@ -965,8 +1041,11 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
   return true;
 }
 
-void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream) {
-  const char* where = "gemv_fp16_cuda";
+namespace {
+
+// gemv_fp16_cuda (pair_rows 0) and gemv_silu_mul_fp16_cuda (pair_rows F, checked by the caller).
+void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, int pair_rows,
+                 void* stream) {
   std::string why;
   if (!gemv_supported(w, &why)) throw_error(ErrorKind::kUnsupported, where, "%s: %s", w.cfg.label().c_str(), why.c_str());
   if (M < 1 || M > kGemvMaxM)
@@ -1018,9 +1097,11 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
   const bool pre = e4m3_pre || e3m3 || w.max_inner_scale < 3.99;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
-  const int stages = choose_stages();
-  a.tiles = g_tiles;  // 0: two_tiles_pay decides
+  // (The SiLU epilogue's kernels have one stage and one tile per block.)
+  const int stages = pair_rows ? 1 : choose_stages();
+  a.tiles = pair_rows ? 1 : g_tiles;  // 0: two_tiles_pay decides
   a.layout = static_cast<int>(w.layout);
+  a.pair_rows = pair_rows;
   cudaStream_t s = detail::as_stream(stream);
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -1033,6 +1114,30 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
     case ScaleKind::kLutRow: break;  // never uploaded as a DeviceTensor
   }
   throw_error(ErrorKind::kUnsupported, where, "scale kind %d has no GEMV traits", static_cast<int>(spec.scale_kind));
+}
+
+}  // namespace
+
+void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream) {
+  gemv_launch("gemv_fp16_cuda", w, x, M, y, 0, stream);
+}
+
+bool gemv_silu_mul_supported(const DeviceTensor& w, std::string* why) {
+  if (!gemv_supported(w, why)) return false;
+  if (w.rows % 16) {
+    if (why)
+      *why = strprintf("%lld rows (a [gate; up] tensor of 2 F rows with F a multiple of 8 expected)",
+                       static_cast<long long>(w.rows));
+    return false;
+  }
+  return true;
+}
+
+void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* act, void* stream) {
+  const char* where = "gemv_silu_mul_fp16_cuda";
+  std::string why;
+  if (!gemv_silu_mul_supported(w, &why)) throw_error(ErrorKind::kUnsupported, where, "%s: %s", w.cfg.label().c_str(), why.c_str());
+  gemv_launch(where, w, x, M, act, static_cast<int>(w.rows / 2), stream);
 }
 
 void set_gemv_decoder(GemvDecoder d) { g_decoder = d; }

@@ -41,6 +41,20 @@ bool gemv_supported(const DeviceTensor& w, std::string* why = nullptr);
 // (unsupported tensor, bad M or alignment) throw razerq::Error here.
 void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream = nullptr);
 
+// The gate/up product with SiLU * up in its epilogue: w = [gate; up] (concat_rows of two [F, K]
+// tensors, F % 8 == 0), act (fp16, [M, F] dense) = fp16(fp16(silu(g)) * u) where g, u are the
+// fp16 products' elements, silu(g) = g / (1 + exp(-g)) in fp32: what gemv_fp16_cuda into y
+// [M, 2 F] followed by silu_mul_cuda(kFp16, y, y + F, 2 F, M, F, act) computes, bit for bit
+// where the plain product runs one 16-row tile per block and the split tail splits neither's
+// tiles. (The epilogue always runs one tile per block and one stage; each tile takes 8 gate rows
+// and their 8 up rows instead of 16 consecutive rows, so where the split tail applies,
+// set_gemv_split, it may split other rows' sums than the plain product does, and two tiles per
+// block, set_gemv_tiles, add a row's blocks of K in another order: the last bits may differ.)
+// One launch and no [M, 2 F] intermediate. Same arguments and errors as gemv_fp16_cuda;
+// gemv_silu_mul_supported says whether w qualifies.
+bool gemv_silu_mul_supported(const DeviceTensor& w, std::string* why = nullptr);
+void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* act, void* stream = nullptr);
+
 // How the kernel turns codes into fp16 weights. Bit decoders: int4 and int3 by the 0x6400
 // magic (and, for int3, its kin 0x5800 / 0x4c00), the E2M1 formats (RaZeR included) by building
 // the fp16 high bytes of four codes at a time (RaZeR: the special value patched in there; 4-bit

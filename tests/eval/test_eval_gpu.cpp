@@ -550,6 +550,40 @@ TEST_F(EvalGpuPackedRazer4, DecodeKernelsMatchLibtorchOps) {
   check_decode_kernels_match_libtorch(dir_, torch::kFloat16, 6, "razer4 fp16");
 }
 
+// The gate/up product's SiLU epilogue (ModelOptions::silu_epilogue, the default) against the
+// product followed by the SiLU kernel: graph-replayed logits and greedy tokens equal bit for bit
+// at B = 1, 4 and 16 (llama-14m's gate/up product has no split tail, kernels/cuda/gemv_cuda.hpp).
+TEST_F(EvalGpuPackedRazer4, SiluEpilogueEqualsSeparateSiluKernel) {
+  torch::NoGradGuard ng;
+  ModelOptions oe = cuda_opts(torch::kFloat16), os = cuda_opts(torch::kFloat16);
+  ASSERT_TRUE(oe.silu_epilogue) << "the epilogue is the default";
+  os.silu_epilogue = false;
+  const Model me = Model::load(dir_, oe), ms = Model::load(dir_, os);
+  ASSERT_TRUE(me.decode_kernels());
+  for (int64_t B : {1, 4, 16}) {
+    torch::manual_seed(5);
+    const torch::Tensor prompt = torch::randint(me.config().vocab_size, {B, 16}, torch::kLong).cuda();
+    StaticDecoder de(me, B, 64, true), ds(ms, B, 64, true);
+    EXPECT_TRUE(torch::equal(de.prefill(prompt), ds.prefill(prompt))) << "B=" << B;
+    const int64_t e0 = Model::silu_epilogue_calls();
+    de.capture();
+    const int64_t e1 = Model::silu_epilogue_calls();
+    ds.capture();
+    EXPECT_GT(e1, e0) << "B=" << B << ": the captured step did not run the SiLU epilogue";
+    EXPECT_EQ((e1 - e0) % me.num_layers(), 0) << "B=" << B << ": one epilogue product per layer and step";
+    EXPECT_EQ(Model::silu_epilogue_calls(), e1) << "B=" << B << ": silu_epilogue = false ran the epilogue";
+    int64_t equal = 0;
+    constexpr int64_t kSteps = 32;
+    for (int64_t s = 0; s < kSteps; ++s) {
+      de.replay(1);
+      ds.replay(1);
+      equal += torch::equal(de.logits(), ds.logits());
+    }
+    EXPECT_EQ(equal, kSteps) << "B=" << B << ": steps with bit-equal logits";
+    EXPECT_TRUE(torch::equal(de.tokens(), ds.tokens())) << "B=" << B;
+  }
+}
+
 TEST(EvalGpuStories260K, Greedy200OnCuda) {
   RAZERQ_REQUIRE_CUDA();
   RAZERQ_REQUIRE_DATA(kStories);

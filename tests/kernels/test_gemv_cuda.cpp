@@ -22,6 +22,7 @@
 #include "common/error.hpp"
 #include "common/half.hpp"
 #include "formats/hf_checkpoint.hpp"
+#include "kernels/cuda/decode_ops_cuda.hpp"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/gemv_layout.hpp"
@@ -634,6 +635,69 @@ TEST(GemvCuda, ProgrammaticLaunchChainsSeeThePreviousOutput) {
   EXPECT_FALSE(std::equal(serial.begin(), serial.begin() + M * N, serial.begin() + M * N));
   kernels::set_pdl(true);
   EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+}
+
+// The SiLU epilogue (gemv_silu_mul_fp16_cuda) against the plain product into y [M, 2 F] and
+// silu_mul_cuda(y, y + F): equal bit for bit, with one tile per block in the plain product and
+// the split tail never or on every tile (the settings under which both take a row's sums in the
+// same order, gemv_cuda.hpp), for every format, both decoders, tiled and row-major rows, F a
+// multiple of 16 and not (gate row 8 j's tile then holds other rows than up row F + 8 j's), M = 1
+// .. 16; act poisoned first, 64 guard halves after it. The plain product and the SiLU kernel are
+// each checked against float64 references (EveryFormatShapeAndM; test_decode_ops_cuda.cpp).
+TEST(GemvCuda, SiluEpilogueEqualsProductThenSiluKernel) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  int64_t checked = 0;
+  for (const GemvCase& c : kCases) {
+    for (const auto& [F, K, tiled] : {std::tuple<int64_t, int64_t, bool>{24, 256, true}, {64, 512, true},
+                                      {200, 256, true}, {40, 384, false}}) {
+      DecoderScope rows_scope(kernels::GemvDecoder::kAuto, 0, 1, CodeLayout::kAuto, 0, tiled);
+      const DeviceTensor w = kernels::upload(quantize_random(rng, c, 2 * F, K));  // [gate; up]
+      ASSERT_EQ(w.tiled, tiled) << label(c);
+      std::string why;
+      ASSERT_TRUE(kernels::gemv_silu_mul_supported(w, &why)) << label(c) << ": " << why;
+      for (const auto dec : {kernels::GemvDecoder::kAuto, kernels::GemvDecoder::kTable})
+        for (int split : {1, 2}) {
+          DecoderScope scope(dec, 0, 1, CodeLayout::kAuto, split, tiled);
+          for (int64_t M : {1, 3, 8, 9, 16}) {
+            const std::string what = label(c) + " F=" + std::to_string(F) + " K=" + std::to_string(K) +
+                                     (tiled ? " tiled" : " row-major") + " " + kernels::gemv_decoder_name(w) +
+                                     " split=" + std::to_string(split) + " M=" + std::to_string(M);
+            std::normal_distribution<float> nd(0.f, 1.f);
+            std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+            for (auto& h : xh) h = float_to_fp16(nd(rng));
+            DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * 2 * F) * 2),
+                dref(static_cast<size_t>(M * F) * 2), dact(static_cast<size_t>(M * F + 64) * 2);
+            dx.copy_from_host(xh.data(), xh.size() * 2);
+            (void)gemv_to_host(w, dx, M, dy);
+            kernels::silu_mul_cuda(kernels::ActDType::kFp16, dy.data(), dy.as<uint16_t>() + F, 2 * F, M, F, dref.data());
+            dact.fill_bytes(0xff);
+            kernels::gemv_silu_mul_fp16_cuda(w, dx.as<uint16_t>(), M, dact.as<uint16_t>());
+            kernels::cuda_synchronize();
+            std::vector<uint16_t> ref(static_cast<size_t>(M * F)), act(static_cast<size_t>(M * F + 64));
+            dref.copy_to_host(ref.data(), ref.size() * 2);
+            dact.copy_to_host(act.data(), act.size() * 2);
+            const std::vector<uint16_t> head(act.begin(), act.begin() + M * F);
+            EXPECT_EQ(count_diff(head, ref), 0) << what;
+            int nan = 0;
+            for (uint16_t h : head) nan += (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu);
+            EXPECT_EQ(nan, 0) << what << ": act elements left unwritten (poison) or NaN";
+            for (int i = 0; i < 64; ++i) EXPECT_EQ(act[M * F + i], 0xffffu) << what << ": guard " << i << " overwritten";
+            ++checked;
+          }
+        }
+    }
+  }
+  EXPECT_EQ(checked, static_cast<int64_t>(std::size(kCases)) * 4 * 2 * 2 * 5);
+  // Not a [gate; up] of F % 8 == 0 rows: refused with the reason.
+  const DeviceTensor odd = kernels::upload(quantize_random(rng, kCases[0], 40, 256));
+  std::string why;
+  EXPECT_TRUE(kernels::gemv_supported(odd, &why)) << why;
+  EXPECT_FALSE(kernels::gemv_silu_mul_supported(odd, &why));
+  EXPECT_NE(why.find("40 rows"), std::string::npos) << why;
+  DeviceBuffer x(256 * 2), y(64 * 2);
+  EXPECT_EQ(test::catch_error([&] { kernels::gemv_silu_mul_fp16_cuda(odd, x.as<uint16_t>(), 1, y.as<uint16_t>()); }).kind(),
+            ErrorKind::kUnsupported);
 }
 
 TEST(GemvCuda, UnsupportedTensorsAndArgumentsAreRefused) {
