@@ -62,9 +62,10 @@ struct ModelOptions {
   bool fused_decode_ops = true;
   // With fused_decode_ops: a packed model's fused gate/up product (fp16) writes SiLU * up itself
   // (kernels::gemv_silu_mul_fp16_cuda: each lane holds a gate row's and its up row's sums), one
-  // launch less per layer, the same bits as the product followed by the SiLU kernel where the
-  // GEMV's split tail does not split the tile (kernels/cuda/gemv_cuda.hpp). false: the product,
-  // then kernels::silu_mul_cuda (`razerq bench decode --decode-ops separate-silu`).
+  // launch less per layer, the same bits as the product followed by the SiLU kernel where that
+  // product runs one tile per block and the GEMV's split tail splits neither's tiles
+  // (kernels/cuda/gemv_cuda.hpp). false: the product, then kernels::silu_mul_cuda (`razerq bench
+  // decode --decode-ops separate-silu`).
   bool silu_epilogue = true;
   // Simulated custom-precision arithmetic (`razerq eval --sim-mul/--sim-acc`): the quantized
   // linears (those stored quantized in the packed checkpoint) compute x W^T with every product
