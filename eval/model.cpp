@@ -76,6 +76,15 @@ std::atomic<int64_t> g_silu_epilogue_calls{0};
 // Static decode steps run through the decode kernels (Model::decode_kernel_steps).
 std::atomic<int64_t> g_decode_kernel_steps{0};
 
+#if defined(RAZERQ_HAS_CUDA)
+// x as the fused GEMV takes it: [rows, in] dense, 16-byte aligned (a copy where it is not).
+torch::Tensor gemv_input(const torch::Tensor& x, int64_t rows, int64_t in) {
+  torch::Tensor x2 = x.reshape({rows, in}).contiguous();
+  if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16) x2 = x2.clone();
+  return x2;
+}
+#endif
+
 struct Linear {
   torch::Tensor w;   // [out, in]
   torch::Tensor b;   // [out] or undefined
@@ -122,8 +131,7 @@ struct Linear {
     if (packed && x.is_cuda() && x.scalar_type() == torch::kFloat16) {
       const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
       if (rows >= 1 && rows <= kernels::kGemvMaxM) {
-        torch::Tensor x2 = x.reshape({rows, in}).contiguous();
-        if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16) x2 = x2.clone();
+        const torch::Tensor x2 = gemv_input(x, rows, in);
         torch::Tensor y = torch::empty({rows, out}, x.options());
         kernels::gemv_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
                                 reinterpret_cast<uint16_t*>(y.data_ptr()), torch_stream(x.device()));
@@ -150,8 +158,7 @@ struct Linear {
     if (!act.is_contiguous() || act.scalar_type() != torch::kFloat16 || act.numel() != rows * packed->rows / 2)
       throw_error(ErrorKind::kInternal, name, "silu_mul_into: act is not a dense fp16 [%lld, %lld] tensor",
                   static_cast<long long>(rows), static_cast<long long>(packed->rows / 2));
-    torch::Tensor x2 = x.reshape({rows, in}).contiguous();
-    if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16) x2 = x2.clone();
+    const torch::Tensor x2 = gemv_input(x, rows, in);
     kernels::gemv_silu_mul_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
                                      reinterpret_cast<uint16_t*>(act.data_ptr()), torch_stream(x.device()));
     g_fused_calls.fetch_add(1, std::memory_order_relaxed);
@@ -853,11 +860,11 @@ torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
     kernels::add_rms_norm_cuda(dt, h.data_ptr(), attn.data_ptr(), L.ln2.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
     const int64_t F = L.gate.w.size(0);
     torch::Tensor act = torch::empty({B, F}, fo);
-    if (use_fused(L.gateup, x, nullptr) && opt.silu_epilogue && L.gateup.silu_mul_into(x, act)) {
-      // (SiLU * up written by the gate/up product itself)
-    } else if (use_fused(L.gateup, x, nullptr)) {
-      const torch::Tensor gu = L.gateup(x).contiguous();  // [B, 2F]: gate, then up
-      kernels::silu_mul_cuda(dt, gu.data_ptr(), element_ptr(gu, F), 2 * F, B, F, act.data_ptr(), stream);
+    if (use_fused(L.gateup, x, nullptr)) {
+      if (!(opt.silu_epilogue && L.gateup.silu_mul_into(x, act))) {  // (else written by the product itself)
+        const torch::Tensor gu = L.gateup(x).contiguous();  // [B, 2F]: gate, then up
+        kernels::silu_mul_cuda(dt, gu.data_ptr(), element_ptr(gu, F), 2 * F, B, F, act.data_ptr(), stream);
+      }
     } else {
       const torch::Tensor g = L.gate(x).contiguous();  // before up, as layer_forward
       const torch::Tensor u = L.up(x).contiguous();

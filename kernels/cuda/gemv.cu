@@ -641,9 +641,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     }
   }
   if (wk != 0) return;
-  if constexpr (PAIR) {  // act[m][n] from gate (sum i, i & 2 == 0) and up (sum i + 2): silu_mul_kernel's arithmetic
-    const int n = n0 / 2 + g;  // nA
-    if (n >= a.pair_rows) return;
+  if constexpr (PAIR) {  // act[m][nA] from gate (sum i, i & 2 == 0) and up (sum i + 2): silu_mul_kernel's arithmetic
+    if (!okA) return;
 #pragma unroll
     for (int i = 0; i < 4 * MT; ++i) {
       if (i & 2) continue;
@@ -652,7 +651,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       const float gt = __half2float(__float2half_rn(sum[i] * a.outer));
       const float up = __half2float(__float2half_rn(sum[i + 2] * a.outer));
       const float act = __half2float(__float2half_rn(silu_f32(gt)));
-      a.y[static_cast<int64_t>(m) * a.pair_rows + n] = __half_as_ushort(__float2half_rn(act * up));
+      a.y[static_cast<int64_t>(m) * a.pair_rows + nA] = __half_as_ushort(__float2half_rn(act * up));
     }
   } else {
 #pragma unroll
