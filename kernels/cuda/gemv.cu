@@ -405,14 +405,21 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // (nvfp4-razer 80 -> 93, one resident block less per SM).
 // The M = 16 kernels (MT = 2) of the bit decoders keep at least four blocks resident per SM
 // (registers <= 64): after the loop's diet (no zero fills) int4 / int3 took 70 registers there
-// and three blocks, 0.87-0.93x on the large shapes. Not bounded: the table decoder, 3-bit asym,
-// two stages and the NV kinds (they spill at 64; most had more than 64 registers before too),
-// and the M <= 8 kernels (bounded, ptxas gives every one all 64 registers, so four blocks: that
-// gives up the fifth where it pays, occupancy_cap; a bound of one block per SM gives them
+// and three blocks, 0.87-0.93x on the large shapes. razer4's two-table ones (kE2M1Xor) are bounded
+// to three blocks instead: ptxas gives them 78-80 registers, against 64 under the four-block bound
+// or with no bound at all. Measured (bench/gemv.md, eighteenth session, two calls): 5-12 % faster
+// at four of the issue's seven shapes (4096x11008 18.5 -> 16.3 us), 3-4 % slower at 11008x4096
+// and 14336x4096, where they stay within 5 % of int4. The same bound on razer4's M <= 8 kernels
+// lost (up to 1.23x at 4096x11008, 1.15x at 8192x28672). Not bounded: the table decoder, 3-bit
+// asym, two stages and the NV kinds (they spill at 64; most had more than 64 registers before
+// too), and the M <= 8 kernels (bounded, ptxas gives every one all 64 registers, so four blocks:
+// that gives up the fifth where it pays, occupancy_cap; a bound of one block per SM gives them
 // 72-84 registers, so the attribute's minimum is 0 for them).
 constexpr int kMinBlocksPerSm = 4;
-__host__ __device__ constexpr bool bounded_m16(int mt, Decode dec, bool asym, int bits, int stages, bool g16) {
-  return mt == 2 && dec != Decode::kLut && !(asym && bits == 3) && stages == 1 && !g16;
+__host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asym, int bits, int stages, bool g16) {
+  if (mt != 2 || stages != 1) return 0;
+  if (dec == Decode::kE2M1Xor) return 3;
+  return dec != Decode::kLut && !(asym && bits == 3) && !g16 ? kMinBlocksPerSm : 0;
 }
 
 // PAIR: the SiLU epilogue (gemv_silu_mul_fp16_cuda; one tile per block and one stage): tile j
@@ -665,7 +672,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
 
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT>
-__global__ void __launch_bounds__(kWarps * 32, bounded_m16(MT, DEC, ASYM, BITS, kStages, G16) ? kMinBlocksPerSm : 0)
+__global__ void __launch_bounds__(kWarps * 32, min_blocks_per_sm(MT, DEC, ASYM, BITS, kStages, G16))
     gemv_kernel(const __grid_constant__ GemvArgs a) {
   gemv_body<K, ASYM, MT, G16, DEC, PRE, kStages, BITS, TILES, LAYOUT, SPLIT, false>(a);
 }
@@ -682,7 +689,7 @@ __global__ void __maxnreg__(64) gemv_pair_m8_kernel(const __grid_constant__ Gemv
   gemv_body<K, ASYM, 1, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
 }
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, bool SPLIT>
-__global__ void __launch_bounds__(kWarps * 32, bounded_m16(2, DEC, ASYM, BITS, 1, G16) ? kMinBlocksPerSm : 0)
+__global__ void __launch_bounds__(kWarps * 32, min_blocks_per_sm(2, DEC, ASYM, BITS, 1, G16))
     gemv_pair_m16_kernel(const __grid_constant__ GemvArgs a) {
   gemv_body<K, ASYM, 2, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
 }
