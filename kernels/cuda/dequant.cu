@@ -49,14 +49,15 @@ struct Launch {
 };
 
 // Whether upload() re-encodes a tensor's codes for the GEMV's two-table RaZeR decoder
-// (DeviceTensor::razer_xor, gemv_e2m1.cuh): 4-bit RaZeR with fp16 scales and the index in the
-// scale word, the E2M1 grid with the special code 8, special values 0, 1 positive and 2, 3
-// negative (the index's high bit is then the sign of the group's special value), each x 2^-14
-// an fp16 with a zero low byte (its high byte goes into the table), whole 128-column blocks and
-// groups of whole 8-code words (razer_xor_codes).
+// (DeviceTensor::razer_xor, gemv_e2m1.cuh): 4-bit RaZeR (fp16 scales with the index in the scale
+// word, or mxfp4-razer's / nvfp4-razer's scale bytes with the index in bits 7, 6), the E2M1 grid
+// with the special code 8, special values 0, 1 positive and 2, 3 negative (the index's high bit is
+// then the sign of the group's special value), each x 2^-14 an fp16 with a zero low byte (its high
+// byte goes into the table), whole 128-column blocks and groups of whole 8-code words
+// (razer_xor_codes).
 bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
   const quantizer::FormatConfig& c = q.cfg;
-  if (c.spec().scale_kind != ScaleKind::kFp16Razer || c.bits != 4 || c.asym || !q.sv_index.empty()) return false;
+  if (!kind_has_special(c.spec().scale_kind) || c.bits != 4 || c.asym || !q.sv_index.empty()) return false;
   if (!pair_order_applies(c.bits, q.cols) || c.group % 8 != 0 || c.special_values.size() != 4) return false;
   const quantizer::Grid grid = quantizer::base_grid(c);
   if (grid.special_code != 8 || !gemv4::is_e2m1_grid(grid.value, grid.special_code)) return false;
@@ -68,9 +69,10 @@ bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
 }
 
 // The codes of q (row bitstreams, on-disk order) re-encoded by gemv4::xor_code: a group whose
-// special-value index is 2 or 3 (negative special value: bit 15 of its scale word) negated. A
-// word's 8 codes share one group (razer_xor_applies: groups of whole words), so a byte (two codes) goes
-// through one of two 256-entry tables.
+// special-value index is 2 or 3 (negative special value: the scale entry's top bit, bit 15 of
+// an fp16 razer word or bit 7 of an MX / NV razer byte) negated. A word's 8 codes share one
+// group (razer_xor_applies: groups of whole words), so a byte (two codes) goes through one of two
+// 256-entry tables.
 std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
   uint8_t table[2][256];
   for (int flip = 0; flip < 2; ++flip)
@@ -78,12 +80,14 @@ std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
       table[flip][b] = static_cast<uint8_t>(gemv4::xor_code(b & 15u, flip != 0) | (gemv4::xor_code(b >> 4, flip != 0) << 4));
   std::vector<uint32_t> out(q.codes.size());
   const int64_t group = q.cfg.group;
+  const bool s16 = q.cfg.spec().scale_kind == ScaleKind::kFp16Razer;
   for (int64_t r = 0; r < q.rows; ++r) {
     const uint32_t* src = q.codes.data() + r * q.code_words_per_row;
     uint32_t* dst = out.data() + r * q.code_words_per_row;
-    const uint16_t* sw = q.scales16.data() + r * q.groups_per_row;
+    const int64_t g0 = r * q.groups_per_row;
     for (int64_t w = 0; w < q.code_words_per_row; ++w) {
-      const uint8_t* t = table[sw[(w * 8) / group] >> 15];
+      const int64_t gi = g0 + (w * 8) / group;
+      const uint8_t* t = table[s16 ? q.scales16[static_cast<size_t>(gi)] >> 15 : q.scales8[static_cast<size_t>(gi)] >> 7];
       const uint32_t v = src[w];
       dst[w] = t[v & 0xffu] | (static_cast<uint32_t>(t[(v >> 8) & 0xffu]) << 8) |
                (static_cast<uint32_t>(t[(v >> 16) & 0xffu]) << 16) | (static_cast<uint32_t>(t[v >> 24]) << 24);
@@ -472,14 +476,17 @@ void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) 
     for (int i = 0; i < 4; ++i) a.special[i] = static_cast<double>(t.cfg.special_values[static_cast<size_t>(i)]);
   }
   a.special_code = grid.special_code;
-  a.razer_scale_mask = 0x3fffu;
-  a.zero_add = -0.0;  // x + -0 is x, -0 included
+  a.razer_scale_mask = spec.scale_kind == ScaleKind::kFp16Razer ? 0x3fffu : 0u;
+  a.plus_zero_code = -1;
   if (t.razer_xor) {  // the re-encoded codes (gemv_e2m1.cuh): code 15 is |S|, the scale signed
     std::copy(std::begin(gemv4::kXorValue), std::end(gemv4::kXorValue), a.grid);
     a.special_code = 15;
     for (int i = 0; i < 4; ++i) a.special[i] = std::fabs(a.special[i]);
-    a.razer_scale_mask = 0xbfffu;
-    a.zero_add = 0.0;  // zero is code 0's -0 (times a scale of either sign): +0, as the reference's
+    a.razer_scale_mask = spec.scale_kind == ScaleKind::kFp16Razer ? 0xbfffu : 0x80u;
+    // Code 0 (the on-disk +0, stored as -0 in a group of either sign) gives +0 as the reference's
+    // +0 x scale; every other code's value times the signed scale is the reference's product,
+    // zero signs included (a zero scale: the negated value times -0).
+    a.plus_zero_code = 0;
   }
   a.codes = t.codes;
   a.scales16 = t.scales16;

@@ -51,8 +51,9 @@ struct KernelArgs {
   int vector_store;    // cols % 8 == 0 and out 16-byte aligned
   int special_code;    // -1: none
   double tensor_scale;
-  uint32_t razer_scale_mask;  // kFp16Razer: the scale's bits in its word (0xbfff: signed, DeviceTensor::razer_xor)
-  double zero_add;            // added to every value: -0.0 (nothing), or +0.0 to make razer_xor's -0 +0
+  uint32_t razer_scale_mask;  // kFp16Razer: the scale's bits in its word (0xbfff: signed, DeviceTensor::razer_xor);
+                              // kE8M0Razer / kE3M3RazerTensor: the byte's sign bit (0x80 under razer_xor, else 0)
+  int plus_zero_code;         // a code whose weight is +0 whatever the group (razer_xor's code 0), else -1
   double grid[kMaxCodes];  // base value by code (the special code's slot unused)
   double special[4];       // special values by stored index
 };
@@ -110,11 +111,12 @@ struct ScaleTraits<ScaleKind::kE8M0> {  // 2^(e-127), 255 = NaN
   }
 };
 template <>
-struct ScaleTraits<ScaleKind::kE8M0Razer> {  // bits 7,6 = index, 5..0 = p: 2^(p-31)
+struct ScaleTraits<ScaleKind::kE8M0Razer> {  // bits 7,6 = index, 5..0 = p: 2^(p-31) (razer_xor: bit 7 its sign)
   static constexpr bool kSpecial = true, k16 = false;
   __device__ static GroupScale decode(const KernelArgs& a, int64_t gi) {
     const uint32_t enc = a.scales8[gi];
-    return {pow2(static_cast<int>(enc & 63) - 31), static_cast<int>(enc >> 6)};
+    const double s = pow2(static_cast<int>(enc & 63) - 31);
+    return {enc & a.razer_scale_mask ? -s : s, static_cast<int>(enc >> 6)};
   }
 };
 template <>
@@ -126,10 +128,11 @@ struct ScaleTraits<ScaleKind::kE4M3Tensor> {  // E4M3 x fp32 tensor scale (produ
 };
 template <>
 struct ScaleTraits<ScaleKind::kE3M3RazerTensor> {  // bits 7,6 = index, 5..0 = E3M3, x fp32 tensor scale
-  static constexpr bool kSpecial = true, k16 = false;
+  static constexpr bool kSpecial = true, k16 = false;  // (razer_xor: bit 7 the scale's sign)
   __device__ static GroupScale decode(const KernelArgs& a, int64_t gi) {
     const uint32_t enc = a.scales8[gi];
-    return {e3m3_to_double(enc & 63) * a.tensor_scale, static_cast<int>(enc >> 6)};
+    const double s = e3m3_to_double(enc & 63) * a.tensor_scale;
+    return {enc & a.razer_scale_mask ? -s : s, static_cast<int>(enc >> 6)};
   }
 };
 
@@ -214,7 +217,7 @@ __global__ void __launch_bounds__(kBlockThreads) dequant_fp16_kernel(const __gri
       const int field = a.pair_order ? pair_field(i) : i;
       const int code = static_cast<int>((codes >> (field * BITS)) & kMask);
       const double base = (T::kSpecial && code == a.special_code) ? st.special : s_grid[code];
-      h[i] = __half_as_ushort(__double2half((base - st.zero) * st.scale + a.zero_add));
+      h[i] = code == a.plus_zero_code ? 0 : __half_as_ushort(__double2half((base - st.zero) * st.scale));
     }
     uint16_t* o = a.out + row * a.cols + k0;
     if (a.vector_store) {  // cols % 8 == 0: the chunk is whole and 16-byte aligned

@@ -24,9 +24,9 @@
 // Decoding (decode_pair): by bits where the grid allows (int4 / int3: the 0x6400 magic and its
 // kin; E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four
 // codes at a time as high bytes, RaZeR's -0 code patched there to the group's special value;
-// razer4 re-encoded at upload (DeviceTensor::razer_xor): two PRMT lookups in 8-byte tables per
-// four codes, XORed, special value included; razer3: a PRMT lookup in an 8-byte table
-// held in registers, the special value in it), else through a 16-entry fp16 table of the
+// 4-bit RaZeR (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload (DeviceTensor::razer_xor):
+// two PRMT lookups in 8-byte tables per four codes, XORed, special value included; razer3: a
+// PRMT lookup in an 8-byte table held in registers, the special value in it), else through a 16-entry fp16 table of the
 // format's values in shared memory (one per special value for the RaZeR kinds); then the zero
 // point (asym int) and one HMUL2 by the group's fp16 inner scale.
 // bench/gemv.md has the measurements and what was tried.
@@ -81,7 +81,9 @@ struct GemvArgs {
   float outer;               // per-tensor factor applied to the fp32 sums (NV kinds), else 1
   int tiles;                 // host side: 16-row tiles per block, 0 = two_tiles_pay decides
   int layout;                // host side: CodeLayout of the codes (gemv_layout.hpp; the LAYOUT kernels)
-  uint32_t razer_scale_mask;  // kFp16Razer: the scale's bits in its word (0xbfff: signed, razer_xor)
+  uint32_t razer_scale_mask;  // the RaZeR kinds' scale bits (razer_xor: sign included): kFp16Razer the
+                              // word's (0xbfff signed, 0x3fff), kE3M3RazerTensor both bytes' (0xbfbf
+                              // signed, 0x3f3f), kE8M0Razer the byte's sign bit (0x80 signed, 0)
   int razer_xor;              // the codes re-encoded (DeviceTensor::razer_xor): kE2M1Xor or the table
   int split_from;            // one-tile blocks from this (even) index on take half of a tile's K each,
                              // in clusters of two (split_plan); INT_MAX: none
@@ -198,13 +200,14 @@ __device__ __forceinline__ Group decode_group(GroupRaw g, uint32_t nv_sel, uint3
                                                    // (razer_xor: bit 15 also the scale's sign)
   } else if constexpr (K == ScaleKind::kE8M0) {
     return {pow2_half_bits(static_cast<int>(g.a) - 127), 0u};
-  } else if constexpr (K == ScaleKind::kE8M0Razer) {
-    return {pow2_half_bits(static_cast<int>(g.a & 63u) - 31), 32u * (g.a >> 6)};
+  } else if constexpr (K == ScaleKind::kE8M0Razer) {  // (razer_xor: bit 7 the sign, fp16's bit 15)
+    return {pow2_half_bits(static_cast<int>(g.a & 63u) - 31) | ((g.a & scale_mask) << 8), 32u * (g.a >> 6)};
   } else {
     const uint32_t raw = NVPAIR ? bits::prmt(g.a, g.b, nv_sel) : g.a;
     if constexpr (K == ScaleKind::kE4M3Tensor) return {e4m3x2_half2_bits(raw), 0u};
-    // E3M3 payloads in bits 0..5 of each byte, the special-value index in bits 6, 7.
-    return {e4m3x2_half2_bits(raw & 0x3f3fu), (32u * ((raw >> 6) & 3u)) | ((32u * ((raw >> 14) & 3u)) << 16)};
+    // E3M3 payloads in bits 0..5 of each byte, the special-value index in bits 6, 7 (razer_xor:
+    // bit 7 also the sign, E4M3's).
+    return {e4m3x2_half2_bits(raw & scale_mask), (32u * ((raw >> 6) & 3u)) | ((32u * ((raw >> 14) & 3u)) << 16)};
   }
 }
 
@@ -404,14 +407,17 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // template parameter: the runtime range and the exchange cost registers in every kernel otherwise
 // (nvfp4-razer 80 -> 93, one resident block less per SM).
 // The M = 16 kernels (MT = 2) of the bit decoders keep at least four blocks resident per SM
-// (registers <= 64): after the loop's diet (no zero fills) int4 / int3 took 70 registers there
-// and three blocks, 0.87-0.93x on the large shapes. razer4's two-table ones (kE2M1Xor) are bounded
-// to three blocks instead: ptxas gives them 78-80 registers, against 64 under the four-block bound
-// or with no bound at all. Measured (bench/gemv.md, eighteenth session, two calls): 5-12 % faster
-// at four of the issue's seven shapes (4096x11008 18.5 -> 16.3 us), 3-4 % slower at 11008x4096
-// and 14336x4096, where they stay within 5 % of int4. The same bound on razer4's M <= 8 kernels
-// lost (up to 1.23x at 4096x11008, 1.15x at 8192x28672). Not bounded: the table decoder, 3-bit
-// asym, two stages and the NV kinds (they spill at 64; most had more than 64 registers before
+// (registers <= 64): after the loop's diet (no zero fills) int4 / int3 took 70 registers there and
+// three blocks, 0.87-0.93x on the large shapes. razer4's two-table ones (kE2M1Xor) are bounded to
+// three blocks instead: ptxas gives them 78-80 registers, against 64 under the four-block bound or
+// with no bound at all (mxfp4-razer's and nvfp4-razer's two-table kernels too: 77-80 registers;
+// nvfp4-razer's spills 16 bytes at 64 unbounded; at four blocks, measured in the nineteenth
+// session, 11 of 14 rows at M = 16 were slower, mxfp4-razer 8192x28672 / 16384x16384 faster).
+// Measured (bench/gemv.md, eighteenth session, two calls): 5-12 % faster at four of the issue's
+// seven shapes (4096x11008 18.5 -> 16.3 us), 3-4 % slower at 11008x4096 and 14336x4096, where they
+// stay within 5 % of int4. The same bound on razer4's M <= 8 kernels lost (up to 1.23x at
+// 4096x11008, 1.15x at 8192x28672). Not bounded: the table decoder, 3-bit asym, two stages and the
+// NV kinds other than the two-table ones (they spill at 64; most had more than 64 registers before
 // too), and the M <= 8 kernels (bounded, ptxas gives every one all 64 registers, so four blocks:
 // that gives up the fifth where it pays, occupancy_cap; a bound of one block per SM gives them
 // 72-84 registers, so the attribute's minimum is 0 for them).
@@ -436,8 +442,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
-  // The table decoder on a razer_xor tensor (codes in column order; only kFp16Razer has them).
-  const bool col_order = DEC == Decode::kLut && BITS == 4 && K == ScaleKind::kFp16Razer && a.razer_xor;
+  // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them).
+  constexpr bool kRazerKind = K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer || K == ScaleKind::kE3M3RazerTensor;
+  const bool col_order = DEC == Decode::kLut && BITS == 4 && kRazerKind && a.razer_xor;
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
   __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
   __shared__ float xfer[4 * MT][32];          // split tail: the second half's sums, written by its block
@@ -873,18 +880,18 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
   }
 }
 
-// Two 16-row tiles per block (a.tiles == 0: automatic) when M <= 8, rows are short (K <= 4096:
-// each warp of a one-tile block streams only 4 blocks of K, so its start-up latency is a large
-// share) and one tile per block would take between one and two waves of resident blocks (so the
-// halved grid still fills the SMs); the two tiles' warps also share each x load through L1.
-// Measured on the H100 (bench/gemv.md, 2026-11-24 third session): int4 11008x4096 M = 1 / 8
-// 13.9 -> 12.3 / 17.8 -> 14.6 us, 14336x4096 6-11 % faster, razer4 / razer3 11008x4096 2-7 %.
-// Elsewhere two tiles were slower: 4096-row grids leave SMs idle (0.68-0.75x), long rows lose
-// the parallelism (razer4 8192x28672 0.83-0.87x), M = 16 up to 0.73x. Since the tiled rows
-// (sixth session, 11008x4096 and 14336x4096, M = 1..8) one tile is the faster for the E2M1
-// decoder with special values (razer4 1.02-1.13x, nvfp4-razer 1.01-1.09x; mxfp4-razer, not
-// measured, follows them) and int4-asym (1.00-1.05x), while two stay ahead for int4, fp4,
-// razer3 and int3 (by 1.01-1.19x) and for mxfp4 in 5 of 6 rows; nvfp4 is mixed (0.93-1.05x)
+// Two 16-row tiles per block (a.tiles == 0: automatic) when M <= 8, rows are short (K <= 4096: each
+// warp of a one-tile block streams only 4 blocks of K, so its start-up latency is a large share)
+// and one tile per block would take between one and two waves of resident blocks (so the halved
+// grid still fills the SMs); the two tiles' warps also share each x load through L1. Measured on
+// the H100 (bench/gemv.md, 2026-11-24 third session): int4 11008x4096 M = 1 / 8 13.9 -> 12.3 / 17.8
+// -> 14.6 us, 14336x4096 6-11 % faster, razer4 / razer3 11008x4096 2-7 %. Elsewhere two tiles were
+// slower: 4096-row grids leave SMs idle (0.68-0.75x), long rows lose the parallelism (razer4
+// 8192x28672 0.83-0.87x), M = 16 up to 0.73x. Since the tiled rows (sixth session, 11008x4096 and
+// 14336x4096, M = 1..8) one tile is the faster for the E2M1 decoder with special values (razer4
+// 1.02-1.13x, nvfp4-razer 1.01-1.09x; mxfp4-razer, not measured, follows them; all three now take
+// the two tables and the rule below) and int4-asym (1.00-1.05x), while two stay ahead for int4,
+// fp4, razer3 and int3 (by 1.01-1.19x) and for mxfp4 in 5 of 6 rows; nvfp4 is mixed (0.93-1.05x)
 // and keeps two.
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
@@ -944,6 +951,12 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
       if (!pre) throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "razer_xor tensor with an inner scale of 4 or more");
       return launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages);
     }
+  if constexpr (K == ScaleKind::kE3M3RazerTensor && !ASYM)  // (PRE always: pre_factor)
+    if (dec == Decode::kE2M1Xor) return launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages);
+  if constexpr (K == ScaleKind::kE8M0Razer && !ASYM)
+    if (dec == Decode::kE2M1Xor)
+      return pre ? launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages)
+                 : launch_d<K, false, Decode::kE2M1Xor, false>(a, s, stages);
   throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "decoder %d has no kernel for this scale kind", static_cast<int>(dec));
 }
 
@@ -1092,7 +1105,9 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
         v = c == 15 ? std::fabs(w.cfg.special_values[tbl]) : c == 0 ? 0.0 : gemv4::kXorValue[c];
       a.table[tbl * 16 + c] = razerq::double_to_fp16(v);
     }
-  a.razer_scale_mask = w.razer_xor ? 0xbfffu : 0x3fffu;
+  a.razer_scale_mask = spec.scale_kind == ScaleKind::kE3M3RazerTensor ? (w.razer_xor ? 0xbfbfu : 0x3f3fu)
+                       : spec.scale_kind == ScaleKind::kE8M0Razer   ? (w.razer_xor ? 0x80u : 0u)
+                                                                    : (w.razer_xor ? 0xbfffu : 0x3fffu);
   a.razer_xor = w.razer_xor ? 1 : 0;
   const Decode dec = choose_decoder(w, grid, a.special);
   // PRE: scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the

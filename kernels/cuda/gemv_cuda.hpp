@@ -58,8 +58,8 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // How the kernel turns codes into fp16 weights. Bit decoders: int4 and int3 by the 0x6400
 // magic (and, for int3, its kin 0x5800 / 0x4c00), the E2M1 formats (RaZeR included) by building
 // the fp16 high bytes of four codes at a time (RaZeR: the special value patched in there; 4-bit
-// RaZeR with fp16 scales re-encoded at upload, DeviceTensor::razer_xor: looked up in two byte
-// tables instead),
+// RaZeR (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload, DeviceTensor::razer_xor: looked
+// up in two byte tables instead),
 // fp3 by placing the code's bits into an fp16, razer3 by a PRMT lookup in an 8-byte table of the
 // values' high bytes held in registers (the RaZeR kinds' special values x 2^-14 must be fp16
 // with a zero low byte, as the defaults +-5, +-8, +-3, +-6 are, else the table); the table: a

@@ -254,7 +254,7 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::string expect[] = {"e2m1-xor",  "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
-                                "e2m1-bits", "e2m1-bits", "e2m1-bits", "e2m1-xor",  "int4-bits", "fp3-prmt",
+                                "e2m1-xor",  "e2m1-bits", "e2m1-xor",  "e2m1-xor",  "int4-bits", "fp3-prmt",
                                 "int3-bits", "int3-bits", "fp3-bits",  "fp3-prmt",  "int3-bits"};
   static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
   const std::pair<kernels::GemvDecoder, int> configs[] = {
@@ -341,23 +341,26 @@ TEST(GemvCuda, RazerSpecialValueSets) {
 
 // 4-bit RaZeR uploaded re-encoded for the two-table decoder (DeviceTensor::razer_xor, the default)
 // and as E2M1 codes in pair order (set_upload_razer_xor(false): the byte patch) gives the same
-// weights (dequantization) and the same y bit for bit, with either decoder of each, for groups of
-// 64 to 256 and ragged rows; tensors of the two encodings are not concatenated.
+// weights (dequantization) and the same y bit for bit, with either decoder of each, for razer's
+// groups of 64 to 256, mxfp4-razer and nvfp4-razer (their sign in the scale byte's bit 7) and
+// ragged rows; tensors of the two encodings are not concatenated.
 TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   struct XorScope {
     ~XorScope() { kernels::set_upload_razer_xor(true); }
   } restore;
-  for (int group : {128, 64, 256}) {
+  const GemvCase cases[] = {{"razer", false, 128}, {"razer", false, 64}, {"razer", false, 256},
+                            {"mxfp4-razer", false, 32}, {"nvfp4-razer", false, 16}};
+  for (const GemvCase& c : cases) {
     for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
-      const QuantizedTensor q = quantize_random(rng, {"razer", false, group}, N, K);
+      const QuantizedTensor q = quantize_random(rng, c, N, K);
       kernels::set_upload_razer_xor(true);
       const DeviceTensor tx = kernels::upload(q);
       kernels::set_upload_razer_xor(false);
       const DeviceTensor te = kernels::upload(q);
       kernels::set_upload_razer_xor(true);
-      const std::string what = "razer g" + std::to_string(group) + " " + std::to_string(N) + "x" + std::to_string(K);
+      const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K);
       ASSERT_TRUE(tx.razer_xor) << what;
       ASSERT_FALSE(te.razer_xor) << what;
       EXPECT_EQ(dequant_to_host(tx), dequant_to_host(te)) << what << ": dequantized weights";
@@ -526,8 +529,9 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
                                    (tiled_rows ? "" : " row-major");
           EXPECT_EQ(static_cast<int>(t.layout), static_cast<int>(expect)) << what;
           EXPECT_EQ(t.tiled, tiled_rows && N % 16 == 0) << what;
-          // (3/4-bit codes, K a multiple of 128: pair order, or 4-bit RaZeR's re-encoded codes)
-          const bool xor_codes = std::string(c.format) == "razer" && c.bits == 4;
+          // (3/4-bit codes, K a multiple of 128: pair order, or the 4-bit RaZeR kinds' re-encoded codes)
+          const std::string f = c.format;
+          const bool xor_codes = (f == "razer" || f == "mxfp4-razer" || f == "nvfp4-razer") && c.bits == 4;
           EXPECT_EQ(t.razer_xor, xor_codes) << what;
           EXPECT_EQ(t.pair_order, !xor_codes) << what;
           EXPECT_EQ(kernels::row_view(t, 0, 16).razer_xor, t.razer_xor) << what;
