@@ -62,8 +62,8 @@ struct DeviceTensor {
   // a group whose special value is negative stored as its negation, its scale then read with the
   // sign bit (the special-value index's high bit, which is the sign when special values 0, 1 are
   // positive and 2, 3 negative, as the defaults: razer's word & 0xbfff, mxfp4-razer's and
-  // nvfp4-razer's scale byte's bit 7; the on-disk scales are unchanged); the codes of a chunk in column
-  // order (pair_order false). Set by upload() where razer_xor_applies; kept by concat_rows and
+  // nvfp4-razer's scale byte's bit 7; the on-disk scales are unchanged); the codes of a chunk in
+  // column order (pair_order false). Set by upload() where razer_xor_applies; kept by concat_rows and
   // row_view; the dequantization kernel and the GEMV's table decoder read it too.
   bool razer_xor = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)

@@ -97,7 +97,8 @@ inline bool is_e2m1_grid(const std::vector<double>& value, int special_code) {
 // bits 15, 14 the special-value index, 13..0 the fp16 scale; the index's high bit is the flip
 // when values 0, 1 are positive and 2, 3 negative, as the defaults {5, 8, -5, -8}: the kernel
 // reads the scale as word & 0xbfff; mxfp4-razer's and nvfp4-razer's scale bytes hold the index in
-// bits 7, 6, so bit 7 is the flip there: fp16's sign of the E8M0 power, E4M3's of the E3M3 scale). Zero is then -0 (code 0; its products add nothing):
+// bits 7, 6, so bit 7 is the flip there: fp16's sign of the E8M0 power, E4M3's of the E3M3
+// scale). Zero is then -0 (code 0; its products add nothing):
 //   codes 0..3: -0, -0.5, -1, -1.5;  8..11: -2, -3, -4, -6   (negative pairs j = 0..3)
 //   codes 4..7: 0.5, 1, 1.5, 2;      12..15: 3, 4, 6, |S|     (positive pairs j = 4..7)
 // T1 (bytes 0..7) = out(0..7); T2 = ~out(8..11), out(12..15): only T2's byte 7 (|S|) depends on
