@@ -21,14 +21,14 @@
 // of each 8-code word, which upload() stores in pair order (gemv_layout.hpp pair_chunk: fields
 // i, i + 4 are columns 2i, 2i + 1), so each pair meets x's half2 word i as loaded.
 //
-// Decoding (decode_pair): by bits where the grid allows (int4 / int3: the 0x6400 magic and its
-// kin; E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four
-// codes at a time as high bytes, RaZeR's -0 code patched there to the group's special value;
-// 4-bit RaZeR (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload (DeviceTensor::razer_xor):
-// two PRMT lookups in 8-byte tables per four codes, XORed, special value included; razer3: a
-// PRMT lookup in an 8-byte table held in registers, the special value in it), else through a 16-entry fp16 table of the
-// format's values in shared memory (one per special value for the RaZeR kinds); then the zero
-// point (asym int) and one HMUL2 by the group's fp16 inner scale.
+// Decoding (decode_pair): by bits where the grid allows (int4 / int3: the 0x6400 magic and its kin;
+// E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four codes at a
+// time as high bytes, RaZeR's -0 code patched there to the group's special value; 4-bit RaZeR
+// (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload (DeviceTensor::razer_xor): two PRMT
+// lookups in 8-byte tables per four codes, XORed, special value included; razer3: a PRMT lookup in
+// an 8-byte table held in registers, the special value in it), else through a 16-entry fp16 table
+// of the format's values in shared memory (one per special value for the RaZeR kinds); then the
+// zero point (asym int) and one HMUL2 by the group's fp16 inner scale.
 // bench/gemv.md has the measurements and what was tried.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -254,10 +254,12 @@ enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kFp3Prmt, kE2M1Xor };
 
 __host__ __device__ constexpr bool is_3bit_decoder(Decode d) { return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
 __host__ __device__ constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
-// The E2M1 byte decoder with RaZeR's special-value patch (gemv_e2m1.cuh): a RaZeR scale kind.
-__host__ __device__ constexpr bool e2m1_special(Decode d, ScaleKind k) {
-  return d == Decode::kE2M1 && (k == ScaleKind::kFp16Razer || k == ScaleKind::kE8M0Razer || k == ScaleKind::kE3M3RazerTensor);
+// The scale kinds with RaZeR's special-value index.
+__host__ __device__ constexpr bool is_razer_kind(ScaleKind k) {
+  return k == ScaleKind::kFp16Razer || k == ScaleKind::kE8M0Razer || k == ScaleKind::kE3M3RazerTensor;
 }
+// The E2M1 byte decoder with RaZeR's special-value patch (gemv_e2m1.cuh): a RaZeR scale kind.
+__host__ __device__ constexpr bool e2m1_special(Decode d, ScaleKind k) { return d == Decode::kE2M1 && is_razer_kind(k); }
 
 // Decoders whose values come out x 2^-14 (the scale carries 2^14 under PRE; nvfp4: pre_factor).
 __host__ __device__ constexpr bool times_2m14(Decode d) {
@@ -443,8 +445,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
   // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them).
-  constexpr bool kRazerKind = K == ScaleKind::kFp16Razer || K == ScaleKind::kE8M0Razer || K == ScaleKind::kE3M3RazerTensor;
-  const bool col_order = DEC == Decode::kLut && BITS == 4 && kRazerKind && a.razer_xor;
+  const bool col_order = DEC == Decode::kLut && BITS == 4 && is_razer_kind(K) && a.razer_xor;
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
   __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
   __shared__ float xfer[4 * MT][32];          // split tail: the second half's sums, written by its block
