@@ -8,7 +8,7 @@
 // halves of K of one tile, the second adding its sums into the first's shared memory). Inside a warp, lane = 4 g + t holds rows n0 + g and n0 + g + 8,
 // columns 32 t .. 32 t + 31 of each 128-block: one 16-byte load of 32 contiguous 4-bit codes per
 // row, lane and block (whole 32-byte sectors); with tiled rows (DeviceTensor::tiled) the warp's
-// load of rows n0 .. n0 + 7 is 512 contiguous bytes. The same lane loads x[g][those 32 columns] (and
+// load of rows n0 .. n0 + 7 is 512 contiguous bytes (3-bit: three loads of 128, the tile's planes). The same lane loads x[g][those 32 columns] (and
 // x[g + 8]). Permuted codes (gemv_layout.hpp: group % 128 == 0, or the NV kinds' kPair) hold
 // other columns in those 16 bytes (kQuad: 32 w + 8 t .. + 7, w = 0..3; kPair: 64 (w >> 1) +
 // 16 t + 8 (w & 1) .. + 7), so that the four lanes of an x row read one 128-byte line per load
@@ -73,6 +73,9 @@ struct GemvArgs {
   int code_words;                               // per row: K / 8 (4-bit) or 3 K / 32 (3-bit)
   int row_stride, kb_stride;  // words from a row of a tile to the next and from a 128-column block of a
                               // row to the next: code_words and 4 BITS row-major, 4 BITS and 64 BITS tiled
+                              // (3-bit tiled: 4, the rows' words in planes, gemv_layout.hpp tiled_block_word)
+  int q_lane_words, q_plane;  // 3-bit: lane t's first code word at t q_lane_words from its row's block, its
+                              // three words q_plane apart: 3 and 1 row-major, 1 and kTilePlaneWords tiled
   // Group entries (scales, sv_index): row r of a tile at g_row_stride r from the tile's first
   // row's; its group gl at ((gl >> g_unit_shift) << g_block_shift) + (gl & (2^g_unit_shift - 1)):
   // row-major groups_per_row, 0, 0; tiled (gemv_layout.hpp tiled_group) 2^u, u, u + 4.
@@ -498,11 +501,11 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   auto load_q = [&](const uint32_t* w, uint32_t off) {
     if constexpr (BITS == 4) return ld_stream(w + off);
     const uint32_t* p = w + off;
-    return make_uint4(ld_stream32(p), ld_stream32(p + 1), ld_stream32(p + 2), 0u);
+    return make_uint4(ld_stream32(p), ld_stream32(p + a.q_plane), ld_stream32(p + 2 * a.q_plane), 0u);
   };
   // The word offset of the lane's codes in block kb of its rows (32 bits: within one tile).
   auto q_off = [&](int kbc) {
-    const uint32_t lane_words = static_cast<uint32_t>(t) * (BITS == 4 ? 4u : 3u);
+    const uint32_t lane_words = static_cast<uint32_t>(t) * (BITS == 4 ? 4u : static_cast<uint32_t>(a.q_lane_words));
     return static_cast<uint32_t>(kbc) * static_cast<uint32_t>(a.kb_stride) + lane_words;
   };
   // (A split tile's first half is empty where K is one block: it clamps to block 0.)
@@ -1079,7 +1082,9 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   a.x = x, a.y = y;
   a.N = static_cast<int>(w.rows), a.K = static_cast<int>(w.cols), a.M = static_cast<int>(M);
   a.code_words = static_cast<int>(w.code_words_per_row);
-  a.row_stride = w.tiled ? block_words(w.cfg.bits) : a.code_words;
+  const bool planes = w.tiled && w.cfg.bits == 3;  // gemv_layout.hpp tiled_block_word
+  a.q_lane_words = planes ? 1 : 3, a.q_plane = planes ? kTilePlaneWords : 1;
+  a.row_stride = planes ? 4 : w.tiled ? block_words(w.cfg.bits) : a.code_words;
   a.kb_stride = w.tiled ? kTileRows * block_words(w.cfg.bits) : block_words(w.cfg.bits);
   const int us = group_unit_shift(w.cfg.group);
   a.g_row_stride = w.tiled ? 1 << us : static_cast<int>(w.groups_per_row);

@@ -137,14 +137,24 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
 
 // Row tiling (DeviceTensor::tiled), orthogonal to the chunk permutation above: the rows of
 // each 16-row tile (the GEMV's block of output channels) stored tile by tile, and inside a tile
-// block by block: the 16 rows' words of 128-column block b (4 * bits words each) are contiguous,
-// row after row. So the 8 warps of a GEMV block, each reading one 128-column block of its 16
-// rows per step, read 1 KB (4-bit) contiguous each, and a tile is one contiguous stream, where
-// the row-major order has each warp read 64 bytes from each of 16 rows one row length apart.
-// Measured on the H100 with a read-only kernel of the GEMV's access pattern (no decode;
-// kernels/NOTES.md): 28672x8192 4-bit 55-57 us row-major against 45 us tiled (the linear-read
-// speed), 8192x28672 60 against 45. A tile starts where its first row would start row-major,
-// so a row range that begins at a multiple of 16 keeps its offset (row_view, concat_rows).
+// block by block: the 16 rows' words of 128-column block b (4 * bits words each) are contiguous.
+// So the 8 warps of a GEMV block, each reading one 128-column block of its 16 rows per step,
+// read 1 KB (4-bit) contiguous each, and a tile is one contiguous stream, where the row-major
+// order has each warp read 64 bytes from each of 16 rows one row length apart. Measured on the
+// H100 with a read-only kernel of the GEMV's access pattern (no decode; kernels/NOTES.md):
+// 28672x8192 4-bit 55-57 us row-major against 45 us tiled (the linear-read speed), 8192x28672
+// 60 against 45. A tile starts where its first row would start row-major, so a row range that
+// begins at a multiple of 16 keeps its offset (row_view, concat_rows).
+// Inside a tile's block:
+//  4-bit: row after row, each row's 4 words (16 bytes per GEMV lane) in order: word w of row r
+//         at 4 r + w, so the GEMV's one 16-byte load per lane reads 512 contiguous bytes per warp.
+//  3-bit: in three planes of 64 words. The GEMV's lane t of row r reads the row's words 3 t,
+//         3 t + 1, 3 t + 2 (its 32 codes, 12 bytes: no vector load), by three 32-bit loads; with
+//         the words in row order each of those loads touched all 12 sectors of the warp's 384
+//         bytes, so a warp moved 3x its bytes from L2. Word 3 t + j of row r is therefore at
+//         64 j + 4 r + t: each load of a warp's 8 rows reads 128 contiguous bytes (one line).
+//         Measured on the H100 (bench/gemv.md, twentieth session): int3 28672x8192 M = 1 46.8 ->
+//         40.1 us, fp3 47.6 -> 38.9.
 // Applies to the fused GEMV's code widths when rows are whole tiles, columns whole blocks and
 // the group divides or is a multiple of 128 (the scales are tiled too: tile_groups below).
 inline constexpr int kTileRows = 16;  // tiled_group's "+ 4" is its log2
@@ -164,21 +174,32 @@ inline bool tiling_applies(int bits, int group, int64_t rows, int64_t cols) {
 // 32-bit words of one row's 128-column block.
 RAZERQ_HD constexpr int block_words(int bits) { return kRetileColumns * bits / 32; }
 
+// 3-bit tiles: the words of a plane (one word of each of the 16 rows' 4 GEMV lanes).
+inline constexpr int kTilePlaneWords = kTileRows * 4;
+
+// Where word w (0 .. block_words(bits) - 1) of row r (0..15) of a tile's 128-column block lies,
+// counted from the block's first word.
+RAZERQ_HD constexpr int tiled_block_word(int r, int w, int bits) {
+  return bits == 3 ? (w % 3) * kTilePlaneWords + r * 4 + w / 3 : r * block_words(bits) + w;
+}
+
 // Where word w of row r (row-major: r * words_per_row + w) lies in the tiled array.
 RAZERQ_HD int64_t tiled_word(int64_t r, int64_t w, int64_t words_per_row, int bits) {
   const int64_t bw = block_words(bits);
-  return (r / kTileRows) * kTileRows * words_per_row + (w / bw) * kTileRows * bw + (r % kTileRows) * bw + w % bw;
+  return (r / kTileRows) * kTileRows * words_per_row + (w / bw) * kTileRows * bw +
+         tiled_block_word(static_cast<int>(r % kTileRows), static_cast<int>(w % bw), bits);
 }
 
 // The tiled copy of `rows` rows of `words_per_row` words (tiling_applies must hold).
 inline std::vector<uint32_t> tile_rows(const uint32_t* words, int64_t rows, int64_t words_per_row, int bits) {
   std::vector<uint32_t> out(static_cast<size_t>(rows * words_per_row));
   const int64_t bw = block_words(bits);
-  uint32_t* dst = out.data();  // tiled_word's order, bw words at a time
   for (int64_t r0 = 0; r0 < rows; r0 += kTileRows)
-    for (int64_t w = 0; w < words_per_row; w += bw)
-      for (int64_t r = r0; r < r0 + kTileRows; ++r, dst += bw)
-        std::copy(words + r * words_per_row + w, words + r * words_per_row + w + bw, dst);
+    for (int64_t w = 0; w < words_per_row; w += bw) {
+      uint32_t* dst = out.data() + r0 * words_per_row + w * kTileRows;  // the tile's block
+      for (int r = 0; r < kTileRows; ++r)
+        for (int j = 0; j < bw; ++j) dst[tiled_block_word(r, j, bits)] = words[(r0 + r) * words_per_row + w + j];
+    }
   return out;
 }
 

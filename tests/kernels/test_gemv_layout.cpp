@@ -144,8 +144,9 @@ TEST(GemvLayout, AppliesToThreeAndFourBitCodesWithBlockWideGroups) {
 }
 
 // Tiled rows: the word the GEMV's lane t reads for row g (0..15) of tile T and 128-column block
-// kb, j-th of its 16 / 12 bytes' words, at T 16 words_per_row + g 4 bits + kb 64 bits + t bits + j
-// (gemv.cu: wT + g row_stride + kb kb_stride + t bits), is that row's row-major word.
+// kb, j-th of its 16 / 12 bytes' words, is that row's row-major word. It is at T 16 words_per_row
+// + kb 64 bits + (4-bit) g 16 + t 4 + j, (3-bit, planes) j 64 + g 4 + t (gemv.cu: wT + g row_stride
+// + kb kb_stride + t q_lane_words + j q_plane).
 TEST(GemvLayout, TiledRowsHoldEveryWordWhereTheKernelReadsIt) {
   std::mt19937 rng(test::test_seed());
   std::uniform_int_distribution<uint32_t> u32;
@@ -161,7 +162,8 @@ TEST(GemvLayout, TiledRowsHoldEveryWordWhereTheKernelReadsIt) {
           for (int64_t kb = 0; kb < cols / 128; ++kb)
             for (int t = 0; t < 4; ++t)
               for (int j = 0; j < bits; ++j) {
-                const int64_t at = T * 16 * wpr + g * 4 * bits + kb * 64 * bits + t * bits + j;
+                const int64_t at =
+                    T * 16 * wpr + kb * 64 * bits + (bits == 4 ? g * 16 + t * 4 + j : j * 64 + g * 4 + t);
                 const int64_t from = (16 * T + g) * wpr + kb * 4 * bits + t * bits + j;
                 ASSERT_EQ(tl[static_cast<size_t>(at)], w[static_cast<size_t>(from)])
                     << bits << "-bit, " << cols << " columns, tile " << T << " row " << g << " block " << kb;
