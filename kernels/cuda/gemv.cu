@@ -402,8 +402,10 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // 2t + 1 and 8w + {4h + 2, 4h + 3} in slots 2t + 8, 2t + 9): x's half2 words 4w + 2h, 4w + 2h + 1.
 // MT = 1: M <= 8; MT = 2: M <= 16. G16: 16-column groups (two per lane and block).
 // Pipeline: each warp keeps kStages (1 or 2) blocks of codes and group parameters in flight.
-// BITS = 3: a lane's 32 codes of a row and block are 12 bytes (three 32-bit loads at word
-// 12 kb + 3 t of the row), split into four 24-bit words of 8 codes (gemv3::words).
+// BITS = 3: a lane's 32 codes of a row and block are 12 bytes (three 32-bit loads: row-major at
+// words 12 kb + 3 t + j of the row; tiled at word 64 j + 4 r + t of the tile's block, planes that
+// make each load of a warp one 128-byte line per 8 rows), split into four 24-bit words of 8 codes
+// (gemv3::words).
 // LAYOUT (CodeLayout, gemv_layout.hpp): where the lane's code word w lies, 32 t + 8 w (kDisk),
 // 32 w + 8 t (kQuad) or 64 (w >> 1) + 16 t + 8 (w & 1) (kPair) in the block; its x load w follows.
 // The group is the block's for the permuted layouts with group % 128 == 0; the NV kinds under
@@ -896,10 +898,13 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
 // 1.02-1.13x, nvfp4-razer 1.01-1.09x; mxfp4-razer, not measured, follows them; all three now take
 // the two tables and the rule below) and int4-asym (1.00-1.05x), while two stay ahead for int4,
 // fp4, razer3 and int3 (by 1.01-1.19x) and for mxfp4 in 5 of 6 rows; nvfp4 is mixed (0.93-1.05x)
-// and keeps two.
+// and keeps two. Since the 3-bit planes (twentieth session, two runs of both shapes at M = 1, 2, 4,
+// 8) one tile is the faster for razer3 (kFp3Prmt, 1.02-1.09x at every row), so it takes one; int3,
+// fp3 and int3-asym keep two (two faster by 1.00-1.18x at 11008x4096, one by 0.97-1.07x at
+// 14336x4096).
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
-  if constexpr (e2m1_special(DEC, K) || (ASYM && DEC == Decode::kInt4)) return false;
+  if constexpr (e2m1_special(DEC, K) || DEC == Decode::kFp3Prmt || (ASYM && DEC == Decode::kInt4)) return false;
   if (a.M > 8 || a.K > 4096) return false;
   // Resident one-tile blocks per SM (asked on the first device).
   static const int per_sm =
