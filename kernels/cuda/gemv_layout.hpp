@@ -151,7 +151,7 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
 //  3-bit: in three planes of 64 words. The GEMV's lane t of row r reads the row's words 3 t,
 //         3 t + 1, 3 t + 2 (its 32 codes, 12 bytes: no vector load), by three 32-bit loads; with
 //         the words in row order each of those loads touched all 12 sectors of the warp's 384
-//         bytes, so a warp moved 3x its bytes from L2. Word 3 t + j of row r is therefore at
+//         bytes, so a warp asked L2 for 3x its bytes. Word 3 t + j of row r is therefore at
 //         64 j + 4 r + t: each load of a warp's 8 rows reads 128 contiguous bytes (one line).
 //         Measured on the H100 (bench/gemv.md, twentieth session): int3 28672x8192 M = 1 46.8 ->
 //         40.1 us, fp3 47.6 -> 38.9.
