@@ -199,8 +199,8 @@ __global__ void __launch_bounds__(kBlockThreads) dequant_fp16_kernel(const __gri
     if (BITS == 4 && a.tiled) {  // the chunk inside its row's 128-column block, whose words are contiguous
       constexpr int bw = block_words(4);
       codes = load_chunk<BITS>(a.codes + tiled_word(row, (pos >> 4) * bw, a.code_words_per_row, BITS), bw, pos & 15);
-    } else if (BITS == 3 && a.tiled) {  // the block's words in planes (tiled_block_word): the chunk's (up to) two words
-      constexpr int bw = block_words(3);
+    } else if (BITS == 3 && a.tiled) {  // the block's words in planes (tiled_block_word): the chunk's
+      constexpr int bw = block_words(3);  // 24 bits from its one or two words
       const int64_t w0 = (pos >> 4) * bw;
       const int c = pos & 15, w = (3 * c) >> 2;  // the chunk's first word in the block
       const uint32_t v[2] = {a.codes[tiled_word(row, w0 + w, a.code_words_per_row, BITS)],

@@ -2,17 +2,18 @@
 // kinds of the registry's 4-bit formats and the 3-bit ones with fp16 scales (BITS = 3: a
 // lane's 32 codes are 12 bytes, cut into four 24-bit words of 8 codes, gemv_bits3.cuh).
 //
-// Work split. A block (8 warps) owns 16 output channels (rows n0 .. n0+15 of W) and all of K;
-// its warps take the 128-column blocks of K round robin and their partial sums are added in
-// shared memory at the end (the split tail, split_plan: a cluster pair of blocks takes the two
-// halves of K of one tile, the second adding its sums into the first's shared memory). Inside a warp, lane = 4 g + t holds rows n0 + g and n0 + g + 8,
-// columns 32 t .. 32 t + 31 of each 128-block: one 16-byte load of 32 contiguous 4-bit codes per
-// row, lane and block (whole 32-byte sectors); with tiled rows (DeviceTensor::tiled) the warp's
-// load of rows n0 .. n0 + 7 is 512 contiguous bytes (3-bit: three loads of 128, the tile's planes). The same lane loads x[g][those 32 columns] (and
-// x[g + 8]). Permuted codes (gemv_layout.hpp: group % 128 == 0, or the NV kinds' kPair) hold
-// other columns in those 16 bytes (kQuad: 32 w + 8 t .. + 7, w = 0..3; kPair: 64 (w >> 1) +
-// 16 t + 8 (w & 1) .. + 7), so that the four lanes of an x row read one 128-byte line per load
-// instead of two.
+// Work split. A block (8 warps) owns 16 output channels (rows n0 .. n0+15 of W) and all of K; its
+// warps take the 128-column blocks of K round robin and their partial sums are added in shared
+// memory at the end (the split tail, split_plan: a cluster pair of blocks takes the two halves of K
+// of one tile, the second adding its sums into the first's shared memory). Inside a warp,
+// lane = 4 g + t holds rows n0 + g and n0 + g + 8, columns 32 t .. 32 t + 31 of each 128-block: one
+// 16-byte load of 32 contiguous 4-bit codes per row, lane and block (whole 32-byte sectors); with
+// tiled rows (DeviceTensor::tiled) the warp's load of rows n0 .. n0 + 7 is 512 contiguous bytes
+// (3-bit: three loads of 128, the tile's planes). The same lane loads x[g][those 32 columns] (and
+// x[g + 8]). Permuted codes (gemv_layout.hpp: group % 128 == 0, or the NV kinds' kPair) hold other
+// columns in those 16 bytes (kQuad: 32 w + 8 t .. + 7, w = 0..3; kPair: 64 (w >> 1) + 16 t +
+// 8 (w & 1) .. + 7), so that the four lanes of an x row read one 128-byte line per load instead of
+// two.
 //
 // Tensor cores: mma.sync.m16n8k16 computing y^T = W . x^T (A = 16 decoded weight rows, B = x^T
 // with up to 8 rows of x, fp32 accumulators); M = 9..16 takes a second mma on the same A. So

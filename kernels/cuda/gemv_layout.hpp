@@ -154,7 +154,7 @@ inline std::vector<uint32_t> retile_codes(const uint32_t* words, int64_t rows, i
 //         bytes, so a warp asked L2 for 3x its bytes. Word 3 t + j of row r is therefore at
 //         64 j + 4 r + t: each load of a warp's 8 rows reads 128 contiguous bytes (one line).
 //         Measured on the H100 (bench/gemv.md, twentieth session): int3 28672x8192 M = 1 46.8 ->
-//         40.1 us, fp3 47.6 -> 38.9.
+//         40.1 us, fp3 47.5 -> 38.9.
 // Applies to the fused GEMV's code widths when rows are whole tiles, columns whole blocks and
 // the group divides or is a multiple of 128 (the scales are tiled too: tile_groups below).
 inline constexpr int kTileRows = 16;  // tiled_group's "+ 4" is its log2
