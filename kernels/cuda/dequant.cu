@@ -40,9 +40,6 @@ constexpr bool registry_uses(ScaleKind k, int bits) {
     if (e.kind == k && bits >= e.min_bits && bits <= e.max_bits) return true;
   return false;
 }
-constexpr bool kind_has_special(ScaleKind k) {
-  return k == ScaleKind::kFp16Razer || k == ScaleKind::kE8M0Razer || k == ScaleKind::kE3M3RazerTensor;
-}
 
 struct Launch {
   dim3 grid, block;
@@ -57,7 +54,7 @@ struct Launch {
 // (razer_xor_codes).
 bool razer_xor_applies(const quantizer::QuantizedTensor& q) {
   const quantizer::FormatConfig& c = q.cfg;
-  if (!kind_has_special(c.spec().scale_kind) || c.bits != 4 || c.asym || !q.sv_index.empty()) return false;
+  if (!is_razer_kind(c.spec().scale_kind) || c.bits != 4 || c.asym || !q.sv_index.empty()) return false;
   if (!pair_order_applies(c.bits, q.cols) || c.group % 8 != 0 || c.special_values.size() != 4) return false;
   const quantizer::Grid grid = quantizer::base_grid(c);
   if (grid.special_code != 8 || !gemv4::is_e2m1_grid(grid.value, grid.special_code)) return false;
@@ -358,7 +355,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   if (spec.scale_kind == ScaleKind::kLutRow)
     throw_error(ErrorKind::kUnsupported, "upload " + q.cfg.label(),
                 "lut tensors have their own device layout and kernels (kernels/cuda/lut_gemv_cuda.hpp: upload_lut)");
-  if (spec.has_special != kind_has_special(spec.scale_kind))
+  if (spec.has_special != is_razer_kind(spec.scale_kind))
     throw_error(ErrorKind::kInternal, "upload", "format %s: has_special does not match its scale kind", spec.name);
   if (q.cols > INT_MAX - (1 << 21) || q.groups_per_row > INT_MAX || q.code_words_per_row > INT_MAX)
     throw_error(ErrorKind::kUnsupported, "upload", "%lld columns: the kernel indexes a row with 32-bit integers",

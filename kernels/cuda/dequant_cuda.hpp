@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/cuda/gemv_layout.hpp"
+#include "kernels/host_device.hpp"
 #include "quantizer/quantize.hpp"
 
 namespace razerq::kernels {
@@ -25,6 +26,13 @@ namespace razerq::kernels {
 bool cuda_device_available(std::string* why = nullptr);
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, driver 13.0, runtime 13.0)", for logs.
 std::string cuda_device_description();
+
+// The scale kinds that carry RaZeR's special-value index (quantizer::FormatSpec::has_special; the
+// kernels' own list, upload() checks that the two agree).
+RAZERQ_HD constexpr bool is_razer_kind(quantizer::ScaleKind k) {
+  return k == quantizer::ScaleKind::kFp16Razer || k == quantizer::ScaleKind::kE8M0Razer ||
+         k == quantizer::ScaleKind::kE3M3RazerTensor;
+}
 
 // A packed tensor in device memory: one allocation (owned) holding the arrays of a
 // quantizer::QuantizedTensor. Move-only; freed by free() or the destructor.

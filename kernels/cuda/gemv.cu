@@ -258,10 +258,6 @@ enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kFp3Prmt, kE2M1Xor };
 
 __host__ __device__ constexpr bool is_3bit_decoder(Decode d) { return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
 __host__ __device__ constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
-// The scale kinds with RaZeR's special-value index.
-__host__ __device__ constexpr bool is_razer_kind(ScaleKind k) {
-  return k == ScaleKind::kFp16Razer || k == ScaleKind::kE8M0Razer || k == ScaleKind::kE3M3RazerTensor;
-}
 // The E2M1 byte decoder with RaZeR's special-value patch (gemv_e2m1.cuh): a RaZeR scale kind.
 __host__ __device__ constexpr bool e2m1_special(Decode d, ScaleKind k) { return d == Decode::kE2M1 && is_razer_kind(k); }
 
