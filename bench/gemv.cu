@@ -12,9 +12,11 @@
 // kernels/cuda/gemv_layout.hpp; default: upload's choice), row-major rows instead of 16-row tiles
 // (":rm", set_upload_tiling), no split tail (":ns", set_gemv_split) or every tile split (":sp"),
 // 4-bit RaZeR's E2M1 codes with the byte patch instead of the re-encoded two-table codes (":e2m1",
-// set_upload_razer_xor), the gate/up product's SiLU epilogue (":silu", gemv_silu_mul_fp16_cuda:
-// N = 2 F rows as [gate; up]) or the plain product followed by the SiLU kernel (":silusep", the
-// decode step's pair without the epilogue; its time is the two launches').
+// set_upload_razer_xor), razer3's codes as a bitstream (the table decoder then) instead of
+// nibbles for the lookup decoder (":bs", set_upload_nib3), the gate/up product's SiLU epilogue
+// (":silu", gemv_silu_mul_fp16_cuda: N = 2 F rows as [gate; up]) or the plain product followed by
+// the SiLU kernel (":silusep", the decode step's pair without the epilogue; its time is the two
+// launches').
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default
 // 0.5 %, SqueezeLLM's 0.45 % outliers + 0.05 % sensitive); random tables, codes and sparse
 // entries (valid tensors, no k-means), each configuration first checked once against the float64
@@ -447,10 +449,12 @@ int main(int argc, char** argv) {
       kernels::set_upload_layout(layout);
       kernels::set_upload_tiling(!row_major);
       kernels::set_upload_razer_xor(opts.find(":e2m1") == std::string::npos);
+      kernels::set_upload_nib3(opts.find(":bs") == std::string::npos);
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
       kernels::set_upload_layout(CodeLayout::kAuto);
       kernels::set_upload_tiling(true);
       kernels::set_upload_razer_xor(true);
+      kernels::set_upload_nib3(true);
       const char* layout_name = ws[0].layout == CodeLayout::kQuad   ? " quad"
                                 : ws[0].layout == CodeLayout::kPair ? " pair"
                                                                     : "";

@@ -14,6 +14,7 @@
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/device_info.cuh"
+#include "kernels/cuda/gemv_bits3.cuh"
 #include "kernels/cuda/gemv_e2m1.cuh"
 #include "kernels/cuda/gemv_layout.hpp"
 
@@ -93,6 +94,40 @@ std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
   return out;
 }
 
+// Whether upload() stores a tensor's 3-bit codes as nibbles (DeviceTensor::nib3, gemv_bits3.cuh)
+// for the GEMV's lookup decoder: razer3 (a grid with a special value, fp16 scales with the
+// special-value index in the scale word) whose grid and special values x 2^-14 are fp16 with a
+// zero low byte (gemv3::nib3_tables; the default special values are), whole 128-column blocks.
+// (fp3 and int3 sym would take the decoder too, but measured no faster than their bit decoders
+// on the bitstream: bench/gemv.md, twenty-first session.)
+bool nib3_applies(const quantizer::QuantizedTensor& q) {
+  const quantizer::FormatConfig& c = q.cfg;
+  const ScaleKind k = c.spec().scale_kind;
+  if (c.bits != 3 || c.asym || !q.sv_index.empty() || !pair_order_applies(c.bits, q.cols)) return false;
+  if (k != ScaleKind::kFp16Razer) return false;
+  const quantizer::Grid grid = quantizer::base_grid(c);
+  if (grid.special_code < 0) return false;
+  gemv3::Nib3Tables t;
+  return gemv3::nib3_tables(grid.value, grid.special_code, c.special_values, &t);
+}
+
+// `rows` rows of 3-bit codes (`words_per_row` words, whole 128-column blocks of 12 words, the
+// chunks in column order) with each lane's 12 bytes (words 3 t .. 3 t + 2 of a block: chunks
+// 4 t .. 4 t + 3) as gemv3::nib3_pack stores them.
+std::vector<uint32_t> nib3_codes(const uint32_t* words, int64_t rows, int64_t words_per_row) {
+  std::vector<uint32_t> out(static_cast<size_t>(rows * words_per_row));
+  for (int64_t i = 0; i + 3 <= rows * words_per_row; i += 3) {  // a row is whole lanes' words
+    const uint64_t lo = words[i] | static_cast<uint64_t>(words[i + 1]) << 32;
+    const uint64_t hi = words[i + 1] >> 16 | static_cast<uint64_t>(words[i + 2]) << 16;  // bits 48..95
+    const uint32_t c[4] = {static_cast<uint32_t>(lo & 0xffffffu), static_cast<uint32_t>((lo >> 24) & 0xffffffu),
+                           static_cast<uint32_t>(hi & 0xffffffu), static_cast<uint32_t>((hi >> 24) & 0xffffffu)};
+    uint32_t w[3];
+    gemv3::nib3_pack(c, w);
+    out[static_cast<size_t>(i)] = w[0], out[static_cast<size_t>(i + 1)] = w[1], out[static_cast<size_t>(i + 2)] = w[2];
+  }
+  return out;
+}
+
 Launch launch_shape(const detail::KernelArgs& a) {
   // x: chunks of 8 codes along the row (a warp multiple, up to the block); y: rows.
   const int chunks = a.chunks_per_row;
@@ -150,6 +185,7 @@ void launch(const detail::KernelArgs& a, ScaleKind kind, int bits, cudaStream_t 
 CodeLayout g_upload_layout = CodeLayout::kAuto;
 bool g_upload_tiling = true;
 bool g_upload_razer_xor = true;
+bool g_upload_nib3 = true;
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -232,6 +268,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     tiled = o.tiled;
     pair_order = o.pair_order;
     razer_xor = o.razer_xor;
+    nib3 = o.nib3;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
@@ -270,7 +307,8 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
       bad("code layout (set_upload_layout changed between the uploads, or NV-kind parts on both sides of "
           "upload's row bound for kPair: gemv_layout.hpp layout_for)");
     if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
-    if (p.pair_order != f.pair_order || p.razer_xor != f.razer_xor) bad("pair order or RaZeR encoding of the codes");
+    if (p.pair_order != f.pair_order || p.razer_xor != f.razer_xor || p.nib3 != f.nib3)
+      bad("pair order, RaZeR or nibble encoding of the codes");
     if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
     rows += p.rows;
   }
@@ -306,6 +344,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   t.tiled = f.tiled;
   t.pair_order = f.pair_order;
   t.razer_xor = f.razer_xor;
+  t.nib3 = f.nib3;
   t.scales_fit_fp16 = true;
   t.max_inner_scale = 0;
   for (const DeviceTensor* p : parts) {
@@ -342,6 +381,7 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   v.tiled = t.tiled;
   v.pair_order = t.pair_order;
   v.razer_xor = t.razer_xor;
+  v.nib3 = t.nib3;
   return v;
 }
 
@@ -365,14 +405,17 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   const CodeLayout layout =
       layout_for(q.cfg, q.cols, g_upload_layout, few_rows_per_sm(q.rows, detail::current_device_sm_count()));
   // RaZeR 4-bit for the two-table decoder: re-encoded, in column order; the others in pair order.
+  // 3-bit codes the lookup decoder takes: as nibbles (after the chunk permutation, column order).
   const bool razer_xor = g_upload_razer_xor && razer_xor_applies(q);
-  const bool pair_order = !razer_xor && pair_order_applies(q.cfg.bits, q.cols);
+  const bool nib3 = g_upload_nib3 && nib3_applies(q);
+  const bool pair_order = !razer_xor && !nib3 && pair_order_applies(q.cfg.bits, q.cols);
   std::vector<uint32_t> xor_codes = razer_xor ? razer_xor_codes(q) : std::vector<uint32_t>();
   const uint32_t* codes = razer_xor ? xor_codes.data() : q.codes.data();
   std::vector<uint32_t> permuted =
       layout != CodeLayout::kDisk || pair_order
           ? retile_codes(codes, q.rows, q.code_words_per_row, q.cols, q.cfg.bits, layout, pair_order)
           : std::move(xor_codes);  // (empty unless razer_xor: then the re-encoded codes as they are)
+  if (nib3) permuted = nib3_codes(permuted.empty() ? q.codes.data() : permuted.data(), q.rows, q.code_words_per_row);
   // Rows in 16-row tiles (gemv_layout.hpp): the codes, and alike the per-group arrays the GEMV
   // reads beside them (scales, razer's separate special-value indices; not the zero points).
   const bool tiled = g_upload_tiling && tiling_applies(q.cfg.bits, q.cfg.group, q.rows, q.cols);
@@ -409,6 +452,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.tiled = tiled;
   t.pair_order = pair_order;
   t.razer_xor = razer_xor;
+  t.nib3 = nib3;
   double mx = 0;
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -449,6 +493,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
 void set_upload_layout(CodeLayout layout) { g_upload_layout = layout; }
 void set_upload_tiling(bool tiled) { g_upload_tiling = tiled; }
 void set_upload_razer_xor(bool on) { g_upload_razer_xor = on; }
+void set_upload_nib3(bool on) { g_upload_nib3 = on; }
 
 void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) {
   const char* where = "dequantize_fp16_cuda";
@@ -502,6 +547,7 @@ void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) 
   a.layout = static_cast<int>(t.layout);
   a.tiled = t.tiled ? 1 : 0;
   a.pair_order = t.pair_order ? 1 : 0;
+  a.nib3 = t.nib3 ? 1 : 0;
   a.group_unit_shift = group_unit_shift(t.cfg.group);
   a.vector_store = (t.cols % 8 == 0 && reinterpret_cast<uintptr_t>(d_out) % 16 == 0) ? 1 : 0;
   a.tensor_scale = static_cast<double>(t.tensor_scale);

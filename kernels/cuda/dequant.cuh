@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "quantizer/format.hpp"
+#include "kernels/cuda/gemv_bits3.cuh"
 #include "kernels/cuda/gemv_layout.hpp"
 
 namespace razerq::kernels::detail {
@@ -48,6 +49,7 @@ struct KernelArgs {
   int tiled;           // rows stored in 16-row tiles (gemv_layout.hpp tiled_word, tiled_group; BITS 3 / 4 only)
   int group_unit_shift;  // gemv_layout.hpp group_unit_shift(group)
   int pair_order;      // each chunk's codes in pair order (gemv_layout.hpp pair_field; BITS 3 / 4 only)
+  int nib3;            // 3-bit codes as nibbles (DeviceTensor::nib3, gemv_bits3.cuh nib3_pack; column order)
   int vector_store;    // cols % 8 == 0 and out 16-byte aligned
   int special_code;    // -1: none
   double tensor_scale;
@@ -196,7 +198,15 @@ __global__ void __launch_bounds__(kBlockThreads) dequant_fp16_kernel(const __gri
        row += static_cast<int64_t>(gridDim.y) * blockDim.y) {
     const int pos = retile_chunk(j, static_cast<CodeLayout>(a.layout));
     uint64_t codes;
-    if (BITS == 4 && a.tiled) {  // the chunk inside its row's 128-column block, whose words are contiguous
+    if (BITS == 3 && a.nib3) {  // the lane's three words (chunks 4 t .. 4 t + 3 of the block)
+      constexpr int bw = block_words(3);
+      const int64_t w0 = (pos >> 4) * bw + 3 * ((pos & 15) >> 2);
+      uint32_t v[3];
+#pragma unroll
+      for (int i = 0; i < 3; ++i)
+        v[i] = a.codes[a.tiled ? tiled_word(row, w0 + i, a.code_words_per_row, BITS) : row * a.code_words_per_row + w0 + i];
+      codes = gemv3::nib3_chunk(v[0], v[1], v[2], pos & 3);
+    } else if (BITS == 4 && a.tiled) {  // the chunk inside its row's 128-column block, whose words are contiguous
       constexpr int bw = block_words(4);
       codes = load_chunk<BITS>(a.codes + tiled_word(row, (pos >> 4) * bw, a.code_words_per_row, BITS), bw, pos & 15);
     } else if (BITS == 3 && a.tiled) {  // the block's words in planes (tiled_block_word): the chunk's

@@ -74,6 +74,13 @@ struct DeviceTensor {
   // column order (pair_order false). Set by upload() where razer_xor_applies; kept by concat_rows and
   // row_view; the dequantization kernel and the GEMV's table decoder read it too.
   bool razer_xor = false;
+  // 3-bit codes stored as nibbles for the fused GEMV's lookup decoder (gemv_bits3.cuh nib3_pack:
+  // a lane's 12 bytes of a row and 128-column block hold three chunks as nibbles, the fourth in
+  // their spare bits; the chunks in column order, pair_order false). Set by upload() where
+  // nib3_applies (razer3 whose grid and special values x 2^-14 are fp16 with a zero low byte, as
+  // the defaults); kept by concat_rows and row_view; the dequantization kernel and the GEMV's
+  // table decoder read it too.
+  bool nib3 = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;
 
@@ -99,6 +106,10 @@ void set_upload_tiling(bool tiled);
 // true: DeviceTensor::razer_xor); false keeps the E2M1 codes in pair order, for tests and
 // benchmarks. Process-wide.
 void set_upload_razer_xor(bool on);
+// Whether later upload() calls store 3-bit codes as nibbles where nib3_applies (the default,
+// true: DeviceTensor::nib3); false keeps them in pair order for the bit decoders, for tests and
+// benchmarks. Process-wide.
+void set_upload_nib3(bool on);
 // Frees the device memory; idempotent.
 void free(DeviceTensor& t);
 

@@ -89,6 +89,8 @@ struct GemvArgs {
                               // word's (0xbfff signed, 0x3fff), kE3M3RazerTensor both bytes' (0xbfbf
                               // signed, 0x3f3f), kE8M0Razer the byte's sign bit (0x80 signed, 0)
   int razer_xor;              // the codes re-encoded (DeviceTensor::razer_xor): kE2M1Xor or the table
+  int nib3;                   // 3-bit codes as nibbles (DeviceTensor::nib3): kNib3 or the table
+  uint32_t nib_t0;            // kNib3: the high bytes of codes 0..3's values x 2^-14 (gemv3::nib3_tables)
   int split_from;            // one-tile blocks from this (even) index on take half of a tile's K each,
                              // in clusters of two (split_plan); INT_MAX: none
   int pair_rows;             // the SiLU epilogue (PAIR, gemv_silu_mul_fp16_cuda): F, W = [gate; up] of
@@ -97,7 +99,7 @@ struct GemvArgs {
   uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
                                  // XOR 0x80, in all four bytes (gemv_e2m1.cuh); kE2M1Xor: the
                                  // second table's high word, kXorT2Hi | |S|'s byte << 24;
-                                 // kFp3Prmt: the high bytes of codes 4..7's values x 2^-14
+                                 // kNib3: the high bytes of codes 4..7's values x 2^-14
 };
 
 __device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: do not keep in L1
@@ -227,7 +229,7 @@ struct RowGroup {
   __half2 zero[3];   // kLut asym: zero[0] = the zero point; kInt4: zero[0] = 1024 + 8 (sym) or
                      // 1024 + zero (asym); kInt3: per magic m (gemv3::int3_pair) m + 4 or m + zero
   uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: special[] (the byte);
-                     // kFp3Prmt: the byte table of codes 4..7 (the special value's in byte 0)
+                     // kNib3: the byte table of codes 4..7 (razer3: the special value's in byte 0)
 };
 
 // Pair i (0..3) of a code word q holds codes i and i + 4 (columns 8w + i and 8w + i + 4 of
@@ -248,22 +250,27 @@ struct RowGroup {
 //  kFp3:  fp3's sign to bit 15 and its 2 exponent bits to bits 11..10 is exactly value x 2^-14
 //         ({0, 1, 2, 4}); after a per-word move of the signs, one shift and one LOP3 per pair.
 //         The 2^14 as for kE2M1.
-//  kFp3Prmt: razer3 (fp3 whose -0 code 4 is the group's special value): every value x 2^-14 is
-//         an fp16 with a zero low byte, so one PRMT per pair looks both halves up in an 8-byte
-//         table held in two registers (codes 0..3 fixed, codes 4..7 per special value).
 //  kE2M1Xor: RaZeR 4-bit re-encoded at upload (DeviceTensor::razer_xor): two PRMT lookups in
 //         8-byte tables per four codes, XORed, give the high bytes (special value included), then
 //         one PRMT per pair (gemv_e2m1.cuh). The 2^14 as for kE2M1.
-enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kFp3Prmt, kE2M1Xor };
+//  kNib3: 3-bit codes stored as nibbles at upload (DeviceTensor::nib3, gemv_bits3.cuh): per word
+//         of 8 codes two PRMT lookups in the 8-byte table of the grid's high bytes (per group for
+//         razer3: codes 4..7 hold the special value) and one PRMT per pair; razer3 (upload's
+//         nib3_applies; the decoder takes any grid gemv3::nib3_tables does, fp3 and int3 sym
+//         too). The word's codes are in column order (pair i = fields 2 i, 2 i + 1). The 2^14
+//         as for kE2M1.
+enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3 };
 
-__host__ __device__ constexpr bool is_3bit_decoder(Decode d) { return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kFp3Prmt; }
+__host__ __device__ constexpr bool is_3bit_decoder(Decode d) {
+  return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kNib3;
+}
 __host__ __device__ constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
 // The E2M1 byte decoder with RaZeR's special-value patch (gemv_e2m1.cuh): a RaZeR scale kind.
 __host__ __device__ constexpr bool e2m1_special(Decode d, ScaleKind k) { return d == Decode::kE2M1 && is_razer_kind(k); }
 
 // Decoders whose values come out x 2^-14 (the scale carries 2^14 under PRE; nvfp4: pre_factor).
 __host__ __device__ constexpr bool times_2m14(Decode d) {
-  return d == Decode::kE2M1 || d == Decode::kFp3 || d == Decode::kFp3Prmt || d == Decode::kE2M1Xor;
+  return d == Decode::kE2M1 || d == Decode::kFp3 || d == Decode::kE2M1Xor || d == Decode::kNib3;
 }
 // What PRE multiplies the inner scale by: 2^14 (then the decoded weight is exactly
 // fp16(value x scale), as long as scale x 2^14 is an fp16: inner scales below 4), or for nvfp4
@@ -281,20 +288,21 @@ __host__ __device__ constexpr float pre_factor(ScaleKind k) { return k == ScaleK
 
 // A word of 8 codes as its decoder takes it, prepared once for the word's 4 pairs: the codes, or
 // kE2M1's high bytes of its even and odd codes (gemv_e2m1.cuh), or the 3-bit bit decoders' forms
-// of gemv_bits3.cuh. tb: the row group's tb (kE2M1 RaZeR: the special value's byte mask).
+// of gemv_bits3.cuh. tb: the row group's tb (kE2M1 RaZeR: the special value's byte mask; kNib3
+// the table of codes 4..7, t0 that of codes 0..3).
 struct Word {
   uint32_t a, b;
 };
 
 template <Decode DEC, bool SPECIAL>
-__device__ __forceinline__ Word prep_word(uint32_t q, uint32_t tb) {
-  if constexpr (DEC == Decode::kInt3) {
+__device__ __forceinline__ Word prep_word(uint32_t q, uint32_t tb, uint32_t t0) {
+  if constexpr (DEC == Decode::kNib3) {
+    const gemv3::Nib3Bytes b = gemv3::nib3_lookup(q, t0, tb);
+    return {b.lo, b.hi};
+  } else if constexpr (DEC == Decode::kInt3) {
     return {gemv3::spread<0>(q), 0u};
   } else if constexpr (DEC == Decode::kFp3) {
     return {gemv3::fp3_word(gemv3::spread<1>(q)), 0u};
-  } else if constexpr (DEC == Decode::kFp3Prmt) {
-    const gemv3::Fp3Selectors sel = gemv3::fp3_selectors(gemv3::spread<1>(q));
-    return {sel.e, sel.o};
   } else if constexpr (DEC == Decode::kE2M1) {
     const gemv4::E2m1Bytes b = gemv4::e2m1_bytes<SPECIAL>(q, tb);
     return {b.e, b.o};
@@ -306,7 +314,8 @@ __device__ __forceinline__ Word prep_word(uint32_t q, uint32_t tb) {
   }
 }
 
-// BITS = 3, kLut: q holds 8 codes of 3 bits in its low 24 bits, code j at bit 3j.
+// BITS = 3, kLut: q holds 8 codes of 3 bits in its low 24 bits, code j at bit 3j; or with
+// col_order (a nib3 tensor's) 8 nibbles, code j in bits 4j .. 4j + 2, pair i = nibbles 2i, 2i + 1.
 // col_order (kLut, 4-bit): the word's codes in column order (a razer_xor tensor's), so pair i is
 // fields (2 i, 2 i + 1), not (i, i + 4).
 template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE, int BITS>
@@ -314,8 +323,9 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
   const uint32_t q = wd.a, tb = r.tb[hlf];
   __half2 v;
   if constexpr (DEC == Decode::kLut && BITS == 3) {
-    const uint32_t lo = lds16((i == 0 ? (q << 1) & 0xeu : (q >> (3 * i - 1)) & 0xeu) | tb);
-    const uint32_t hi = lds16(((q >> (3 * i + 11)) & 0xeu) | tb);
+    const int s0 = col_order ? 8 * i : 3 * i, s1 = col_order ? 8 * i + 4 : 3 * i + 12;
+    const uint32_t lo = lds16((s0 == 0 ? (q << 1) & 0xeu : (q >> (s0 - 1)) & 0xeu) | tb);
+    const uint32_t hi = lds16(((q >> (s1 - 1)) & 0xeu) | tb);
     v = u2h(__byte_perm(lo, hi, 0x5410));
     if constexpr (ASYM) v = __hsub2(v, r.zero[0]);
   } else if constexpr (DEC == Decode::kLut) {
@@ -328,8 +338,8 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
     v = __hsub2(u2h(gemv3::and_or(q >> (4 * i), 0x000f000fu, 0x64006400u)), r.zero[0]);
   } else if constexpr (DEC == Decode::kInt3) {
     v = __hsub2(u2h(gemv3::int3_pair(q, i)), r.zero[gemv3::int3_magic_index(i)]);
-  } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kFp3Prmt) {
-    v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::fp3_lookup({wd.a, wd.b}, tb, i));
+  } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kNib3) {
+    v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::nib3_pair({wd.a, wd.b}, i));
     if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
   } else {  // kE2M1 / kE2M1Xor: the high bytes prepared per word (special value included)
     v = u2h(DEC == Decode::kE2M1 ? gemv4::e2m1_pair({wd.a, wd.b}, i) : gemv4::xor_pair({wd.a, wd.b}, i));
@@ -349,7 +359,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
     r.scale[0] = __low2half2(s);
     r.scale[1] = __high2half2(s);
     const uint32_t t0 = g0.table & 0xffffu, t1 = g0.table >> 16;
-    if constexpr (DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt || DEC == Decode::kE2M1Xor) {
+    if constexpr (DEC == Decode::kE2M1 || DEC == Decode::kE2M1Xor || DEC == Decode::kNib3) {
       r.tb[0] = a.special[t0 >> 5], r.tb[1] = a.special[t1 >> 5];
     } else {
       r.tb[0] = lut_addr | t0, r.tb[1] = lut_addr | t1;
@@ -358,7 +368,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
     __half2 s0 = u2h(bits::prmt(g0.scale, 0u, 0x1010u));  // the low 16 bits in both halves
     if constexpr (times_2m14(DEC) && PRE) s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
     r.scale[0] = r.scale[1] = s0;
-    r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kFp3Prmt || DEC == Decode::kE2M1Xor
+    r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kE2M1Xor || DEC == Decode::kNib3
                             ? a.special[g0.table >> 5]
                             : lut_addr | g0.table;
   }
@@ -447,7 +457,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
   // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them).
-  const bool col_order = DEC == Decode::kLut && BITS == 4 && is_razer_kind(K) && a.razer_xor;
+  // The table decoder on a nib3 tensor: nibbles, in column order too.
+  const bool col_order = DEC == Decode::kLut && (BITS == 4 ? is_razer_kind(K) && a.razer_xor : a.nib3 != 0);
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
   __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
   __shared__ float xfer[4 * MT][32];          // split tail: the second half's sums, written by its block
@@ -457,6 +468,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     __syncthreads();
   }
   const uint32_t lut_addr = static_cast<uint32_t>(__cvta_generic_to_shared(lut));  // 128-byte aligned
+  const uint32_t nib_t0 = a.nib_t0;
 
   const int g = lane >> 2, t = lane & 3;
   // TILES == 2: warps 0..3 take the block's first 16 rows, 4..7 the next 16, both groups the
@@ -594,18 +606,21 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       if constexpr (BITS == 4) {
         wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
         wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = qB.w;
+      } else if (DEC == Decode::kNib3 || (DEC == Decode::kLut && col_order)) {  // nibbles: words 0..2, 3 gathered
+        wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = gemv3::nib3_spare(qA.x, qA.y, qA.z);
+        wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = gemv3::nib3_spare(qB.x, qB.y, qB.z);
       } else {  // code j of a word at bit 3j + P
-        constexpr int P = DEC == Decode::kFp3 || DEC == Decode::kFp3Prmt ? 1 : 0;
+        constexpr int P = DEC == Decode::kFp3 ? 1 : 0;
         gemv3::words<P>(qA.x, qA.y, qA.z, wa);
         gemv3::words<P>(qB.x, qB.y, qB.z, wb);
       }
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
-        const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf]), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf]);
+        const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf], nib_t0), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf], nib_t0);
         // The word's codes are in pair order (DeviceTensor::pair_order): pair i (fields i, i + 4)
-        // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded; razer_xor: in
-        // column order, pair i (fields 2i, 2i + 1) the same columns.
+        // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded; razer_xor and nib3:
+        // in column order, pair i (fields 2i, 2i + 1) the same columns.
         const uint32_t* xp = xa + 4 * w;
         const uint32_t* xq = xb + 4 * w;
 #pragma unroll
@@ -896,12 +911,14 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
 // the two tables and the rule below) and int4-asym (1.00-1.05x), while two stay ahead for int4,
 // fp4, razer3 and int3 (by 1.01-1.19x) and for mxfp4 in 5 of 6 rows; nvfp4 is mixed (0.93-1.05x)
 // and keeps two. Since the 3-bit planes (twentieth session, two runs of both shapes at M = 1, 2, 4,
-// 8) one tile is the faster for razer3 (kFp3Prmt, 1.02-1.09x at every row), so it takes one; int3,
-// fp3 and int3-asym keep two (two faster by 1.00-1.18x at 11008x4096, one by 0.97-1.07x at
-// 14336x4096).
+// 8) one tile was the faster for razer3's bitstream decoder (kFp3Prmt, 1.02-1.09x at every row);
+// int3, fp3 and int3-asym keep two (two faster by 1.00-1.18x at 11008x4096, one by 0.97-1.07x at
+// 14336x4096). razer3 on the nibbles (kNib3, twenty-first session, one run at M = 1, 8) is mixed
+// like int3 (two faster by 1.04-1.07x at 11008x4096, one by 1.02-1.04x at 14336x4096), so it
+// follows the rule.
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS>
 bool two_tiles_pay(const GemvArgs& a) {
-  if constexpr (e2m1_special(DEC, K) || DEC == Decode::kFp3Prmt || (ASYM && DEC == Decode::kInt4)) return false;
+  if constexpr (e2m1_special(DEC, K) || (ASYM && DEC == Decode::kInt4)) return false;
   if (a.M > 8 || a.K > 4096) return false;
   // Resident one-tile blocks per SM (asked on the first device).
   static const int per_sm =
@@ -936,11 +953,11 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
           if (dec == Decode::kFp3)
             return pre ? launch_d<K, false, Decode::kFp3, true, 3>(a, s, stages)
                        : launch_d<K, false, Decode::kFp3, false, 3>(a, s, stages);
-      } else if constexpr (!ASYM) {
-        if (dec == Decode::kFp3Prmt)
-          return pre ? launch_d<K, false, Decode::kFp3Prmt, true, 3>(a, s, stages)
-                     : launch_d<K, false, Decode::kFp3Prmt, false, 3>(a, s, stages);
       }
+      if constexpr (K == ScaleKind::kFp16Razer && !ASYM)  // (upload's nib3_applies: razer3 only)
+        if (dec == Decode::kNib3)
+          return pre ? launch_d<K, false, Decode::kNib3, true, 3>(a, s, stages)
+                     : launch_d<K, false, Decode::kNib3, false, 3>(a, s, stages);
     }
     throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "3-bit codes with scale kind %d and decoder %d",
                 static_cast<int>(K), static_cast<int>(dec));
@@ -970,11 +987,19 @@ GemvDecoder g_decoder = GemvDecoder::kAuto;
 int g_stages = 0;
 int g_tiles = 0;  // 0: two_tiles_pay
 
-// 3-bit: kInt3 for int (sym codes c - 4, asym c); kFp3 for the fp3 grid without special
-// values; kFp3Prmt for razer3 (special code 4) when every special value x 2^-14 is an exact fp16
-// with a zero low byte (at most 3 significant bits: the defaults +-3, +-6 are), its high byte
-// going into the byte table of codes 4..7; else the table.
-Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
+// 3-bit: kNib3 for the nibble-encoded codes (DeviceTensor::nib3: razer3 whose special values
+// x 2^-14 are exact fp16 with a zero low byte, at most 3 significant bits: the defaults +-3, +-6
+// are); kInt3 for int (sym codes c - 4, asym c); kFp3 for the fp3 grid without special values;
+// else the table (razer3 uploaded as a bitstream: set_upload_nib3(false), or other special values).
+Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables], uint32_t* t0) {
+  if (w.nib3) {  // (upload checked the grid: nib3_applies)
+    gemv3::Nib3Tables t;
+    if (!gemv3::nib3_tables(grid.value, grid.special_code, w.cfg.special_values, &t))
+      throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "nib3 tensor %s without lookup tables", w.cfg.label().c_str());
+    *t0 = t.t0;
+    for (int i = 0; i < kTables; ++i) special[i] = t.t1[i];
+    return Decode::kNib3;
+  }
   if (w.cfg.id == quantizer::FormatId::kInt) {
     for (int c = 0; c < 8; ++c)
       if (grid.value[c] != (w.cfg.asym ? c : c - 4)) return Decode::kLut;
@@ -984,14 +1009,7 @@ Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint3
   static constexpr double kFp3[4] = {0, 1, 2, 4};
   for (int c = 0; c < 8; ++c)
     if (c != grid.special_code && grid.value[c] != (c & 4 ? -1 : 1) * kFp3[c & 3]) return Decode::kLut;
-  if (!w.cfg.spec().has_special) return grid.special_code < 0 ? Decode::kFp3 : Decode::kLut;
-  if (grid.special_code != 4 || w.cfg.special_values.size() < kTables) return Decode::kLut;
-  for (int i = 0; i < kTables; ++i) {
-    const int b = gemv4::fp16_high_byte_2m14(w.cfg.special_values[i]);
-    if (b < 0) return Decode::kLut;
-    special[i] = gemv3::kFp3Bytes1 | static_cast<uint32_t>(b);
-  }
-  return Decode::kFp3Prmt;
+  return !w.cfg.spec().has_special && grid.special_code < 0 ? Decode::kFp3 : Decode::kLut;
 }
 
 // The bit decoder the tensor's grid allows (kInt4: int 4-bit; kE2M1: the E2M1 sign-magnitude
@@ -999,8 +1017,9 @@ Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint3
 // choose_decoder3), else the table. (nvfp4-razer kept the table under kAuto until the byte
 // decoder: the bit decoder's special-value patch was slower there; bytes are 4-17 % faster than
 // the table at every shape and M, bench/gemv.md 2026-11-24.)
-Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables]) {
+Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables], uint32_t* t0) {
   std::memset(special, 0, sizeof(special));
+  *t0 = 0;
   if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
   if (w.razer_xor) {  // (upload checked the grid and the special values: razer_xor_applies)
     for (int i = 0; i < kTables; ++i)
@@ -1011,7 +1030,7 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   // razer's fallback with separate special-value indices (scales of 2 and above): the table only
   // (the bit decoders' kernels do not read the indices: load_group's SV).
   if (w.sv_index) return Decode::kLut;
-  if (w.cfg.bits == 3) return choose_decoder3(w, grid, special);
+  if (w.cfg.bits == 3) return choose_decoder3(w, grid, special, t0);
   const quantizer::FormatSpec& spec = w.cfg.spec();
   if (w.cfg.id == quantizer::FormatId::kInt) return spec.scale_kind == ScaleKind::kFp16 ? Decode::kInt4 : Decode::kLut;
   if (w.cfg.asym) return Decode::kLut;
@@ -1052,8 +1071,8 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
   if (w.cfg.bits == 3 && w.cfg.spec().scale_kind != ScaleKind::kFp16 && w.cfg.spec().scale_kind != ScaleKind::kFp16Razer)
     return no("3-bit codes with a scale kind other than fp16");
   if (w.cols % 128) return no(strprintf("K = %lld is not a multiple of 128", static_cast<long long>(w.cols)));
-  if (!w.pair_order && !w.razer_xor)
-    return no("codes neither in pair order nor RaZeR-re-encoded (upload() gives one to every tensor the kernel takes)");
+  if (!w.pair_order && !w.razer_xor && !w.nib3)
+    return no("codes neither in pair order nor re-encoded (upload() gives one to every tensor the kernel takes)");
   const int g = w.cfg.group;
   if (g < 16 || (g & (g - 1)) != 0)
     return no(strprintf("group %d (the kernel takes powers of two from 16)", g));
@@ -1117,7 +1136,8 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
                        : spec.scale_kind == ScaleKind::kE8M0Razer   ? (w.razer_xor ? 0x80u : 0u)
                                                                     : (w.razer_xor ? 0xbfffu : 0x3fffu);
   a.razer_xor = w.razer_xor ? 1 : 0;
-  const Decode dec = choose_decoder(w, grid, a.special);
+  a.nib3 = w.nib3 ? 1 : 0;
+  const Decode dec = choose_decoder(w, grid, a.special, &a.nib_t0);
   // PRE: scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
   // other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
   // (pre_factor, e4m3x2_half2_bits).
@@ -1176,16 +1196,16 @@ void set_gemv_split(int mode) { g_split = mode == 1 || mode == 2 ? mode : 0; }
 
 const char* gemv_decoder_name(const DeviceTensor& w) {
   if (!gemv_supported(w)) return "unsupported";
-  uint32_t special[kTables];
-  const Decode dec = choose_decoder(w, quantizer::base_grid(w.cfg), special);
+  uint32_t special[kTables], t0;
+  const Decode dec = choose_decoder(w, quantizer::base_grid(w.cfg), special, &t0);
   const bool two = choose_stages() == 2;
   switch (dec) {
     case Decode::kInt4: return two ? "int4-bits/2" : "int4-bits/1";
     case Decode::kE2M1: return two ? "e2m1-bits/2" : "e2m1-bits/1";
     case Decode::kInt3: return two ? "int3-bits/2" : "int3-bits/1";
     case Decode::kFp3: return two ? "fp3-bits/2" : "fp3-bits/1";
-    case Decode::kFp3Prmt: return two ? "fp3-prmt/2" : "fp3-prmt/1";
     case Decode::kE2M1Xor: return two ? "e2m1-xor/2" : "e2m1-xor/1";
+    case Decode::kNib3: return two ? "nib3/2" : "nib3/1";
     case Decode::kLut: break;
   }
   return two ? "table/2" : "table/1";

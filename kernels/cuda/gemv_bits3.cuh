@@ -7,7 +7,7 @@
 // A row's codes are a little-endian bitstream (formats/SPEC.md); a lane's 32 codes of a 128-column
 // block are three words x, y, z (96 bits). words() cuts them into four words of 8 codes, code j
 // of a word at bit 3j + P (P = 0 or 1, the decoder's choice: P = 1 saves a shift per word in the
-// fp3 decoders, see fp3_pair and fp3_selectors). Bits outside the 24 code bits are junk (the
+// fp3 decoder, see fp3_pair). Bits outside the 24 code bits are junk (the
 // neighbouring words' codes) except where said; every step below masks them away.
 //
 // Instruction counts (sm_90 SASS, per word of 8 codes, i.e. 4 pairs, one weight row):
@@ -15,14 +15,17 @@
 //           pair HSUB2 (zero point / magic) and HMUL2 (scale): 15, 3.75 per pair.
 //  - fp3:   spread 2, sign move 2, per pair SHF + LOP3 (pair 3: LOP3 only with P = 1) -> 11; then
 //           per pair HMUL2: 15, 3.75 per pair (16 for word 0, whose x << 1 is one more).
-//  - razer3 (fp3 with the -0 code replaced by the group's special value): spread 2, byte
-//           split 2 + PRMT, selectors 3 (+ 2 shifts for pairs 2 and 3), per pair one PRMT lookup
-//           of a register-held 8-entry byte table -> 14; then HMUL2: 18, 4.5 per pair.
+//  - razer3 (fp3 with the -0 code replaced by the group's special value): the nibble encoding
+//           and lookups below, 37 per 32 codes (9.25 per word); then HMUL2: 13.25, 3.3 per pair.
+//           (Its decoder on the bitstream, 14 + 4 per word by one PRMT lookup per pair, was
+//           replaced by these: bench/gemv.md, twenty-first session.)
 // The shared-memory table decoder these replace takes 8 per pair (two SHF + LOP3 + LDS.U16,
 // PRMT, HMUL2) and 9 with a zero point.
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cuda/gemv_bit_ops.cuh"
+#include "kernels/cuda/gemv_e2m1.cuh"  // gemv4::fp16_high_byte_2m14
 
 namespace razerq::kernels::gemv3 {
 
@@ -69,27 +72,85 @@ RAZERQ_HD uint32_t int3_pair(uint32_t s, int i) {
 RAZERQ_HD uint32_t fp3_word(uint32_t s) { return select_bits(0x0db60db6u, s, s << 3); }
 RAZERQ_HD uint32_t fp3_pair(uint32_t w, int i) { return (w << (9 - 3 * i)) & 0x8c008c00u; }
 
-// fp3 by table lookup in registers (razer3: code 4 is the group's special value). Every value
-// v x 2^-14 of the grid (and each special value the host admits) is an fp16 whose low byte is 0,
-// so a PRMT whose selector holds code c_i in nibble 1 and c_(i+4) in nibble 3 (nibbles 0 and 2
-// zero: code 0's byte, 0x00) looks up the high bytes of both halves at once in the 8-byte table
-// {kFp3Bytes0 (codes 0..3), per-group word (codes 4..7)}.
-inline constexpr uint32_t kFp3Bytes0 = 0x0c080400u;   // 0, 1, 2, 4 (x 2^-14)
-inline constexpr uint32_t kFp3Bytes1 = 0x8c888400u;   // byte 0: code 4's, filled in by the host
-// P = 1, s = spread<1>(q): the selectors of pairs 0 / 1 (bits 0..15 of e / o) and 2 / 3 (their
-// bits 16..31). Codes 0..3 and 4..7 are first split into 6-bit pairs (c0 c1 | c2 c3) per byte,
-// bytes reordered to (c0 c1, c4 c5, c2 c3, c6 c7), then odd and even codes masked into nibbles 1.
-struct Fp3Selectors {
-  uint32_t e, o;
-};
-RAZERQ_HD Fp3Selectors fp3_selectors(uint32_t s) {
-  const uint32_t t = select_bits(0x007f007fu, s, s << 2);  // c2 c3 / c6 c7 to bits 9..14 / 25..30
-  const uint32_t v = prmt(t, 0u, 0x3120u);                 // each byte: even code at 1..3, odd at 4..6
-  return {(v << 3) & 0x70707070u, v & 0x70707070u};
+
+// --- nib3: a device encoding of the codes for lookups four at a time ----------------------
+// upload() may store a lane's 32 codes of a row and 128-column block (its 12 bytes: words x, y, z,
+// j = 0, 1, 2) as nibbles instead of a bitstream (DeviceTensor::nib3): nibble n (bits 4 n .. 4 n + 2)
+// of word j holds the code of column n of the lane's chunk j (column order), and the spare bit
+// 4 n + 3 of word j holds bit j of the code of column n of chunk 3. Same bytes, so the same loads
+// and planes; the on-disk format is unchanged.
+// Decoding a chunk: its 8 codes as nibbles with bit 3 clear are 8 PRMT selectors; two PRMTs look
+// up four codes each in the 8-byte table {t0 (codes 0..3), t1 (codes 4..7)} of the high bytes of
+// value x 2^-14 (any 3-bit grid whose values x 2^-14 are fp16 with a zero low byte: fp3, razer3
+// with its special value in t1, int3 sym), and one PRMT per pair spreads two of those bytes into a
+// half2 with zero low bytes. Per chunk of 8 codes: mask + 2 PRMT + shift + 4 PRMT = 8 ALU-pipe
+// instructions; chunk 3 first gathers its selectors from the spare bits: 3 shifts + 2 LOP3.
+// Per 32 codes 37, against 56 for razer3's bitstream decoder that these replaced, fp3's 44 and
+// int3's 28 (+ 16 HSUB2). Measured on the H100 (bench/gemv.md, twenty-first session): razer3
+// 1.04-1.18x faster; fp3 and int3 within a few % either way, so they keep the bitstream
+// (nib3_applies: grids with a special value only).
+
+// Chunks c[0..3] (8 codes each, column n at bits 3 n) as the lane's words x, y, z.
+RAZERQ_HD void nib3_pack(const uint32_t (&c)[4], uint32_t (&w)[3]) {
+  for (int j = 0; j < 3; ++j) {
+    uint32_t v = 0;
+    for (int n = 0; n < 8; ++n) {
+      v |= ((c[j] >> (3 * n)) & 7u) << (4 * n);
+      v |= ((c[3] >> (3 * n + j)) & 1u) << (4 * n + 3);
+    }
+    w[j] = v;
+  }
 }
-RAZERQ_HD uint32_t fp3_lookup(Fp3Selectors sel, uint32_t bytes1, int i) {
-  const uint32_t c = (i & 1 ? sel.o : sel.e) >> (i < 2 ? 0 : 16);
-  return prmt(kFp3Bytes0, bytes1, c);
+// Chunk v (0..3) of words x, y, z: column n at bits 3 n (nib3_pack's inverse).
+RAZERQ_HD uint32_t nib3_chunk(uint32_t x, uint32_t y, uint32_t z, int v) {
+  const uint32_t src = v == 0 ? x : v == 1 ? y : z;
+  uint32_t c = 0;
+  for (int n = 0; n < 8; ++n) {
+    const uint32_t code = v < 3 ? (src >> (4 * n)) & 7u
+                                : ((x >> (4 * n + 3)) & 1u) | (((y >> (4 * n + 3)) & 1u) << 1) |
+                                      (((z >> (4 * n + 3)) & 1u) << 2);
+    c |= code << (3 * n);
+  }
+  return c;
+}
+// Chunk 3's codes as nibbles (bit 3 of each is junk, cleared by nib3_lookup): bits 4 n, 4 n + 1,
+// 4 n + 2 from the spare bits of x, y, z.
+RAZERQ_HD uint32_t nib3_spare(uint32_t x, uint32_t y, uint32_t z) {
+  return select_bits(0x33333333u, select_bits(0x11111111u, x >> 3, y >> 2), z >> 1);
+}
+// The high bytes of a chunk's codes: lo = columns 0..3 (byte n = column n), hi = columns 4..7.
+struct Nib3Bytes {
+  uint32_t lo, hi;
+};
+RAZERQ_HD Nib3Bytes nib3_lookup(uint32_t w, uint32_t t0, uint32_t t1) {
+  const uint32_t m = w & 0x77777777u;  // (PRMT reads the selector's low 16 bits)
+  return {prmt(t0, t1, m), prmt(t0, t1, m >> 16)};
+}
+// Pair i (columns 2 i, 2 i + 1) as a half2: its two bytes in bytes 1 and 3, zeros (the second
+// operand's byte 4) in bytes 0 and 2.
+RAZERQ_HD uint32_t nib3_pair(Nib3Bytes b, int i) { return prmt(i < 2 ? b.lo : b.hi, 0u, i & 1 ? 0x3424u : 0x1404u); }
+
+// The lookup tables of a 3-bit grid (value by code; special_code -1 or a code whose value is
+// special_values[i] in table i): t0 the high bytes of codes 0..3's values x 2^-14, t1[i] those of
+// codes 4..7 with special value i. False where a value x 2^-14 is not an fp16 with a zero low
+// byte or the special code is below 4 (t0 is shared by the four tables).
+struct Nib3Tables {
+  uint32_t t0 = 0, t1[4] = {0, 0, 0, 0};
+};
+inline bool nib3_tables(const std::vector<double>& grid, int special_code, const std::vector<float>& special_values,
+                        Nib3Tables* out) {
+  if (grid.size() != 8 || (special_code >= 0 && (special_code < 4 || special_values.size() < 4))) return false;
+  Nib3Tables t;
+  for (int i = 0; i < 4; ++i)
+    for (int c = 0; c < 8; ++c) {
+      const double v = c == special_code ? special_values[static_cast<size_t>(i)] : grid[static_cast<size_t>(c)];
+      const int b = gemv4::fp16_high_byte_2m14(v);
+      if (b < 0) return false;
+      if (c < 4) t.t0 |= static_cast<uint32_t>(b) << (8 * c);  // (the same in each pass)
+      else t.t1[i] |= static_cast<uint32_t>(b) << (8 * (c - 4));
+    }
+  *out = t;
+  return true;
 }
 
 }  // namespace razerq::kernels::gemv3

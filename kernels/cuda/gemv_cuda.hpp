@@ -88,7 +88,7 @@ void set_gemv_tiles(int tiles);
 // reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_split(int mode);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
-// "fp3-bits/1", "fp3-prmt/1" (razer3), "table/1", ... (decoder / stages at M = 1), or
+// "fp3-bits/1", "nib3/1" (razer3), "table/1", ... (decoder / stages at M = 1), or
 // "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w);
 

@@ -1,4 +1,5 @@
-// The integer part of the fused GEMV's 3-bit bit decoders (kernels/cuda/gemv_bits3.cuh) and of its
+// The integer part of the fused GEMV's 3-bit bit decoders and razer3's nibble lookups
+// (kernels/cuda/gemv_bits3.cuh: nib3_pack, nib3_lookup, nib3_pair) and of its
 // E2M1 byte decoder (kernels/cuda/gemv_e2m1.cuh: fp4 and 4-bit RaZeR), run on the CPU: the very functions the kernel calls (PRMT and LOP3 by their PTX definitions), on every
 // 24-bit word of 8 codes with junk in the other bits, against independent references: the codes
 // from quantizer::unpack_row (the checkpoint's bitstream reader), the values from the registry's
@@ -10,6 +11,8 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "common/half.hpp"
@@ -86,46 +89,67 @@ TEST(GemvBits3, Fp3PairsAreTheGridTimes2m14) {
   }
 }
 
-TEST(GemvBits3, Fp3LookupsAreTheGridWithTheSpecialValue) {
-  // razer3: code 4 (fp3's -0) is the group's special value; each table's byte 0 of codes 4..7
-  // is filled in as gemv.cu's choose_decoder3 does. The fixed bytes are the grid's.
-  const quantizer::FormatConfig cfg = quantizer::make_format_config("razer", 3, 128, false);
-  const quantizer::Grid grid = quantizer::base_grid(cfg);
-  ASSERT_EQ(grid.special_code, 4);
-  ASSERT_EQ(cfg.special_values.size(), 4u);
-  const std::vector<uint16_t> base = halves_times_2m14(grid.value);
-  for (int c = 0; c < 8; ++c) {
-    if (c == 4) continue;
-    EXPECT_EQ(base[c] & 0xffu, 0u) << c;
-    EXPECT_EQ(base[c] >> 8, ((c < 4 ? g3::kFp3Bytes0 : g3::kFp3Bytes1) >> (8 * (c & 3))) & 0xffu) << c;
+// nib3 (upload's nibble encoding of a lane's 32 codes and the lookup decoder): the codes packed
+// by nib3_pack come back by nib3_chunk, and the decoder's lookups give the grid's values x 2^-14
+// for fp3, int3 sym and razer3 with each of its special values (nib3_tables built from the
+// registry's grid), every 24-bit chunk once in chunk 0 and in chunk 3 (the spare bits), random
+// codes in the others.
+TEST(GemvBits3, Nib3LookupsAreTheGridOfThePackedCodes) {
+  struct Grid3 {
+    std::string what;
+    std::vector<double> value;  // by code, the special value in place
+  };
+  std::vector<Grid3> grids;
+  const quantizer::Grid fp3 = quantizer::base_grid(quantizer::make_format_config("fp3", 3, 128, false));
+  grids.push_back({"fp3", fp3.value});
+  const quantizer::Grid int3 = quantizer::base_grid(quantizer::make_format_config("int", 3, 128, false));
+  grids.push_back({"int3", int3.value});
+  const quantizer::FormatConfig rcfg = quantizer::make_format_config("razer", 3, 128, false);
+  const quantizer::Grid razer3 = quantizer::base_grid(rcfg);
+  ASSERT_EQ(razer3.special_code, 4);
+  std::vector<g3::Nib3Tables> tables;
+  for (const auto& [g, cfg] : {std::pair{fp3, quantizer::make_format_config("fp3", 3, 128, false)},
+                               std::pair{int3, quantizer::make_format_config("int", 3, 128, false)}, std::pair{razer3, rcfg}}) {
+    g3::Nib3Tables t;
+    ASSERT_TRUE(g3::nib3_tables(g.value, g.special_code, cfg.special_values, &t));
+    tables.push_back(t);
+  }
+  for (int i = 1; i < 4; ++i) tables.push_back(tables[2]);
+  for (int i = 0; i < 4; ++i) {
+    std::vector<double> v = razer3.value;
+    v[4] = rcfg.special_values[static_cast<size_t>(i)];
+    grids.push_back({"razer3 special value " + std::to_string(v[4]), v});
   }
   std::mt19937 rng(test::test_seed());
   std::uniform_int_distribution<uint32_t> u32;
-  for (int t = 0; t < 4; ++t) {
-    std::vector<double> values = grid.value;
-    values[4] = cfg.special_values[t];
-    const std::vector<uint16_t> want = halves_times_2m14(values);
-    ASSERT_EQ(want[4] & 0xffu, 0u) << "special value " << values[4];
-    const uint32_t bytes1 = g3::kFp3Bytes1 | (want[4] >> 8u);
-    auto check = [&](uint32_t c24) {
-      const uint32_t j = junk(c24);
-      const uint32_t q = (c24 << 1) | (j & 1u) | (j << 25);
-      const g3::Fp3Selectors sel = g3::fp3_selectors(g3::spread<1>(q));
-      for (int i = 0; i < 4; ++i) {
-        const uint32_t h = g3::fp3_lookup(sel, bytes1, i);
-        if ((h & 0xffffu) != want[(c24 >> (3 * i)) & 7u] || (h >> 16) != want[(c24 >> (3 * i + 12)) & 7u])
-          return ::testing::AssertionFailure() << std::hex << "word " << c24 << " pair " << i << ": " << h;
+  for (size_t gi = 0; gi < grids.size(); ++gi) {
+    const std::vector<uint16_t> want = halves_times_2m14(grids[gi].value);
+    const uint32_t t0 = tables[gi].t0, t1 = tables[gi].t1[gi < 2 ? 0 : gi - 2];
+    const uint32_t n = gi == 2 ? (1u << 24) : (1u << 18);  // every chunk for one table, a sample for the others
+    for (uint32_t c24 = 0; c24 < n; ++c24) {
+      const uint32_t c = gi == 2 ? c24 : u32(rng) & 0xffffffu;
+      const uint32_t chunk[4] = {c, u32(rng) & 0xffffffu, u32(rng) & 0xffffffu, c ^ 0x5a5a5au};
+      uint32_t w[3];
+      g3::nib3_pack(chunk, w);
+      for (int v = 0; v < 4; ++v) {
+        if (g3::nib3_chunk(w[0], w[1], w[2], v) != chunk[v])
+          FAIL() << std::hex << "chunk " << v << " of " << chunk[0] << " " << chunk[1] << " " << chunk[2] << " " << chunk[3];
+        const uint32_t word = v < 3 ? w[v] : g3::nib3_spare(w[0], w[1], w[2]);
+        const g3::Nib3Bytes b = g3::nib3_lookup(word, t0, t1);
+        for (int i = 0; i < 4; ++i) {
+          const uint32_t h = g3::nib3_pair(b, i);
+          const uint32_t lo = (chunk[v] >> (6 * i)) & 7u, hi = (chunk[v] >> (6 * i + 3)) & 7u;  // columns 2 i, 2 i + 1
+          if ((h & 0xffffu) != want[lo] || (h >> 16) != want[hi])
+            FAIL() << grids[gi].what << std::hex << ": chunk " << v << " = " << chunk[v] << " pair " << i << ": " << h;
+        }
       }
-      return ::testing::AssertionSuccess();
-    };
-    if (t == 0) {  // every word once; the other tables differ in one byte only
-      for (uint32_t c24 = 0; c24 < (1u << 24); ++c24)
-        if (auto r = check(c24); !r) FAIL() << r.message();
-    } else {
-      for (int it = 0; it < 200000; ++it)
-        if (auto r = check(u32(rng) & 0xffffffu); !r) FAIL() << r.message();
     }
   }
+  // Grids the lookups cannot take: a value with bits in fp16's low byte (5.5), the special code below 4.
+  g3::Nib3Tables t;
+  std::vector<float> sv = {5.5f, 3.f, -6.f, -3.f};
+  EXPECT_FALSE(g3::nib3_tables(razer3.value, 4, sv, &t));
+  EXPECT_FALSE(g3::nib3_tables(razer3.value, 3, rcfg.special_values, &t));
 }
 
 // Runs check (a word -> AssertionResult) on 1M random words, then for each pair position i on

@@ -254,8 +254,8 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::string expect[] = {"e2m1-xor",  "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
-                                "e2m1-xor",  "e2m1-bits", "e2m1-xor",  "e2m1-xor",  "int4-bits", "fp3-prmt",
-                                "int3-bits", "int3-bits", "fp3-bits",  "fp3-prmt",  "int3-bits"};
+                                "e2m1-xor",  "e2m1-bits", "e2m1-xor",  "e2m1-xor",  "int4-bits", "nib3",
+                                "int3-bits", "int3-bits", "fp3-bits",  "nib3",      "int3-bits"};
   static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
   const std::pair<kernels::GemvDecoder, int> configs[] = {
       {kernels::GemvDecoder::kBits, 1}, {kernels::GemvDecoder::kBits, 2}, {kernels::GemvDecoder::kTable, 1},
@@ -307,7 +307,7 @@ TEST(GemvCuda, RazerSpecialValueSets) {
     int bits;
     std::vector<float> sv;
     const char* decoder;
-  } sets[] = {{3, {0.5f, -3.5f, 7.f, -64.f}, "fp3-prmt"}, {3, {5.5f, 3.f, -6.f, -3.f}, "table"},
+  } sets[] = {{3, {0.5f, -3.5f, 7.f, -64.f}, "nib3"}, {3, {5.5f, 3.f, -6.f, -3.f}, "table"},
               {4, {0.5f, -3.5f, 7.f, -64.f}, "e2m1-bits"}, {4, {5.5f, 5.f, -8.f, -5.f}, "table"},
               {4, {0.5f, 64.f, -3.5f, -7.f}, "e2m1-xor"}};
   for (const auto& set : sets) {
@@ -385,7 +385,64 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
       if (N % 16 == 0) {
         const Error e = test::catch_error([&] { (void)kernels::concat_rows({&tx, &te}); });
         EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument) << what;
-        EXPECT_NE(std::string(e.what()).find("RaZeR encoding"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("RaZeR or nibble encoding"), std::string::npos) << e.what();
+      }
+    }
+  }
+}
+
+// razer3 uploaded as nibbles for the lookup decoder (DeviceTensor::nib3, the default) and as a
+// bitstream in pair order (set_upload_nib3(false): the table decoder then) give the same weights
+// (dequantization) and the same y bit for bit, with either decoder of each, tiled and row-major,
+// groups of 64 and 128, ragged rows; fp3 and int3 are not re-encoded; tensors of the two encodings
+// are not concatenated.
+TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  struct Nib3Scope {
+    ~Nib3Scope() { kernels::set_upload_nib3(true); }
+  } restore;
+  const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 64, 3}, {"fp3", false, 128, 3},
+                            {"int", false, 128, 3},   {"int", true, 128, 3}};
+  for (const GemvCase& c : cases) {
+    for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
+      for (bool tiled_rows : {true, false}) {
+        const QuantizedTensor q = quantize_random(rng, c, N, K);
+        DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, tiled_rows);
+        kernels::set_upload_nib3(true);
+        const DeviceTensor tn = kernels::upload(q);
+        kernels::set_upload_nib3(false);
+        const DeviceTensor tb = kernels::upload(q);
+        kernels::set_upload_nib3(true);
+        const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
+        const bool nib = std::string(c.format) == "razer";
+        ASSERT_EQ(tn.nib3, nib) << what;
+        ASSERT_FALSE(tb.nib3) << what;
+        ASSERT_TRUE(tb.pair_order) << what;
+        EXPECT_EQ(dequant_to_host(tn), dequant_to_host(tb)) << what << ": dequantized weights";
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (int64_t M : {1, 5, 16}) {
+          std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+          for (auto& h : xh) h = float_to_fp16(nd(rng));
+          DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
+          dx.copy_from_host(xh.data(), xh.size() * 2);
+          std::vector<uint16_t> first;
+          for (const DeviceTensor* t : {&tn, &tb})
+            for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
+              DecoderScope dscope(dec);  // (after the uploads: its tiling setting does not matter)
+              const std::vector<uint16_t> y = gemv_to_host(*t, dx, M, dy);
+              if (first.empty()) {
+                first = y;
+                continue;
+              }
+              EXPECT_EQ(count_diff(y, first), 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t) << " vs the nibbles' lookups";
+            }
+        }
+        if (N % 16 == 0 && nib) {
+          const Error e = test::catch_error([&] { (void)kernels::concat_rows({&tn, &tb}); });
+          EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument) << what;
+          EXPECT_NE(std::string(e.what()).find("nibble encoding"), std::string::npos) << e.what();
+        }
       }
     }
   }
@@ -532,9 +589,12 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
           // (3/4-bit codes, K a multiple of 128: pair order, or the 4-bit RaZeR kinds' re-encoded codes)
           const std::string f = c.format;
           const bool xor_codes = (f == "razer" || f == "mxfp4-razer" || f == "nvfp4-razer") && c.bits == 4;
+          const bool nib = c.bits == 3 && f == "razer";  // (razer3: nibbles, DeviceTensor::nib3)
           EXPECT_EQ(t.razer_xor, xor_codes) << what;
-          EXPECT_EQ(t.pair_order, !xor_codes) << what;
+          EXPECT_EQ(t.nib3, nib) << what;
+          EXPECT_EQ(t.pair_order, !xor_codes && !nib) << what;
           EXPECT_EQ(kernels::row_view(t, 0, 16).razer_xor, t.razer_xor) << what;
+          EXPECT_EQ(kernels::row_view(t, 0, 16).nib3, t.nib3) << what;
           const DeviceTensor v = kernels::row_view(t, 16, 5);
           EXPECT_EQ(static_cast<int>(v.layout), static_cast<int>(t.layout)) << what;
           EXPECT_EQ(v.tiled, t.tiled) << what;
