@@ -198,6 +198,33 @@ struct DecoderScope {
   }
 };
 
+// Two uploads of one tensor in different device encodings (first, second) give the same y bit for
+// bit: M = 1, 5 and 16 with random x, each tensor with the bit decoder and with the table, all
+// against the first tensor's bit decoder.
+void expect_same_products(const DeviceTensor& first, const DeviceTensor& second, std::mt19937& rng,
+                          const std::string& what) {
+  const int64_t N = first.rows, K = first.cols;
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t M : {1, 5, 16}) {
+    std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+    for (auto& h : xh) h = float_to_fp16(nd(rng));
+    DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
+    dx.copy_from_host(xh.data(), xh.size() * 2);
+    std::vector<uint16_t> ref;
+    for (const DeviceTensor* t : {&first, &second})
+      for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
+        DecoderScope scope(dec);  // (after the uploads: its tiling setting does not matter)
+        const std::vector<uint16_t> y = gemv_to_host(*t, dx, M, dy);
+        if (ref.empty()) {
+          ref = y;
+          continue;
+        }
+        EXPECT_EQ(count_diff(y, ref), 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t)
+                                         << (t == &first ? " (first" : " (second") << " encoding) vs the first's bits";
+      }
+  }
+}
+
 TEST(GemvCuda, EveryFormatShapeAndM) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -364,24 +391,7 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
       ASSERT_TRUE(tx.razer_xor) << what;
       ASSERT_FALSE(te.razer_xor) << what;
       EXPECT_EQ(dequant_to_host(tx), dequant_to_host(te)) << what << ": dequantized weights";
-      std::normal_distribution<float> nd(0.f, 1.f);
-      for (int64_t M : {1, 5, 16}) {
-        std::vector<uint16_t> xh(static_cast<size_t>(M * K));
-        for (auto& h : xh) h = float_to_fp16(nd(rng));
-        DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
-        dx.copy_from_host(xh.data(), xh.size() * 2);
-        std::vector<uint16_t> first;
-        for (const DeviceTensor* t : {&tx, &te})
-          for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
-            DecoderScope scope(dec);
-            const std::vector<uint16_t> y = gemv_to_host(*t, dx, M, dy);
-            if (first.empty()) {
-              first = y;
-              continue;
-            }
-            EXPECT_EQ(count_diff(y, first), 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t) << " vs the re-encoded bits";
-          }
-      }
+      expect_same_products(tx, te, rng, what);
       if (N % 16 == 0) {
         const Error e = test::catch_error([&] { (void)kernels::concat_rows({&tx, &te}); });
         EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument) << what;
@@ -420,24 +430,7 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
         ASSERT_FALSE(tb.nib3) << what;
         ASSERT_TRUE(tb.pair_order) << what;
         EXPECT_EQ(dequant_to_host(tn), dequant_to_host(tb)) << what << ": dequantized weights";
-        std::normal_distribution<float> nd(0.f, 1.f);
-        for (int64_t M : {1, 5, 16}) {
-          std::vector<uint16_t> xh(static_cast<size_t>(M * K));
-          for (auto& h : xh) h = float_to_fp16(nd(rng));
-          DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
-          dx.copy_from_host(xh.data(), xh.size() * 2);
-          std::vector<uint16_t> first;
-          for (const DeviceTensor* t : {&tn, &tb})
-            for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
-              DecoderScope dscope(dec);  // (after the uploads: its tiling setting does not matter)
-              const std::vector<uint16_t> y = gemv_to_host(*t, dx, M, dy);
-              if (first.empty()) {
-                first = y;
-                continue;
-              }
-              EXPECT_EQ(count_diff(y, first), 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t) << " vs the nibbles' lookups";
-            }
-        }
+        expect_same_products(tn, tb, rng, what);
         if (N % 16 == 0 && nib) {
           const Error e = test::catch_error([&] { (void)kernels::concat_rows({&tn, &tb}); });
           EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument) << what;
