@@ -230,6 +230,7 @@ struct RowGroup {
                      // 1024 + zero (asym); kInt3: per magic m (gemv3::int3_pair) m + 4 or m + zero
   uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: special[] (the byte);
                      // kNib3: the byte table of codes 4..7 (razer3: the special value's in byte 0)
+  float post;        // POST (post_scaled): the inner scale as fp32
 };
 
 // Pair i (0..3) of a code word q holds codes i and i + 4 (columns 8w + i and 8w + i + 4 of
@@ -285,6 +286,12 @@ __host__ __device__ constexpr bool times_2m14(Decode d) {
 // multiple of 2^-2) times s 2^-4 (a multiple of 2^-9) is a multiple of 2^-11 with at most 7
 // significant bits: exact below fp16's range end (|v| < 2^14 keeps it under 30720).
 __host__ __device__ constexpr float pre_factor(ScaleKind k) { return k == ScaleKind::kE4M3Tensor ? 128.f : 16384.f; }
+// POST (the 3-bit x 2^-14 decoders kNib3 and kFp3 without PRE): the decoded weights stay value x
+// 2^-14 (exact fp16s) and the scale is applied to each 128-column block's fp32 sums instead, one
+// FFMA per accumulator and block, the 2^14 to the final sums (GemvArgs::outer): no HMUL2 per pair.
+// A k-step sums the columns of all four lanes t of a row, so a row's block must have one scale:
+// groups of 128 columns or more (choose_plan checks). Any fp16 scale (no range condition, unlike PRE).
+__host__ __device__ constexpr bool post_scaled(Decode d, bool pre) { return (d == Decode::kNib3 || d == Decode::kFp3) && !pre; }
 
 // A word of 8 codes as its decoder takes it, prepared once for the word's 4 pairs: the codes, or
 // kE2M1's high bytes of its even and odd codes (gemv_e2m1.cuh), or the 3-bit bit decoders' forms
@@ -340,7 +347,7 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
     v = __hsub2(u2h(gemv3::int3_pair(q, i)), r.zero[gemv3::int3_magic_index(i)]);
   } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kNib3) {
     v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::nib3_pair({wd.a, wd.b}, i));
-    if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
+    if constexpr (post_scaled(DEC, PRE)) return h2u(v);  // the scale goes to the block's sums
   } else {  // kE2M1 / kE2M1Xor: the high bytes prepared per word (special value included)
     v = u2h(DEC == Decode::kE2M1 ? gemv4::e2m1_pair({wd.a, wd.b}, i) : gemv4::xor_pair({wd.a, wd.b}, i));
     if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
@@ -365,6 +372,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
       r.tb[0] = lut_addr | t0, r.tb[1] = lut_addr | t1;
     }
   } else {
+    if constexpr (post_scaled(DEC, PRE)) r.post = __half2float(__ushort_as_half(static_cast<unsigned short>(g0.scale)));
     __half2 s0 = u2h(bits::prmt(g0.scale, 0u, 0x1010u));  // the low 16 bits in both halves
     if constexpr (times_2m14(DEC) && PRE) s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
     r.scale[0] = r.scale[1] = s0;
@@ -456,6 +464,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
   constexpr bool SPECIAL = e2m1_special(DEC, K);
+  constexpr bool kPost = post_scaled(DEC, PRE);
+  static_assert(!kPost || !G16, "POST takes one group per lane and block");
   // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them).
   // The table decoder on a nib3 tensor: nibbles, in column order too.
   const bool col_order = DEC == Decode::kLut && (BITS == 4 ? is_razer_kind(K) && a.razer_xor : a.nib3 != 0);
@@ -614,6 +624,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         gemv3::words<P>(qA.x, qA.y, qA.z, wa);
         gemv3::words<P>(qB.x, qB.y, qB.z, wb);
       }
+      // POST: the block's sums in fresh accumulators, scaled into acc0 / acc1 after the block.
+      float blk0[4] = {0.f, 0.f, 0.f, 0.f}, blk1[4] = {0.f, 0.f, 0.f, 0.f};
+      float(&c0)[4] = kPost ? blk0 : acc0;
+      float(&c1)[4] = kPost ? blk1 : acc1;
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
@@ -629,8 +643,16 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
           const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf, col_order);
           const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf, col_order);
           const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf, col_order);
-          mma16816(acc0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
-          if constexpr (MT == 2) mma16816(acc1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
+          mma16816(c0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
+          if constexpr (MT == 2) mma16816(c1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
+        }
+      }
+      if constexpr (kPost) {  // c0, c1: weight row g (rA), c2, c3: row g + 8 (rB)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float sc = i < 2 ? rA.post : rB.post;
+          acc0[i] = fmaf(sc, blk0[i], acc0[i]);
+          if constexpr (MT == 2) acc1[i] = fmaf(sc, blk1[i], acc1[i]);
         }
       }
     }
@@ -986,6 +1008,7 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
 GemvDecoder g_decoder = GemvDecoder::kAuto;
 int g_stages = 0;
 int g_tiles = 0;  // 0: two_tiles_pay
+int g_post = 0;   // set_gemv_post: 0 automatic (choose_plan), 1 never, 2 always
 
 // 3-bit: kNib3 for the nibble-encoded codes (DeviceTensor::nib3: razer3 whose special values
 // x 2^-14 are exact fp16 with a zero low byte, at most 3 significant bits: the defaults +-3, +-6
@@ -1046,6 +1069,38 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
     return Decode::kLut;
   }
   return Decode::kE2M1;
+}
+
+// The decoder and where the inner scale goes (PRE) for M rows of x: choose_decoder's, then PRE
+// where scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
+// other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
+// (pre_factor, e4m3x2_half2_bits). The 3-bit x 2^-14 decoders (kNib3, kFp3) without PRE are POST
+// (post_scaled), for groups of 128 or more: by default razer3's (kNib3) at M <= 8 and K > 4096,
+// and either wherever PRE cannot hold; set_gemv_post(1) never, (2) at every M and K. Where neither
+// can hold (groups below 128 with inner scales of 4 or more, or set_gemv_post(1)) they give way
+// to the table. Measured (bench/gemv.md, twenty-second session, one build, four calls on the
+// H100, one on an H200): POST took razer3 1.02-1.03x faster at M = 1 on the three largest shapes
+// and 1.01-1.05x at M = 8 (H200: 1.03-1.07x at M = 1..8); 4096x11008 within 1-2 %; at K = 4096
+// mixed (11008x4096 0.95-0.97x on both devices), hence K > 4096. 32 SASS instructions fewer per
+// kernel (the HMUL2 per pair). fp3 was mixed (0.98-1.04x at M = 1), so it keeps PRE. The M = 16
+// POST kernels (a second set of block accumulators) spill at the four-block bound of 64
+// registers, hence M <= 8.
+struct Plan {
+  Decode dec;
+  bool pre;
+};
+Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0) {
+  const Decode dec = choose_decoder(w, grid, special, t0);
+  const ScaleKind k = w.cfg.spec().scale_kind;
+  const bool pre_fits = w.max_inner_scale < 3.99;
+  if (dec == Decode::kNib3 || dec == Decode::kFp3) {
+    const bool post_fits = w.cfg.group % 128 == 0 && g_post != 1;
+    const bool wanted = g_post == 2 || (g_post == 0 && dec == Decode::kNib3 && M <= 8 && w.cols > 4096);
+    if (post_fits && (wanted || !pre_fits)) return {dec, false};
+    if (pre_fits) return {dec, true};
+    return {Decode::kLut, false};
+  }
+  return {dec, (k == ScaleKind::kE4M3Tensor && times_2m14(dec)) || k == ScaleKind::kE3M3RazerTensor || pre_fits};
 }
 
 // One block of codes in flight per warp (prefetched while the current one is decoded) is the
@@ -1137,13 +1192,12 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
                                                                     : (w.razer_xor ? 0xbfffu : 0x3fffu);
   a.razer_xor = w.razer_xor ? 1 : 0;
   a.nib3 = w.nib3 ? 1 : 0;
-  const Decode dec = choose_decoder(w, grid, a.special, &a.nib_t0);
-  // PRE: scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
-  // other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
-  // (pre_factor, e4m3x2_half2_bits).
+  const Plan plan = choose_plan(w, grid, M, a.special, &a.nib_t0);
+  const Decode dec = plan.dec;
+  const bool pre = plan.pre;
   const bool e4m3_pre = spec.scale_kind == ScaleKind::kE4M3Tensor && times_2m14(dec);
   const bool e3m3 = spec.scale_kind == ScaleKind::kE3M3RazerTensor;
-  const bool pre = e4m3_pre || e3m3 || w.max_inner_scale < 3.99;
+  if (post_scaled(dec, pre)) a.outer *= 16384.f;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
   // (The SiLU epilogue's kernels have one stage and one tile per block.)
@@ -1193,11 +1247,19 @@ void set_gemv_decoder(GemvDecoder d) { g_decoder = d; }
 void set_gemv_stages(int stages) { g_stages = stages; }
 void set_gemv_tiles(int tiles) { g_tiles = tiles == 1 || tiles == 2 ? tiles : 0; }
 void set_gemv_split(int mode) { g_split = mode == 1 || mode == 2 ? mode : 0; }
+void set_gemv_post(int mode) { g_post = mode == 1 || mode == 2 ? mode : 0; }
+
+bool gemv_post_scaled(const DeviceTensor& w, int64_t M) {
+  if (!gemv_supported(w)) return false;
+  uint32_t special[kTables], t0;
+  const Plan p = choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0);
+  return post_scaled(p.dec, p.pre);
+}
 
 const char* gemv_decoder_name(const DeviceTensor& w) {
   if (!gemv_supported(w)) return "unsupported";
   uint32_t special[kTables], t0;
-  const Decode dec = choose_decoder(w, quantizer::base_grid(w.cfg), special, &t0);
+  const Decode dec = choose_plan(w, quantizer::base_grid(w.cfg), 1, special, &t0).dec;
   const bool two = choose_stages() == 2;
   switch (dec) {
     case Decode::kInt4: return two ? "int4-bits/2" : "int4-bits/1";

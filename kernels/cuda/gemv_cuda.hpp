@@ -18,7 +18,10 @@
 // group scale without the fp32 tensor scale (NV kinds), which multiplies the fp32 sums at the
 // end. So for every format except nf4 the weights used are exactly the float64 reference
 // rounded once to fp16 (NV kinds: exactly the reference before the tensor scale); nf4's table
-// values are rounded to fp16 first (its grid is not fp16-exact), within one fp16 ulp.
+// values are rounded to fp16 first (its grid is not fp16-exact), within one fp16 ulp. The
+// exception is the 3-bit bit decoders' POST (set_gemv_post, gemv_post_scaled: razer3 at M <= 8 and
+// K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly (value x 2^-14
+// in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums).
 // Accumulation in fp32; y is rounded once to fp16.
 #include <cstdint>
 #include <string>
@@ -66,7 +69,8 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // shared-memory table of the format's 16 (8) values (any grid, nf4). kAuto: bits wherever the
 // grid allows, the table for nf4 (bits are the faster on the H100 for every format,
 // bench/gemv.md); kTable / kBits force one (kBits where the grid allows).
-// Every choice gives the same weights and the same y bit for bit (tests). With the stage count
+// Every choice gives the same weights and the same y bit for bit (tests; with the scale on the
+// weights, set_gemv_post(1), for the 3-bit formats). With the stage count
 // (blocks of codes in flight per warp: 1 or 2; 0 = automatic: 1) these are process-wide
 // settings for tests and benchmarks.
 enum class GemvDecoder { kAuto, kTable, kBits };
@@ -87,6 +91,16 @@ void set_gemv_tiles(int tiles);
 // the fp32 summation order, so y may differ in the last bits; every setting stays within the
 // reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_split(int mode);
+// Where the 3-bit bit decoders (razer3's nibble lookups, fp3's bits) apply the group's scale:
+// to every decoded weight pair in fp16 (PRE: the weights are fp16(value x scale), as for the
+// other formats), or, for groups of 128 or more, to each 128-column block's fp32 sums (POST: the
+// weights are value x scale exactly, so y differs from PRE's in the last bits). 0 = automatic
+// (POST for razer3 at M <= 8 and K > 4096, and for either where scale x 2^14 is not an fp16, i.e.
+// inner scales of 4 or more), 1 = never (PRE, else the table decoder), 2 = wherever the group allows.
+// Process-wide, for tests and benchmarks.
+void set_gemv_post(int mode);
+// Whether gemv_fp16_cuda(w, x, M, ...) applies w's scales to the block sums (POST) now.
+bool gemv_post_scaled(const DeviceTensor& w, int64_t M);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
 // "fp3-bits/1", "nib3/1" (razer3), "table/1", ... (decoder / stages at M = 1), or
 // "unsupported".

@@ -6,8 +6,8 @@
 //
 // Reference: y[m][n] = sum_k x[m][k] * w[n][k] in float64, where w is what the kernel is
 // specified to multiply by (gemv_cuda.hpp): fp16(dequantize_ref) for the fp16-scale and MX kinds,
-// dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums), and
-// fp16(fp16(grid) x scale) for nf4. The bound per element: the fp16 rounding of y (2^-11
+// dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums) and the
+// 3-bit decoders' POST (gemv_post_scaled), and fp16(fp16(grid) x scale) for nf4. The bound per element: the fp16 rounding of y (2^-11
 // relative) plus fp32 accumulation (K x 2^-23 x sum |x w|).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -62,13 +62,14 @@ std::string label(const GemvCase& c) {
          "/g" + std::to_string(c.group);
 }
 
-// The weights the kernel multiplies by, as doubles [N, K].
-std::vector<double> kernel_weights(const QuantizedTensor& q) {
+// The weights the kernel multiplies by, as doubles [N, K]. exact: dequantize_ref's (the NV kinds,
+// and the 3-bit decoders' POST: the scale applied to the fp32 sums, set_gemv_post).
+std::vector<double> kernel_weights(const QuantizedTensor& q, bool exact = false) {
   std::vector<double> w(static_cast<size_t>(q.rows * q.cols));
   quantizer::dequantize_ref(q, w.data());
   const auto kind = q.cfg.spec().scale_kind;
   const bool nv = kind == quantizer::ScaleKind::kE4M3Tensor || kind == quantizer::ScaleKind::kE3M3RazerTensor;
-  if (nv) return w;
+  if (nv || exact) return w;
   if (q.cfg.id == quantizer::FormatId::kNf4) {
     const quantizer::Grid g = quantizer::base_grid(q.cfg);
     std::vector<uint8_t> codes(static_cast<size_t>(q.cols));
@@ -97,9 +98,9 @@ Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x
   std::normal_distribution<float> nd(0.f, x_scale);
   std::vector<uint16_t> xh(static_cast<size_t>(M * K));
   for (auto& h : xh) h = float_to_fp16(nd(rng));
-  const std::vector<double> w = kernel_weights(q);
 
   DeviceTensor t = kernels::upload(q);
+  const std::vector<double> w = kernel_weights(q, kernels::gemv_post_scaled(t, M));
   std::string why;
   EXPECT_TRUE(kernels::gemv_supported(t, &why)) << what << ": " << why;
   DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N + 64) * 2);
@@ -189,6 +190,7 @@ struct DecoderScope {
     kernels::set_upload_layout(layout);
   }
   ~DecoderScope() {
+    kernels::set_gemv_post(0);
     kernels::set_gemv_decoder(kernels::GemvDecoder::kAuto);
     kernels::set_gemv_stages(0);
     kernels::set_gemv_tiles(0);
@@ -214,6 +216,7 @@ void expect_same_products(const DeviceTensor& first, const DeviceTensor& second,
     for (const DeviceTensor* t : {&first, &second})
       for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
         DecoderScope scope(dec);  // (after the uploads: its tiling setting does not matter)
+        kernels::set_gemv_post(1);  // (POST sums the same products in another order than the table)
         const std::vector<uint16_t> y = gemv_to_host(*t, dx, M, dy);
         if (ref.empty()) {
           ref = y;
@@ -276,7 +279,9 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
 // The bit decoders (int4 / int3 magics, E2M1 and fp3 bit placement, RaZeR's special-value patch,
 // razer3's register byte table) produce the very weights the value table does and feed the same
 // k-slots, whatever the pipeline depth: y is equal bit for bit. Scales below and above 4 (the
-// 2^14 folded into the scale, or applied separately).
+// 2^14 folded into the scale, or applied separately). The 3-bit ones with the scale on the
+// weights (set_gemv_post(1); fp3 with scales of 4 or more then takes the table: POST is checked
+// by PostScaledBlockSumsAreWithinTheReferenceBound).
 TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -307,6 +312,7 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
         std::vector<uint16_t> first;
         for (auto [dec, stages] : configs) {
           DecoderScope scope(dec, stages);
+          kernels::set_gemv_post(1);  // (the 3-bit scale on the weights, as the table's)
           const std::vector<uint16_t> y = gemv_to_host(t, dx, M, dy);
           if (first.empty()) {
             first = y;
@@ -359,6 +365,7 @@ TEST(GemvCuda, RazerSpecialValueSets) {
       std::vector<uint16_t> y[2];
       for (int k = 0; k < 2; ++k) {
         DecoderScope scope(k == 0 ? kernels::GemvDecoder::kBits : kernels::GemvDecoder::kTable);
+        kernels::set_gemv_post(1);
         y[k] = gemv_to_host(t, dx, M, dy);
       }
       EXPECT_EQ(count_diff(y[0], y[1]), 0) << what << " M=" << M << ": bits vs table";
@@ -438,6 +445,73 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
         }
       }
     }
+  }
+}
+
+// The 3-bit decoders' POST (set_gemv_post(2): razer3's nibble and fp3's bit decoder apply the
+// scale to each 128-column block's fp32 sums, not to every weight): within the bound of the
+// reference with the exact weights, for groups of 128 and 256, every tile, split, layout and row
+// order, M = 1 .. 16, scales below and above 4; groups of 64 keep the scale on the weights (PRE).
+// And the automatic choice: razer3 at M <= 8 and K > 4096, fp3 only where its scales reach 4, and
+// under set_gemv_post(1) never (fp3 with such scales then takes the table).
+TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  using G = kernels::GemvDecoder;
+  const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 256, 3}, {"fp3", false, 128, 3}, {"razer", false, 64, 3}};
+  const std::pair<int64_t, int64_t> shapes[] = {{300, 1024}, {37, 256}, {64, 8192}, {320, 1024}};
+  // (tiles per block, code layout, split, tiled rows)
+  const std::tuple<int, CodeLayout, int, bool> configs[] = {
+      {0, CodeLayout::kAuto, 0, true}, {2, CodeLayout::kAuto, 0, true}, {1, CodeLayout::kAuto, 2, true},
+      {0, CodeLayout::kQuad, 0, true}, {0, CodeLayout::kPair, 0, true}, {0, CodeLayout::kAuto, 0, false}};
+  for (const GemvCase& c : cases)
+    for (double wscale : {1.0, 300.0}) {
+      if (std::string(c.format) == "razer" && wscale > 1) continue;  // (razer's scales of 2 and above: the table)
+      for (auto [tiles, layout, split, tiled_rows] : configs) {
+        DecoderScope scope(G::kBits, 0, tiles, layout, split, tiled_rows);
+        kernels::set_gemv_post(2);
+        for (auto [N, K] : shapes) {
+          if (K % c.group) continue;
+          const QuantizedTensor q = quantize_random(rng, c, N, K, wscale);
+          const DeviceTensor t = kernels::upload(q);
+          const std::string name = kernels::gemv_decoder_name(t);
+          EXPECT_EQ(name.substr(0, name.find('/')), std::string(c.format) == "fp3" ? "fp3-bits" : "nib3") << label(c);
+          for (int64_t M : {1, 2, 8, 9, 16}) {
+            const std::string what = label(c) + " x" + std::to_string(wscale) + " " + std::to_string(N) + "x" +
+                                     std::to_string(K) + " tiles " + std::to_string(tiles) + " M=" + std::to_string(M);
+            EXPECT_EQ(kernels::gemv_post_scaled(t, M), c.group % 128 == 0) << what;
+            check_gemv(q, M, rng, static_cast<float>(1.0 / wscale), what);
+          }
+        }
+      }
+    }
+}
+
+TEST(GemvCuda, PostScaledByDefaultForRazer3UpToM8) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const DeviceTensor r3 = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 32, 4224));
+  const DeviceTensor r3short = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 32, 4096));
+  const DeviceTensor r3g64 = kernels::upload(quantize_random(rng, {"razer", false, 64, 3}, 32, 4224));
+  const DeviceTensor fp3 = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 32, 4224));
+  const DeviceTensor fp3big = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 64, 512, 300.0));
+  ASSERT_GE(fp3big.max_inner_scale, 4.0);
+  for (int64_t M : {1, 8}) {
+    EXPECT_TRUE(kernels::gemv_post_scaled(r3, M)) << M;
+    EXPECT_FALSE(kernels::gemv_post_scaled(r3short, M)) << M;
+    EXPECT_FALSE(kernels::gemv_post_scaled(r3g64, M)) << M;
+    EXPECT_FALSE(kernels::gemv_post_scaled(fp3, M)) << M;
+  }
+  EXPECT_FALSE(kernels::gemv_post_scaled(r3, 9));
+  EXPECT_TRUE(kernels::gemv_post_scaled(fp3big, 1));
+  EXPECT_TRUE(kernels::gemv_post_scaled(fp3big, 16));
+  {
+    DecoderScope scope(kernels::GemvDecoder::kAuto);
+    kernels::set_gemv_post(1);
+    EXPECT_FALSE(kernels::gemv_post_scaled(r3, 1));
+    EXPECT_FALSE(kernels::gemv_post_scaled(fp3big, 1));
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(fp3big)), "table/1");
+    check_gemv(quantize_random(rng, {"fp3", false, 128, 3}, 64, 512, 300.0), 1, rng, 1.f / 300.f, "fp3 x300 never POST");
   }
 }
 
