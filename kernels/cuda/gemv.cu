@@ -29,7 +29,8 @@
 // lookups in 8-byte tables per four codes, XORed, special value included; razer3: a PRMT lookup in
 // an 8-byte table held in registers, the special value in it), else through a 16-entry fp16 table
 // of the format's values in shared memory (one per special value for the RaZeR kinds); then the
-// zero point (asym int) and one HMUL2 by the group's fp16 inner scale.
+// zero point (asym int) and one HMUL2 by the group's fp16 inner scale (razer3 at M <= 8 and
+// K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled).
 // bench/gemv.md has the measurements and what was tried.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
