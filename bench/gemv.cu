@@ -14,8 +14,8 @@
 // 4-bit RaZeR's E2M1 codes with the byte patch instead of the re-encoded two-table codes (":e2m1",
 // set_upload_razer_xor), razer3's codes as a bitstream (the table decoder then) instead of
 // nibbles for the lookup decoder (":bs", set_upload_nib3), the 3-bit scale on the block sums
-// (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), the gate/up product's SiLU epilogue
-// (":silu", gemv_silu_mul_fp16_cuda: N = 2 F rows as [gate; up]) or the plain product followed by
+// (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), the gate/up
+// product's SiLU epilogue (":silu", gemv_silu_mul_fp16_cuda: N = 2 F rows as [gate; up]) or the plain product followed by
 // the SiLU kernel (":silusep", the decode step's pair without the epilogue; its time is the two
 // launches').
 // lutB (B = 3, 4): dense lut; lutB+sparse[P%]: with a CSR part of P % of the weights (default

@@ -19,9 +19,9 @@
 // end. So for every format except nf4 the weights used are exactly the float64 reference
 // rounded once to fp16 (NV kinds: exactly the reference before the tensor scale); nf4's table
 // values are rounded to fp16 first (its grid is not fp16-exact), within one fp16 ulp. The
-// exception is the 3-bit bit decoders' POST (set_gemv_post, gemv_post_scaled: razer3 at M <= 8 and
-// K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly (value x 2^-14
-// in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums).
+// exception is the 3-bit bit decoders' POST (set_gemv_post, gemv_post_scaled: razer3 at M <= 8
+// and K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly
+// (value x 2^-14 in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums).
 // Accumulation in fp32; y is rounded once to fp16.
 #include <cstdint>
 #include <string>

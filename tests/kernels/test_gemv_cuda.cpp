@@ -7,8 +7,8 @@
 // Reference: y[m][n] = sum_k x[m][k] * w[n][k] in float64, where w is what the kernel is
 // specified to multiply by (gemv_cuda.hpp): fp16(dequantize_ref) for the fp16-scale and MX kinds,
 // dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums) and the
-// 3-bit decoders' POST (gemv_post_scaled), and fp16(fp16(grid) x scale) for nf4. The bound per element: the fp16 rounding of y (2^-11
-// relative) plus fp32 accumulation (K x 2^-23 x sum |x w|).
+// 3-bit decoders' POST (gemv_post_scaled), and fp16(fp16(grid) x scale) for nf4. The bound per
+// element: the fp16 rounding of y (2^-11 relative) plus fp32 accumulation (K x 2^-23 x sum |x w|).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -452,8 +452,6 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
 // scale to each 128-column block's fp32 sums, not to every weight): within the bound of the
 // reference with the exact weights, for groups of 128 and 256, every tile, split, layout and row
 // order, M = 1 .. 16, scales below and above 4; groups of 64 keep the scale on the weights (PRE).
-// And the automatic choice: razer3 at M <= 8 and K > 4096, fp3 only where its scales reach 4, and
-// under set_gemv_post(1) never (fp3 with such scales then takes the table).
 TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -487,6 +485,9 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
     }
 }
 
+// The automatic choice: POST for razer3 at M <= 8 and K > 4096 with groups of 128 or more, for
+// fp3 only where its scales reach 4; under set_gemv_post(1) never (fp3 with such scales then
+// takes the table, within the fp16-weight reference's bound).
 TEST(GemvCuda, PostScaledByDefaultForRazer3UpToM8) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
