@@ -26,7 +26,10 @@
 // table: microseconds, and our time as a % of the floor "bytes we must read / copy bandwidth".
 // The fused GEMV is timed twice on a created stream: with programmatic dependent launch (the
 // library's default: each launch may load its first weights while the one before finishes,
-// kernels/cuda/pdl_cuda.hpp), the main columns, and without ("serial").
+// kernels/cuda/pdl_cuda.hpp), the main columns, and without ("serial"). Each fused-GEMV row also
+// gives the read-only ceiling ("read-only", JSON read_us): a kernel that only reads the same
+// weight bytes from the same rotated sets, launched the same way (read_only_kernel), and our time
+// as a % of it.
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -57,6 +60,60 @@ using bench::median_us;
 namespace {
 
 constexpr size_t kRotateBytes = 200u << 20;
+
+// The read-only ceiling of a row: a kernel that only reads the weight bytes (16 bytes per lane and
+// load, four loads in flight per lane, grid-stride over 8 blocks of 256 threads per SM), launched
+// as our GEMV is (the created stream, programmatic dependent launch: the next launch may start once
+// every block is past its loads). What any kernel that must read those bytes once can at best
+// take; "% of read-only" = its time over ours.
+__device__ __forceinline__ uint4 ld_stream16(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+__global__ void __launch_bounds__(256) read_only_kernel(const uint4* __restrict__ p, size_t n, uint32_t* sink) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * 256;
+  size_t i = static_cast<size_t>(blockIdx.x) * 256 + threadIdx.x;
+  uint32_t acc = 0;
+  for (; i + 3 * stride < n; i += 4 * stride) {
+    const uint4 a = ld_stream16(p + i), b = ld_stream16(p + i + stride), c = ld_stream16(p + i + 2 * stride),
+                d = ld_stream16(p + i + 3 * stride);
+    acc ^= (a.x ^ b.y ^ c.z ^ d.w) + (a.y ^ b.z ^ c.w ^ d.x) * 3u + (a.z ^ b.w ^ c.x ^ d.y) * 5u + (a.w ^ b.x ^ c.y ^ d.z) * 7u;
+  }
+  for (; i < n; i += stride) {
+    const uint4 a = ld_stream16(p + i);
+    acc ^= a.x + a.y * 3u + a.z * 5u + a.w * 7u;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  if (acc == 0x9e3779b9u) sink[0] = acc;  // (never, in practice: keeps the loads)
+}
+
+// Median us of the read-only kernel over `bytes` of each of `bufs` in turn (rotated as the GEMV's
+// weight sets are), on stream s with programmatic dependent launch.
+double read_only_us(const std::vector<const void*>& bufs, size_t bytes, cudaStream_t s, uint32_t* sink) {
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(sms * 8));
+  cfg.blockDim = dim3(256);
+  cfg.stream = s;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  const size_t n = bytes / 16;
+  int idx = 0;
+  return median_us(
+      [&](int r) {
+        for (int i = 0; i < r; ++i)
+          CK(cudaLaunchKernelEx(&cfg, read_only_kernel, static_cast<const uint4*>(bufs[idx++ % bufs.size()]), n, sink));
+      },
+      50);
+}
 
 // A packed tensor with random codes and realistic scales (timing does not depend on values).
 quantizer::QuantizedTensor random_tensor(const quantizer::FormatConfig& cfg, int64_t N, int64_t K, std::mt19937& rng) {
@@ -377,15 +434,17 @@ int main(int argc, char** argv) {
     // the measured copy bandwidth.
     // us_serial (fused GEMV only, else < 0): the same launches without programmatic dependent
     // launch, each waiting for the one before to finish.
-    auto row = [&](const std::string& name, int M, double us, double floor_us, double us_serial) {
+    // read_us (fused GEMV only, else < 0): the read-only ceiling of the row's weight bytes.
+    auto row = [&](const std::string& name, int M, double us, double floor_us, double us_serial, double read_us) {
       std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx", name.c_str(), static_cast<long long>(N),
                   static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
       if (us_serial > 0) std::printf("   serial %8.2f %6.1f%%", us_serial, 100.0 * floor_us / us_serial);
+      if (read_us > 0) std::printf("   read-only %8.2f (%5.1f%%)", read_us, 100.0 * read_us / us);
       std::printf("\n");
       if (js)
-        std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f, \"us_serial\": %.3f, \"bw_pct_serial\": %.2f}",
+        std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f, \"us_serial\": %.3f, \"bw_pct_serial\": %.2f, \"read_us\": %.3f}",
                      first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
-                     100.0 * floor_us / us, cublas_us[M], us_serial, us_serial > 0 ? 100.0 * floor_us / us_serial : -1.0);
+                     100.0 * floor_us / us, cublas_us[M], us_serial, us_serial > 0 ? 100.0 * floor_us / us_serial : -1.0, read_us);
       first_row = false;
     };
 
@@ -409,7 +468,7 @@ int main(int argc, char** argv) {
                 for (int i = 0; i < r; ++i) lut_forward(ws[idx++ % nq], static_cast<uint16_t*>(dx), M, static_cast<float*>(dyf));
               },
               50);
-          row(name, M, us, (qbytes + 2.0 * M * K + 4.0 * M * N) / (copy_gbs * 1e3), -1.0);
+          row(name, M, us, (qbytes + 2.0 * M * K + 4.0 * M * N) / (copy_gbs * 1e3), -1.0, -1.0);
         }
         continue;
       }
@@ -472,6 +531,11 @@ int main(int argc, char** argv) {
                                (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
                                (ws[0].tiled ? "" : " row-major") +
                                (no_split ? " no split" : "") + (split_all ? " split all" : "");
+      // The weight sets' bytes (codes first, then scales; storage_bytes may add alignment padding,
+      // which is not read): qbytes of each.
+      std::vector<const void*> bufs;
+      for (const auto& w : ws) bufs.push_back(w.storage);
+      const double read_us = read_only_us(bufs, std::min(qbytes, ws[0].storage_bytes) & ~size_t{15}, gs, static_cast<uint32_t*>(dyf));
       for (int M : Ms) {
         double us_pdl[2];
         for (int pdl = 0; pdl < 2; ++pdl) {
@@ -495,7 +559,7 @@ int main(int argc, char** argv) {
         }
         kernels::set_pdl(true);
         row(name + (kernels::gemv_post_scaled(ws[0], M) ? " post" : ""), M, us_pdl[1],
-            (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3), us_pdl[0]);
+            (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3), us_pdl[0], read_us);
       }
     }
     CK(cudaFree(dx));

@@ -17,14 +17,19 @@ tg = {(r["N"], r["K"], r["M"]): r["us"] for r in tiny["rows"]}
 print(f"measured copy bandwidth {ours['copy_gbs']:.0f} GB/s; torch {tiny.get('torch', '?')}\n")
 # ours: with programmatic dependent launch (the library's default); serial: without (each launch
 # waits for the one before to finish), the fused GEMV only.
-print("| format | N x K | M | ours us | % of BW floor | serial us | serial % | cuBLAS fp16 us | tinygemm us | vs cuBLAS | serial vs cuBLAS | vs tinygemm |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+# read-only: a kernel that only reads the row's weight bytes, launched as ours (bench_gemv's
+# read_only_kernel): the ceiling for any kernel that must read them; "% of read-only" its time
+# over ours.
+print("| format | N x K | M | ours us | % of BW floor | read-only us | % of read-only | serial us | serial % | cuBLAS fp16 us | tinygemm us | vs cuBLAS | serial vs cuBLAS | vs tinygemm |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in ours["rows"]:
     t = tg.get((r["N"], r["K"], r["M"]))
     ts = f"{t:.2f}" if t else "n/a"
     vt = f"{t / r['us']:.2f}x" if t else "n/a"
     su = r.get("us_serial", -1)
     ss = (f"{su:.2f} | {r['bw_pct_serial']:.1f} %", f"{r['cublas_us'] / su:.2f}x") if su > 0 else ("n/a | n/a", "n/a")
-    print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {ss[0]} | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {ss[1]} | {vt} |")
+    ro = r.get("read_us", -1)
+    rs = f"{ro:.2f} | {100 * ro / r['us']:.1f} %" if ro > 0 else "n/a | n/a"
+    print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {rs} | {ss[0]} | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {ss[1]} | {vt} |")
 PY
 rm -rf "$T"

@@ -8,6 +8,9 @@
 //              each warp step reads 1 KB contiguous;
 //   rowcontig: row-major, each warp taking a contiguous eighth of the row instead;
 //   linear:    a grid-stride read of the whole buffer, for reference.
+// 3-bit codes (the same shapes' 3-bit bytes): the GEMV's tiled planes (six 4-byte loads per lane
+// and block), one 16-byte and one 8-byte load per lane, and the 4-bit tiled kernel over the same
+// bytes (bench/gemv.md, 2026-11-25 twenty-third session).
 // At 3, 4, 5 and 8 resident blocks per SM (dynamic shared memory limits the count; the label is
 // the count the occupancy API reports), 1 or 2 loads in flight per lane and row; the copy
 // bandwidth (cudaMemcpy device to device, read + write) first. Median of 60 launches over three
@@ -28,11 +31,63 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
+__device__ __forceinline__ uint32_t ld_stream32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint2 ld_stream64(const void* p) {
+  uint2 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+}
 __device__ __forceinline__ uint32_t mix(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
 // PAT 0: row-major (rows of R bytes, block = 16 rows, warp wk takes 64-byte pieces kb = wk + 8 i).
 // PAT 1: tiled: tile-major, [tile][kb][16 rows][64 B].
 // PAT 2: row-major, each warp taking a contiguous eighth of the pieces (kb = wk nkb / 8 + i).
+// 3-bit codes (R = 3 K / 8, 48 bytes per row and 128-column block, 768 per tile block):
+// PAT 3: the GEMV's tiled planes: [tile][kb][plane][16 rows][4 lanes][4 B], six 4-byte loads per
+//        lane and block (rows g, g + 8 in each plane);
+// PAT 4: the same bytes as one 16-byte and one 8-byte load per lane ([512 B][256 B] per block).
+template <int PAT, int STAGES>
+__global__ void __launch_bounds__(256) rd3(const uint8_t* __restrict__ w, int N, int R, uint32_t* out) {
+  extern __shared__ uint8_t smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int nkb = R / 48;
+  const uint8_t* tile = w + static_cast<size_t>(blockIdx.x) * 16 * R;
+  uint32_t acc = 0;
+  auto load = [&](int kb) {
+    const uint8_t* b = tile + static_cast<size_t>(kb) * 768;
+    uint4 v;
+    if constexpr (PAT == 3) {
+      const uint8_t* p = b + g * 16 + t * 4;
+      v.x = ld_stream32(p) ^ ld_stream32(p + 128);
+      v.y = ld_stream32(p + 256) ^ ld_stream32(p + 384);
+      v.z = ld_stream32(p + 512) ^ ld_stream32(p + 640);
+      v.w = 0;
+    } else {
+      const uint4 u = ld_stream(b + lane * 16);
+      const uint2 h = ld_stream64(b + 512 + lane * 8);
+      v = make_uint4(u.x ^ h.x, u.y ^ h.y, u.z, u.w);
+    }
+    return v;
+  };
+  uint4 q[STAGES];
+#pragma unroll
+  for (int s = 0; s < STAGES; ++s) q[s] = warp + s * 8 < nkb ? load(warp + s * 8) : make_uint4(0, 0, 0, 0);
+  for (int kb = warp; kb < nkb; kb += STAGES * 8) {
+#pragma unroll
+    for (int s = 0; s < STAGES; ++s) {
+      const uint4 a = q[s];
+      const int kn = kb + (s + STAGES) * 8;
+      q[s] = kn < nkb ? load(kn) : make_uint4(0, 0, 0, 0);
+      acc += mix(a) * 3;
+    }
+  }
+  if (acc == 0x12345678u) out[0] = acc + smem[0];
+}
+
 template <int PAT, int STAGES>
 __global__ void __launch_bounds__(256) rd(const uint8_t* __restrict__ w, int N, int R, uint32_t* out) {
   extern __shared__ uint8_t smem[];
@@ -139,6 +194,32 @@ int run_all() {
     for (int bpsm : {4, 8, 16}) {
       float us = time_us([&](int i) { lin<<<sms * bpsm, 256>>>(reinterpret_cast<const uint4*>(buf[i % 3]), bytes / 16, out); }, 60);
       std::printf("%5dx%-5d linear %2d/SM %8.2f us %7.0f GB/s\n", sh.N, sh.K, bpsm, us, bytes / us / 1e3);
+    }
+  }
+  // 3-bit codes: the same shapes' 3-bit bytes (R = 3 K / 8) in the planes (six 4-byte loads per
+  // lane and block) and as 16 + 8 bytes per lane, against the 4-bit tiled kernel and a linear read
+  // of the same byte count (K' = 3 K / 4 as 4-bit rows).
+  for (auto sh : shapes) {
+    const int R = sh.K / 8 * 3;
+    const size_t bytes = (size_t)sh.N * R;
+    for (int occ : {3, 4, 5, 8}) {
+      const int smem = occ == 8 ? 0 : (228 * 1024) / occ - 2048;
+      auto run = [&](auto kern, const char* name, int rr) {
+        RAZERQ_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        float us = time_us([&](int i) { kern<<<sh.N / 16, 256, smem>>>(buf[i % 3], sh.N, rr, out); }, 60);
+        int nb;
+        RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, 256, smem));
+        std::printf("3-bit %5dx%-5d occ %d %-12s %8.2f us %7.0f GB/s\n", sh.N, sh.K, nb, name, us, bytes / us / 1e3);
+      };
+      run(rd3<3, 1>, "planes s1", R);
+      run(rd3<3, 2>, "planes s2", R);
+      run(rd3<4, 1>, "16+8 s1", R);
+      run(rd3<4, 2>, "16+8 s2", R);
+      if (R % 64 == 0) run(rd<1, 1>, "tiled4 s1", R);  // 4-bit blocks over the same bytes
+    }
+    for (int bpsm : {8}) {
+      float us = time_us([&](int i) { lin<<<sms * bpsm, 256>>>(reinterpret_cast<const uint4*>(buf[i % 3]), bytes / 16, out); }, 60);
+      std::printf("3-bit %5dx%-5d linear %2d/SM %8.2f us %7.0f GB/s\n", sh.N, sh.K, bpsm, us, bytes / us / 1e3);
     }
   }
   RAZERQ_CUDA(cudaGetLastError());
