@@ -204,23 +204,21 @@ int run_all() {
     const size_t bytes = (size_t)sh.N * R;
     for (int occ : {3, 4, 5, 8}) {
       const int smem = occ == 8 ? 0 : (228 * 1024) / occ - 2048;
-      auto run = [&](auto kern, const char* name, int rr) {
+      auto run = [&](auto kern, const char* name) {
         RAZERQ_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        float us = time_us([&](int i) { kern<<<sh.N / 16, 256, smem>>>(buf[i % 3], sh.N, rr, out); }, 60);
+        float us = time_us([&](int i) { kern<<<sh.N / 16, 256, smem>>>(buf[i % 3], sh.N, R, out); }, 60);
         int nb;
         RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, 256, smem));
         std::printf("3-bit %5dx%-5d occ %d %-12s %8.2f us %7.0f GB/s\n", sh.N, sh.K, nb, name, us, bytes / us / 1e3);
       };
-      run(rd3<3, 1>, "planes s1", R);
-      run(rd3<3, 2>, "planes s2", R);
-      run(rd3<4, 1>, "16+8 s1", R);
-      run(rd3<4, 2>, "16+8 s2", R);
-      if (R % 64 == 0) run(rd<1, 1>, "tiled4 s1", R);  // 4-bit blocks over the same bytes
+      run(rd3<3, 1>, "planes s1");
+      run(rd3<3, 2>, "planes s2");
+      run(rd3<4, 1>, "16+8 s1");
+      run(rd3<4, 2>, "16+8 s2");
+      if (R % 64 == 0) run(rd<1, 1>, "tiled4 s1");  // 4-bit blocks over the same bytes
     }
-    for (int bpsm : {8}) {
-      float us = time_us([&](int i) { lin<<<sms * bpsm, 256>>>(reinterpret_cast<const uint4*>(buf[i % 3]), bytes / 16, out); }, 60);
-      std::printf("3-bit %5dx%-5d linear %2d/SM %8.2f us %7.0f GB/s\n", sh.N, sh.K, bpsm, us, bytes / us / 1e3);
-    }
+    const float us = time_us([&](int i) { lin<<<sms * 8, 256>>>(reinterpret_cast<const uint4*>(buf[i % 3]), bytes / 16, out); }, 60);
+    std::printf("3-bit %5dx%-5d linear  8/SM %8.2f us %7.0f GB/s\n", sh.N, sh.K, us, bytes / us / 1e3);
   }
   RAZERQ_CUDA(cudaGetLastError());
   RAZERQ_CUDA(cudaDeviceSynchronize());
