@@ -172,53 +172,47 @@ int run_all() {
   Shape shapes[] = {{28672, 8192}, {8192, 28672}, {16384, 16384}, {4096, 4096}, {11008, 4096}, {4096, 11008}};
   int sms;
   RAZERQ_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  // One pattern kernel over rows of R bytes at the occupancy `occ` (dynamic shared memory limits
+  // the resident blocks; the label is the count the occupancy API reports), and the linear read of
+  // the same bytes with bpsm blocks per SM; tag prefixes the line ("3-bit ").
+  auto run = [&](const char* tag, Shape sh, int R, int occ, auto kern, const char* name) {
+    const size_t bytes = (size_t)sh.N * R;
+    const int smem = occ == 8 ? 0 : (228 * 1024) / occ - 2048;
+    RAZERQ_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    float us = time_us([&](int i) { kern<<<sh.N / 16, 256, smem>>>(buf[i % 3], sh.N, R, out); }, 60);
+    int nb;
+    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, 256, smem));
+    std::printf("%s%5dx%-5d occ %d %-12s %8.2f us %7.0f GB/s\n", tag, sh.N, sh.K, nb, name, us, bytes / us / 1e3);
+  };
+  auto linear = [&](const char* tag, Shape sh, size_t bytes, int bpsm) {
+    float us = time_us([&](int i) { lin<<<sms * bpsm, 256>>>(reinterpret_cast<const uint4*>(buf[i % 3]), bytes / 16, out); }, 60);
+    std::printf("%s%5dx%-5d linear %2d/SM %8.2f us %7.0f GB/s\n", tag, sh.N, sh.K, bpsm, us, bytes / us / 1e3);
+  };
   for (auto sh : shapes) {
     const int R = sh.K / 2;
-    const size_t bytes = (size_t)sh.N * R;
     for (int occ : {3, 4, 5, 8}) {
-      const int smem = occ == 8 ? 0 : (228 * 1024) / occ - 2048;
-      auto run = [&](auto kern, const char* name) {
-        RAZERQ_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        float us = time_us([&](int i) { kern<<<sh.N / 16, 256, smem>>>(buf[i % 3], sh.N, R, out); }, 60);
-        int nb;
-        RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, 256, smem));
-        std::printf("%5dx%-5d occ %d %-12s %8.2f us %7.0f GB/s\n", sh.N, sh.K, nb, name, us, bytes / us / 1e3);
-      };
-      run(rd<0, 1>, "rowmajor s1");
-      run(rd<0, 2>, "rowmajor s2");
-      run(rd<1, 1>, "tiled s1");
-      run(rd<1, 2>, "tiled s2");
-      run(rd<2, 1>, "rowcontig s1");
-      run(rd<2, 2>, "rowcontig s2");
+      run("", sh, R, occ, rd<0, 1>, "rowmajor s1");
+      run("", sh, R, occ, rd<0, 2>, "rowmajor s2");
+      run("", sh, R, occ, rd<1, 1>, "tiled s1");
+      run("", sh, R, occ, rd<1, 2>, "tiled s2");
+      run("", sh, R, occ, rd<2, 1>, "rowcontig s1");
+      run("", sh, R, occ, rd<2, 2>, "rowcontig s2");
     }
-    for (int bpsm : {4, 8, 16}) {
-      float us = time_us([&](int i) { lin<<<sms * bpsm, 256>>>(reinterpret_cast<const uint4*>(buf[i % 3]), bytes / 16, out); }, 60);
-      std::printf("%5dx%-5d linear %2d/SM %8.2f us %7.0f GB/s\n", sh.N, sh.K, bpsm, us, bytes / us / 1e3);
-    }
+    for (int bpsm : {4, 8, 16}) linear("", sh, (size_t)sh.N * R, bpsm);
   }
   // 3-bit codes: the same shapes' 3-bit bytes (R = 3 K / 8) in the planes (six 4-byte loads per
   // lane and block) and as 16 + 8 bytes per lane, against the 4-bit tiled kernel and a linear read
   // of the same byte count (K' = 3 K / 4 as 4-bit rows).
   for (auto sh : shapes) {
     const int R = sh.K / 8 * 3;
-    const size_t bytes = (size_t)sh.N * R;
     for (int occ : {3, 4, 5, 8}) {
-      const int smem = occ == 8 ? 0 : (228 * 1024) / occ - 2048;
-      auto run = [&](auto kern, const char* name) {
-        RAZERQ_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        float us = time_us([&](int i) { kern<<<sh.N / 16, 256, smem>>>(buf[i % 3], sh.N, R, out); }, 60);
-        int nb;
-        RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, 256, smem));
-        std::printf("3-bit %5dx%-5d occ %d %-12s %8.2f us %7.0f GB/s\n", sh.N, sh.K, nb, name, us, bytes / us / 1e3);
-      };
-      run(rd3<3, 1>, "planes s1");
-      run(rd3<3, 2>, "planes s2");
-      run(rd3<4, 1>, "16+8 s1");
-      run(rd3<4, 2>, "16+8 s2");
-      if (R % 64 == 0) run(rd<1, 1>, "tiled4 s1");  // 4-bit blocks over the same bytes
+      run("3-bit ", sh, R, occ, rd3<3, 1>, "planes s1");
+      run("3-bit ", sh, R, occ, rd3<3, 2>, "planes s2");
+      run("3-bit ", sh, R, occ, rd3<4, 1>, "16+8 s1");
+      run("3-bit ", sh, R, occ, rd3<4, 2>, "16+8 s2");
+      if (R % 64 == 0) run("3-bit ", sh, R, occ, rd<1, 1>, "tiled4 s1");  // 4-bit blocks over the same bytes
     }
-    const float us = time_us([&](int i) { lin<<<sms * 8, 256>>>(reinterpret_cast<const uint4*>(buf[i % 3]), bytes / 16, out); }, 60);
-    std::printf("3-bit %5dx%-5d linear  8/SM %8.2f us %7.0f GB/s\n", sh.N, sh.K, us, bytes / us / 1e3);
+    linear("3-bit ", sh, (size_t)sh.N * R, 8);
   }
   RAZERQ_CUDA(cudaGetLastError());
   RAZERQ_CUDA(cudaDeviceSynchronize());
