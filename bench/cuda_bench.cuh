@@ -1,9 +1,11 @@
 #pragma once
-// What the CUDA benchmarks (bench/gemv.cu, bench/decode_ops.cu) share: CK, which ends the program
-// on a CUDA error with the call and its place, and median_us, the timing loop.
+// What the CUDA benchmarks (bench/gemv.cu, bench/decode_ops.cu, bench/stream_patterns.cu) share: CK,
+// which ends the program on a CUDA error with the call and its place, median_us, the timing loop,
+// and ld_stream / ld_stream32 / ld_stream64, loads of bytes read once (not kept in L1).
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -18,6 +20,22 @@
   } while (0)
 
 namespace razerq::bench {
+
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t ld_stream32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint2 ld_stream64(const void* p) {
+  uint2 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+}
 
 // Microseconds per launch: launch_batch(reps) enqueues reps launches; one untimed batch, then 15
 // between two events recorded on `stream` (0: the legacy default stream, which also brackets

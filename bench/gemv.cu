@@ -49,7 +49,7 @@
 #include "kernels/cuda/dequant_cuda.hpp"
 #include "kernels/cuda/gemv_cuda.hpp"
 #include "kernels/cuda/lut_gemv_cuda.hpp"
-#include "kernels/cuda/pdl_cuda.hpp"
+#include "kernels/cuda/pdl.cuh"
 #include "quantizer/format.hpp"
 #include "quantizer/pack.hpp"
 #include "quantizer/quantize.hpp"
@@ -66,51 +66,37 @@ constexpr size_t kRotateBytes = 200u << 20;
 // as our GEMV is (the created stream, programmatic dependent launch: the next launch may start once
 // every block is past its loads). What any kernel that must read those bytes once can at best
 // take; "% of read-only" = its time over ours.
-__device__ __forceinline__ uint4 ld_stream16(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
 __global__ void __launch_bounds__(256) read_only_kernel(const uint4* __restrict__ p, size_t n, uint32_t* sink) {
   const size_t stride = static_cast<size_t>(gridDim.x) * 256;
   size_t i = static_cast<size_t>(blockIdx.x) * 256 + threadIdx.x;
   uint32_t acc = 0;
   for (; i + 3 * stride < n; i += 4 * stride) {
-    const uint4 a = ld_stream16(p + i), b = ld_stream16(p + i + stride), c = ld_stream16(p + i + 2 * stride),
-                d = ld_stream16(p + i + 3 * stride);
+    const uint4 a = bench::ld_stream(p + i), b = bench::ld_stream(p + i + stride), c = bench::ld_stream(p + i + 2 * stride),
+                d = bench::ld_stream(p + i + 3 * stride);
     acc ^= (a.x ^ b.y ^ c.z ^ d.w) + (a.y ^ b.z ^ c.w ^ d.x) * 3u + (a.z ^ b.w ^ c.x ^ d.y) * 5u + (a.w ^ b.x ^ c.y ^ d.z) * 7u;
   }
   for (; i < n; i += stride) {
-    const uint4 a = ld_stream16(p + i);
+    const uint4 a = bench::ld_stream(p + i);
     acc ^= a.x + a.y * 3u + a.z * 5u + a.w * 7u;
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+  kernels::pdl::launch_dependents();
+  kernels::pdl::wait();
   if (acc == 0x9e3779b9u) sink[0] = acc;  // (never, in practice: keeps the loads)
 }
 
 // Median us of the read-only kernel over `bytes` of each of `bufs` in turn (rotated as the GEMV's
-// weight sets are), on stream s with programmatic dependent launch.
+// weight sets are), on stream s with programmatic dependent launch where the GEMV has it
+// (pdl::launch: the setting, on by default, and sm_90).
 double read_only_us(const std::vector<const void*>& bufs, size_t bytes, cudaStream_t s, uint32_t* sink) {
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(sms * 8));
-  cfg.blockDim = dim3(256);
-  cfg.stream = s;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
   const size_t n = bytes / 16;
   int idx = 0;
   return median_us(
       [&](int r) {
         for (int i = 0; i < r; ++i)
-          CK(cudaLaunchKernelEx(&cfg, read_only_kernel, static_cast<const uint4*>(bufs[idx++ % bufs.size()]), n, sink));
+          kernels::pdl::launch(read_only_kernel, dim3(static_cast<unsigned>(sms * 8)), dim3(256), 0, s,
+                               static_cast<const uint4*>(bufs[idx++ % bufs.size()]), n, sink);
       },
       50);
 }

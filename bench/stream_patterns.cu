@@ -24,23 +24,13 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench/cuda_bench.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 
-__device__ __forceinline__ uint4 ld_stream(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint32_t ld_stream32(const void* p) {
-  uint32_t v;
-  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint2 ld_stream64(const void* p) {
-  uint2 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
-  return v;
-}
+using razerq::bench::ld_stream;
+using razerq::bench::ld_stream32;
+using razerq::bench::ld_stream64;
+
 __device__ __forceinline__ uint32_t mix(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
 // PAT 0: row-major (rows of R bytes, block = 16 rows, warp wk takes 64-byte pieces kb = wk + 8 i).

@@ -1,6 +1,6 @@
 #pragma once
 // Programmatic dependent launch (pdl_cuda.hpp has the contract): the device-side calls and the
-// host-side launch. For kernels/cuda/*.cu only.
+// host-side launch. For kernels/cuda/*.cu and the CUDA benchmarks (bench/*.cu).
 #include <cuda_runtime.h>
 
 #include <utility>
