@@ -512,8 +512,8 @@ int main(int argc, char** argv) {
                      static_cast<long long>(N), static_cast<long long>(K));
         continue;
       }
-      const std::string name = cfg.label() + " " + kernels::gemv_decoder_name(ws[0]) +
-                               (silu ? " silu" : silusep ? " silu-sep" : "") +
+      // (The decoder and pipeline by M: gemv_decoder_name below.)
+      const std::string name = (silu ? std::string(" silu") : silusep ? " silu-sep" : "") +
                                (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
                                (ws[0].tiled ? "" : " row-major") +
                                (no_split ? " no split" : "") + (split_all ? " split all" : "");
@@ -544,7 +544,9 @@ int main(int argc, char** argv) {
               50);
         }
         kernels::set_pdl(true);
-        row(name + (kernels::gemv_post_scaled(ws[0], M) ? " post" : ""), M, us_pdl[1],
+        row(cfg.label() + " " + kernels::gemv_decoder_name(ws[0], M) + name +
+                (kernels::gemv_post_scaled(ws[0], M) ? " post" : ""),
+            M, us_pdl[1],
             (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3), us_pdl[0], read_us);
       }
     }

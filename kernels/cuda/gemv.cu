@@ -43,6 +43,7 @@
 #include <type_traits>
 
 #include "common/error.hpp"
+#include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/device_info.cuh"
 #include "common/half.hpp"
@@ -61,6 +62,10 @@ using quantizer::ScaleKind;
 constexpr int kWarps = 8;
 constexpr int kRowsPerBlock = 16;
 static_assert(kRowsPerBlock == kTileRows, "a block's tile is a tile of the tiled rows (gemv_layout.hpp)");
+// The stage count that selects the bulk ring (gemv_body's BULK; 3-bit codes, set_gemv_stages(3)) and
+// the ring's depth in steps of the block's 8 warps (a step: 8 blocks of K).
+constexpr int kBulkStages = 3;
+constexpr int kBulkDepth = 4;
 constexpr int kTables = 4;  // special-value tables (the plain grid four times without special values)
 
 struct GemvArgs {
@@ -444,8 +449,18 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // too), and the M <= 8 kernels (bounded, ptxas gives every one all 64 registers, so four blocks:
 // that gives up the fifth where it pays, occupancy_cap; a bound of one block per SM gives them
 // 72-84 registers, so the attribute's minimum is 0 for them).
+// Whether gemv_body takes the bulk ring (BULK, below): then the block has a ninth warp, the producer.
+// 3-bit bit decoders, fp16 scales (groups of 128: the host checks), tiled permuted rows, one tile.
+__host__ __device__ constexpr bool bulk_body(ScaleKind k, bool g16, Decode dec, int stages, int bits, int tiles,
+                                             int layout, bool pair) {
+  return stages == kBulkStages && bits == 3 && tiles == 1 && layout != static_cast<int>(CodeLayout::kDisk) && !g16 &&
+         dec != Decode::kLut && !pair && (k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer);
+}
+__host__ __device__ constexpr int block_threads(bool bulk) { return (kWarps + (bulk ? 1 : 0)) * 32; }
+
 constexpr int kMinBlocksPerSm = 4;
 __host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asym, int bits, int stages, bool g16) {
+  if (stages == kBulkStages) return kMinBlocksPerSm;  // the bulk ring's 9 warps: 56 registers at 4 blocks
   if (mt != 2 || stages != 1) return 0;
   if (dec == Decode::kE2M1Xor) return 3;
   return dec != Decode::kLut && !(asym && bits == 3) && !g16 ? kMinBlocksPerSm : 0;
@@ -464,6 +479,23 @@ template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kS
 __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
+  // BULK (bulk_body; choose_stages says when): the tile's codes and scales come into a ring of kD
+  // shared-memory stages, one stage per step of the block's 8 warps (8 consecutive blocks of K,
+  // contiguous in the tiled layout), by one bulk copy of codes and one of scales (bulk_copy.cuh),
+  // issued by a ninth warp (the producer; its lane 0) once every consumer lane has read the
+  // stage's previous use (the empty barriers). The consumers take the same blocks of K in the same
+  // order as the register pipeline, so y is the same bit for bit. Other instantiations with
+  // kStages == kBulkStages run the register pipeline with one stage (kS); the host never launches them.
+  constexpr bool BULK = bulk_body(K, G16, DEC, kStages, BITS, TILES, LAYOUT, PAIR);
+  static_assert(!BULK || (BITS == 3 && kTilePlaneWords == 64), "the ring's lane words are the 3-bit planes'");
+  constexpr int kS = kStages == kBulkStages ? 1 : kStages;
+  constexpr int kBlkWords = kRowsPerBlock * block_words(BITS);  // a tile's 128-column block of codes
+  constexpr int kStageWords = kWarps * (kBlkWords + kRowsPerBlock / 2);  // 8 blocks + their 16 fp16 scales each
+  constexpr int kDMax = 40960 / (4 * kStageWords);  // (48 KB of static shared memory in all)
+  constexpr int kD = BULK ? (kBulkDepth < kDMax ? kBulkDepth : kDMax) : 1;
+  static_assert(!BULK || kD >= 2, "the bulk ring needs two stages");
+  __shared__ __align__(128) uint32_t bulk_buf[kD][BULK ? kStageWords : 1];
+  __shared__ __align__(8) uint64_t bulk_bar[2 * kD];  // full[kD], empty[kD]
   constexpr bool SPECIAL = e2m1_special(DEC, K);
   constexpr bool kPost = post_scaled(DEC, PRE);
   static_assert(!kPost || !G16, "POST takes one group per lane and block");
@@ -485,7 +517,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // TILES == 2: warps 0..3 take the block's first 16 rows, 4..7 the next 16, both groups the
   // same blocks of K in the same order, so each x load of one group is an L1 hit for the other.
   constexpr int kw = kWarps / TILES;
-  const int tile = warp / kw, wk = warp % kw;
+  const bool producer = BULK && warp == kWarps;  // (the bulk pipeline's ninth warp)
+  // (The producer has no k-blocks of its own; wk 1 keeps it out of the sums and stores below.)
+  const int tile = BULK ? 0 : warp / kw, wk = producer ? 1 : warp % kw;
   const int kblocks = a.K >> 7;
   // Split tail (split_plan, one tile per block): block split_from + 2 i + h (h = its rank in the
   // cluster) takes the 128-column blocks [h kblocks / 2, (h + 1) kblocks / 2) of tile split_from + i.
@@ -497,7 +531,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     kb_begin = half ? kblocks >> 1 : 0;
     kb_end = half ? kblocks : kblocks >> 1;
   }
-  static_assert(!PAIR || (TILES == 1 && kStages == 1), "the SiLU epilogue's kernels have one tile and one stage");
+  static_assert(!PAIR || (TILES == 1 && kS == 1), "the SiLU epilogue's kernels have one tile and one stage");
   const int n0 = (block_tile * TILES + tile) * kRowsPerBlock;
   const int nA = PAIR ? n0 / 2 + g : n0 + g, nB = PAIR ? a.pair_rows + nA : nA + 8;
   const bool okA = nA < (PAIR ? a.pair_rows : a.N), okB = nB < a.N;
@@ -571,90 +605,154 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     if constexpr (G16) return decode_group<K, kSv, kNvPair>(g, nv_sel, a.razer_scale_mask);
     else return g;
   };
-  uint4 qa[kStages], qb[kStages];
-  Staged ga0[kStages], gb0[kStages];
+  // One 128-column block kb of the warp's rows: x loaded, codes qA / qB (rows nA, nB) and groups
+  // decoded and multiplied into acc0 / acc1.
+  auto block = [&](int kb, const uint4& qA, const uint4& qB, const Staged& gA0, const Staged& gB0) {
+    const int col = kb * 128 + t * 32;  // first of this lane's 32 columns on disk (its group)
+    // x: 32 halves of row g (and g + 8) at the columns of the lane's 4 code words (8 each), as
+    // 16 half2 words: word i's columns start at xcol + 8 xoff(i).
+    constexpr int kQuad = static_cast<int>(CodeLayout::kQuad), kPair = static_cast<int>(CodeLayout::kPair);
+    const int xcol = LAYOUT == kQuad ? kb * 128 + t * 8 : LAYOUT == kPair ? kb * 128 + t * 16 : col;
+    auto xoff = [](int i) { return LAYOUT == kQuad ? 4 * i : LAYOUT == kPair ? 8 * (i >> 1) + (i & 1) : i; };
+    uint32_t xa[16], xb[16];
 #pragma unroll
-  for (int s = 0; s < kStages; ++s) {
-    const int kbc = kb_clamp(kb_begin + wk + s * kw);
-    const uint32_t off = q_off(kbc);
-    qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
-    ga0[s] = load_g(grA, kbc), gb0[s] = load_g(grB, kbc);
-  }
-  // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
-  // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
-  pdl::wait();
-  for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kStages * kw) {
+    for (int i = 0; i < 4; ++i) {
+      const uint4 v = __ldg(reinterpret_cast<const uint4*>(x0 + xcol) + xoff(i));
+      xa[4 * i] = v.x, xa[4 * i + 1] = v.y, xa[4 * i + 2] = v.z, xa[4 * i + 3] = v.w;
+      if constexpr (MT == 2) {
+        const uint4 u = __ldg(reinterpret_cast<const uint4*>(x1 + xcol) + xoff(i));
+        xb[4 * i] = u.x, xb[4 * i + 1] = u.y, xb[4 * i + 2] = u.z, xb[4 * i + 3] = u.w;
+      }
+    }
+    const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gA0), nA, okA, col, lut_addr);
+    const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gB0), nB, okB, col, lut_addr);
+    uint32_t wa[4], wb[4];  // 8 codes each (columns 8w .. 8w + 7 of the lane's 32)
+    if constexpr (BITS == 4) {
+      wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
+      wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = qB.w;
+    } else if (DEC == Decode::kNib3 || (DEC == Decode::kLut && col_order)) {  // nibbles: words 0..2, 3 gathered
+      wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = gemv3::nib3_spare(qA.x, qA.y, qA.z);
+      wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = gemv3::nib3_spare(qB.x, qB.y, qB.z);
+    } else {  // code j of a word at bit 3j + P
+      constexpr int P = DEC == Decode::kFp3 ? 1 : 0;
+      gemv3::words<P>(qA.x, qA.y, qA.z, wa);
+      gemv3::words<P>(qB.x, qB.y, qB.z, wb);
+    }
+    // POST: the block's sums in fresh accumulators, scaled into acc0 / acc1 after the block.
+    float blk0[4] = {0.f, 0.f, 0.f, 0.f}, blk1[4] = {0.f, 0.f, 0.f, 0.f};
+    float(&c0)[4] = kPost ? blk0 : acc0;
+    float(&c1)[4] = kPost ? blk1 : acc1;
 #pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      const int kb = kb0 + s * kw;
-      if (kb >= kb_end) break;
-      const int col = kb * 128 + t * 32;  // first of this lane's 32 columns on disk (its group)
-      // x: 32 halves of row g (and g + 8) at the columns of the lane's 4 code words (8 each), as
-      // 16 half2 words: word i's columns start at xcol + 8 xoff(i).
-      constexpr int kQuad = static_cast<int>(CodeLayout::kQuad), kPair = static_cast<int>(CodeLayout::kPair);
-      const int xcol = LAYOUT == kQuad ? kb * 128 + t * 8 : LAYOUT == kPair ? kb * 128 + t * 16 : col;
-      auto xoff = [](int i) { return LAYOUT == kQuad ? 4 * i : LAYOUT == kPair ? 8 * (i >> 1) + (i & 1) : i; };
-      uint32_t xa[16], xb[16];
+    for (int w = 0; w < 4; ++w) {
+      const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
+      const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf], nib_t0), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf], nib_t0);
+      // The word's codes are in pair order (DeviceTensor::pair_order): pair i (fields i, i + 4)
+      // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded; razer_xor and nib3:
+      // in column order, pair i (fields 2i, 2i + 1) the same columns.
+      const uint32_t* xp = xa + 4 * w;
+      const uint32_t* xq = xb + 4 * w;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf, col_order);
+        const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf, col_order);
+        const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf, col_order);
+        const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf, col_order);
+        mma16816(c0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
+        if constexpr (MT == 2) mma16816(c1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
+      }
+    }
+    if constexpr (kPost) {  // c0, c1: weight row g (rA), c2, c3: row g + 8 (rB)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const uint4 v = __ldg(reinterpret_cast<const uint4*>(x0 + xcol) + xoff(i));
-        xa[4 * i] = v.x, xa[4 * i + 1] = v.y, xa[4 * i + 2] = v.z, xa[4 * i + 3] = v.w;
-        if constexpr (MT == 2) {
-          const uint4 u = __ldg(reinterpret_cast<const uint4*>(x1 + xcol) + xoff(i));
-          xb[4 * i] = u.x, xb[4 * i + 1] = u.y, xb[4 * i + 2] = u.z, xb[4 * i + 3] = u.w;
+        const float sc = i < 2 ? rA.post : rB.post;
+        acc0[i] = fmaf(sc, blk0[i], acc0[i]);
+        if constexpr (MT == 2) acc1[i] = fmaf(sc, blk1[i], acc1[i]);
+      }
+    }
+  };
+  if constexpr (BULK) {
+    // full[j] (bulk_bar[j]): one arrival (the producer's expect_tx) and the stage's bytes;
+    // empty[j] (bulk_bar[kD + j]): every consumer lane once it has read its words of the stage.
+    const uint32_t bar0 = static_cast<uint32_t>(__cvta_generic_to_shared(&bulk_bar[0]));
+    const uint32_t ebar0 = bar0 + 8u * kD;
+    if (tid == 0) {
+#pragma unroll
+      for (int j = 0; j < kD; ++j) bulk::init(bar0 + 8u * j, 1u), bulk::init(ebar0 + 8u * j, kWarps * 32u);
+      bulk::fence_init();
+    }
+    __syncthreads();  // the barriers are initialised
+    if (producer) {
+      if (lane == 0) {  // lane 0 issues every copy of the block; the other lanes idle
+        const uint32_t buf0 = static_cast<uint32_t>(__cvta_generic_to_shared(&bulk_buf[0][0]));
+        const uint32_t* tile_codes = a.codes + static_cast<int64_t>(n0 < a.N ? n0 : 0) * a.code_words;
+        const uint16_t* tile_scales = a.scales16 + static_cast<int64_t>(n0 < a.N ? n0 : 0) * a.groups_per_row;
+        const uint64_t policy = bulk::evict_first_policy();
+        // Step i (blocks kb_begin + 8 i ..) goes to stage i % kD; from the second round on, it waits
+        // until every consumer lane has read the stage's previous use (use u: empty phase u - 1).
+        int slot = 0;
+        uint32_t phase = 0;
+        for (int c0 = kb_begin, i = 0; c0 < kb_end; c0 += kWarps, ++i) {
+          if (i >= kD) bulk::wait(ebar0 + 8u * slot, phase);
+          const int nb = min(kWarps, kb_end - c0);
+          const uint32_t bar = bar0 + 8u * slot, dst = buf0 + 4u * kStageWords * slot;
+          bulk::expect_tx(bar, nb * (4u * kBlkWords + 2u * kRowsPerBlock));
+          bulk::copy(dst, tile_codes + static_cast<int64_t>(c0) * kBlkWords, nb * 4u * kBlkWords, bar, policy);
+          bulk::copy(dst + 4u * kWarps * kBlkWords, tile_scales + c0 * kRowsPerBlock, nb * 2u * kRowsPerBlock, bar, policy);
+          if (++slot == kD) {
+            slot = 0;
+            if (i >= kD) phase ^= 1u;
+          }
         }
       }
-      const uint4 qA = qa[s], qB = qb[s];
-      const Staged gA0 = ga0[s], gB0 = gb0[s];
-      const int kn = kb_clamp(kb + kStages * kw);
-      const uint32_t off = q_off(kn);
+      __syncwarp();
+    } else {
+      pdl::wait();
+      int slot = 0;
+      uint32_t phase = 0;
+      // The lane's words in the warp's block of a stage (tiled rows, gemv_layout.hpp): word j of
+      // row r at plane j, 4 r + t (rows g, g + 8: 4 g + t and 32 more), as load_q reads them.
+      const uint32_t lane_word = wk * kBlkWords + 4u * g + t;
+      const uint16_t* scale0 = reinterpret_cast<const uint16_t*>(&bulk_buf[0][kWarps * kBlkWords]) + wk * kRowsPerBlock;
+      for (int c0 = kb_begin; c0 + wk < kb_end; c0 += kWarps) {
+        const int kb = c0 + wk;
+        bulk::wait(bar0 + 8u * slot, phase);
+        const uint32_t* p = &bulk_buf[0][0] + kStageWords * slot + lane_word;
+        const uint4 qA = make_uint4(p[0], p[kTilePlaneWords], p[2 * kTilePlaneWords], 0u);
+        const uint4 qB = make_uint4(p[32], p[32 + kTilePlaneWords], p[32 + 2 * kTilePlaneWords], 0u);
+        const uint16_t* sc = scale0 + 2 * kStageWords * slot;
+        const uint16_t sA = sc[g], sB = sc[g + 8];
+        bulk::arrive(ebar0 + 8u * slot);  // the producer may refill the stage
+        const Staged gA0 = decode_group<K, false, false>(GroupRaw{sA, 0u}, 0u, a.razer_scale_mask);
+        const Staged gB0 = decode_group<K, false, false>(GroupRaw{sB, 0u}, 0u, a.razer_scale_mask);
+        if (++slot == kD) slot = 0, phase ^= 1u;
+        block(kb, qA, qB, gA0, gB0);
+      }
+    }
+  } else {
+    uint4 qa[kS], qb[kS];
+    Staged ga0[kS], gb0[kS];
+#pragma unroll
+    for (int s = 0; s < kS; ++s) {
+      const int kbc = kb_clamp(kb_begin + wk + s * kw);
+      const uint32_t off = q_off(kbc);
       qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
-      ga0[s] = load_g(grA, kn), gb0[s] = load_g(grB, kn);
-
-      const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gA0), nA, okA, col, lut_addr);
-      const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gB0), nB, okB, col, lut_addr);
-      uint32_t wa[4], wb[4];  // 8 codes each (columns 8w .. 8w + 7 of the lane's 32)
-      if constexpr (BITS == 4) {
-        wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
-        wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = qB.w;
-      } else if (DEC == Decode::kNib3 || (DEC == Decode::kLut && col_order)) {  // nibbles: words 0..2, 3 gathered
-        wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = gemv3::nib3_spare(qA.x, qA.y, qA.z);
-        wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = gemv3::nib3_spare(qB.x, qB.y, qB.z);
-      } else {  // code j of a word at bit 3j + P
-        constexpr int P = DEC == Decode::kFp3 ? 1 : 0;
-        gemv3::words<P>(qA.x, qA.y, qA.z, wa);
-        gemv3::words<P>(qB.x, qB.y, qB.z, wb);
-      }
-      // POST: the block's sums in fresh accumulators, scaled into acc0 / acc1 after the block.
-      float blk0[4] = {0.f, 0.f, 0.f, 0.f}, blk1[4] = {0.f, 0.f, 0.f, 0.f};
-      float(&c0)[4] = kPost ? blk0 : acc0;
-      float(&c1)[4] = kPost ? blk1 : acc1;
+      ga0[s] = load_g(grA, kbc), gb0[s] = load_g(grB, kbc);
+    }
+    // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
+    // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
+    pdl::wait();
+    for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kS * kw) {
 #pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
-        const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf], nib_t0), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf], nib_t0);
-        // The word's codes are in pair order (DeviceTensor::pair_order): pair i (fields i, i + 4)
-        // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded; razer_xor and nib3:
-        // in column order, pair i (fields 2i, 2i + 1) the same columns.
-        const uint32_t* xp = xa + 4 * w;
-        const uint32_t* xq = xb + 4 * w;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf, col_order);
-          const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf, col_order);
-          const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf, col_order);
-          const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf, col_order);
-          mma16816(c0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
-          if constexpr (MT == 2) mma16816(c1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
-        }
-      }
-      if constexpr (kPost) {  // c0, c1: weight row g (rA), c2, c3: row g + 8 (rB)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float sc = i < 2 ? rA.post : rB.post;
-          acc0[i] = fmaf(sc, blk0[i], acc0[i]);
-          if constexpr (MT == 2) acc1[i] = fmaf(sc, blk1[i], acc1[i]);
-        }
+      for (int s = 0; s < kS; ++s) {
+        const int kb = kb0 + s * kw;
+        if (kb >= kb_end) break;
+        const uint4 qA = qa[s], qB = qb[s];
+        const Staged gA0 = ga0[s], gB0 = gb0[s];
+        const int kn = kb_clamp(kb + kS * kw);
+        const uint32_t off = q_off(kn);
+        qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
+        ga0[s] = load_g(grA, kn), gb0[s] = load_g(grB, kn);
+        block(kb, qA, qB, gA0, gB0);
       }
     }
   }
@@ -662,13 +760,16 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // (before or right after the wait above) was slower for razer4 at 4096 x 11008 (25.8 vs 21.3 us
   // serial: the next product's blocks, resident and waiting, crowd the running ones) and within
   // 1 % of this on the large shapes (bench/gemv.md, 2026-11-24 third session).
-  pdl::launch_dependents();
+  // (The CTA's first call counts: the bulk producer, done early, leaves it to the consumers.)
+  if (!producer) pdl::launch_dependents();
   // Sum the warps' accumulators; warp 0 writes. c0, c1: weight row g, x rows 2t, 2t+1;
   // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1.
+  if (!producer) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    red[warp][i][lane] = acc0[i];
-    if constexpr (MT == 2) red[warp][4 + i][lane] = acc1[i];
+    for (int i = 0; i < 4; ++i) {
+      red[warp][i][lane] = acc0[i];
+      if constexpr (MT == 2) red[warp][4 + i][lane] = acc1[i];
+    }
   }
   __syncthreads();
   float sum[4 * MT];  // the first warp of each tile sums its tile's warps
@@ -720,7 +821,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
 
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT>
-__global__ void __launch_bounds__(kWarps * 32, min_blocks_per_sm(MT, DEC, ASYM, BITS, kStages, G16))
+__global__ void __launch_bounds__(block_threads(bulk_body(K, G16, DEC, kStages, BITS, TILES, LAYOUT, false)),
+                                  min_blocks_per_sm(MT, DEC, ASYM, BITS, kStages, G16))
     gemv_kernel(const __grid_constant__ GemvArgs a) {
   gemv_body<K, ASYM, MT, G16, DEC, PRE, kStages, BITS, TILES, LAYOUT, SPLIT, false>(a);
 }
@@ -797,9 +899,9 @@ int split_plan(const GemvArgs& a, int per_sm, int bits, bool whole_wave) {
 }
 
 template <class Kernel>
-int resident_blocks_per_sm(Kernel k) {
+int resident_blocks_per_sm(Kernel k, int threads = kWarps * 32) {
   int n = 0;
-  RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, kWarps * 32, 0));
+  RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, threads, 0));
   return n;
 }
 
@@ -819,12 +921,14 @@ struct OccupancyCap {
 };
 
 template <class Kernel>
-OccupancyCap occupancy_cap(Kernel k) {
+OccupancyCap occupancy_cap(Kernel k, int threads = kWarps * 32) {
   OccupancyCap cap;
-  cap.natural = resident_blocks_per_sm(k);
-  if (cap.natural <= kMinBlocksPerSm) return cap;
   cudaFuncAttributes attr{};
   RAZERQ_CUDA(cudaFuncGetAttributes(&attr, k));
+  if (attr.sharedSizeBytes > 12 * 1024)  // the bulk ring's kernels (31 KB): room for four blocks
+    RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+  cap.natural = resident_blocks_per_sm(k, threads);
+  if (cap.natural <= kMinBlocksPerSm) return cap;
   int dev = 0, optin = 0;
   RAZERQ_CUDA(cudaGetDevice(&dev));
   RAZERQ_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
@@ -837,7 +941,7 @@ OccupancyCap occupancy_cap(Kernel k) {
   RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 25));
   for (size_t s = 1024; static_cast<int>(s) <= max_dyn; s += 1024) {  // the least that leaves the cap
     int m = 0;
-    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&m, k, kWarps * 32, s));
+    RAZERQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&m, k, threads, s));
     if (m <= kMinBlocksPerSm) {
       cap.smem = m == kMinBlocksPerSm ? s : 0;
       break;
@@ -863,14 +967,16 @@ size_t cap_smem(const OccupancyCap& cap, int64_t blocks) {
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
 void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
+  constexpr int kThreads = block_threads(bulk_body(K, G16, DEC, S, BITS, TILES, kL, PAIR));
+  block.x = kThreads;
   GemvArgs a = a0;
   a.split_from = INT_MAX;
-  if constexpr (TILES == 1 && S == 1) {
+  if constexpr (TILES == 1 && (S == 1 || S == kBulkStages)) {
     auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     // Resident blocks per SM of each split kernel and their caps (asked on the first device;
     // registers differ by MT).
-    static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
+    static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);
     const OccupancyCap& cap = a.M <= 8 ? cap1 : cap2;
     const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1);
     if (from != INT_MAX) {
@@ -881,7 +987,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   }
   auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
-  static const OccupancyCap cap1 = occupancy_cap(k1), cap2 = occupancy_cap(k2);
+  static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);
   pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
 }
 
@@ -953,15 +1059,20 @@ bool two_tiles_pay(const GemvArgs& a) {
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int S, int BITS>
 void launch_s(const GemvArgs& a, cudaStream_t s) {
-  if constexpr (S == 1)  // (two stages are for measurements only: one tile per block)
+  if constexpr (S == 1 || S == kBulkStages)  // (two stages are for measurements only: one tile per block)
     if (a.tiles == 2 || (a.tiles == 0 && two_tiles_pay<K, ASYM, DEC, PRE, BITS>(a)))
-      return launch_t<K, ASYM, DEC, PRE, S, BITS, 2>(a, s);
+      return launch_t<K, ASYM, DEC, PRE, 1, BITS, 2>(a, s);  // (two tiles: the register pipeline)
   launch_t<K, ASYM, DEC, PRE, S, BITS, 1>(a, s);
 }
+
+// The scale kinds and decoders of gemv_body's BULK (the tensor must also be tiled with whole-block groups).
+constexpr bool bulk_kind(ScaleKind k, Decode d) { return (k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer) && d != Decode::kLut; }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>
 void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
   if (stages == 2) return launch_s<K, ASYM, DEC, PRE, 2, BITS>(a, s);
+  if constexpr (BITS == 3 && bulk_kind(K, DEC))
+    if (stages == kBulkStages) return launch_s<K, ASYM, DEC, PRE, kBulkStages, BITS>(a, s);
   launch_s<K, ASYM, DEC, PRE, 1, BITS>(a, s);
 }
 
@@ -1110,7 +1221,27 @@ Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, 
 // grids took two from the sixth session until its scales were decoded at use, seventh: then one
 // with the whole split was 1.00-1.07x faster at 4096x4096 and 1.16-1.19x at 4096x11008, M <= 8.)
 // set_gemv_stages(1 or 2) forces one (measurements, tests).
-int choose_stages() { return g_stages == 2 ? 2 : 1; }
+//
+// The bulk ring (gemv_body's BULK, kBulkStages) for the 3-bit bit decoders at M = 1, K >= 8192, on
+// grids that are not split whole (2026-11-25, twenty-fifth session, bench/gemv.md; kernels/NOTES.md
+// has the design and the profile): a producer warp keeps four steps of the block's codes in flight,
+// so the consumers no longer wait on their loads. Measured on the H100 in four calls, M = 1,
+// stages 1's time over the ring's on 28672x8192, 8192x28672 and 16384x16384: razer3 1.01-1.07x,
+// int3 1.00-1.05x, fp3 1.00-1.04x. Not taken where it lost: 4096x11008 (split whole; 0.80-0.83x),
+// K = 4096 (0.92-1.01x), M >= 2 (0.93-1.02x at M = 2, 4; 0.83-1.01x at M = 8), where a block's few
+// steps leave the ring's start-up unpaid or the x loads grow; the 4-bit formats (int4 0.96-1.01x,
+// razer4 0.94-0.99x at M = 1, not instantiated). set_gemv_stages(3) takes it wherever the tensor
+// allows (tests).
+bool bulk_applies(const DeviceTensor& w, Decode dec) {
+  return w.cfg.bits == 3 && w.tiled && w.cfg.group == 128 && w.layout != CodeLayout::kDisk && w.scales16 &&
+         reinterpret_cast<uintptr_t>(w.scales16) % 16 == 0 && reinterpret_cast<uintptr_t>(w.codes) % 16 == 0 &&
+         bulk_kind(w.cfg.spec().scale_kind, dec);
+}
+int choose_stages(const DeviceTensor& w, Decode dec, int64_t M) {
+  if (g_stages == 1 || g_stages == 2) return g_stages;
+  if (bulk_applies(w, dec) && (g_stages == 3 || (M == 1 && w.cols >= 8192 && !underfilled(w.rows)))) return kBulkStages;
+  return 1;
+}
 
 
 }  // namespace
@@ -1202,7 +1333,7 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
   // (The SiLU epilogue's kernels have one stage and one tile per block.)
-  const int stages = pair_rows ? 1 : choose_stages();
+  const int stages = pair_rows ? 1 : choose_stages(w, dec, M);
   a.tiles = pair_rows ? 1 : g_tiles;  // 0: two_tiles_pay decides
   a.layout = static_cast<int>(w.layout);
   a.pair_rows = pair_rows;
@@ -1257,11 +1388,13 @@ bool gemv_post_scaled(const DeviceTensor& w, int64_t M) {
   return post_scaled(p.dec, p.pre);
 }
 
-const char* gemv_decoder_name(const DeviceTensor& w) {
+const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return "unsupported";
   uint32_t special[kTables], t0;
-  const Decode dec = choose_plan(w, quantizer::base_grid(w.cfg), 1, special, &t0).dec;
-  const bool two = choose_stages() == 2;
+  const Decode dec = choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0).dec;
+  const int stages = choose_stages(w, dec, M);
+  if (stages == kBulkStages) return dec == Decode::kNib3 ? "nib3/bulk" : dec == Decode::kFp3 ? "fp3-bits/bulk" : "int3-bits/bulk";
+  const bool two = stages == 2;
   switch (dec) {
     case Decode::kInt4: return two ? "int4-bits/2" : "int4-bits/1";
     case Decode::kE2M1: return two ? "e2m1-bits/2" : "e2m1-bits/1";

@@ -71,8 +71,11 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // bench/gemv.md); kTable / kBits force one (kBits where the grid allows).
 // Every choice gives the same weights and the same y bit for bit (tests; with the scale on the
 // weights, set_gemv_post(1), for the 3-bit formats). With the stage count
-// (blocks of codes in flight per warp: 1 or 2; 0 = automatic: 1) these are process-wide
-// settings for tests and benchmarks.
+// (blocks of codes in flight per warp: 1 or 2; 3 = the bulk ring wherever the tensor allows it:
+// 3-bit bit decoders, fp16 scales in groups of 128, tiled rows, where a producer warp keeps four
+// steps of the block's codes in shared memory, y the same as 1's bit for bit; 0 = automatic: the
+// ring at M = 1 with K >= 8192 on grids of more than two 16-row tiles per SM, else 1) these are
+// process-wide settings for tests and benchmarks.
 enum class GemvDecoder { kAuto, kTable, kBits };
 void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);
@@ -102,8 +105,8 @@ void set_gemv_post(int mode);
 // Whether gemv_fp16_cuda(w, x, M, ...) applies w's scales to the block sums (POST) now.
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
-// "fp3-bits/1", "nib3/1" (razer3), "table/1", ... (decoder / stages at M = 1), or
-// "unsupported".
-const char* gemv_decoder_name(const DeviceTensor& w);
+// "fp3-bits/1", "nib3/1" (razer3), "nib3/bulk", "table/1", ... (decoder / stages at M rows of x),
+// or "unsupported".
+const char* gemv_decoder_name(const DeviceTensor& w, int64_t M = 1);
 
 }  // namespace razerq::kernels

@@ -335,6 +335,65 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   }
 }
 
+// The bulk ring (set_gemv_stages(3), gemv.cu BULK: a producer warp's bulk copies into shared
+// memory) hands each warp the words and scales the register prefetch loads, and the warps sum the
+// same blocks of K in the same order: y equal to stages 1's bit for bit, for every 3-bit case in
+// groups of 128. K of one block, of a partial step of the block's 8 warps, and of more
+// steps than the ring's four stages (its barriers' phases wrap); whole and split tiles (the split
+// tail's halves start mid-row); M = 1..16; and against the reference. By default it serves M = 1
+// with K >= 8192 on grids that are not split whole only.
+TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  // (Whole 16-row tiles: the ring takes tiled rows only.)
+  const std::pair<int64_t, int64_t> shapes[] = {{48, 128}, {304, 1152}, {80, 8192}, {144, 4096 + 5 * 128}};
+  int cases = 0;
+  for (const GemvCase& c : kCases) {
+    if (c.bits != 3 || c.group != 128) continue;
+    ++cases;
+    for (auto [N, K] : shapes) {
+      const QuantizedTensor q = quantize_random(rng, c, N, K);
+      const DeviceTensor t = kernels::upload(q);
+      const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K);
+      {
+        DecoderScope scope(kernels::GemvDecoder::kAuto, 3);
+        EXPECT_NE(std::string(kernels::gemv_decoder_name(t)).find("/bulk"), std::string::npos)
+            << what << ": " << kernels::gemv_decoder_name(t);
+      }
+      {
+        DecoderScope scope(kernels::GemvDecoder::kAuto);  // (all four grids are under-filled: split whole)
+        EXPECT_EQ(std::string(kernels::gemv_decoder_name(t)).find("/bulk"), std::string::npos) << what;
+      }
+      std::normal_distribution<float> nd(0.f, 1.f);
+      for (int64_t M : {1, 3, 8, 16}) {
+        std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+        for (auto& h : xh) h = float_to_fp16(nd(rng));
+        DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
+        dx.copy_from_host(xh.data(), xh.size() * 2);
+        for (int split : {1, 2}) {
+          std::vector<uint16_t> y[2];
+          for (int stages : {1, 3}) {
+            DecoderScope scope(kernels::GemvDecoder::kAuto, stages, 1, CodeLayout::kAuto, split);
+            y[stages == 3] = gemv_to_host(t, dx, M, dy);
+          }
+          EXPECT_EQ(count_diff(y[1], y[0]), 0) << what << " M=" << M << (split == 2 ? " split" : "") << ": bulk vs stages 1";
+        }
+      }
+      DecoderScope scope(kernels::GemvDecoder::kAuto, 3, 1);
+      for (int64_t M : {1, 16}) check_gemv(q, M, rng, 1.f, what + " bulk M=" + std::to_string(M));
+    }
+  }
+  EXPECT_EQ(cases, 4) << "razer3, int3, int3-asym and fp3 in groups of 128";
+  // The default takes the ring at M = 1 only, for K >= 8192 and grids of more than two tiles per SM.
+  for (int64_t K : {4096, 8192}) {
+    const GemvCase c{"int", false, 128, 3};
+    const DeviceTensor t = kernels::upload(quantize_random(rng, c, 6400, K));
+    DecoderScope scope(kernels::GemvDecoder::kAuto);
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), K >= 8192 ? "int3-bits/bulk" : "int3-bits/1") << K;
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 2)), "int3-bits/1") << K;
+  }
+}
+
 // RaZeR (3- and 4-bit) with special values other than the defaults: the bit decoders (razer3's
 // register byte table, razer4's byte patch or two tables) take a set whose values x 2^-14 are fp16
 // with a zero low byte (0.5 subnormal, 64 the largest allowed), equal to the table bit for bit and
