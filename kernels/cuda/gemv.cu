@@ -449,12 +449,17 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
 // too), and the M <= 8 kernels (bounded, ptxas gives every one all 64 registers, so four blocks:
 // that gives up the fifth where it pays, occupancy_cap; a bound of one block per SM gives them
 // 72-84 registers, so the attribute's minimum is 0 for them).
+// The scale kinds and decoders of gemv_body's BULK (the tensor must also be tiled, permuted, with
+// groups of 128: bulk_applies).
+__host__ __device__ constexpr bool bulk_kind(ScaleKind k, Decode d) {
+  return (k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer) && d != Decode::kLut;
+}
 // Whether gemv_body takes the bulk ring (BULK, below): then the block has a ninth warp, the producer.
-// 3-bit bit decoders, fp16 scales (groups of 128: the host checks), tiled permuted rows, one tile.
+// 3-bit bit decoders, fp16 scales, tiled permuted rows, one tile.
 __host__ __device__ constexpr bool bulk_body(ScaleKind k, bool g16, Decode dec, int stages, int bits, int tiles,
                                              int layout, bool pair) {
   return stages == kBulkStages && bits == 3 && tiles == 1 && layout != static_cast<int>(CodeLayout::kDisk) && !g16 &&
-         dec != Decode::kLut && !pair && (k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer);
+         !pair && bulk_kind(k, dec);
 }
 __host__ __device__ constexpr int block_threads(bool bulk) { return (kWarps + (bulk ? 1 : 0)) * 32; }
 
@@ -484,11 +489,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // contiguous in the tiled layout), by one bulk copy of codes and one of scales (bulk_copy.cuh),
   // issued by a ninth warp (the producer; its lane 0) once every consumer lane has read the
   // stage's previous use (the empty barriers). The consumers take the same blocks of K in the same
-  // order as the register pipeline, so y is the same bit for bit. Other instantiations with
-  // kStages == kBulkStages run the register pipeline with one stage (kS); the host never launches them.
+  // order as the register pipeline, so y is the same bit for bit.
   constexpr bool BULK = bulk_body(K, G16, DEC, kStages, BITS, TILES, LAYOUT, PAIR);
+  static_assert(BULK == (kStages == kBulkStages), "kBulkStages only where the ring applies (launch_s, launch_t)");
   static_assert(!BULK || (BITS == 3 && kTilePlaneWords == 64), "the ring's lane words are the 3-bit planes'");
-  constexpr int kS = kStages == kBulkStages ? 1 : kStages;
   constexpr int kBlkWords = kRowsPerBlock * block_words(BITS);  // a tile's 128-column block of codes
   constexpr int kStageWords = kWarps * (kBlkWords + kRowsPerBlock / 2);  // 8 blocks + their 16 fp16 scales each
   constexpr int kDMax = 40960 / (4 * kStageWords);  // (48 KB of static shared memory in all)
@@ -531,7 +535,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     kb_begin = half ? kblocks >> 1 : 0;
     kb_end = half ? kblocks : kblocks >> 1;
   }
-  static_assert(!PAIR || (TILES == 1 && kS == 1), "the SiLU epilogue's kernels have one tile and one stage");
+  static_assert(!PAIR || (TILES == 1 && kStages == 1), "the SiLU epilogue's kernels have one tile and one stage");
   const int n0 = (block_tile * TILES + tile) * kRowsPerBlock;
   const int nA = PAIR ? n0 / 2 + g : n0 + g, nB = PAIR ? a.pair_rows + nA : nA + 8;
   const bool okA = nA < (PAIR ? a.pair_rows : a.N), okB = nB < a.N;
@@ -729,10 +733,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       }
     }
   } else {
-    uint4 qa[kS], qb[kS];
-    Staged ga0[kS], gb0[kS];
+    uint4 qa[kStages], qb[kStages];
+    Staged ga0[kStages], gb0[kStages];
 #pragma unroll
-    for (int s = 0; s < kS; ++s) {
+    for (int s = 0; s < kStages; ++s) {
       const int kbc = kb_clamp(kb_begin + wk + s * kw);
       const uint32_t off = q_off(kbc);
       qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
@@ -741,14 +745,14 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
     // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
     pdl::wait();
-    for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kS * kw) {
+    for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kStages * kw) {
 #pragma unroll
-      for (int s = 0; s < kS; ++s) {
+      for (int s = 0; s < kStages; ++s) {
         const int kb = kb0 + s * kw;
         if (kb >= kb_end) break;
         const uint4 qA = qa[s], qB = qb[s];
         const Staged gA0 = ga0[s], gB0 = gb0[s];
-        const int kn = kb_clamp(kb + kS * kw);
+        const int kn = kb_clamp(kb + kStages * kw);
         const uint32_t off = q_off(kn);
         qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
         ga0[s] = load_g(grA, kn), gb0[s] = load_g(grB, kn);
@@ -1023,7 +1027,9 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
       if (a.layout == static_cast<int>(CodeLayout::kPair))
         return launch_m<K, ASYM, false, DEC, PRE, S, BITS, TILES, CodeLayout::kPair>(a, grid, block, s);
     }
-    launch_m<K, ASYM, false, DEC, PRE, S, BITS, TILES, CodeLayout::kDisk>(a, grid, block, s);
+    // (Disk-order codes have no bulk ring: bulk_applies never picks it for them.)
+    constexpr int kSDisk = S == kBulkStages ? 1 : S;
+    launch_m<K, ASYM, false, DEC, PRE, kSDisk, BITS, TILES, CodeLayout::kDisk>(a, grid, block, s);
   }
 }
 
@@ -1064,9 +1070,6 @@ void launch_s(const GemvArgs& a, cudaStream_t s) {
       return launch_t<K, ASYM, DEC, PRE, 1, BITS, 2>(a, s);  // (two tiles: the register pipeline)
   launch_t<K, ASYM, DEC, PRE, S, BITS, 1>(a, s);
 }
-
-// The scale kinds and decoders of gemv_body's BULK (the tensor must also be tiled with whole-block groups).
-constexpr bool bulk_kind(ScaleKind k, Decode d) { return (k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer) && d != Decode::kLut; }
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>
 void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
