@@ -14,7 +14,8 @@
 // 4-bit RaZeR's E2M1 codes with the byte patch instead of the re-encoded two-table codes (":e2m1",
 // set_upload_razer_xor), razer3's codes as a bitstream (the table decoder then) instead of
 // nibbles for the lookup decoder (":bs", set_upload_nib3), the 3-bit scale on the block sums
-// (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), the gate/up
+// (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), razer3's fp16
+// products where the int8 ones would run (":f16", set_gemv_int8(1)), the gate/up
 // product's SiLU epilogue (":silu", gemv_silu_mul_fp16_cuda: N = 2 F rows as [gate; up]) or the plain product followed by
 // the SiLU kernel (":silusep", the decode step's pair without the epilogue; its time is the two
 // launches').
@@ -470,6 +471,7 @@ int main(int argc, char** argv) {
       const bool no_split = opts.find(":ns") != std::string::npos, split_all = opts.find(":sp") != std::string::npos;
       kernels::set_gemv_split(no_split ? 1 : split_all ? 2 : 0);
       kernels::set_gemv_post(opts.find(":post") != std::string::npos ? 2 : opts.find(":pre") != std::string::npos ? 1 : 0);
+      kernels::set_gemv_int8(opts.find(":f16") != std::string::npos ? 1 : 0);
       using kernels::CodeLayout;
       const CodeLayout layout = opts.find(":disk") != std::string::npos   ? CodeLayout::kDisk
                                 : opts.find(":quad") != std::string::npos ? CodeLayout::kQuad

@@ -30,7 +30,9 @@
 // an 8-byte table held in registers, the special value in it), else through a 16-entry fp16 table
 // of the format's values in shared memory (one per special value for the RaZeR kinds); then the
 // zero point (asym int) and one HMUL2 by the group's fp16 inner scale (razer3 at M <= 8 and
-// K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled).
+// K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled). razer3 at
+// M = 1 in the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8): its codes
+// looked up as int8 values, x split per block into two int8 parts of a 16-bit fixed point.
 // bench/gemv.md has the measurements and what was tried.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -96,7 +98,9 @@ struct GemvArgs {
                               // signed, 0x3f3f), kE8M0Razer the byte's sign bit (0x80 signed, 0)
   int razer_xor;              // the codes re-encoded (DeviceTensor::razer_xor): kE2M1Xor or the table
   int nib3;                   // 3-bit codes as nibbles (DeviceTensor::nib3): kNib3 or the table
-  uint32_t nib_t0;            // kNib3: the high bytes of codes 0..3's values x 2^-14 (gemv3::nib3_tables)
+  uint32_t nib_t0;            // kNib3: the high bytes of codes 0..3's values x 2^-14 (gemv3::nib3_tables);
+                             // kNib3I8: their int8 values x 2^i8_shift (gemv3::nib3_i8_tables)
+  int i8_shift;               // kNib3I8: the tables' values are the grid's x 2^i8_shift
   int split_from;            // one-tile blocks from this (even) index on take half of a tile's K each,
                              // in clusters of two (split_plan); INT_MAX: none
   int pair_rows;             // the SiLU epilogue (PAIR, gemv_silu_mul_fp16_cuda): F, W = [gate; up] of
@@ -105,7 +109,8 @@ struct GemvArgs {
   uint32_t special[kTables];     // per table: kE2M1 RaZeR: the high byte of special value x 2^-14,
                                  // XOR 0x80, in all four bytes (gemv_e2m1.cuh); kE2M1Xor: the
                                  // second table's high word, kXorT2Hi | |S|'s byte << 24;
-                                 // kNib3: the high bytes of codes 4..7's values x 2^-14
+                                 // kNib3: the high bytes of codes 4..7's values x 2^-14;
+                                 // kNib3I8: their int8 values x 2^i8_shift
 };
 
 __device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: do not keep in L1
@@ -129,6 +134,21 @@ __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1
       "{%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// int8 tensor-core products (kNib3I8): A 16 x 32 int8 weights, B 32 x 8 int8 (S8) or uint8 parts of
+// x, int32 accumulators (exact).
+template <bool S8>
+__device__ __forceinline__ void mma16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+  if constexpr (S8)
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.u8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
@@ -266,10 +286,14 @@ struct RowGroup {
 //         nib3_applies; the decoder takes any grid gemv3::nib3_tables does, fp3 and int3 sym
 //         too). The word's codes are in column order (pair i = fields 2 i, 2 i + 1). The 2^14
 //         as for kE2M1.
-enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3 };
+//  kNib3I8: the nib3 codes looked up in int8 tables (the grid's values x 2^i8_shift,
+//         gemv3::nib3_i8_tables: four weights per PRMT, no spreading into half2s) and multiplied by
+//         int8 tensor-core products (mma.m16n8k32) against x split in two int8 parts per 128-column
+//         block (gemv_body's I8): M = 1, the bulk ring only.
+enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3, kNib3I8 };
 
 __host__ __device__ constexpr bool is_3bit_decoder(Decode d) {
-  return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kNib3;
+  return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kNib3 || d == Decode::kNib3I8;
 }
 __host__ __device__ constexpr bool is_tensor_kind(ScaleKind k) { return k == ScaleKind::kE4M3Tensor || k == ScaleKind::kE3M3RazerTensor; }
 // The E2M1 byte decoder with RaZeR's special-value patch (gemv_e2m1.cuh): a RaZeR scale kind.
@@ -503,6 +527,11 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   constexpr bool SPECIAL = e2m1_special(DEC, K);
   constexpr bool kPost = post_scaled(DEC, PRE);
   static_assert(!kPost || !G16, "POST takes one group per lane and block");
+  constexpr bool I8 = DEC == Decode::kNib3I8;
+  static_assert(!I8 || (BULK && !PAIR), "the int8 products run in the bulk ring only");
+  // I8: each warp's x block split in two int8 parts (hi, lo) for its lanes' B operands, two blocks
+  // (the one being multiplied and the next) so that one __syncwarp per block orders the writes.
+  __shared__ __align__(16) uint2 xsplit[I8 ? kWarps : 1][2][32];
   // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them).
   // The table decoder on a nib3 tensor: nibbles, in column order too.
   const bool col_order = DEC == Decode::kLut && (BITS == 4 ? is_razer_kind(K) && a.razer_xor : a.nib3 != 0);
@@ -674,6 +703,58 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       }
     }
   };
+  // I8 (kNib3I8, M = 1): one 128-column block kb of the warp's rows by int8 tensor-core products.
+  // x: lane L loads columns 4 L .. 4 L + 3 of the block; the block's largest |x| (the biased fp16
+  // exponent E of it, E >= 1) fixes q = round(x 2^(29 - E)), |q| < 2^15, which splits exactly into
+  // q = 256 hi + lo (hi int8, lo uint8). Lane L stores its four (hi, lo) bytes at xsplit[.][L]; a lane
+  // of code chunk j then reads the 8 columns of its chunk as {hi, lo, hi, lo} of columns 0..3 and 4..7
+  // (the k-slots 4 t .. 4 t + 3 and 16 + 4 t .. of the m16n8k32 B operand; every g the same x row).
+  // Weights: nib3_lookup on the int8 tables gives the A operand directly (chunk j's lo bytes are
+  // k-slots 4 t .., its hi bytes 16 + 4 t ..). Per chunk one s8 x s8 product on hi and one s8 x u8 on
+  // lo; the block's exact int32 sums 256 hi + lo, converted once, times scale 2^-(29 - E) 2^-i8_shift.
+  // So each x is used as q 2^-(29 - E): exact where |x| >= 2^(E - 25) (at most 10 significant bits
+  // below the block's largest exponent), else off by at most 2^(E - 30) <= 2^-15 max |x| of the block.
+  // x with an inf or NaN (E = 31) gives NaN sums. Only the sums of x row 0 (acc0[0], acc0[2]) are kept.
+  auto block_i8 = [&](int kb, const uint4& qA, const uint4& qB, const Group& gA, const Group& gB, int buf) {
+    if constexpr (I8) {
+      const uint2 xv = __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kb) * 128) + lane);
+      const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
+      const uint32_t mx = __reduce_max_sync(0xffffffffu, max(m2 & 0xffffu, m2 >> 16));
+      const int E = max(static_cast<int>(mx >> 10), 1);
+      const float up = __uint_as_float(static_cast<uint32_t>(156 - E) << 23);  // 2^(29 - E)
+      uint32_t f[4];
+      const __half2 x01 = u2h(xv.x), x23 = u2h(xv.y);
+      // x 2^(29 - E) + 1.5 2^23: q in the low 16 bits, two's complement (|q| < 2^15), rounded to nearest.
+      f[0] = __float_as_uint(fmaf(__low2float(x01), up, 12582912.f));
+      f[1] = __float_as_uint(fmaf(__high2float(x01), up, 12582912.f));
+      f[2] = __float_as_uint(fmaf(__low2float(x23), up, 12582912.f));
+      f[3] = __float_as_uint(fmaf(__high2float(x23), up, 12582912.f));
+      const uint32_t p01 = bits::prmt(f[0], f[1], 0x5410u), p23 = bits::prmt(f[2], f[3], 0x5410u);
+      xsplit[warp][buf][lane] = make_uint2(bits::prmt(p01, p23, 0x7531u), bits::prmt(p01, p23, 0x6420u));
+      __syncwarp();
+      uint32_t wa[4], wb[4];
+      wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = gemv3::nib3_spare(qA.x, qA.y, qA.z);
+      wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = gemv3::nib3_spare(qB.x, qB.y, qB.z);
+      const uint32_t tA = a.special[gA.table >> 5], tB = a.special[gB.table >> 5];
+      int hi[4] = {0, 0, 0, 0}, lo[4] = {0, 0, 0, 0};
+      constexpr int kQuad = static_cast<int>(CodeLayout::kQuad);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        // Chunk j's first column in the block (kQuad: 32 j + 8 t; kPair: 64 (j >> 1) + 16 t + 8 (j & 1)).
+        const int c = LAYOUT == kQuad ? 32 * j + 8 * t : 64 * (j >> 1) + 16 * t + 8 * (j & 1);
+        const uint4 xb = *reinterpret_cast<const uint4*>(&xsplit[warp][buf][c >> 2]);
+        const gemv3::Nib3Bytes bA = gemv3::nib3_lookup(wa[j], nib_t0, tA), bB = gemv3::nib3_lookup(wb[j], nib_t0, tB);
+        mma16832<true>(hi, bA.lo, bB.lo, bA.hi, bB.hi, xb.x, xb.z);
+        mma16832<false>(lo, bA.lo, bB.lo, bA.hi, bB.hi, xb.y, xb.w);
+      }
+      const float down = E == 31 ? __int_as_float(0x7fc00000)
+                                 : __uint_as_float(static_cast<uint32_t>(98 + E - a.i8_shift) << 23);  // 2^-(29 - E + shift)
+      const float fA = __half2float(__ushort_as_half(static_cast<unsigned short>(gA.scale))) * down;
+      const float fB = __half2float(__ushort_as_half(static_cast<unsigned short>(gB.scale))) * down;
+      acc0[0] = fmaf(fA, __int2float_rn(hi[0] * 256 + lo[0]), acc0[0]);
+      acc0[2] = fmaf(fB, __int2float_rn(hi[2] * 256 + lo[2]), acc0[2]);
+    }
+  };
   if constexpr (BULK) {
     // full[j] (bulk_bar[j]): one arrival (the producer's expect_tx) and the stage's bytes;
     // empty[j] (bulk_bar[kD + j]): every consumer lane once it has read its words of the stage.
@@ -729,7 +810,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         const Staged gA0 = decode_group<K, false, false>(GroupRaw{sA, 0u}, 0u, a.razer_scale_mask);
         const Staged gB0 = decode_group<K, false, false>(GroupRaw{sB, 0u}, 0u, a.razer_scale_mask);
         if (++slot == kD) slot = 0, phase ^= 1u;
-        block(kb, qA, qB, gA0, gB0);
+        if constexpr (I8) block_i8(kb, qA, qB, gA0, gB0, (c0 / kWarps) & 1);
+        else block(kb, qA, qB, gA0, gB0);
       }
     }
   } else {
@@ -976,8 +1058,9 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   GemvArgs a = a0;
   a.split_from = INT_MAX;
   if constexpr (TILES == 1 && (S == 1 || S == kBulkStages)) {
+    constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;  // (the int8 products: M = 1 only)
     auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
-    auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
+    auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     // Resident blocks per SM of each split kernel and their caps (asked on the first device;
     // registers differ by MT).
     static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);
@@ -989,8 +1072,9 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
       return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s, 2u, a);
     }
   }
+  constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;
   auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
-  auto* k2 = gemv_kernel_for<K, ASYM, 2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
+  auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);
   pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
 }
@@ -1027,9 +1111,13 @@ void launch_t(const GemvArgs& a, cudaStream_t s) {
       if (a.layout == static_cast<int>(CodeLayout::kPair))
         return launch_m<K, ASYM, false, DEC, PRE, S, BITS, TILES, CodeLayout::kPair>(a, grid, block, s);
     }
-    // (Disk-order codes have no bulk ring: bulk_applies never picks it for them.)
-    constexpr int kSDisk = S == kBulkStages ? 1 : S;
-    launch_m<K, ASYM, false, DEC, PRE, kSDisk, BITS, TILES, CodeLayout::kDisk>(a, grid, block, s);
+    // (Disk-order codes have no bulk ring: bulk_applies never picks it for them, nor the int8 products.)
+    if constexpr (DEC == Decode::kNib3I8) {
+      throw_error(ErrorKind::kInternal, where, "int8 products on codes in disk order");
+    } else {
+      constexpr int kSDisk = S == kBulkStages ? 1 : S;
+      launch_m<K, ASYM, false, DEC, PRE, kSDisk, BITS, TILES, CodeLayout::kDisk>(a, grid, block, s);
+    }
   }
 }
 
@@ -1073,10 +1161,16 @@ void launch_s(const GemvArgs& a, cudaStream_t s) {
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>
 void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
-  if (stages == 2) return launch_s<K, ASYM, DEC, PRE, 2, BITS>(a, s);
-  if constexpr (BITS == 3 && bulk_kind(K, DEC))
-    if (stages == kBulkStages) return launch_s<K, ASYM, DEC, PRE, kBulkStages, BITS>(a, s);
-  launch_s<K, ASYM, DEC, PRE, 1, BITS>(a, s);
+  if constexpr (DEC == Decode::kNib3I8) {  // (the bulk ring only, one tile per block: choose_plan)
+    if (stages != kBulkStages || a.M != 1 || a.tiles == 2)
+      throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "int8 products at M = %d, %d stages, %d tiles", a.M, stages, a.tiles);
+    return launch_t<K, ASYM, DEC, PRE, kBulkStages, BITS, 1>(a, s);
+  } else {
+    if (stages == 2) return launch_s<K, ASYM, DEC, PRE, 2, BITS>(a, s);
+    if constexpr (BITS == 3 && bulk_kind(K, DEC))
+      if (stages == kBulkStages) return launch_s<K, ASYM, DEC, PRE, kBulkStages, BITS>(a, s);
+    launch_s<K, ASYM, DEC, PRE, 1, BITS>(a, s);
+  }
 }
 
 template <ScaleKind K, bool ASYM>
@@ -1095,6 +1189,8 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
         if (dec == Decode::kNib3)
           return pre ? launch_d<K, false, Decode::kNib3, true, 3>(a, s, stages)
                      : launch_d<K, false, Decode::kNib3, false, 3>(a, s, stages);
+      if constexpr (K == ScaleKind::kFp16Razer && !ASYM)
+        if (dec == Decode::kNib3I8) return launch_d<K, false, Decode::kNib3I8, false, 3>(a, s, stages);
     }
     throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "3-bit codes with scale kind %d and decoder %d",
                 static_cast<int>(K), static_cast<int>(dec));
@@ -1124,6 +1220,7 @@ GemvDecoder g_decoder = GemvDecoder::kAuto;
 int g_stages = 0;
 int g_tiles = 0;  // 0: two_tiles_pay
 int g_post = 0;   // set_gemv_post: 0 automatic (choose_plan), 1 never, 2 always
+int g_int8 = 0;   // set_gemv_int8: 0 automatic (choose_plan), 1 never
 
 // 3-bit: kNib3 for the nibble-encoded codes (DeviceTensor::nib3: razer3 whose special values
 // x 2^-14 are exact fp16 with a zero low byte, at most 3 significant bits: the defaults +-3, +-6
@@ -1186,38 +1283,6 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   return Decode::kE2M1;
 }
 
-// The decoder and where the inner scale goes (PRE) for M rows of x: choose_decoder's, then PRE
-// where scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
-// other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
-// (pre_factor, e4m3x2_half2_bits). The 3-bit x 2^-14 decoders (kNib3, kFp3) without PRE are POST
-// (post_scaled), for groups of 128 or more: by default razer3's (kNib3) at M <= 8 and K > 4096,
-// and either wherever PRE cannot hold; set_gemv_post(1) never, (2) at every M and K. Where neither
-// can hold (groups below 128 with inner scales of 4 or more, or set_gemv_post(1)) they give way
-// to the table. Measured (bench/gemv.md, twenty-second session, one build, four calls on the
-// H100, one on an H200): POST took razer3 1.02-1.03x faster at M = 1 on the three largest shapes
-// and 1.01-1.05x at M = 8 (H200: 1.03-1.07x at M = 1..8); 4096x11008 within 1-2 %; at K = 4096
-// mixed (11008x4096 0.95-0.97x on both devices), hence K > 4096. 32 SASS instructions fewer per
-// kernel (the HMUL2 per pair). fp3 was mixed (0.98-1.04x at M = 1), so it keeps PRE. The M = 16
-// POST kernels (a second set of block accumulators) spill at the four-block bound of 64
-// registers, hence M <= 8.
-struct Plan {
-  Decode dec;
-  bool pre;
-};
-Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0) {
-  const Decode dec = choose_decoder(w, grid, special, t0);
-  const ScaleKind k = w.cfg.spec().scale_kind;
-  const bool pre_fits = w.max_inner_scale < 3.99;
-  if (dec == Decode::kNib3 || dec == Decode::kFp3) {
-    const bool post_fits = w.cfg.group % 128 == 0 && g_post != 1;
-    const bool wanted = g_post == 2 || (g_post == 0 && dec == Decode::kNib3 && M <= 8 && w.cols > 4096);
-    if (post_fits && (wanted || !pre_fits)) return {dec, false};
-    if (pre_fits) return {dec, true};
-    return {Decode::kLut, false};
-  }
-  return {dec, (k == ScaleKind::kE4M3Tensor && times_2m14(dec)) || k == ScaleKind::kE3M3RazerTensor || pre_fits};
-}
-
 // One block of codes in flight per warp (prefetched while the current one is decoded) is the
 // fastest at every measured shape once the decode is by bits: two or more take registers that
 // cost more resident warps than they hide latency (bench/gemv.md). (nvfp4-razer on under-filled
@@ -1245,6 +1310,58 @@ int choose_stages(const DeviceTensor& w, Decode dec, int64_t M) {
   if (bulk_applies(w, dec) && (g_stages == 3 || (M == 1 && w.cols >= 8192 && !underfilled(w.rows)))) return kBulkStages;
   return 1;
 }
+
+// The decoder and where the inner scale goes (PRE) for M rows of x: choose_decoder's, then PRE
+// where scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
+// other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
+// (pre_factor, e4m3x2_half2_bits). The 3-bit x 2^-14 decoders (kNib3, kFp3) without PRE are POST
+// (post_scaled), for groups of 128 or more: by default razer3's (kNib3) at M <= 8 and K > 4096,
+// and either wherever PRE cannot hold; set_gemv_post(1) never, (2) at every M and K. Where neither
+// can hold (groups below 128 with inner scales of 4 or more, or set_gemv_post(1)) they give way
+// to the table. Measured (bench/gemv.md, twenty-second session, one build, four calls on the
+// H100, one on an H200): POST took razer3 1.02-1.03x faster at M = 1 on the three largest shapes
+// and 1.01-1.05x at M = 8 (H200: 1.03-1.07x at M = 1..8); 4096x11008 within 1-2 %; at K = 4096
+// mixed (11008x4096 0.95-0.97x on both devices), hence K > 4096. 32 SASS instructions fewer per
+// kernel (the HMUL2 per pair). fp3 was mixed (0.98-1.04x at M = 1), so it keeps PRE. The M = 16
+// POST kernels (a second set of block accumulators) spill at the four-block bound of 64
+// registers, hence M <= 8.
+struct Plan {
+  Decode dec;
+  bool pre;
+};
+//
+// The int8 products (kNib3I8, gemv_body's I8) replace kNib3 wherever it would run in the bulk ring
+// at M = 1 (choose_stages) and the grid's values have int8 tables (gemv3::nib3_i8_tables: the
+// defaults do); set_gemv_int8(1) never. Measured (bench/gemv.md, twenty-sixth session, H100, two
+// runs in one call, M = 1): 28672x8192 39.1 -> 38.0 us (78.3 -> 80.6 % of the floor), 8192x28672
+// 38.1 -> 37.7 (80.4 -> 81.3 %), 16384x16384 43.4 -> 42.3 (80.7 -> 82.8 %). A probe that only
+// dropped kNib3's four spreading PRMTs per 8 codes (what the int8 weights save; garbage y) reached
+// 87-89.5 %: the x split (about 35 instructions per warp and block, ncu: 178 per block against the
+// probe's 140) takes most of the gain back.
+// (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
+Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
+                 int* i8_shift = nullptr, bool no_int8 = false) {
+  const Decode dec = choose_decoder(w, grid, special, t0);
+  const ScaleKind k = w.cfg.spec().scale_kind;
+  gemv3::Nib3I8Tables i8;
+  if (dec == Decode::kNib3 && !no_int8 && g_int8 != 1 && M == 1 && choose_stages(w, dec, M) == kBulkStages &&
+      gemv3::nib3_i8_tables(grid.value, grid.special_code, w.cfg.special_values, &i8)) {
+    *t0 = i8.t0;
+    for (int i = 0; i < kTables; ++i) special[i] = i8.t1[i];
+    if (i8_shift) *i8_shift = i8.shift;
+    return {Decode::kNib3I8, false};
+  }
+  const bool pre_fits = w.max_inner_scale < 3.99;
+  if (dec == Decode::kNib3 || dec == Decode::kFp3) {
+    const bool post_fits = w.cfg.group % 128 == 0 && g_post != 1;
+    const bool wanted = g_post == 2 || (g_post == 0 && dec == Decode::kNib3 && M <= 8 && w.cols > 4096);
+    if (post_fits && (wanted || !pre_fits)) return {dec, false};
+    if (pre_fits) return {dec, true};
+    return {Decode::kLut, false};
+  }
+  return {dec, (k == ScaleKind::kE4M3Tensor && times_2m14(dec)) || k == ScaleKind::kE3M3RazerTensor || pre_fits};
+}
+
 
 
 }  // namespace
@@ -1327,7 +1444,7 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
                                                                     : (w.razer_xor ? 0xbfffu : 0x3fffu);
   a.razer_xor = w.razer_xor ? 1 : 0;
   a.nib3 = w.nib3 ? 1 : 0;
-  const Plan plan = choose_plan(w, grid, M, a.special, &a.nib_t0);
+  const Plan plan = choose_plan(w, grid, M, a.special, &a.nib_t0, &a.i8_shift, pair_rows != 0);
   const Decode dec = plan.dec;
   const bool pre = plan.pre;
   const bool e4m3_pre = spec.scale_kind == ScaleKind::kE4M3Tensor && times_2m14(dec);
@@ -1383,12 +1500,19 @@ void set_gemv_stages(int stages) { g_stages = stages; }
 void set_gemv_tiles(int tiles) { g_tiles = tiles == 1 || tiles == 2 ? tiles : 0; }
 void set_gemv_split(int mode) { g_split = mode == 1 || mode == 2 ? mode : 0; }
 void set_gemv_post(int mode) { g_post = mode == 1 || mode == 2 ? mode : 0; }
+void set_gemv_int8(int mode) { g_int8 = mode == 1 ? 1 : 0; }
 
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return false;
   uint32_t special[kTables], t0;
   const Plan p = choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0);
-  return post_scaled(p.dec, p.pre);
+  return post_scaled(p.dec, p.pre) || p.dec == Decode::kNib3I8;
+}
+
+bool gemv_int8_products(const DeviceTensor& w, int64_t M) {
+  if (!gemv_supported(w)) return false;
+  uint32_t special[kTables], t0;
+  return choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0).dec == Decode::kNib3I8;
 }
 
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
@@ -1396,6 +1520,7 @@ const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
   uint32_t special[kTables], t0;
   const Decode dec = choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0).dec;
   const int stages = choose_stages(w, dec, M);
+  if (dec == Decode::kNib3I8) return "nib3-i8/bulk";
   if (stages == kBulkStages) return dec == Decode::kNib3 ? "nib3/bulk" : dec == Decode::kFp3 ? "fp3-bits/bulk" : "int3-bits/bulk";
   const bool two = stages == 2;
   switch (dec) {
@@ -1405,6 +1530,7 @@ const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
     case Decode::kFp3: return two ? "fp3-bits/2" : "fp3-bits/1";
     case Decode::kE2M1Xor: return two ? "e2m1-xor/2" : "e2m1-xor/1";
     case Decode::kNib3: return two ? "nib3/2" : "nib3/1";
+    case Decode::kNib3I8: break;  // (above)
     case Decode::kLut: break;
   }
   return two ? "table/2" : "table/1";

@@ -21,6 +21,7 @@
 //           replaced by these: bench/gemv.md, twenty-first session.)
 // The shared-memory table decoder these replace takes 8 per pair (two SHF + LOP3 + LDS.U16,
 // PRMT, HMUL2) and 9 with a zero point.
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -151,6 +152,38 @@ inline bool nib3_tables(const std::vector<double>& grid, int special_code, const
     }
   *out = t;
   return true;
+}
+
+// The int8 tables of a 3-bit grid for the int8 tensor-core products (gemv.cu's kNib3I8): the same
+// layout as nib3_tables (t0: codes 0..3, t1[i]: codes 4..7 with special value i), each byte the
+// two's-complement int8 of value x 2^shift, for the least shift in 0..7 that makes every value
+// (special values included) an integer in [-128, 127]. The same nib3_lookup then gives four int8
+// weights per PRMT. False where no shift does (or the special code is below 4).
+struct Nib3I8Tables {
+  uint32_t t0 = 0, t1[4] = {0, 0, 0, 0};
+  int shift = 0;
+};
+inline bool nib3_i8_tables(const std::vector<double>& grid, int special_code, const std::vector<float>& special_values,
+                           Nib3I8Tables* out) {
+  if (grid.size() != 8 || (special_code >= 0 && (special_code < 4 || special_values.size() < 4))) return false;
+  for (int shift = 0; shift < 8; ++shift) {
+    Nib3I8Tables t;
+    t.shift = shift;
+    bool ok = true;
+    for (int i = 0; i < 4 && ok; ++i)
+      for (int c = 0; c < 8 && ok; ++c) {
+        const double v = std::ldexp(c == special_code ? special_values[static_cast<size_t>(i)] : grid[static_cast<size_t>(c)], shift);
+        ok = v == std::floor(v) && v >= -128 && v <= 127;
+        const uint32_t b = static_cast<uint32_t>(static_cast<int>(v)) & 0xffu;
+        if (c < 4) t.t0 |= b << (8 * c);  // (the same in each pass)
+        else t.t1[i] |= b << (8 * (c - 4));
+      }
+    if (ok) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace razerq::kernels::gemv3

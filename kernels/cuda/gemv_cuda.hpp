@@ -22,7 +22,12 @@
 // exception is the 3-bit bit decoders' POST (set_gemv_post, gemv_post_scaled: razer3 at M <= 8
 // and K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly
 // (value x 2^-14 in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums).
-// Accumulation in fp32; y is rounded once to fp16.
+// The other exception is razer3's int8 products (set_gemv_int8, gemv_int8_products: by default
+// at M = 1 where the bulk ring runs, below): the weights are the reference exactly, as under POST,
+// and x is used as q 2^-e per 128-column block, q = round(x 2^e) a 16-bit integer with e fixed by
+// the block's largest |x|: exact for every x within 2^5 of that largest one's binade, else off by
+// at most 2^-15 max |x| of the block (an x with inf or NaN makes y NaN).
+// Accumulation in fp32 (int32, exact, for the int8 products within a block); y is rounded once to fp16.
 #include <cstdint>
 #include <string>
 
@@ -102,10 +107,20 @@ void set_gemv_split(int mode);
 // inner scales of 4 or more), 1 = never (PRE, else the table decoder), 2 = wherever the group allows.
 // Process-wide, for tests and benchmarks.
 void set_gemv_post(int mode);
-// Whether gemv_fp16_cuda(w, x, M, ...) applies w's scales to the block sums (POST) now.
+// razer3 by int8 tensor-core products (mma m16n8k32, int32 sums): the codes looked up as int8
+// values four per instruction, x split per 128-column block into two int8 parts of a 16-bit
+// fixed-point value (what it computes: above). Taken where the nibble decoder would run in the
+// bulk ring at M = 1 and the special values times a power of two 2^0 .. 2^7 are all integers in
+// [-128, 127] (the defaults are). 0 = automatic, 1 = never (the fp16 products). Process-wide, for
+// tests and benchmarks.
+void set_gemv_int8(int mode);
+// Whether gemv_fp16_cuda(w, x, M, ...) runs the int8 products now.
+bool gemv_int8_products(const DeviceTensor& w, int64_t M);
+// Whether gemv_fp16_cuda(w, x, M, ...) applies w's scales to the block sums (POST, or the int8
+// products) now.
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
-// "fp3-bits/1", "nib3/1" (razer3), "nib3/bulk", "table/1", ... (decoder / stages at M rows of x),
+// "fp3-bits/1", "nib3/1" (razer3), "nib3/bulk", "nib3-i8/bulk" (the int8 products), "table/1", ... (decoder / stages at M rows of x),
 // or "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M = 1);
 

@@ -152,6 +152,43 @@ TEST(GemvBits3, Nib3LookupsAreTheGridOfThePackedCodes) {
   EXPECT_FALSE(g3::nib3_tables(razer3.value, 3, rcfg.special_values, &t));
 }
 
+// The int8 tables (gemv.cu's int8 products): nib3_lookup on them gives value x 2^shift as int8
+// for every code of razer3 (each special value), fp3 and int3 sym; the least shift is taken (1 for a
+// set with 0.5, 0 for the defaults); sets no shift fits (5.2: not dyadic; 0.25 needs 2^2, and -64 x 4 is out of range) or
+// a special code below 4 are refused.
+TEST(GemvBits3, Nib3Int8TablesGiveTheValuesTimesTheirShift) {
+  const quantizer::FormatConfig rcfg = quantizer::make_format_config("razer", 3, 128, false);
+  const quantizer::Grid razer3 = quantizer::base_grid(rcfg);
+  const quantizer::Grid fp3 = quantizer::base_grid(quantizer::make_format_config("fp3", 3, 128, false));
+  const quantizer::Grid int3 = quantizer::base_grid(quantizer::make_format_config("int", 3, 128, false));
+  const struct {
+    const quantizer::Grid* g;
+    std::vector<float> sv;
+    int shift;
+  } cases[] = {{&razer3, rcfg.special_values, 0}, {&razer3, {0.5f, -3.5f, 7.f, -64.f}, 1}, {&fp3, {}, 0}, {&int3, {}, 0}};
+  for (const auto& c : cases) {
+    g3::Nib3I8Tables t;
+    ASSERT_TRUE(g3::nib3_i8_tables(c.g->value, c.g->special_code, c.sv, &t));
+    EXPECT_EQ(t.shift, c.shift);
+    for (int i = 0; i < 4; ++i)
+      for (uint32_t codes = 0; codes < (1u << 24); codes += 4099) {  // 8 codes as nibbles, bit 3 junk
+        uint32_t word = 0;
+        for (int n = 0; n < 8; ++n) word |= (((codes >> (3 * n)) & 7u) | ((n & 1u) << 3)) << (4 * n);
+        const g3::Nib3Bytes b = g3::nib3_lookup(word, t.t0, t.t1[i]);
+        for (int n = 0; n < 8; ++n) {
+          const int code = static_cast<int>((codes >> (3 * n)) & 7u);
+          const double v = code == c.g->special_code ? c.sv[static_cast<size_t>(i)] : c.g->value[static_cast<size_t>(code)];
+          const int8_t got = static_cast<int8_t>(((n < 4 ? b.lo : b.hi) >> (8 * (n & 3))) & 0xffu);
+          ASSERT_EQ(got, std::ldexp(v, c.shift)) << "code " << code << " table " << i;
+        }
+      }
+  }
+  g3::Nib3I8Tables t;
+  EXPECT_FALSE(g3::nib3_i8_tables(razer3.value, 4, {5.2f, 3.f, -6.f, -3.f}, &t));
+  EXPECT_FALSE(g3::nib3_i8_tables(razer3.value, 4, {0.25f, 3.f, -64.f, -3.f}, &t));
+  EXPECT_FALSE(g3::nib3_i8_tables(razer3.value, 3, rcfg.special_values, &t));
+}
+
 // Runs check (a word -> AssertionResult) on 1M random words, then for each pair position i on
 // every two codes at nibbles field(i, 0) and field(i, 1) of the word, 16 times each with random
 // neighbours (the byte arithmetic must not leak between codes). Stops at the first failure.

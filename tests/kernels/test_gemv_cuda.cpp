@@ -8,7 +8,9 @@
 // specified to multiply by (gemv_cuda.hpp): fp16(dequantize_ref) for the fp16-scale and MX kinds,
 // dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums) and the
 // 3-bit decoders' POST (gemv_post_scaled), and fp16(fp16(grid) x scale) for nf4. The bound per
-// element: the fp16 rounding of y (2^-11 relative) plus fp32 accumulation (K x 2^-23 x sum |x w|).
+// element: the fp16 rounding of y (2^-11 relative) plus fp32 accumulation (K x 2^-23 x sum |x w|);
+// for razer3's int8 products (gemv_int8_products) plus x's 16-bit fixed point per 128-column block,
+// 2^-15 max_block |x| x sum_block |w| (gemv_cuda.hpp).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -92,14 +94,12 @@ struct Stats {
   double max_rel = 0;     // max |err| / max |y|
 };
 
-// Runs the kernel and checks every element (and the guards) against the reference.
-Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x_scale, const std::string& what) {
+// Runs the kernel on x (fp16 bits, [M, q.cols]) and checks every element (and the guards) against
+// the reference.
+Stats check_gemv_x(const QuantizedTensor& q, int64_t M, const std::vector<uint16_t>& xh, const std::string& what) {
   const int64_t N = q.rows, K = q.cols;
-  std::normal_distribution<float> nd(0.f, x_scale);
-  std::vector<uint16_t> xh(static_cast<size_t>(M * K));
-  for (auto& h : xh) h = float_to_fp16(nd(rng));
-
   DeviceTensor t = kernels::upload(q);
+  const bool i8 = kernels::gemv_int8_products(t, M);
   const std::vector<double> w = kernel_weights(q, kernels::gemv_post_scaled(t, M));
   std::string why;
   EXPECT_TRUE(kernels::gemv_supported(t, &why)) << what << ": " << why;
@@ -114,25 +114,36 @@ Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x
   Stats st;
   double ymax = 0;
   std::vector<double> ref(static_cast<size_t>(M * N)), absum(static_cast<size_t>(M * N));
-  for (int64_t m = 0; m < M; ++m)
+  std::vector<double> i8term(static_cast<size_t>(M * N), 0.0), xmax(static_cast<size_t>(K / 128 + 1), 0.0);
+  for (int64_t m = 0; m < M; ++m) {
+    const uint16_t* xr = xh.data() + m * K;
+    std::fill(xmax.begin(), xmax.end(), 0.0);
+    for (int64_t k = 0; k < K; ++k)  // (times 2^-15: the term's factor)
+      xmax[k / 128] = std::max(xmax[k / 128], std::ldexp(std::fabs(static_cast<double>(fp16_to_float(xr[k]))), -15));
     for (int64_t n = 0; n < N; ++n) {
       double s = 0, a = 0;
       const double* wr = w.data() + n * K;
-      const uint16_t* xr = xh.data() + m * K;
       for (int64_t k = 0; k < K; ++k) {
         const double p = static_cast<double>(fp16_to_float(xr[k])) * wr[k];
         s += p;
         a += std::fabs(p);
       }
+      if (i8) {
+        double e = 0;
+        for (int64_t k = 0; k < K; ++k) e += xmax[k / 128] * std::fabs(wr[k]);
+        i8term[m * N + n] = e;
+      }
       ref[m * N + n] = s;
       absum[m * N + n] = a;
       ymax = std::max(ymax, std::fabs(s));
     }
+  }
   int bad = 0;
   for (int64_t i = 0; i < M * N; ++i) {
     const double got = fp16_to_float(y[i]);
     const double err = std::fabs(got - ref[i]);
-    const double bound = std::ldexp(std::fabs(ref[i]), -11) + 6e-8 + static_cast<double>(K) * std::ldexp(absum[i], -23);
+    const double bound =
+        std::ldexp(std::fabs(ref[i]), -11) + 6e-8 + static_cast<double>(K) * std::ldexp(absum[i], -23) + i8term[i];
     st.max_excess = std::max(st.max_excess, err / bound);
     st.max_rel = std::max(st.max_rel, err / std::max(ymax, 1e-30));
     if (!(err <= bound) && bad++ < 5)
@@ -141,6 +152,14 @@ Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x
   }
   for (int i = 0; i < 64; ++i) EXPECT_EQ(y[M * N + i], 0xffffu) << what << ": guard " << i << " overwritten";
   return st;
+}
+
+// check_gemv_x on x drawn from N(0, x_scale^2).
+Stats check_gemv(const QuantizedTensor& q, int64_t M, std::mt19937& rng, float x_scale, const std::string& what) {
+  std::normal_distribution<float> nd(0.f, x_scale);
+  std::vector<uint16_t> xh(static_cast<size_t>(M * q.cols));
+  for (auto& h : xh) h = float_to_fp16(nd(rng));
+  return check_gemv_x(q, M, xh, what);
 }
 
 // y = x W^T by gemv_fp16_cuda into dy (poisoned with 0xff first), copied back: [M, t.rows] fp16 bits.
@@ -190,6 +209,7 @@ struct DecoderScope {
     kernels::set_upload_layout(layout);
   }
   ~DecoderScope() {
+    kernels::set_gemv_int8(0);
     kernels::set_gemv_post(0);
     kernels::set_gemv_decoder(kernels::GemvDecoder::kAuto);
     kernels::set_gemv_stages(0);
@@ -374,6 +394,7 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
           std::vector<uint16_t> y[2];
           for (int stages : {1, 3}) {
             DecoderScope scope(kernels::GemvDecoder::kAuto, stages, 1, CodeLayout::kAuto, split);
+            kernels::set_gemv_int8(1);  // (razer3's int8 products: Int8ProductsAreWithinTheirBound)
             y[stages == 3] = gemv_to_host(t, dx, M, dy);
           }
           EXPECT_EQ(count_diff(y[1], y[0]), 0) << what << " M=" << M << (split == 2 ? " split" : "") << ": bulk vs stages 1";
@@ -392,6 +413,97 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
     EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), K >= 8192 ? "int3-bits/bulk" : "int3-bits/1") << K;
     EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 2)), "int3-bits/1") << K;
   }
+}
+
+// razer3's int8 products (set_gemv_int8; the bulk ring at M = 1): taken by default where the nibble
+// decoder runs in the ring at M = 1 (not at M = 2, not under set_gemv_int8(1)); within the
+// reference's bound with x's fixed-point term, for K of one block, a partial step and more steps
+// than the ring holds, whole and split tiles, both permuted layouts, the default special values and
+// a set that needs the shift 2^1 (0.5, -64); x normal, with an outlier of 1000 sigma in every block
+// (most of the block then rounds to the fixed point), of subnormal size, and zero; an inf in x
+// gives NaN rows. y stays within 2^-9 max |y| of the fp16 products'.
+TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const std::pair<int64_t, int64_t> shapes[] = {{48, 128}, {304, 1152}, {80, 8192}, {144, 4096 + 5 * 128}};
+  const std::vector<float> sets[] = {quantizer::make_format_config("razer", 3, 128, false).special_values,
+                                     {0.5f, -3.5f, 7.f, -64.f}};
+  for (const std::vector<float>& sv : sets)
+    for (auto [N, K] : shapes)
+      for (CodeLayout layout : {CodeLayout::kQuad, CodeLayout::kPair})
+        for (int split : {1, 2}) {
+          DecoderScope scope(kernels::GemvDecoder::kAuto, 3, 1, layout, split);
+          const std::vector<float> wf = test::random_weights(rng, N, K, 1.0);
+          const QuantizedTensor q =
+              quantizer::quantize_tensor(wf.data(), N, K, quantizer::make_format_config("razer", 3, 128, false, sv));
+          const DeviceTensor t = kernels::upload(q);
+          const std::string what = "razer3 sv " + std::to_string(sv[0]) + " " + std::to_string(N) + "x" +
+                                   std::to_string(K) + (layout == CodeLayout::kQuad ? " quad" : " pair") +
+                                   (split == 2 ? " split" : "");
+          ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << what;
+          EXPECT_TRUE(kernels::gemv_int8_products(t, 1)) << what;
+          EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
+          std::normal_distribution<float> nd(0.f, 1.f);
+          for (int kind = 0; kind < 4; ++kind) {
+            std::vector<uint16_t> xh(static_cast<size_t>(K));
+            for (int64_t k = 0; k < K; ++k) {
+              const float v = nd(rng);
+              xh[k] = float_to_fp16(kind == 1 && k % 128 == 17 ? 1000.f * v : kind == 2 ? 1e-6f * v : kind == 3 ? 0.f : v);
+            }
+            const std::string xw = what + (kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero");
+            check_gemv_x(q, 1, xh, xw);
+            if (kind != 0) continue;
+            DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
+            dx.copy_from_host(xh.data(), xh.size() * 2);
+            const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
+            kernels::set_gemv_int8(1);
+            EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3/bulk") << what;
+            const std::vector<uint16_t> y16 = gemv_to_host(t, dx, 1, dy);
+            kernels::set_gemv_int8(0);
+            double ymax = 0, dmax = 0;
+            for (int64_t n = 0; n < N; ++n) {
+              ymax = std::max(ymax, std::fabs(static_cast<double>(fp16_to_float(y16[n]))));
+              dmax = std::max(dmax, std::fabs(static_cast<double>(fp16_to_float(y8[n])) - fp16_to_float(y16[n])));
+            }
+            EXPECT_LE(dmax, std::ldexp(ymax, -9)) << what << ": int8 against fp16 products";
+            xh[K / 2] = 0x7c00;  // +inf
+            dx.copy_from_host(xh.data(), xh.size() * 2);
+            const std::vector<uint16_t> yinf = gemv_to_host(t, dx, 1, dy);
+            for (int64_t n = 0; n < N; ++n)
+              if (!std::isnan(fp16_to_float(yinf[n]))) {
+                ADD_FAILURE() << what << ": x with inf, y[" << n << "] = " << fp16_to_float(yinf[n]);
+                break;
+              }
+          }
+        }
+  // The default: razer3 at M = 1 on a grid the ring takes (K >= 8192, more than two tiles per SM).
+  const DeviceTensor big = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 6400, 8192));
+  DecoderScope scope(kernels::GemvDecoder::kAuto);
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(big, 1)), "nib3-i8/bulk");
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(big, 2)), "nib3/1");
+  // The SiLU epilogue's kernels (one stage, no ring) take the fp16 products on that tensor at M = 1:
+  // equal to the plain fp16 product followed by the SiLU kernel, bit for bit.
+  {
+    const int64_t F = big.rows / 2, K = big.cols;
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<uint16_t> xh(static_cast<size_t>(K));
+    for (auto& h : xh) h = float_to_fp16(nd(rng));
+    DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(2 * F) * 2), dref(static_cast<size_t>(F) * 2),
+        dact(static_cast<size_t>(F) * 2);
+    dx.copy_from_host(xh.data(), xh.size() * 2);
+    DecoderScope plain(kernels::GemvDecoder::kAuto, 1);  // (the epilogue's pipeline: one stage)
+    (void)gemv_to_host(big, dx, 1, dy);
+    kernels::silu_mul_cuda(kernels::ActDType::kFp16, dy.data(), dy.as<uint16_t>() + F, 2 * F, 1, F, dref.data());
+    kernels::set_gemv_stages(0);
+    kernels::gemv_silu_mul_fp16_cuda(big, dx.as<uint16_t>(), 1, dact.as<uint16_t>());
+    kernels::cuda_synchronize();
+    std::vector<uint16_t> ref(static_cast<size_t>(F)), act(static_cast<size_t>(F));
+    dref.copy_to_host(ref.data(), ref.size() * 2);
+    dact.copy_to_host(act.data(), act.size() * 2);
+    EXPECT_EQ(count_diff(act, ref), 0) << "razer3 6400x8192 SiLU epilogue at M = 1";
+  }
+  kernels::set_gemv_int8(1);
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(big, 1)), "nib3/bulk");
 }
 
 // RaZeR (3- and 4-bit) with special values other than the defaults: the bit decoders (razer3's
