@@ -712,8 +712,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // Weights: nib3_lookup on the int8 tables gives the A operand directly (chunk j's lo bytes are
   // k-slots 4 t .., its hi bytes 16 + 4 t ..). Per chunk one s8 x s8 product on hi and one s8 x u8 on
   // lo; the block's exact int32 sums 256 hi + lo, converted once, times scale 2^-(29 - E) 2^-i8_shift.
-  // So each x is used as q 2^-(29 - E): exact where |x| >= 2^(E - 25) (at most 10 significant bits
-  // below the block's largest exponent), else off by at most 2^(E - 30) <= 2^-15 max |x| of the block.
+  // So each x is used as q 2^-(29 - E): exact where |x| >= 2^(E - 19) (a binade at most 4 below the
+  // largest one's: its fp16 ulp 2^(E' - 25) is a multiple of 2^(E - 29)), else off by at most
+  // 2^(E - 30) <= 2^-15 max |x| of the block.
   // x with an inf or NaN (E = 31) gives NaN sums. Only the sums of x row 0 (acc0[0], acc0[2]) are kept.
   auto block_i8 = [&](int kb, const uint4& qA, const uint4& qB, const Group& gA, const Group& gB, int buf) {
     if constexpr (I8) {

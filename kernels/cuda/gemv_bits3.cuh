@@ -174,7 +174,7 @@ inline bool nib3_i8_tables(const std::vector<double>& grid, int special_code, co
       for (int c = 0; c < 8 && ok; ++c) {
         const double v = std::ldexp(c == special_code ? special_values[static_cast<size_t>(i)] : grid[static_cast<size_t>(c)], shift);
         ok = v == std::floor(v) && v >= -128 && v <= 127;
-        const uint32_t b = static_cast<uint32_t>(static_cast<int>(v)) & 0xffu;
+        const uint32_t b = ok ? static_cast<uint32_t>(static_cast<int>(v)) & 0xffu : 0u;
         if (c < 4) t.t0 |= b << (8 * c);  // (the same in each pass)
         else t.t1[i] |= b << (8 * (c - 4));
       }

@@ -25,7 +25,7 @@
 // The other exception is razer3's int8 products (set_gemv_int8, gemv_int8_products: by default
 // at M = 1 where the bulk ring runs, below): the weights are the reference exactly, as under POST,
 // and x is used as q 2^-e per 128-column block, q = round(x 2^e) a 16-bit integer with e fixed by
-// the block's largest |x|: exact for every x within 2^5 of that largest one's binade, else off by
+// the block's largest |x|: exact for every x in that largest one's binade or the 4 below it, else off by
 // at most 2^-15 max |x| of the block (an x with inf or NaN makes y NaN).
 // Accumulation in fp32 (int32, exact, for the int8 products within a block); y is rounded once to fp16.
 #include <cstdint>
