@@ -121,6 +121,10 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: do no
   return v;
 }
 
+// The cluster barrier in two halves (every thread of the cluster's blocks arrives once, then waits).
+__device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait;" ::: "memory"); }
+
 __device__ __forceinline__ uint32_t ld_stream32(const void* p) {
   uint32_t v;
   asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
@@ -556,11 +560,15 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   const int kblocks = a.K >> 7;
   // Split tail (split_plan, one tile per block): block split_from + 2 i + h (h = its rank in the
   // cluster) takes the 128-column blocks [h kblocks / 2, (h + 1) kblocks / 2) of tile split_from + i.
+  // The peer's shared memory is written at the end only after both blocks have arrived at the
+  // cluster barrier here (compute-sanitizer's racecheck flagged the write without it: the
+  // programming guide asks that the target block be known to run).
   int block_tile = blockIdx.x, kb_begin = 0, kb_end = kblocks, half = -1;
   if (SPLIT && static_cast<int>(blockIdx.x) >= a.split_from) {
     const int u = static_cast<int>(blockIdx.x) - a.split_from;
     block_tile = a.split_from + (u >> 1);
     half = u & 1;
+    cluster_arrive_relaxed();
     kb_begin = half ? kblocks >> 1 : 0;
     kb_end = half ? kblocks : kblocks >> 1;
   }
@@ -871,6 +879,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   if (SPLIT && half >= 0) {  // split tail: the second half's sums go to the first's block,
     namespace cg = cooperative_groups;  // which adds them after its own (a fixed order)
     cg::cluster_group cluster = cg::this_cluster();
+    cluster_wait();  // (the arrival at the top: both blocks run)
     if (half == 1 && wk == 0) {
       float* dst = cluster.map_shared_rank(&xfer[0][0], 0);
 #pragma unroll
