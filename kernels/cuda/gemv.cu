@@ -483,17 +483,19 @@ __host__ __device__ constexpr bool bulk_kind(ScaleKind k, Decode d) {
   return (k == ScaleKind::kFp16 || k == ScaleKind::kFp16Razer) && d != Decode::kLut;
 }
 // Whether gemv_body takes the bulk ring (BULK, below): then the block has a ninth warp, the producer.
-// 3-bit bit decoders, fp16 scales, tiled permuted rows, one tile.
+// 3-bit bit decoders, fp16 scales, tiled permuted rows, one tile (the int8 products: two too).
 __host__ __device__ constexpr bool bulk_body(ScaleKind k, bool g16, Decode dec, int stages, int bits, int tiles,
                                              int layout, bool pair) {
-  return stages == kBulkStages && bits == 3 && tiles == 1 && layout != static_cast<int>(CodeLayout::kDisk) && !g16 &&
-         !pair && bulk_kind(k, dec);
+  return stages == kBulkStages && bits == 3 && (tiles == 1 || (tiles == 2 && dec == Decode::kNib3I8)) &&
+         layout != static_cast<int>(CodeLayout::kDisk) && !g16 && !pair && bulk_kind(k, dec);
 }
 __host__ __device__ constexpr int block_threads(bool bulk) { return (kWarps + (bulk ? 1 : 0)) * 32; }
 
 constexpr int kMinBlocksPerSm = 4;
-__host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asym, int bits, int stages, bool g16) {
-  if (stages == kBulkStages) return kMinBlocksPerSm;  // the bulk ring's 9 warps: 56 registers at 4 blocks
+__host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asym, int bits, int stages, bool g16,
+                                                   int tiles = 1) {
+  // The bulk ring's 9 warps: 56 registers at 4 blocks; its two-tile int8 products 72 at 3.
+  if (stages == kBulkStages) return dec == Decode::kNib3I8 && tiles == 2 ? 3 : kMinBlocksPerSm;
   if (mt != 2 || stages != 1) return 0;
   if (dec == Decode::kE2M1Xor) return 3;
   return dec != Decode::kLut && !(asym && bits == 3) && !g16 ? kMinBlocksPerSm : 0;
@@ -517,12 +519,17 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // contiguous in the tiled layout), by one bulk copy of codes and one of scales (bulk_copy.cuh),
   // issued by a ninth warp (the producer; its lane 0) once every consumer lane has read the
   // stage's previous use (the empty barriers). The consumers take the same blocks of K in the same
-  // order as the register pipeline, so y is the same bit for bit.
+  // order as the register pipeline, so y is the same bit for bit. TILES == 2 (kWarpTiles, the int8
+  // products only): a stage holds the 8 blocks of K of each of the block's two tiles (a copy of
+  // codes and one of scales per tile), and each warp takes its block of K of both tiles (32 rows).
   constexpr bool BULK = bulk_body(K, G16, DEC, kStages, BITS, TILES, LAYOUT, PAIR);
   static_assert(BULK == (kStages == kBulkStages), "kBulkStages only where the ring applies (launch_s, launch_t)");
   static_assert(!BULK || (BITS == 3 && kTilePlaneWords == 64), "the ring's lane words are the 3-bit planes'");
   constexpr int kBlkWords = kRowsPerBlock * block_words(BITS);  // a tile's 128-column block of codes
-  constexpr int kStageWords = kWarps * (kBlkWords + kRowsPerBlock / 2);  // 8 blocks + their 16 fp16 scales each
+  // TILES == 2 in the ring (the int8 products only): each warp takes its block of K of both tiles.
+  constexpr bool kWarpTiles = BULK && TILES == 2;
+  constexpr int kStageBlocks = kWarps * (kWarpTiles ? 2 : 1);  // tile-blocks per stage
+  constexpr int kStageWords = kStageBlocks * (kBlkWords + kRowsPerBlock / 2);  // + their 16 fp16 scales each
   constexpr int kDMax = 40960 / (4 * kStageWords);  // (48 KB of static shared memory in all)
   constexpr int kD = BULK ? (kBulkDepth < kDMax ? kBulkDepth : kDMax) : 1;
   static_assert(!BULK || kD >= 2, "the bulk ring needs two stages");
@@ -551,18 +558,19 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   const uint32_t nib_t0 = a.nib_t0;
 
   const int g = lane >> 2, t = lane & 3;
-  // TILES == 2: warps 0..3 take the block's first 16 rows, 4..7 the next 16, both groups the
-  // same blocks of K in the same order, so each x load of one group is an L1 hit for the other.
-  constexpr int kw = kWarps / TILES;
+  // TILES == 2 (the register pipeline): warps 0..3 take the block's first 16 rows, 4..7 the next
+  // 16, both groups the same blocks of K in the same order, so each x load of one group is an L1
+  // hit for the other. (kWarpTiles: every warp takes both tiles, tile 0.)
+  constexpr int kw = kWarpTiles ? kWarps : kWarps / TILES;
   const bool producer = BULK && warp == kWarps;  // (the bulk pipeline's ninth warp)
   // (The producer has no k-blocks of its own; wk 1 keeps it out of the sums and stores below.)
-  const int tile = BULK ? 0 : warp / kw, wk = producer ? 1 : warp % kw;
+  const int tile = producer ? 0 : warp / kw, wk = producer ? 1 : warp % kw;
   const int kblocks = a.K >> 7;
-  // Split tail (split_plan, one tile per block): block split_from + 2 i + h (h = its rank in the
-  // cluster) takes the 128-column blocks [h kblocks / 2, (h + 1) kblocks / 2) of tile split_from + i.
-  // The peer's shared memory is written at the end only after both blocks have arrived at the
-  // cluster barrier here (compute-sanitizer's racecheck flagged the write without it: the
-  // programming guide asks that the target block be known to run).
+  // Split tail (split_plan; blocks of one tile, or the int8 products' two): block split_from + 2 i + h
+  // (h = its rank in the cluster) takes the 128-column blocks [h kblocks / 2, (h + 1) kblocks / 2) of
+  // the block's tiles split_from + i. The peer's shared memory is written at the end only after both
+  // blocks have arrived at the cluster barrier here (compute-sanitizer's racecheck flagged the write
+  // without it: the programming guide asks that the target block be known to run).
   int block_tile = blockIdx.x, kb_begin = 0, kb_end = kblocks, half = -1;
   if (SPLIT && static_cast<int>(blockIdx.x) >= a.split_from) {
     const int u = static_cast<int>(blockIdx.x) - a.split_from;
@@ -724,7 +732,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // largest one's: its fp16 ulp 2^(E' - 25) is a multiple of 2^(E - 29)), else off by at most
   // 2^(E - 30) <= 2^-15 max |x| of the block.
   // x with an inf or NaN (E = 31) gives NaN sums. Only the sums of x row 0 (acc0[0], acc0[2]) are kept.
-  auto block_i8 = [&](int kb, const uint4& qA, const uint4& qB, const Group& gA, const Group& gB, int buf) {
+  // kWarpTiles: the same for rows 16..31 (qC, qD, gC, gD: rows g + 16, g + 24, into acc1[0], acc1[2])
+  // with the same x split, so each split serves 32 rows.
+  auto block_i8 = [&](int kb, const uint4& qA, const uint4& qB, const Group& gA, const Group& gB, const uint4& qC,
+                      const uint4& qD, const Group& gC, const Group& gD, int buf) {
     if constexpr (I8) {
       const uint2 xv = __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kb) * 128) + lane);
       const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
@@ -744,8 +755,14 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       uint32_t wa[4], wb[4];
       wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = gemv3::nib3_spare(qA.x, qA.y, qA.z);
       wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = gemv3::nib3_spare(qB.x, qB.y, qB.z);
+      uint32_t wc[4], wd[4];
+      if constexpr (kWarpTiles) {
+        wc[0] = qC.x, wc[1] = qC.y, wc[2] = qC.z, wc[3] = gemv3::nib3_spare(qC.x, qC.y, qC.z);
+        wd[0] = qD.x, wd[1] = qD.y, wd[2] = qD.z, wd[3] = gemv3::nib3_spare(qD.x, qD.y, qD.z);
+      }
       const uint32_t tA = a.special[gA.table >> 5], tB = a.special[gB.table >> 5];
-      int hi[4] = {0, 0, 0, 0}, lo[4] = {0, 0, 0, 0};
+      const uint32_t tC = kWarpTiles ? a.special[gC.table >> 5] : 0u, tD = kWarpTiles ? a.special[gD.table >> 5] : 0u;
+      int hi[4] = {0, 0, 0, 0}, lo[4] = {0, 0, 0, 0}, hi2[4] = {0, 0, 0, 0}, lo2[4] = {0, 0, 0, 0};
       constexpr int kQuad = static_cast<int>(CodeLayout::kQuad);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
@@ -755,13 +772,21 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         const gemv3::Nib3Bytes bA = gemv3::nib3_lookup(wa[j], nib_t0, tA), bB = gemv3::nib3_lookup(wb[j], nib_t0, tB);
         mma16832<true>(hi, bA.lo, bB.lo, bA.hi, bB.hi, xb.x, xb.z);
         mma16832<false>(lo, bA.lo, bB.lo, bA.hi, bB.hi, xb.y, xb.w);
+        if constexpr (kWarpTiles) {
+          const gemv3::Nib3Bytes bC = gemv3::nib3_lookup(wc[j], nib_t0, tC), bD = gemv3::nib3_lookup(wd[j], nib_t0, tD);
+          mma16832<true>(hi2, bC.lo, bD.lo, bC.hi, bD.hi, xb.x, xb.z);
+          mma16832<false>(lo2, bC.lo, bD.lo, bC.hi, bD.hi, xb.y, xb.w);
+        }
       }
       const float down = E == 31 ? __int_as_float(0x7fc00000)
                                  : __uint_as_float(static_cast<uint32_t>(98 + E - a.i8_shift) << 23);  // 2^-(29 - E + shift)
-      const float fA = __half2float(__ushort_as_half(static_cast<unsigned short>(gA.scale))) * down;
-      const float fB = __half2float(__ushort_as_half(static_cast<unsigned short>(gB.scale))) * down;
-      acc0[0] = fmaf(fA, __int2float_rn(hi[0] * 256 + lo[0]), acc0[0]);
-      acc0[2] = fmaf(fB, __int2float_rn(hi[2] * 256 + lo[2]), acc0[2]);
+      auto scale_of = [&](const Group& gr) { return __half2float(__ushort_as_half(static_cast<unsigned short>(gr.scale))) * down; };
+      acc0[0] = fmaf(scale_of(gA), __int2float_rn(hi[0] * 256 + lo[0]), acc0[0]);
+      acc0[2] = fmaf(scale_of(gB), __int2float_rn(hi[2] * 256 + lo[2]), acc0[2]);
+      if constexpr (kWarpTiles) {
+        acc1[0] = fmaf(scale_of(gC), __int2float_rn(hi2[0] * 256 + lo2[0]), acc1[0]);
+        acc1[2] = fmaf(scale_of(gD), __int2float_rn(hi2[2] * 256 + lo2[2]), acc1[2]);
+      }
     }
   };
   if constexpr (BULK) {
@@ -778,20 +803,27 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     if (producer) {
       if (lane == 0) {  // lane 0 issues every copy of the block; the other lanes idle
         const uint32_t buf0 = static_cast<uint32_t>(__cvta_generic_to_shared(&bulk_buf[0][0]));
-        const uint32_t* tile_codes = a.codes + static_cast<int64_t>(n0 < a.N ? n0 : 0) * a.code_words;
-        const uint16_t* tile_scales = a.scales16 + static_cast<int64_t>(n0 < a.N ? n0 : 0) * a.groups_per_row;
         const uint64_t policy = bulk::evict_first_policy();
-        // Step i (blocks kb_begin + 8 i ..) goes to stage i % kD; from the second round on, it waits
+        // Step i (blocks kb_begin + kw i ..) goes to stage i % kD; from the second round on, it waits
         // until every consumer lane has read the stage's previous use (use u: empty phase u - 1).
+        // The stage: the tiles' codes (tile j's kw blocks at word j kw kBlkWords), then their scales
+        // (tile j's at fp16 j kw 16). A tile past N reads row 0's (never stored).
         int slot = 0;
         uint32_t phase = 0;
-        for (int c0 = kb_begin, i = 0; c0 < kb_end; c0 += kWarps, ++i) {
+        for (int c0 = kb_begin, i = 0; c0 < kb_end; c0 += kw, ++i) {
           if (i >= kD) bulk::wait(ebar0 + 8u * slot, phase);
-          const int nb = min(kWarps, kb_end - c0);
+          const int nb = min(kw, kb_end - c0);
           const uint32_t bar = bar0 + 8u * slot, dst = buf0 + 4u * kStageWords * slot;
-          bulk::expect_tx(bar, nb * (4u * kBlkWords + 2u * kRowsPerBlock));
-          bulk::copy(dst, tile_codes + static_cast<int64_t>(c0) * kBlkWords, nb * 4u * kBlkWords, bar, policy);
-          bulk::copy(dst + 4u * kWarps * kBlkWords, tile_scales + c0 * kRowsPerBlock, nb * 2u * kRowsPerBlock, bar, policy);
+          bulk::expect_tx(bar, TILES * nb * (4u * kBlkWords + 2u * kRowsPerBlock));
+#pragma unroll
+          for (int j = 0; j < TILES; ++j) {
+            const int r = n0 + j * kRowsPerBlock;
+            const int64_t row = r < a.N ? r : 0;
+            bulk::copy(dst + 4u * j * kw * kBlkWords, a.codes + row * a.code_words + static_cast<int64_t>(c0) * kBlkWords,
+                       nb * 4u * kBlkWords, bar, policy);
+            bulk::copy(dst + 4u * kStageBlocks * kBlkWords + 2u * j * kw * kRowsPerBlock,
+                       a.scales16 + row * a.groups_per_row + c0 * kRowsPerBlock, nb * 2u * kRowsPerBlock, bar, policy);
+          }
           if (++slot == kD) {
             slot = 0;
             if (i >= kD) phase ^= 1u;
@@ -805,22 +837,34 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       uint32_t phase = 0;
       // The lane's words in the warp's block of a stage (tiled rows, gemv_layout.hpp): word j of
       // row r at plane j, 4 r + t (rows g, g + 8: 4 g + t and 32 more), as load_q reads them.
+      // (kWarpTiles: the second tile's block wk kw blocks on, its scales kw 16 on.)
       const uint32_t lane_word = wk * kBlkWords + 4u * g + t;
-      const uint16_t* scale0 = reinterpret_cast<const uint16_t*>(&bulk_buf[0][kWarps * kBlkWords]) + wk * kRowsPerBlock;
-      for (int c0 = kb_begin; c0 + wk < kb_end; c0 += kWarps) {
+      const uint16_t* scale0 = reinterpret_cast<const uint16_t*>(&bulk_buf[0][kStageBlocks * kBlkWords]) + wk * kRowsPerBlock;
+      auto lane_q = [&](const uint32_t* p) { return make_uint4(p[0], p[kTilePlaneWords], p[2 * kTilePlaneWords], 0u); };
+      for (int c0 = kb_begin, it = 0; c0 + wk < kb_end; c0 += kw, ++it) {
         const int kb = c0 + wk;
         bulk::wait(bar0 + 8u * slot, phase);
         const uint32_t* p = &bulk_buf[0][0] + kStageWords * slot + lane_word;
-        const uint4 qA = make_uint4(p[0], p[kTilePlaneWords], p[2 * kTilePlaneWords], 0u);
-        const uint4 qB = make_uint4(p[32], p[32 + kTilePlaneWords], p[32 + 2 * kTilePlaneWords], 0u);
+        const uint4 qA = lane_q(p), qB = lane_q(p + 32);
         const uint16_t* sc = scale0 + 2 * kStageWords * slot;
         const uint16_t sA = sc[g], sB = sc[g + 8];
+        uint4 qC{}, qD{};
+        uint16_t sC = 0, sD = 0;
+        if constexpr (kWarpTiles) {
+          qC = lane_q(p + kw * kBlkWords), qD = lane_q(p + kw * kBlkWords + 32);
+          sC = sc[kw * kRowsPerBlock + g], sD = sc[kw * kRowsPerBlock + g + 8];
+        }
         bulk::arrive(ebar0 + 8u * slot);  // the producer may refill the stage
         const Staged gA0 = decode_group<K, false, false>(GroupRaw{sA, 0u}, 0u, a.razer_scale_mask);
         const Staged gB0 = decode_group<K, false, false>(GroupRaw{sB, 0u}, 0u, a.razer_scale_mask);
         if (++slot == kD) slot = 0, phase ^= 1u;
-        if constexpr (I8) block_i8(kb, qA, qB, gA0, gB0, (c0 / kWarps) & 1);
-        else block(kb, qA, qB, gA0, gB0);
+        if constexpr (I8) {
+          const Staged gC0 = decode_group<K, false, false>(GroupRaw{sC, 0u}, 0u, a.razer_scale_mask);
+          const Staged gD0 = decode_group<K, false, false>(GroupRaw{sD, 0u}, 0u, a.razer_scale_mask);
+          block_i8(kb, qA, qB, gA0, gB0, qC, qD, gC0, gD0, it & 1);
+        } else {
+          block(kb, qA, qB, gA0, gB0);
+        }
       }
     }
   } else {
@@ -858,7 +902,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // (The CTA's first call counts: the bulk producer, done early, leaves it to the consumers.)
   if (!producer) pdl::launch_dependents();
   // Sum the warps' accumulators; warp 0 writes. c0, c1: weight row g, x rows 2t, 2t+1;
-  // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1.
+  // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1. kWarpTiles (M = 1): rows g + 16,
+  // g + 24 of x row 0 go into the x row 1 places (c1, c3), never stored otherwise.
+  if constexpr (kWarpTiles) acc0[1] = acc1[0], acc0[3] = acc1[2];
   if (!producer) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -908,8 +954,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   } else {
 #pragma unroll
     for (int i = 0; i < 4 * MT; ++i) {
-      const int n = n0 + g + ((i & 2) ? 8 : 0);
-      const int m = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
+      const int n = n0 + g + ((i & 2) ? 8 : 0) + (kWarpTiles && (i & 1) ? 16 : 0);
+      const int m = kWarpTiles ? 2 * t : 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
       if (m < a.M && n < a.N) a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(sum[i] * a.outer));
     }
   }
@@ -918,7 +964,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT>
 __global__ void __launch_bounds__(block_threads(bulk_body(K, G16, DEC, kStages, BITS, TILES, LAYOUT, false)),
-                                  min_blocks_per_sm(MT, DEC, ASYM, BITS, kStages, G16))
+                                  min_blocks_per_sm(MT, DEC, ASYM, BITS, kStages, G16, TILES))
     gemv_kernel(const __grid_constant__ GemvArgs a) {
   gemv_body<K, ASYM, MT, G16, DEC, PRE, kStages, BITS, TILES, LAYOUT, SPLIT, false>(a);
 }
@@ -980,8 +1026,9 @@ bool underfilled(int64_t rows) { return few_rows_per_sm(rows, detail::current_de
 // at M = 16 (bench/gemv.md, tenth session). The same split made the other kinds 0.85-0.99x there
 // at most M (their loops wait on DRAM, razer4's on issue; the 3-bit ones lost most), except
 // nvfp4 (1.01-1.03x at M = 4 / 8, 1.29x at M = 16: not understood, one run, left alone).
-int split_plan(const GemvArgs& a, int per_sm, int bits, bool whole_wave) {
-  const int64_t tiles = (a.N + kRowsPerBlock - 1) / kRowsPerBlock;
+// (Counted in blocks of tiles_per_block tiles: the int8 products' two-tile blocks split like tiles.)
+int split_plan(const GemvArgs& a, int per_sm, int bits, bool whole_wave, int tiles_per_block) {
+  const int64_t tiles = (a.N + kRowsPerBlock * tiles_per_block - 1) / (kRowsPerBlock * tiles_per_block);
   if (g_split == 1) return INT_MAX;
   if (g_split == 2) return 0;
   if (a.M <= 8 && (a.K >> 7) >= 64 && underfilled(a.N)) return 0;
@@ -1067,7 +1114,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   block.x = kThreads;
   GemvArgs a = a0;
   a.split_from = INT_MAX;
-  if constexpr (TILES == 1 && (S == 1 || S == kBulkStages)) {
+  if constexpr ((TILES == 1 || DEC == Decode::kNib3I8) && (S == 1 || S == kBulkStages)) {
     constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;  // (the int8 products: M = 1 only)
     auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
@@ -1075,7 +1122,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
     // registers differ by MT).
     static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);
     const OccupancyCap& cap = a.M <= 8 ? cap1 : cap2;
-    const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1);
+    const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1, TILES);
     if (from != INT_MAX) {
       a.split_from = from;
       grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
@@ -1171,10 +1218,11 @@ void launch_s(const GemvArgs& a, cudaStream_t s) {
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>
 void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
-  if constexpr (DEC == Decode::kNib3I8) {  // (the bulk ring only, one tile per block: choose_plan)
-    if (stages != kBulkStages || a.M != 1 || a.tiles == 2)
-      throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "int8 products at M = %d, %d stages, %d tiles", a.M, stages, a.tiles);
-    return launch_t<K, ASYM, DEC, PRE, kBulkStages, BITS, 1>(a, s);
+  if constexpr (DEC == Decode::kNib3I8) {  // (the bulk ring only, at M = 1: choose_plan)
+    if (stages != kBulkStages || a.M != 1)
+      throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "int8 products at M = %d, %d stages", a.M, stages);
+    if (a.tiles == 1) return launch_t<K, ASYM, DEC, PRE, kBulkStages, BITS, 1>(a, s);
+    return launch_t<K, ASYM, DEC, PRE, kBulkStages, BITS, 2>(a, s);  // (32 rows per warp: kWarpTiles)
   } else {
     if (stages == 2) return launch_s<K, ASYM, DEC, PRE, 2, BITS>(a, s);
     if constexpr (BITS == 3 && bulk_kind(K, DEC))
@@ -1347,7 +1395,14 @@ struct Plan {
 // 38.1 -> 37.7 (80.4 -> 81.3 %), 16384x16384 43.4 -> 42.3 (80.7 -> 82.8 %). A probe that only
 // dropped kNib3's four spreading PRMTs per 8 codes (what the int8 weights save; garbage y) reached
 // 87-89.5 %: the x split (about 35 instructions per warp and block, ncu: 178 per block against the
-// probe's 140) takes most of the gain back.
+// probe's 140) takes most of the gain back. Hence, by default, two tiles per block with each warp
+// taking its block of K of both (kWarpTiles: one x split per 32 rows; set_gemv_tiles(1): one tile).
+// Measured (bench/gemv.md, twenty-seventh session, two runs in one call, M = 1, against one tile in
+// the same runs): 28672x8192 38.8-39.2 -> 36.5-36.7 us (83.5-85.0 % of the floor), 8192x28672
+// 38.0-38.2 -> 33.8-33.9 (90.4-91.8 %), 16384x16384 42.9-43.0 -> 41.6-41.7 (83.9-85.3 %). Its
+// blocks take 71 registers (3 per SM): the split tail still pays (16384x16384 unsplit 47.3 us).
+// Warp pairs sharing one split through shared memory instead (warps w, w + 4 on the two tiles,
+// taking turns, named barriers) gained nothing: 80-82 %, barrier stalls.
 // (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
 Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
                  int* i8_shift = nullptr, bool no_int8 = false) {

@@ -86,11 +86,12 @@ void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);
 // 16-row tiles per block: 1, 2, or 0 = automatic (two for M <= 8 and K <= 4096 where one tile per
 // block would take between one and two waves of resident blocks, except for the RaZeR kinds'
-// E2M1 decoder and int4-asym, which stay at one). Tiles change
+// E2M1 decoder and int4-asym, which stay at one; razer3's int8 products take two, each warp 32
+// rows, y the same bit for bit as with one). Tiles change
 // which warps add which blocks of K, so y may differ in the last bits between settings; every
 // setting stays within the reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_tiles(int tiles);
-// The split tail (one tile per block; gemv.cu split_plan): 0 = automatic (every tile of a grid of
+// The split tail (blocks of one tile, or the int8 products' two; gemv.cu split_plan): 0 = automatic (every tile of a grid of
 // at most two tiles per SM with K >= 8192 and M <= 8; otherwise the last, partial wave of
 // a multi-wave grid is split into halves of K when it holds at most half a wave of tiles, for
 // 3-bit codes and for 4-bit codes with M > 4; the

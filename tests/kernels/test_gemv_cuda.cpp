@@ -418,10 +418,12 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
 // razer3's int8 products (set_gemv_int8; the bulk ring at M = 1): taken by default where the nibble
 // decoder runs in the ring at M = 1 (not at M = 2, not under set_gemv_int8(1)); within the
 // reference's bound with x's fixed-point term, for K of one block, a partial step and more steps
-// than the ring holds, whole and split tiles, both permuted layouts, the default special values and
-// a set that needs the shift 2^1 (0.5, -64); x normal, with an outlier of 1000 sigma in every block
-// (most of the block then rounds to the fixed point), of subnormal size, and zero; an inf in x
-// gives NaN rows. y stays within 2^-9 max |y| of the fp16 products'.
+// than the ring holds, whole and split tiles, one and two tiles per block (N of an odd number of
+// tiles: the second tile of the last block is past N), both permuted
+// layouts, the default special values and a set that needs the shift 2^1 (0.5, -64); x normal, with
+// an outlier of 1000 sigma in every block (most of the block then rounds to the fixed point), of
+// subnormal size, and zero; an inf in x gives NaN rows. y stays within 2^-9 max |y| of the fp16
+// products', and two tiles per block (the pair's shared x split) give one tile's y bit for bit.
 TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -431,51 +433,57 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
   for (const std::vector<float>& sv : sets)
     for (auto [N, K] : shapes)
       for (CodeLayout layout : {CodeLayout::kQuad, CodeLayout::kPair})
-        for (int split : {1, 2}) {
-          DecoderScope scope(kernels::GemvDecoder::kAuto, 3, 1, layout, split);
-          const std::vector<float> wf = test::random_weights(rng, N, K, 1.0);
-          const QuantizedTensor q =
-              quantizer::quantize_tensor(wf.data(), N, K, quantizer::make_format_config("razer", 3, 128, false, sv));
-          const DeviceTensor t = kernels::upload(q);
-          const std::string what = "razer3 sv " + std::to_string(sv[0]) + " " + std::to_string(N) + "x" +
-                                   std::to_string(K) + (layout == CodeLayout::kQuad ? " quad" : " pair") +
-                                   (split == 2 ? " split" : "");
-          ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << what;
-          EXPECT_TRUE(kernels::gemv_int8_products(t, 1)) << what;
-          EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
-          std::normal_distribution<float> nd(0.f, 1.f);
-          for (int kind = 0; kind < 4; ++kind) {
-            std::vector<uint16_t> xh(static_cast<size_t>(K));
-            for (int64_t k = 0; k < K; ++k) {
-              const float v = nd(rng);
-              xh[k] = float_to_fp16(kind == 1 && k % 128 == 17 ? 1000.f * v : kind == 2 ? 1e-6f * v : kind == 3 ? 0.f : v);
-            }
-            const std::string xw = what + (kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero");
-            check_gemv_x(q, 1, xh, xw);
-            if (kind != 0) continue;
-            DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
-            dx.copy_from_host(xh.data(), xh.size() * 2);
-            const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
-            kernels::set_gemv_int8(1);
-            EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3/bulk") << what;
-            const std::vector<uint16_t> y16 = gemv_to_host(t, dx, 1, dy);
-            kernels::set_gemv_int8(0);
-            double ymax = 0, dmax = 0;
-            for (int64_t n = 0; n < N; ++n) {
-              ymax = std::max(ymax, std::fabs(static_cast<double>(fp16_to_float(y16[n]))));
-              dmax = std::max(dmax, std::fabs(static_cast<double>(fp16_to_float(y8[n])) - fp16_to_float(y16[n])));
-            }
-            EXPECT_LE(dmax, std::ldexp(ymax, -9)) << what << ": int8 against fp16 products";
-            xh[K / 2] = 0x7c00;  // +inf
-            dx.copy_from_host(xh.data(), xh.size() * 2);
-            const std::vector<uint16_t> yinf = gemv_to_host(t, dx, 1, dy);
-            for (int64_t n = 0; n < N; ++n)
-              if (!std::isnan(fp16_to_float(yinf[n]))) {
-                ADD_FAILURE() << what << ": x with inf, y[" << n << "] = " << fp16_to_float(yinf[n]);
-                break;
+        for (int split : {1, 2})
+          for (int tiles : {1, 2}) {
+            DecoderScope scope(kernels::GemvDecoder::kAuto, 3, tiles, layout, split);
+            const std::vector<float> wf = test::random_weights(rng, N, K, 1.0);
+            const QuantizedTensor q =
+                quantizer::quantize_tensor(wf.data(), N, K, quantizer::make_format_config("razer", 3, 128, false, sv));
+            const DeviceTensor t = kernels::upload(q);
+            const std::string what = "razer3 sv " + std::to_string(sv[0]) + " " + std::to_string(N) + "x" +
+                                     std::to_string(K) + (layout == CodeLayout::kQuad ? " quad" : " pair") +
+                                     (split == 2 ? " split" : "") + " tiles " + std::to_string(tiles);
+            ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << what;
+            EXPECT_TRUE(kernels::gemv_int8_products(t, 1)) << what;
+            EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
+            std::normal_distribution<float> nd(0.f, 1.f);
+            for (int kind = 0; kind < 4; ++kind) {
+              std::vector<uint16_t> xh(static_cast<size_t>(K));
+              for (int64_t k = 0; k < K; ++k) {
+                const float v = nd(rng);
+                xh[k] = float_to_fp16(kind == 1 && k % 128 == 17 ? 1000.f * v : kind == 2 ? 1e-6f * v : kind == 3 ? 0.f : v);
               }
+              const std::string xw = what + (kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero");
+              check_gemv_x(q, 1, xh, xw);
+              if (kind != 0) continue;
+              DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
+              dx.copy_from_host(xh.data(), xh.size() * 2);
+              const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
+              if (tiles == 2) {
+                kernels::set_gemv_tiles(1);
+                EXPECT_EQ(count_diff(y8, gemv_to_host(t, dx, 1, dy)), 0) << what << ": two tiles against one";
+                kernels::set_gemv_tiles(2);
+              }
+              kernels::set_gemv_int8(1);
+              EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3/bulk") << what;
+              const std::vector<uint16_t> y16 = gemv_to_host(t, dx, 1, dy);
+              kernels::set_gemv_int8(0);
+              double ymax = 0, dmax = 0;
+              for (int64_t n = 0; n < N; ++n) {
+                ymax = std::max(ymax, std::fabs(static_cast<double>(fp16_to_float(y16[n]))));
+                dmax = std::max(dmax, std::fabs(static_cast<double>(fp16_to_float(y8[n])) - fp16_to_float(y16[n])));
+              }
+              EXPECT_LE(dmax, std::ldexp(ymax, -9)) << what << ": int8 against fp16 products";
+              xh[K / 2] = 0x7c00;  // +inf
+              dx.copy_from_host(xh.data(), xh.size() * 2);
+              const std::vector<uint16_t> yinf = gemv_to_host(t, dx, 1, dy);
+              for (int64_t n = 0; n < N; ++n)
+                if (!std::isnan(fp16_to_float(yinf[n]))) {
+                  ADD_FAILURE() << what << ": x with inf, y[" << n << "] = " << fp16_to_float(yinf[n]);
+                  break;
+                }
+            }
           }
-        }
   // The default: razer3 at M = 1 on a grid the ring takes (K >= 8192, more than two tiles per SM).
   const DeviceTensor big = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 6400, 8192));
   DecoderScope scope(kernels::GemvDecoder::kAuto);
