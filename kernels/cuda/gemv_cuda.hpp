@@ -91,8 +91,9 @@ void set_gemv_stages(int stages);
 // which warps add which blocks of K, so y may differ in the last bits between settings; every
 // setting stays within the reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_tiles(int tiles);
-// The split tail (blocks of one tile, or the int8 products' two; gemv.cu split_plan): 0 = automatic (every tile of a grid of
-// at most two tiles per SM with K >= 8192 and M <= 8; otherwise the last, partial wave of
+// The split tail (blocks of one tile, or the int8 products' two; gemv.cu split_plan): 0 =
+// automatic (every tile of a grid of at most two tiles per SM with K >= 8192 and M <= 8;
+// otherwise the last, partial wave of
 // a multi-wave grid is split into halves of K when it holds at most half a wave of tiles, for
 // 3-bit codes and for 4-bit codes with M > 4; the
 // halves are a cluster pair, the second adding its sums into the first's shared memory, the first

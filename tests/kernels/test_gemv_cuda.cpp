@@ -419,11 +419,11 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
 // decoder runs in the ring at M = 1 (not at M = 2, not under set_gemv_int8(1)); within the
 // reference's bound with x's fixed-point term, for K of one block, a partial step and more steps
 // than the ring holds, whole and split tiles, one and two tiles per block (N of an odd number of
-// tiles: the second tile of the last block is past N), both permuted
-// layouts, the default special values and a set that needs the shift 2^1 (0.5, -64); x normal, with
-// an outlier of 1000 sigma in every block (most of the block then rounds to the fixed point), of
-// subnormal size, and zero; an inf in x gives NaN rows. y stays within 2^-9 max |y| of the fp16
-// products', and two tiles per block (the pair's shared x split) give one tile's y bit for bit.
+// tiles: the second tile of the last block is past N), both permuted layouts, the default special
+// values and a set that needs the shift 2^1 (0.5, -64); x normal, with an outlier of 1000 sigma in
+// every block (most of the block then rounds to the fixed point), of subnormal size, and zero; an
+// inf in x gives NaN rows. y stays within 2^-9 max |y| of the fp16 products', and two tiles per
+// block (each warp 32 rows with one x split) give one tile's y bit for bit.
 TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
