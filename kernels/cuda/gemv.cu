@@ -720,7 +720,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     }
   };
   // I8 (kNib3I8, M = 1): one 128-column block kb of the warp's rows by int8 tensor-core products.
-  // x: lane L loads columns 4 L .. 4 L + 3 of the block; the block's largest |x| (the biased fp16
+  // x: lane L holds columns 4 L .. 4 L + 3 of the block; the block's largest |x| (the biased fp16
   // exponent E of it, E >= 1) fixes q = round(x 2^(29 - E)), |q| < 2^15, which splits exactly into
   // q = 256 hi + lo (hi int8, lo uint8). Lane L stores its four (hi, lo) bytes at xsplit[.][L]; a lane
   // of code chunk j then reads the 8 columns of its chunk as {hi, lo, hi, lo} of columns 0..3 and 4..7
@@ -734,10 +734,11 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // x with an inf or NaN (E = 31) gives NaN sums. Only the sums of x row 0 (acc0[0], acc0[2]) are kept.
   // kWarpTiles: the same for rows 16..31 (qC, qD, gC, gD: rows g + 16, g + 24, into acc1[0], acc1[2])
   // with the same x split, so each split serves 32 rows.
-  auto block_i8 = [&](int kb, const uint4& qA, const uint4& qB, const Group& gA, const Group& gB, const uint4& qC,
+  // xv: the lane's four x of the block (loaded a block ahead by the loop: x_lane).
+  auto x_lane = [&](int kbc) { return __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kbc) * 128) + lane); };
+  auto block_i8 = [&](const uint2& xv, const uint4& qA, const uint4& qB, const Group& gA, const Group& gB, const uint4& qC,
                       const uint4& qD, const Group& gC, const Group& gD, int buf) {
     if constexpr (I8) {
-      const uint2 xv = __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kb) * 128) + lane);
       const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
       const uint32_t mx = __reduce_max_sync(0xffffffffu, max(m2 & 0xffffu, m2 >> 16));
       const int E = max(static_cast<int>(mx >> 10), 1);
@@ -841,6 +842,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       const uint32_t lane_word = wk * kBlkWords + 4u * g + t;
       const uint16_t* scale0 = reinterpret_cast<const uint16_t*>(&bulk_buf[0][kStageBlocks * kBlkWords]) + wk * kRowsPerBlock;
       auto lane_q = [&](const uint32_t* p) { return make_uint4(p[0], p[kTilePlaneWords], p[2 * kTilePlaneWords], 0u); };
+      uint2 x_next{};  // I8: the next block's x (clamped to the last block), loaded a block ahead
+      if constexpr (I8) x_next = x_lane(kb_clamp(kb_begin + wk));
       for (int c0 = kb_begin, it = 0; c0 + wk < kb_end; c0 += kw, ++it) {
         const int kb = c0 + wk;
         bulk::wait(bar0 + 8u * slot, phase);
@@ -861,7 +864,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         if constexpr (I8) {
           const Staged gC0 = decode_group<K, false, false>(GroupRaw{sC, 0u}, 0u, a.razer_scale_mask);
           const Staged gD0 = decode_group<K, false, false>(GroupRaw{sD, 0u}, 0u, a.razer_scale_mask);
-          block_i8(kb, qA, qB, gA0, gB0, qC, qD, gC0, gD0, it & 1);
+          const uint2 xv = x_next;
+          x_next = x_lane(kb_clamp(kb + kw));
+          block_i8(xv, qA, qB, gA0, gB0, qC, qD, gC0, gD0, it & 1);
         } else {
           block(kb, qA, qB, gA0, gB0);
         }
