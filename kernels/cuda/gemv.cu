@@ -1404,8 +1404,10 @@ struct Plan {
 // taking its block of K of both (kWarpTiles: one x split per 32 rows; set_gemv_tiles(1): one tile).
 // Measured (bench/gemv.md, twenty-seventh session, two runs in one call, M = 1, against one tile in
 // the same runs): 28672x8192 38.8-39.2 -> 36.5-36.7 us (83.5-85.0 % of the floor), 8192x28672
-// 38.0-38.2 -> 33.8-33.9 (90.4-91.8 %), 16384x16384 42.9-43.0 -> 41.6-41.7 (83.9-85.3 %). Its
-// blocks take 71 registers (3 per SM): the split tail still pays (16384x16384 unsplit 47.3 us).
+// 38.0-38.2 -> 33.8-33.9 (90.4-91.8 %), 16384x16384 42.9-43.0 -> 41.6-41.7 (83.9-85.3 %); with x
+// loaded a block ahead (two runs) 36.2-36.3 (84.1-84.5 %), 33.5-33.8 (90.4-91.1 %), 40.7-40.8
+// (85.6 %). Its blocks take 72 registers (3 per SM): the split tail still pays (16384x16384
+// unsplit 47.3 us).
 // Warp pairs sharing one split through shared memory instead (warps w, w + 4 on the two tiles,
 // taking turns, named barriers) gained nothing: 80-82 %, barrier stalls.
 // (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
