@@ -680,8 +680,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
       wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = qB.w;
     } else if (DEC == Decode::kNib3 || (DEC == Decode::kLut && col_order)) {  // nibbles: words 0..2, 3 gathered
-      wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = gemv3::nib3_spare(qA.x, qA.y, qA.z);
-      wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = gemv3::nib3_spare(qB.x, qB.y, qB.z);
+      gemv3::nib3_words(qA.x, qA.y, qA.z, wa);
+      gemv3::nib3_words(qB.x, qB.y, qB.z, wb);
     } else {  // code j of a word at bit 3j + P
       constexpr int P = DEC == Decode::kFp3 ? 1 : 0;
       gemv3::words<P>(qA.x, qA.y, qA.z, wa);
@@ -754,12 +754,12 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       xsplit[warp][buf][lane] = make_uint2(bits::prmt(p01, p23, 0x7531u), bits::prmt(p01, p23, 0x6420u));
       __syncwarp();
       uint32_t wa[4], wb[4];
-      wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = gemv3::nib3_spare(qA.x, qA.y, qA.z);
-      wb[0] = qB.x, wb[1] = qB.y, wb[2] = qB.z, wb[3] = gemv3::nib3_spare(qB.x, qB.y, qB.z);
+      gemv3::nib3_words(qA.x, qA.y, qA.z, wa);
+      gemv3::nib3_words(qB.x, qB.y, qB.z, wb);
       uint32_t wc[4], wd[4];
       if constexpr (kWarpTiles) {
-        wc[0] = qC.x, wc[1] = qC.y, wc[2] = qC.z, wc[3] = gemv3::nib3_spare(qC.x, qC.y, qC.z);
-        wd[0] = qD.x, wd[1] = qD.y, wd[2] = qD.z, wd[3] = gemv3::nib3_spare(qD.x, qD.y, qD.z);
+        gemv3::nib3_words(qC.x, qC.y, qC.z, wc);
+        gemv3::nib3_words(qD.x, qD.y, qD.z, wd);
       }
       const uint32_t tA = a.special[gA.table >> 5], tB = a.special[gB.table >> 5];
       const uint32_t tC = kWarpTiles ? a.special[gC.table >> 5] : 0u, tD = kWarpTiles ? a.special[gD.table >> 5] : 0u;
@@ -1117,10 +1117,10 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
   constexpr int kThreads = block_threads(bulk_body(K, G16, DEC, S, BITS, TILES, kL, PAIR));
   block.x = kThreads;
+  constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;  // the M <= 16 kernel's MT (the int8 products: M = 1 only)
   GemvArgs a = a0;
   a.split_from = INT_MAX;
   if constexpr ((TILES == 1 || DEC == Decode::kNib3I8) && (S == 1 || S == kBulkStages)) {
-    constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;  // (the int8 products: M = 1 only)
     auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     // Resident blocks per SM of each split kernel and their caps (asked on the first device;
@@ -1134,7 +1134,6 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
       return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s, 2u, a);
     }
   }
-  constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;
   auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);

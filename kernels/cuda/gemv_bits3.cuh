@@ -119,6 +119,10 @@ RAZERQ_HD uint32_t nib3_chunk(uint32_t x, uint32_t y, uint32_t z, int v) {
 RAZERQ_HD uint32_t nib3_spare(uint32_t x, uint32_t y, uint32_t z) {
   return select_bits(0x33333333u, select_bits(0x11111111u, x >> 3, y >> 2), z >> 1);
 }
+// A lane's 32 nibble codes (its three words) as four chunks of 8: chunks 0..2 as loaded, 3 gathered.
+RAZERQ_HD void nib3_words(uint32_t x, uint32_t y, uint32_t z, uint32_t (&w)[4]) {
+  w[0] = x, w[1] = y, w[2] = z, w[3] = nib3_spare(x, y, z);
+}
 // The high bytes of a chunk's codes: lo = columns 0..3 (byte n = column n), hi = columns 4..7.
 struct Nib3Bytes {
   uint32_t lo, hi;
