@@ -95,18 +95,19 @@ std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
 }
 
 // Whether upload() stores a tensor's 3-bit codes as nibbles (DeviceTensor::nib3, gemv_bits3.cuh)
-// for the GEMV's lookup decoder: razer3 (a grid with a special value, fp16 scales with the
-// special-value index in the scale word) whose grid and special values x 2^-14 are fp16 with a
-// zero low byte (gemv3::nib3_tables; the default special values are), whole 128-column blocks.
-// (fp3 and int3 sym would take the decoder too, but measured no faster than their bit decoders
-// on the bitstream: bench/gemv.md, twenty-first session.)
+// for the GEMV's lookup decoder and its int8 products: a symmetric 3-bit grid with fp16 scales
+// (razer3: a special value, its index in the scale word; fp3, int3 sym: none) whose values (and
+// special values) x 2^-14 are fp16 with a zero low byte (gemv3::nib3_tables; the defaults are),
+// whole 128-column blocks. (fp3 and int3 sym kept the bitstream until the int8 products: the
+// lookup decoder alone was no faster than their bit decoders, bench/gemv.md twenty-first session;
+// since the twenty-eighth they take the int8 products at M = 1 like razer3.)
 bool nib3_applies(const quantizer::QuantizedTensor& q) {
   const quantizer::FormatConfig& c = q.cfg;
   const ScaleKind k = c.spec().scale_kind;
   if (c.bits != 3 || c.asym || !q.sv_index.empty() || !pair_order_applies(c.bits, q.cols)) return false;
-  if (k != ScaleKind::kFp16Razer) return false;
+  if (k != ScaleKind::kFp16Razer && k != ScaleKind::kFp16) return false;
   const quantizer::Grid grid = quantizer::base_grid(c);
-  if (grid.special_code < 0) return false;
+  if ((k == ScaleKind::kFp16Razer) != (grid.special_code >= 0)) return false;
   gemv3::Nib3Tables t;
   return gemv3::nib3_tables(grid.value, grid.special_code, c.special_values, &t);
 }

@@ -77,9 +77,9 @@ struct DeviceTensor {
   // 3-bit codes stored as nibbles for the fused GEMV's lookup decoder (gemv_bits3.cuh nib3_pack:
   // a lane's 12 bytes of a row and 128-column block hold three chunks as nibbles, the fourth in
   // their spare bits; the chunks in column order, pair_order false). Set by upload() where
-  // nib3_applies (razer3 whose grid and special values x 2^-14 are fp16 with a zero low byte, as
-  // the defaults); kept by concat_rows and row_view; the dequantization kernel and the GEMV's
-  // table decoder read it too.
+  // nib3_applies (razer3, fp3 and int3 sym: grids whose values and special values x 2^-14 are fp16
+  // with a zero low byte, as the defaults); kept by concat_rows and row_view; the dequantization
+  // kernel and the GEMV's table decoder read it too.
   bool nib3 = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;

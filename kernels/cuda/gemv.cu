@@ -26,13 +26,13 @@
 // E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four codes at a
 // time as high bytes, RaZeR's -0 code patched there to the group's special value; 4-bit RaZeR
 // (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload (DeviceTensor::razer_xor): two PRMT
-// lookups in 8-byte tables per four codes, XORed, special value included; razer3: a PRMT lookup in
-// an 8-byte table held in registers, the special value in it), else through a 16-entry fp16 table
-// of the format's values in shared memory (one per special value for the RaZeR kinds); then the
-// zero point (asym int) and one HMUL2 by the group's fp16 inner scale (razer3 at M <= 8 and
-// K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled). razer3 at
-// M = 1 in the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8): its codes
-// looked up as int8 values, x split per block into two int8 parts of a 16-bit fixed point.
+// lookups in 8-byte tables per four codes, XORed, special value included; razer3, fp3 and int3
+// sym stored as nibbles: a PRMT lookup in an 8-byte table held in registers, razer3's special
+// value in it), else through a 16-entry fp16 table of the format's values in shared memory (one
+// per special value for the RaZeR kinds); then the zero point (asym int) and one HMUL2 by the group's fp16 inner scale (the nibbles at M <= 8 and
+// K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled). The
+// nibbles at M = 1 in the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8):
+// the codes looked up as int8 values, x split per block into two int8 parts of a 16-bit fixed point.
 // bench/gemv.md has the measurements and what was tried.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -286,10 +286,9 @@ struct RowGroup {
 //         one PRMT per pair (gemv_e2m1.cuh). The 2^14 as for kE2M1.
 //  kNib3: 3-bit codes stored as nibbles at upload (DeviceTensor::nib3, gemv_bits3.cuh): per word
 //         of 8 codes two PRMT lookups in the 8-byte table of the grid's high bytes (per group for
-//         razer3: codes 4..7 hold the special value) and one PRMT per pair; razer3 (upload's
-//         nib3_applies; the decoder takes any grid gemv3::nib3_tables does, fp3 and int3 sym
-//         too). The word's codes are in column order (pair i = fields 2 i, 2 i + 1). The 2^14
-//         as for kE2M1.
+//         razer3: codes 4..7 hold the special value) and one PRMT per pair; razer3, fp3 and int3
+//         sym (upload's nib3_applies: any symmetric grid gemv3::nib3_tables takes). The word's
+//         codes are in column order (pair i = fields 2 i, 2 i + 1). The 2^14 as for kE2M1.
 //  kNib3I8: the nib3 codes looked up in int8 tables (the grid's values x 2^i8_shift,
 //         gemv3::nib3_i8_tables: four weights per PRMT, no spreading into half2s) and multiplied by
 //         int8 tensor-core products (mma.m16n8k32) against x split in two int8 parts per 128-column
@@ -1247,12 +1246,12 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
             return pre ? launch_d<K, false, Decode::kFp3, true, 3>(a, s, stages)
                        : launch_d<K, false, Decode::kFp3, false, 3>(a, s, stages);
       }
-      if constexpr (K == ScaleKind::kFp16Razer && !ASYM)  // (upload's nib3_applies: razer3 only)
+      if constexpr (!ASYM) {  // (upload's nib3_applies: razer3, fp3 and int3 sym)
         if (dec == Decode::kNib3)
           return pre ? launch_d<K, false, Decode::kNib3, true, 3>(a, s, stages)
                      : launch_d<K, false, Decode::kNib3, false, 3>(a, s, stages);
-      if constexpr (K == ScaleKind::kFp16Razer && !ASYM)
         if (dec == Decode::kNib3I8) return launch_d<K, false, Decode::kNib3I8, false, 3>(a, s, stages);
+      }
     }
     throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "3-bit codes with scale kind %d and decoder %d",
                 static_cast<int>(K), static_cast<int>(dec));
@@ -1286,8 +1285,9 @@ int g_int8 = 0;   // set_gemv_int8: 0 automatic (choose_plan), 1 never
 
 // 3-bit: kNib3 for the nibble-encoded codes (DeviceTensor::nib3: razer3 whose special values
 // x 2^-14 are exact fp16 with a zero low byte, at most 3 significant bits: the defaults +-3, +-6
-// are); kInt3 for int (sym codes c - 4, asym c); kFp3 for the fp3 grid without special values;
-// else the table (razer3 uploaded as a bitstream: set_upload_nib3(false), or other special values).
+// are; fp3; int3 sym); on the bitstream (int3 asym, or set_upload_nib3(false)) kInt3 for int (sym
+// codes c - 4, asym c), kFp3 for the fp3 grid without special values, else the table (razer3 on
+// the bitstream, or special values the nibble tables cannot hold).
 Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables], uint32_t* t0) {
   if (w.nib3) {  // (upload checked the grid: nib3_applies)
     gemv3::Nib3Tables t;
@@ -1377,15 +1377,16 @@ int choose_stages(const DeviceTensor& w, Decode dec, int64_t M) {
 // where scale x 2^14 stays an exact fp16 (inner scales below 4); nvfp4: scale x 2^7 always, the
 // other 2^7 applied to the fp32 sums; nvfp4-razer: always, its scales being taken x 2^-4
 // (pre_factor, e4m3x2_half2_bits). The 3-bit x 2^-14 decoders (kNib3, kFp3) without PRE are POST
-// (post_scaled), for groups of 128 or more: by default razer3's (kNib3) at M <= 8 and K > 4096,
-// and either wherever PRE cannot hold; set_gemv_post(1) never, (2) at every M and K. Where neither
+// (post_scaled), for groups of 128 or more: by default the nibbles' (kNib3: razer3, and since the
+// twenty-eighth session fp3 and int3 sym) at M <= 8 and K > 4096, and either wherever PRE cannot
+// hold; set_gemv_post(1) never, (2) at every M and K. Where neither
 // can hold (groups below 128 with inner scales of 4 or more, or set_gemv_post(1)) they give way
 // to the table. Measured (bench/gemv.md, twenty-second session, one build, four calls on the
 // H100, one on an H200): POST took razer3 1.02-1.03x faster at M = 1 on the three largest shapes
 // and 1.01-1.05x at M = 8 (H200: 1.03-1.07x at M = 1..8); 4096x11008 within 1-2 %; at K = 4096
 // mixed (11008x4096 0.95-0.97x on both devices), hence K > 4096. 32 SASS instructions fewer per
-// kernel (the HMUL2 per pair). fp3 was mixed (0.98-1.04x at M = 1), so it keeps PRE. The M = 16
-// POST kernels (a second set of block accumulators) spill at the four-block bound of 64
+// kernel (the HMUL2 per pair). fp3's bit decoder (kFp3, on the bitstream) was mixed (0.98-1.04x at
+// M = 1), so it keeps PRE. The M = 16 POST kernels (a second set of block accumulators) spill at the four-block bound of 64
 // registers, hence M <= 8.
 struct Plan {
   Decode dec;
@@ -1393,9 +1394,9 @@ struct Plan {
 };
 //
 // The int8 products (kNib3I8, gemv_body's I8) replace kNib3 wherever it would run in the bulk ring
-// at M = 1 (choose_stages) and the grid's values have int8 tables (gemv3::nib3_i8_tables: the
-// defaults do); set_gemv_int8(1) never. Measured (bench/gemv.md, twenty-sixth session, H100, two
-// runs in one call, M = 1): 28672x8192 39.1 -> 38.0 us (78.3 -> 80.6 % of the floor), 8192x28672
+// at M = 1 (choose_stages) and the grid's values have int8 tables (gemv3::nib3_i8_tables: razer3's
+// defaults, fp3 and int3 sym do); set_gemv_int8(1) never. Measured (bench/gemv.md, twenty-sixth
+// session, H100, two runs in one call, M = 1, razer3): 28672x8192 39.1 -> 38.0 us (78.3 -> 80.6 % of the floor), 8192x28672
 // 38.1 -> 37.7 (80.4 -> 81.3 %), 16384x16384 43.4 -> 42.3 (80.7 -> 82.8 %). A probe that only
 // dropped kNib3's four spreading PRMTs per 8 codes (what the int8 weights save; garbage y) reached
 // 87-89.5 %: the x split (about 35 instructions per warp and block, ncu: 178 per block against the
@@ -1409,6 +1410,13 @@ struct Plan {
 // unsplit 47.3 us).
 // Warp pairs sharing one split through shared memory instead (warps w, w + 4 on the two tiles,
 // taking turns, named barriers) gained nothing: 80-82 %, barrier stalls.
+// fp3 and int3 sym as nibbles (twenty-eighth session, upload's nib3_applies; one call, against
+// their bit decoders on the bitstream in the same binary): M = 1 on the three largest shapes int3
+// 34.98 / 33.08 / 41.04 us (87.2 / 92.2 / 84.9 % of the floor; on the bitstream 79.0 / 79.4 /
+// 80.0 %), fp3 the same within 0.1 us. At M = 2..8 the nibble decoder's speed over the bit
+// decoders' was 1.00-1.07x at 11008x4096, 4096x11008 and the three largest, 0.94-0.98x at
+// 14336x4096 (every M); M = 16 0.92-1.03x; 4096x4096 noise (int3 and fp3 ran the same kernel in
+// 7.03 and 5.48 us at M = 1).
 // (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
 Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
                  int* i8_shift = nullptr, bool no_int8 = false) {

@@ -19,11 +19,11 @@
 // end. So for every format except nf4 the weights used are exactly the float64 reference
 // rounded once to fp16 (NV kinds: exactly the reference before the tensor scale); nf4's table
 // values are rounded to fp16 first (its grid is not fp16-exact), within one fp16 ulp. The
-// exception is the 3-bit bit decoders' POST (set_gemv_post, gemv_post_scaled: razer3 at M <= 8
-// and K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly
-// (value x 2^-14 in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums).
-// The other exception is razer3's int8 products (set_gemv_int8, gemv_int8_products: by default
-// at M = 1 where the bulk ring runs, below): the weights are the reference exactly, as under POST,
+// exception is the 3-bit bit decoders' POST (set_gemv_post, gemv_post_scaled: the nibble decoder
+// (razer3, fp3, int3 sym) at M <= 8 and K > 4096 by default, groups of 128 or more): the weights
+// are the float64 reference exactly (value x 2^-14 in fp16, the scale and 2^14 applied to each
+// 128-column block's fp32 sums). The other exception is the int8 products (razer3, fp3, int3 sym;
+// set_gemv_int8, gemv_int8_products: by default at M = 1 where the bulk ring runs, below): the weights are the reference exactly, as under POST,
 // and x is used as q 2^-e per 128-column block, q = round(x 2^e) a 16-bit integer with e fixed by
 // the block's largest |x|: exact for every x in that largest one's binade or the 4 below it, else off by
 // at most 2^-15 max |x| of the block (an x with inf or NaN makes y NaN).
@@ -68,7 +68,8 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // the fp16 high bytes of four codes at a time (RaZeR: the special value patched in there; 4-bit
 // RaZeR (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload, DeviceTensor::razer_xor: looked
 // up in two byte tables instead),
-// fp3 by placing the code's bits into an fp16, razer3 by a PRMT lookup in an 8-byte table of the
+// fp3 by placing the code's bits into an fp16, razer3 (and fp3 and int3 sym, which upload() stores
+// as nibbles too: DeviceTensor::nib3) by a PRMT lookup in an 8-byte table of the
 // values' high bytes held in registers (the RaZeR kinds' special values x 2^-14 must be fp16
 // with a zero low byte, as the defaults +-5, +-8, +-3, +-6 are, else the table); the table: a
 // shared-memory table of the format's 16 (8) values (any grid, nf4). kAuto: bits wherever the
@@ -86,7 +87,7 @@ void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);
 // 16-row tiles per block: 1, 2, or 0 = automatic (two for M <= 8 and K <= 4096 where one tile per
 // block would take between one and two waves of resident blocks, except for the RaZeR kinds'
-// E2M1 decoder and int4-asym, which stay at one; razer3's int8 products take two, each warp 32
+// E2M1 decoder and int4-asym, which stay at one; the int8 products take two, each warp 32
 // rows, y the same bit for bit as with one). Tiles change
 // which warps add which blocks of K, so y may differ in the last bits between settings; every
 // setting stays within the reference's bound. Process-wide, for tests and benchmarks.
@@ -101,16 +102,16 @@ void set_gemv_tiles(int tiles);
 // the fp32 summation order, so y may differ in the last bits; every setting stays within the
 // reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_split(int mode);
-// Where the 3-bit bit decoders (razer3's nibble lookups, fp3's bits) apply the group's scale:
+// Where the 3-bit bit decoders (the nibble lookups, fp3's bits on the bitstream) apply the group's scale:
 // to every decoded weight pair in fp16 (PRE: the weights are fp16(value x scale), as for the
 // other formats), or, for groups of 128 or more, to each 128-column block's fp32 sums (POST: the
 // weights are value x scale exactly, so y differs from PRE's in the last bits). 0 = automatic
-// (POST for razer3 at M <= 8 and K > 4096, and for either where scale x 2^14 is not an fp16, i.e.
+// (POST for the nibbles at M <= 8 and K > 4096, and for either where scale x 2^14 is not an fp16, i.e.
 // inner scales of 4 or more), 1 = never (PRE, else the table decoder), 2 = wherever the group allows.
 // Process-wide, for tests and benchmarks.
 void set_gemv_post(int mode);
-// razer3 by int8 tensor-core products (mma m16n8k32, int32 sums): the codes looked up as int8
-// values four per instruction, x split per 128-column block into two int8 parts of a 16-bit
+// The nibbles (razer3, fp3, int3 sym) by int8 tensor-core products (mma m16n8k32, int32 sums):
+// the codes looked up as int8 values four per instruction, x split per 128-column block into two int8 parts of a 16-bit
 // fixed-point value (what it computes: above). Taken where the nibble decoder would run in the
 // bulk ring at M = 1 and the special values times a power of two 2^0 .. 2^7 are all integers in
 // [-128, 127] (the defaults are). 0 = automatic, 1 = never (the fp16 products). Process-wide, for
@@ -122,8 +123,8 @@ bool gemv_int8_products(const DeviceTensor& w, int64_t M);
 // products) now.
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
-// "fp3-bits/1", "nib3/1" (razer3), "nib3/bulk", "nib3-i8/bulk" (the int8 products), "table/1", ... (decoder / stages at M rows of x),
-// or "unsupported".
+// "fp3-bits/1", "nib3/1" (razer3, fp3, int3 sym), "nib3/bulk", "nib3-i8/bulk" (the int8
+// products), "table/1", ... (decoder / stages at M rows of x), or "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M = 1);
 
 }  // namespace razerq::kernels

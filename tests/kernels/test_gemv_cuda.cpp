@@ -9,7 +9,7 @@
 // dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums) and the
 // 3-bit decoders' POST (gemv_post_scaled), and fp16(fp16(grid) x scale) for nf4. The bound per
 // element: the fp16 rounding of y (2^-11 relative) plus fp32 accumulation (K x 2^-23 x sum |x w|);
-// for razer3's int8 products (gemv_int8_products) plus x's 16-bit fixed point per 128-column block,
+// for the int8 products (gemv_int8_products) plus x's 16-bit fixed point per 128-column block,
 // 2^-15 max_block |x| x sum_block |w| (gemv_cuda.hpp).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -315,7 +315,7 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   std::mt19937 rng(test::test_seed());
   const std::string expect[] = {"e2m1-xor",  "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
                                 "e2m1-xor",  "e2m1-bits", "e2m1-xor",  "e2m1-xor",  "int4-bits", "nib3",
-                                "int3-bits", "int3-bits", "fp3-bits",  "nib3",      "int3-bits"};
+                                "nib3",      "int3-bits", "nib3",      "nib3",      "int3-bits"};
   static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
   const std::pair<kernels::GemvDecoder, int> configs[] = {
       {kernels::GemvDecoder::kBits, 1}, {kernels::GemvDecoder::kBits, 2}, {kernels::GemvDecoder::kTable, 1},
@@ -394,7 +394,7 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
           std::vector<uint16_t> y[2];
           for (int stages : {1, 3}) {
             DecoderScope scope(kernels::GemvDecoder::kAuto, stages, 1, CodeLayout::kAuto, split);
-            kernels::set_gemv_int8(1);  // (razer3's int8 products: Int8ProductsAreWithinTheirBound)
+            kernels::set_gemv_int8(1);  // (the int8 products: Int8ProductsAreWithinTheirBound)
             y[stages == 3] = gemv_to_host(t, dx, M, dy);
           }
           EXPECT_EQ(count_diff(y[1], y[0]), 0) << what << " M=" << M << (split == 2 ? " split" : "") << ": bulk vs stages 1";
@@ -405,9 +405,10 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
     }
   }
   EXPECT_EQ(cases, 4) << "razer3, int3, int3-asym and fp3 in groups of 128";
-  // The default takes the ring at M = 1 only, for K >= 8192 and grids of more than two tiles per SM.
+  // The default takes the ring at M = 1 only, for K >= 8192 and grids of more than two tiles per SM
+  // (int3 asym: the bit decoder; the nibble decoder's int8 products: Int8ProductsAreWithinTheirBound).
   for (int64_t K : {4096, 8192}) {
-    const GemvCase c{"int", false, 128, 3};
+    const GemvCase c{"int", true, 128, 3};
     const DeviceTensor t = kernels::upload(quantize_random(rng, c, 6400, K));
     DecoderScope scope(kernels::GemvDecoder::kAuto);
     EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), K >= 8192 ? "int3-bits/bulk" : "int3-bits/1") << K;
@@ -415,34 +416,40 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
   }
 }
 
-// razer3's int8 products (set_gemv_int8; the bulk ring at M = 1): taken by default where the nibble
-// decoder runs in the ring at M = 1 (not at M = 2, not under set_gemv_int8(1)); within the
-// reference's bound with x's fixed-point term, for K of one block, a partial step and more steps
-// than the ring holds, whole and split tiles, one and two tiles per block (N of an odd number of
-// tiles: the second tile of the last block is past N), both permuted layouts, the default special
-// values and a set that needs the shift 2^1 (0.5, -64); x normal, with an outlier of 1000 sigma in
-// every block (most of the block then rounds to the fixed point), of subnormal size, and zero; an
-// inf in x gives NaN rows. y stays within 2^-9 max |y| of the fp16 products', and two tiles per
-// block (each warp 32 rows with one x split) give one tile's y bit for bit.
+// The int8 products (set_gemv_int8; the bulk ring at M = 1; razer3, fp3 and int3 sym): taken by
+// default where the nibble decoder runs in the ring at M = 1 (not at M = 2, not under
+// set_gemv_int8(1)); within the reference's bound with x's fixed-point term, for K of one block, a
+// partial step and more steps than the ring holds, whole and split tiles, one and two tiles per
+// block (N of an odd number of tiles: the second tile of the last block is past N), both permuted
+// layouts, razer3's default special values and a set that needs the shift 2^1 (0.5, -64), fp3 and
+// int3 sym (one table); x normal, with an outlier of 1000 sigma in every block (most of the block
+// then rounds to the fixed point), of subnormal size, and zero; an inf in x gives NaN rows. y stays
+// within 2^-9 max |y| of the fp16 products', and two tiles per block (each warp 32 rows with one x
+// split) give one tile's y bit for bit.
 TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const std::pair<int64_t, int64_t> shapes[] = {{48, 128}, {304, 1152}, {80, 8192}, {144, 4096 + 5 * 128}};
-  const std::vector<float> sets[] = {quantizer::make_format_config("razer", 3, 128, false).special_values,
-                                     {0.5f, -3.5f, 7.f, -64.f}};
-  for (const std::vector<float>& sv : sets)
+  // razer3 with the default special values and a set that needs the shift; int3 sym and fp3 (no
+  // special value: one table).
+  const quantizer::FormatConfig cfgs[] = {quantizer::make_format_config("razer", 3, 128, false),
+                                          quantizer::make_format_config("razer", 3, 128, false, {0.5f, -3.5f, 7.f, -64.f}),
+                                          quantizer::make_format_config("int", 3, 128, false),
+                                          quantizer::make_format_config("fp3", 3, 128, false)};
+  for (const quantizer::FormatConfig& cfg : cfgs)
     for (auto [N, K] : shapes)
       for (CodeLayout layout : {CodeLayout::kQuad, CodeLayout::kPair})
         for (int split : {1, 2})
           for (int tiles : {1, 2}) {
             DecoderScope scope(kernels::GemvDecoder::kAuto, 3, tiles, layout, split);
             const std::vector<float> wf = test::random_weights(rng, N, K, 1.0);
-            const QuantizedTensor q =
-                quantizer::quantize_tensor(wf.data(), N, K, quantizer::make_format_config("razer", 3, 128, false, sv));
+            const QuantizedTensor q = quantizer::quantize_tensor(wf.data(), N, K, cfg);
             const DeviceTensor t = kernels::upload(q);
-            const std::string what = "razer3 sv " + std::to_string(sv[0]) + " " + std::to_string(N) + "x" +
-                                     std::to_string(K) + (layout == CodeLayout::kQuad ? " quad" : " pair") +
-                                     (split == 2 ? " split" : "") + " tiles " + std::to_string(tiles);
+            const std::string sv = cfg.special_values.empty() ? "" : " sv " + std::to_string(cfg.special_values[0]);
+            const std::string what = cfg.label() + sv + " " + std::to_string(N) + "x" + std::to_string(K) +
+                                     (layout == CodeLayout::kQuad ? " quad" : " pair") + (split == 2 ? " split" : "") +
+                                     " tiles " + std::to_string(tiles);
+            ASSERT_TRUE(t.nib3) << what;
             ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << what;
             EXPECT_TRUE(kernels::gemv_int8_products(t, 1)) << what;
             EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
@@ -484,9 +491,15 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
                 }
             }
           }
-  // The default: razer3 at M = 1 on a grid the ring takes (K >= 8192, more than two tiles per SM).
-  const DeviceTensor big = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 6400, 8192));
+  // The default: razer3, int3 sym and fp3 at M = 1 on a grid the ring takes (K >= 8192, more than
+  // two tiles per SM); int3 asym keeps its bit decoder on the bitstream.
   DecoderScope scope(kernels::GemvDecoder::kAuto);
+  for (const GemvCase& c : {GemvCase{"int", false, 128, 3}, GemvCase{"fp3", false, 128, 3}, GemvCase{"int", true, 128, 3}}) {
+    const DeviceTensor t = kernels::upload(quantize_random(rng, c, 6400, 8192));
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), c.asym ? "int3-bits/bulk" : "nib3-i8/bulk") << label(c);
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 2)), c.asym ? "int3-bits/1" : "nib3/1") << label(c);
+  }
+  const DeviceTensor big = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 6400, 8192));
   EXPECT_EQ(std::string(kernels::gemv_decoder_name(big, 1)), "nib3-i8/bulk");
   EXPECT_EQ(std::string(kernels::gemv_decoder_name(big, 2)), "nib3/1");
   // The SiLU epilogue's kernels (one stage, no ring) take the fp16 products on that tensor at M = 1:
@@ -589,11 +602,11 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
   }
 }
 
-// razer3 uploaded as nibbles for the lookup decoder (DeviceTensor::nib3, the default) and as a
-// bitstream in pair order (set_upload_nib3(false): the table decoder then) give the same weights
-// (dequantization) and the same y bit for bit, with either decoder of each, tiled and row-major,
-// groups of 64 and 128, ragged rows; fp3 and int3 are not re-encoded; tensors of the two encodings
-// are not concatenated.
+// razer3, fp3 and int3 sym uploaded as nibbles for the lookup decoder (DeviceTensor::nib3, the
+// default) and as a bitstream in pair order (set_upload_nib3(false): the table or bit decoder then)
+// give the same weights (dequantization) and the same y bit for bit, with either decoder of each,
+// tiled and row-major, groups of 64 and 128, ragged rows; int3 asym is not re-encoded; tensors of
+// the two encodings are not concatenated.
 TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -613,7 +626,7 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
         const DeviceTensor tb = kernels::upload(q);
         kernels::set_upload_nib3(true);
         const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
-        const bool nib = std::string(c.format) == "razer";
+        const bool nib = !c.asym;  // (razer3, fp3, int3 sym)
         ASSERT_EQ(tn.nib3, nib) << what;
         ASSERT_FALSE(tb.nib3) << what;
         ASSERT_TRUE(tb.pair_order) << what;
@@ -623,22 +636,30 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
   }
 }
 
-// The 3-bit decoders' POST (set_gemv_post(2): razer3's nibble and fp3's bit decoder apply the
-// scale to each 128-column block's fp32 sums, not to every weight): within the bound of the
-// reference with the exact weights, for groups of 128 and 256, every tile, split, layout and row
-// order, M = 1 .. 16, scales below and above 4; groups of 64 keep the scale on the weights (PRE).
+// The 3-bit decoders' POST (set_gemv_post(2): the nibble decoder (razer3, fp3, int3 sym) and fp3's
+// bit decoder (on the bitstream) apply the scale to each 128-column block's fp32 sums, not to every
+// weight): within the bound of the reference with the exact weights, for groups of 128 and 256,
+// every tile, split, layout and row order, M = 1 .. 16, scales below and above 4; groups of 64 keep
+// the scale on the weights (PRE).
 TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   using G = kernels::GemvDecoder;
-  const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 256, 3}, {"fp3", false, 128, 3}, {"razer", false, 64, 3}};
+  const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 256, 3}, {"fp3", false, 128, 3},
+                            {"razer", false, 64, 3},  {"int", false, 128, 3},  {"fp3", false, 128, 3}};
+  const bool bitstream[] = {false, false, false, false, false, true};  // (fp3's bit decoder: set_upload_nib3(false))
+  struct Nib3Scope {
+    ~Nib3Scope() { kernels::set_upload_nib3(true); }
+  } restore;
   const std::pair<int64_t, int64_t> shapes[] = {{300, 1024}, {37, 256}, {64, 8192}, {320, 1024}};
   // (tiles per block, code layout, split, tiled rows)
   const std::tuple<int, CodeLayout, int, bool> configs[] = {
       {0, CodeLayout::kAuto, 0, true}, {2, CodeLayout::kAuto, 0, true}, {1, CodeLayout::kAuto, 2, true},
       {0, CodeLayout::kQuad, 0, true}, {0, CodeLayout::kPair, 0, true}, {0, CodeLayout::kAuto, 0, false}};
-  for (const GemvCase& c : cases)
+  for (size_t ci = 0; ci < std::size(cases); ++ci)
     for (double wscale : {1.0, 300.0}) {
+      const GemvCase& c = cases[ci];
+      kernels::set_upload_nib3(!bitstream[ci]);
       if (std::string(c.format) == "razer" && wscale > 1) continue;  // (razer's scales of 2 and above: the table)
       for (auto [tiles, layout, split, tiled_rows] : configs) {
         DecoderScope scope(G::kBits, 0, tiles, layout, split, tiled_rows);
@@ -648,10 +669,11 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
           const QuantizedTensor q = quantize_random(rng, c, N, K, wscale);
           const DeviceTensor t = kernels::upload(q);
           const std::string name = kernels::gemv_decoder_name(t);
-          EXPECT_EQ(name.substr(0, name.find('/')), std::string(c.format) == "fp3" ? "fp3-bits" : "nib3") << label(c);
+          EXPECT_EQ(name.substr(0, name.find('/')), bitstream[ci] ? "fp3-bits" : "nib3") << label(c);
           for (int64_t M : {1, 2, 8, 9, 16}) {
-            const std::string what = label(c) + " x" + std::to_string(wscale) + " " + std::to_string(N) + "x" +
-                                     std::to_string(K) + " tiles " + std::to_string(tiles) + " M=" + std::to_string(M);
+            const std::string what = label(c) + (bitstream[ci] ? " bitstream" : "") + " x" + std::to_string(wscale) + " " +
+                                     std::to_string(N) + "x" + std::to_string(K) + " tiles " + std::to_string(tiles) +
+                                     " M=" + std::to_string(M);
             EXPECT_EQ(kernels::gemv_post_scaled(t, M), c.group % 128 == 0) << what;
             check_gemv(q, M, rng, static_cast<float>(1.0 / wscale), what);
           }
@@ -660,25 +682,38 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
     }
 }
 
-// The automatic choice: POST for razer3 at M <= 8 and K > 4096 with groups of 128 or more, for
-// fp3 only where its scales reach 4; under set_gemv_post(1) never (fp3 with such scales then
-// takes the table, within the fp16-weight reference's bound).
-TEST(GemvCuda, PostScaledByDefaultForRazer3UpToM8) {
+// The automatic choice: POST for the nibble decoder (razer3, fp3, int3 sym) at M <= 8 and K > 4096
+// with groups of 128 or more, and at any M and K where its scales reach 4 (fp3's bit decoder on the
+// bitstream: only there); under set_gemv_post(1) never (fp3 with such scales then takes the table,
+// within the fp16-weight reference's bound).
+TEST(GemvCuda, PostScaledByDefaultForTheNibbleDecoderUpToM8) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const DeviceTensor r3 = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 32, 4224));
   const DeviceTensor r3short = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 32, 4096));
   const DeviceTensor r3g64 = kernels::upload(quantize_random(rng, {"razer", false, 64, 3}, 32, 4224));
   const DeviceTensor fp3 = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 32, 4224));
+  const DeviceTensor int3 = kernels::upload(quantize_random(rng, {"int", false, 128, 3}, 32, 4224));
   const DeviceTensor fp3big = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 64, 512, 300.0));
   ASSERT_GE(fp3big.max_inner_scale, 4.0);
   for (int64_t M : {1, 8}) {
     EXPECT_TRUE(kernels::gemv_post_scaled(r3, M)) << M;
+    EXPECT_TRUE(kernels::gemv_post_scaled(fp3, M)) << M;
+    EXPECT_TRUE(kernels::gemv_post_scaled(int3, M)) << M;
     EXPECT_FALSE(kernels::gemv_post_scaled(r3short, M)) << M;
     EXPECT_FALSE(kernels::gemv_post_scaled(r3g64, M)) << M;
-    EXPECT_FALSE(kernels::gemv_post_scaled(fp3, M)) << M;
   }
   EXPECT_FALSE(kernels::gemv_post_scaled(r3, 9));
+  EXPECT_FALSE(kernels::gemv_post_scaled(fp3, 9));
+  {  // fp3's bit decoder (the bitstream): PRE wherever its scales allow
+    struct Nib3Scope {
+      ~Nib3Scope() { kernels::set_upload_nib3(true); }
+    } restore;
+    kernels::set_upload_nib3(false);
+    const DeviceTensor fp3bs = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 32, 4224));
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(fp3bs, 1)), "fp3-bits/1");
+    EXPECT_FALSE(kernels::gemv_post_scaled(fp3bs, 1));
+  }
   EXPECT_TRUE(kernels::gemv_post_scaled(fp3big, 1));
   EXPECT_TRUE(kernels::gemv_post_scaled(fp3big, 16));
   {
@@ -832,7 +867,7 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
           // (3/4-bit codes, K a multiple of 128: pair order, or the 4-bit RaZeR kinds' re-encoded codes)
           const std::string f = c.format;
           const bool xor_codes = (f == "razer" || f == "mxfp4-razer" || f == "nvfp4-razer") && c.bits == 4;
-          const bool nib = c.bits == 3 && f == "razer";  // (razer3: nibbles, DeviceTensor::nib3)
+          const bool nib = c.bits == 3 && !c.asym;  // (razer3, fp3, int3 sym: nibbles, DeviceTensor::nib3)
           EXPECT_EQ(t.razer_xor, xor_codes) << what;
           EXPECT_EQ(t.nib3, nib) << what;
           EXPECT_EQ(t.pair_order, !xor_codes && !nib) << what;
