@@ -1379,15 +1379,15 @@ int choose_stages(const DeviceTensor& w, Decode dec, int64_t M) {
 // (pre_factor, e4m3x2_half2_bits). The 3-bit x 2^-14 decoders (kNib3, kFp3) without PRE are POST
 // (post_scaled), for groups of 128 or more: by default the nibbles' (kNib3: razer3, and since the
 // twenty-eighth session fp3 and int3 sym) at M <= 8 and K > 4096, and either wherever PRE cannot
-// hold; set_gemv_post(1) never, (2) at every M and K. Where neither
-// can hold (groups below 128 with inner scales of 4 or more, or set_gemv_post(1)) they give way
-// to the table. Measured (bench/gemv.md, twenty-second session, one build, four calls on the
-// H100, one on an H200): POST took razer3 1.02-1.03x faster at M = 1 on the three largest shapes
-// and 1.01-1.05x at M = 8 (H200: 1.03-1.07x at M = 1..8); 4096x11008 within 1-2 %; at K = 4096
-// mixed (11008x4096 0.95-0.97x on both devices), hence K > 4096. 32 SASS instructions fewer per
-// kernel (the HMUL2 per pair). fp3's bit decoder (kFp3, on the bitstream) was mixed (0.98-1.04x at
-// M = 1), so it keeps PRE. The M = 16 POST kernels (a second set of block accumulators) spill at the four-block bound of 64
-// registers, hence M <= 8.
+// hold; set_gemv_post(1) never, (2) at every M and K. Where neither can hold (groups below 128 with
+// inner scales of 4 or more, or set_gemv_post(1)) they give way to the table. Measured
+// (bench/gemv.md, twenty-second session, one build, four calls on the H100, one on an H200): POST
+// took razer3 1.02-1.03x faster at M = 1 on the three largest shapes and 1.01-1.05x at M = 8 (H200:
+// 1.03-1.07x at M = 1..8); 4096x11008 within 1-2 %; at K = 4096 mixed (11008x4096 0.95-0.97x on
+// both devices), hence K > 4096. 32 SASS instructions fewer per kernel (the HMUL2 per pair). fp3's
+// bit decoder (kFp3, on the bitstream) was mixed (0.98-1.04x at M = 1), so it keeps PRE. The M = 16
+// POST kernels (a second set of block accumulators) spill at the four-block bound of 64 registers,
+// hence M <= 8.
 struct Plan {
   Decode dec;
   bool pre;
@@ -1396,18 +1396,18 @@ struct Plan {
 // The int8 products (kNib3I8, gemv_body's I8) replace kNib3 wherever it would run in the bulk ring
 // at M = 1 (choose_stages) and the grid's values have int8 tables (gemv3::nib3_i8_tables: razer3's
 // defaults, fp3 and int3 sym do); set_gemv_int8(1) never. Measured (bench/gemv.md, twenty-sixth
-// session, H100, two runs in one call, M = 1, razer3): 28672x8192 39.1 -> 38.0 us (78.3 -> 80.6 % of the floor), 8192x28672
-// 38.1 -> 37.7 (80.4 -> 81.3 %), 16384x16384 43.4 -> 42.3 (80.7 -> 82.8 %). A probe that only
-// dropped kNib3's four spreading PRMTs per 8 codes (what the int8 weights save; garbage y) reached
-// 87-89.5 %: the x split (about 35 instructions per warp and block, ncu: 178 per block against the
-// probe's 140) takes most of the gain back. Hence, by default, two tiles per block with each warp
-// taking its block of K of both (kWarpTiles: one x split per 32 rows; set_gemv_tiles(1): one tile).
-// Measured (bench/gemv.md, twenty-seventh session, two runs in one call, M = 1, against one tile in
-// the same runs): 28672x8192 38.8-39.2 -> 36.5-36.7 us (83.5-85.0 % of the floor), 8192x28672
-// 38.0-38.2 -> 33.8-33.9 (90.4-91.8 %), 16384x16384 42.9-43.0 -> 41.6-41.7 (83.9-85.3 %); with x
-// loaded a block ahead (two runs) 36.2-36.3 (84.1-84.5 %), 33.5-33.8 (90.4-91.1 %), 40.7-40.8
-// (85.6 %). Its blocks take 72 registers (3 per SM): the split tail still pays (16384x16384
-// unsplit 47.3 us).
+// session, H100, two runs in one call, M = 1, razer3): 28672x8192 39.1 -> 38.0 us (78.3 -> 80.6 %
+// of the floor), 8192x28672 38.1 -> 37.7 (80.4 -> 81.3 %), 16384x16384 43.4 -> 42.3 (80.7 ->
+// 82.8 %). A probe that only dropped kNib3's four spreading PRMTs per 8 codes (what the int8 weights
+// save; garbage y) reached 87-89.5 %: the x split (about 35 instructions per warp and block, ncu:
+// 178 per block against the probe's 140) takes most of the gain back. Hence, by default, two tiles
+// per block with each warp taking its block of K of both (kWarpTiles: one x split per 32 rows;
+// set_gemv_tiles(1): one tile). Measured (bench/gemv.md, twenty-seventh session, two runs in one
+// call, M = 1, against one tile in the same runs): 28672x8192 38.8-39.2 -> 36.5-36.7 us (83.5-85.0
+// % of the floor), 8192x28672 38.0-38.2 -> 33.8-33.9 (90.4-91.8 %), 16384x16384 42.9-43.0 ->
+// 41.6-41.7 (83.9-85.3 %); with x loaded a block ahead (two runs) 36.2-36.3 (84.1-84.5 %),
+// 33.5-33.8 (90.4-91.1 %), 40.7-40.8 (85.6 %). Its blocks take 72 registers (3 per SM): the split
+// tail still pays (16384x16384 unsplit 47.3 us).
 // Warp pairs sharing one split through shared memory instead (warps w, w + 4 on the two tiles,
 // taking turns, named barriers) gained nothing: 80-82 %, barrier stalls.
 // fp3 and int3 sym as nibbles (twenty-eighth session, upload's nib3_applies; one call, against
