@@ -26,13 +26,14 @@
 // E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four codes at a
 // time as high bytes, RaZeR's -0 code patched there to the group's special value; 4-bit RaZeR
 // (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload (DeviceTensor::razer_xor): two PRMT
-// lookups in 8-byte tables per four codes, XORed, special value included; razer3, fp3 and int3
-// sym stored as nibbles: a PRMT lookup in an 8-byte table held in registers, razer3's special
-// value in it), else through a 16-entry fp16 table of the format's values in shared memory (one
-// per special value for the RaZeR kinds); then the zero point (asym int) and one HMUL2 by the group's fp16 inner scale (the nibbles at M <= 8 and
-// K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled). The
-// nibbles at M = 1 in the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8):
-// the codes looked up as int8 values, x split per block into two int8 parts of a 16-bit fixed point.
+// lookups in 8-byte tables per four codes, XORed, special value included; razer3, fp3 and int3 sym
+// stored as nibbles: a PRMT lookup in an 8-byte table held in registers, razer3's special value in
+// it), else through a 16-entry fp16 table of the format's values in shared memory (one per special
+// value for the RaZeR kinds); then the zero point (asym int) and one HMUL2 by the group's fp16
+// inner scale (the nibbles at M <= 8 and K > 4096: the scale on each 128-column block's fp32 sums
+// instead, POST: post_scaled). The nibbles at M = 1 in the bulk ring: int8 tensor-core products
+// instead (kNib3I8, gemv_body's I8): the codes looked up as int8 values, x split per block into two
+// int8 parts of a 16-bit fixed point.
 // bench/gemv.md has the measurements and what was tried.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>

@@ -220,6 +220,12 @@ struct DecoderScope {
   }
 };
 
+// Restores upload()'s default nibble encoding (set_upload_nib3(true)) when a test that switched
+// it off ends, failed assertions included.
+struct Nib3UploadScope {
+  ~Nib3UploadScope() { kernels::set_upload_nib3(true); }
+};
+
 // Two uploads of one tensor in different device encodings (first, second) give the same weights
 // (dequantization) and the same y bit for bit: M = 1, 5 and 16 with random x, each tensor with the
 // bit decoder and with the table, all against the first tensor's bit decoder. refused_concat: when
@@ -610,9 +616,7 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
 TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  struct Nib3Scope {
-    ~Nib3Scope() { kernels::set_upload_nib3(true); }
-  } restore;
+  Nib3UploadScope restore;
   const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 64, 3}, {"fp3", false, 128, 3},
                             {"int", false, 128, 3},   {"int", true, 128, 3}};
   for (const GemvCase& c : cases) {
@@ -648,9 +652,7 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
   const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 256, 3}, {"fp3", false, 128, 3},
                             {"razer", false, 64, 3},  {"int", false, 128, 3},  {"fp3", false, 128, 3}};
   const bool bitstream[] = {false, false, false, false, false, true};  // (fp3's bit decoder: set_upload_nib3(false))
-  struct Nib3Scope {
-    ~Nib3Scope() { kernels::set_upload_nib3(true); }
-  } restore;
+  Nib3UploadScope restore;
   const std::pair<int64_t, int64_t> shapes[] = {{300, 1024}, {37, 256}, {64, 8192}, {320, 1024}};
   // (tiles per block, code layout, split, tiled rows)
   const std::tuple<int, CodeLayout, int, bool> configs[] = {
@@ -706,9 +708,7 @@ TEST(GemvCuda, PostScaledByDefaultForTheNibbleDecoderUpToM8) {
   EXPECT_FALSE(kernels::gemv_post_scaled(r3, 9));
   EXPECT_FALSE(kernels::gemv_post_scaled(fp3, 9));
   {  // fp3's bit decoder (the bitstream): PRE wherever its scales allow
-    struct Nib3Scope {
-      ~Nib3Scope() { kernels::set_upload_nib3(true); }
-    } restore;
+    Nib3UploadScope restore;
     kernels::set_upload_nib3(false);
     const DeviceTensor fp3bs = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 32, 4224));
     EXPECT_EQ(std::string(kernels::gemv_decoder_name(fp3bs, 1)), "fp3-bits/1");
