@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <climits>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include "kernels/cuda/gemv_bits3.cuh"
 #include "kernels/cuda/gemv_e2m1.cuh"
 #include "kernels/cuda/gemv_layout.hpp"
+#include "quantizer/pack.hpp"
 
 namespace razerq::kernels {
 
@@ -95,16 +97,19 @@ std::vector<uint32_t> razer_xor_codes(const quantizer::QuantizedTensor& q) {
 }
 
 // Whether upload() stores a tensor's 3-bit codes as nibbles (DeviceTensor::nib3, gemv_bits3.cuh)
-// for the GEMV's lookup decoder and its int8 products: a symmetric 3-bit grid with fp16 scales
-// (razer3: a special value, its index in the scale word; fp3, int3 sym: none) whose values (and
-// special values) x 2^-14 are fp16 with a zero low byte (gemv3::nib3_tables; the defaults are),
-// whole 128-column blocks. (fp3 and int3 sym kept the bitstream until the int8 products: the
-// lookup decoder alone was no faster than their bit decoders, bench/gemv.md twenty-first session;
-// since the twenty-eighth they take the int8 products at M = 1 like razer3.)
+// for the GEMV's lookup decoder and its int8 products: a 3-bit grid with fp16 scales (razer3: a
+// special value, its index in the scale word; fp3, int3 sym: none; int3 asym: the codes 0..7,
+// its zero points then also as bytes, DeviceTensor::zero_bytes) whose values (and special values)
+// x 2^-14 are fp16 with a zero low byte (gemv3::nib3_tables; the defaults are), whole 128-column
+// blocks. (fp3 and int3 sym kept the bitstream until the int8 products: the lookup decoder alone
+// was no faster than their bit decoders, bench/gemv.md twenty-first session; since the
+// twenty-eighth they take the int8 products at M = 1 like razer3, and int3 asym since the
+// twenty-ninth.)
 bool nib3_applies(const quantizer::QuantizedTensor& q) {
   const quantizer::FormatConfig& c = q.cfg;
   const ScaleKind k = c.spec().scale_kind;
-  if (c.bits != 3 || c.asym || !q.sv_index.empty() || !pair_order_applies(c.bits, q.cols)) return false;
+  if (c.bits != 3 || !q.sv_index.empty() || !pair_order_applies(c.bits, q.cols)) return false;
+  if (c.asym && (c.id != quantizer::FormatId::kInt || q.zeros.empty())) return false;  // (int: grid 0..7)
   if (k != ScaleKind::kFp16Razer && k != ScaleKind::kFp16) return false;
   const quantizer::Grid grid = quantizer::base_grid(c);
   if ((k == ScaleKind::kFp16Razer) != (grid.special_code >= 0)) return false;
@@ -190,12 +195,13 @@ bool g_upload_nib3 = true;
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
-// A DeviceTensor's one allocation: its arrays in the order codes, scales16, scales8, zeros,
-// sv_index, each at a 256-byte aligned offset (bytes[i] == 0: absent, its pointer null). Sets
-// t.storage, t.storage_bytes and the five pointers (the addresses to copy into).
-void allocate_arrays(DeviceTensor& t, const size_t (&bytes)[5]) {
-  size_t offset[5], total = 0;
-  for (int i = 0; i < 5; ++i) {
+// A DeviceTensor's one allocation: its kArrays arrays in the order codes, scales16, scales8, zeros,
+// sv_index, zero_bytes, each at a 256-byte aligned offset (bytes[i] == 0: absent, its pointer null).
+// Sets t.storage, t.storage_bytes and the pointers (the addresses to copy into).
+constexpr int kArrays = 6;
+void allocate_arrays(DeviceTensor& t, const size_t (&bytes)[kArrays]) {
+  size_t offset[kArrays], total = 0;
+  for (int i = 0; i < kArrays; ++i) {
     offset[i] = total;
     total += align256(bytes[i]);
   }
@@ -208,6 +214,15 @@ void allocate_arrays(DeviceTensor& t, const size_t (&bytes)[5]) {
   t.scales8 = static_cast<const uint8_t*>(at(2));
   t.zeros = static_cast<const uint32_t*>(at(3));
   t.sv_index = static_cast<const uint8_t*>(at(4));
+  t.zero_bytes = static_cast<const uint8_t*>(at(5));
+}
+// The arrays in that order.
+std::array<const void*, kArrays> arrays(const DeviceTensor& t) {
+  return {t.codes, t.scales16, t.scales8, t.zeros, t.sv_index, t.zero_bytes};
+}
+void clear_arrays(DeviceTensor& t) {
+  t.codes = nullptr, t.scales16 = nullptr, t.scales8 = nullptr, t.zeros = nullptr, t.sv_index = nullptr;
+  t.zero_bytes = nullptr;
 }
 
 }  // namespace
@@ -262,6 +277,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     groups_per_row = o.groups_per_row, code_words_per_row = o.code_words_per_row,
     zero_words_per_row = o.zero_words_per_row;
     codes = o.codes, scales16 = o.scales16, scales8 = o.scales8, zeros = o.zeros, sv_index = o.sv_index;
+    zero_bytes = o.zero_bytes;
     tensor_scale = o.tensor_scale;
     scales_fit_fp16 = o.scales_fit_fp16;
     max_inner_scale = o.max_inner_scale;
@@ -272,7 +288,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     nib3 = o.nib3;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
-    o.codes = nullptr, o.scales16 = nullptr, o.scales8 = nullptr, o.zeros = nullptr, o.sv_index = nullptr;
+    clear_arrays(o);
   }
   return *this;
 }
@@ -284,7 +300,7 @@ DeviceTensor::~DeviceTensor() {
 void free(DeviceTensor& t) {
   if (t.storage) RAZERQ_CUDA(cudaFree(t.storage));
   t.storage = nullptr, t.storage_bytes = 0;
-  t.codes = nullptr, t.scales16 = nullptr, t.scales8 = nullptr, t.zeros = nullptr, t.sv_index = nullptr;
+  clear_arrays(t);
 }
 
 DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* stream) {
@@ -310,23 +326,21 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
     if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
     if (p.pair_order != f.pair_order || p.razer_xor != f.razer_xor || p.nib3 != f.nib3)
       bad("pair order, RaZeR or nibble encoding of the codes");
+    if ((p.zero_bytes == nullptr) != (f.zero_bytes == nullptr)) bad("zero points as bytes");
     if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
     rows += p.rows;
   }
-  // The arrays in upload()'s order: codes, scales16, scales8, zeros, sv_index; bytes per row.
-  auto array = [](const DeviceTensor& t, int i) -> const void* {
-    const void* a[5] = {t.codes, t.scales16, t.scales8, t.zeros, t.sv_index};
-    return a[i];
-  };
-  const size_t row_bytes[5] = {static_cast<size_t>(f.code_words_per_row) * 4, static_cast<size_t>(f.groups_per_row) * 2,
-                               static_cast<size_t>(f.groups_per_row), static_cast<size_t>(f.zero_words_per_row) * 4,
-                               static_cast<size_t>(f.groups_per_row)};
-  size_t bytes[5];
-  for (int i = 0; i < 5; ++i) bytes[i] = array(f, i) ? row_bytes[i] * static_cast<size_t>(rows) : 0;
+  // The arrays in upload()'s order (arrays()); bytes per row.
+  auto array = [](const DeviceTensor& t, int i) { return arrays(t)[static_cast<size_t>(i)]; };
+  const size_t row_bytes[kArrays] = {static_cast<size_t>(f.code_words_per_row) * 4, static_cast<size_t>(f.groups_per_row) * 2,
+                                     static_cast<size_t>(f.groups_per_row), static_cast<size_t>(f.zero_words_per_row) * 4,
+                                     static_cast<size_t>(f.groups_per_row), static_cast<size_t>(f.groups_per_row)};
+  size_t bytes[kArrays];
+  for (int i = 0; i < kArrays; ++i) bytes[i] = array(f, i) ? row_bytes[i] * static_cast<size_t>(rows) : 0;
   DeviceTensor t;
   allocate_arrays(t, bytes);
   cudaStream_t s = as_stream(stream);
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < kArrays; ++i) {
     char* dst = static_cast<char*>(const_cast<void*>(array(t, i)));
     if (!dst) continue;
     for (const DeviceTensor* p : parts) {
@@ -375,6 +389,7 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   v.scales8 = at(t.scales8, t.groups_per_row);
   v.zeros = at(t.zeros, t.zero_words_per_row);
   v.sv_index = at(t.sv_index, t.groups_per_row);
+  v.zero_bytes = at(t.zero_bytes, t.groups_per_row);
   v.tensor_scale = t.tensor_scale;
   v.scales_fit_fp16 = t.scales_fit_fp16;  // (over all of t's rows: a superset)
   v.max_inner_scale = t.max_inner_scale;
@@ -418,10 +433,18 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
           : std::move(xor_codes);  // (empty unless razer_xor: then the re-encoded codes as they are)
   if (nib3) permuted = nib3_codes(permuted.empty() ? q.codes.data() : permuted.data(), q.rows, q.code_words_per_row);
   // Rows in 16-row tiles (gemv_layout.hpp): the codes, and alike the per-group arrays the GEMV
-  // reads beside them (scales, razer's separate special-value indices; not the zero points).
+  // reads beside them (scales, razer's separate special-value indices, zero_bytes; not the zero
+  // points' bitstream).
   const bool tiled = g_upload_tiling && tiling_applies(q.cfg.bits, q.cfg.group, q.rows, q.cols);
   std::vector<uint16_t> scales16;
-  std::vector<uint8_t> scales8, sv_index;
+  std::vector<uint8_t> scales8, sv_index, zero_bytes;
+  if (nib3 && q.cfg.asym) {
+    zero_bytes.resize(static_cast<size_t>(q.rows * q.groups_per_row));
+    for (int64_t r = 0; r < q.rows; ++r)
+      for (int64_t gi = 0; gi < q.groups_per_row; ++gi)
+        zero_bytes[static_cast<size_t>(r * q.groups_per_row + gi)] =
+            static_cast<uint8_t>(quantizer::unpack_one(q.zeros.data() + r * q.zero_words_per_row(), gi, q.cfg.bits));
+  }
   if (tiled) {
     permuted = tile_rows(permuted.empty() ? q.codes.data() : permuted.data(), q.rows, q.code_words_per_row, q.cfg.bits);
     auto tile = [&](const auto& v, auto& out) {
@@ -430,18 +453,22 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
     tile(q.scales16, scales16);
     tile(q.scales8, scales8);
     tile(q.sv_index, sv_index);
+    if (!zero_bytes.empty()) zero_bytes = tile_groups(zero_bytes.data(), q.rows, q.groups_per_row, q.cfg.group);
   }
-  const void* src[5] = {permuted.empty() ? q.codes.data() : permuted.data(),
-                        tiled ? scales16.data() : q.scales16.data(), tiled ? scales8.data() : q.scales8.data(),
-                        q.zeros.data(), tiled ? sv_index.data() : q.sv_index.data()};
-  const size_t bytes[5] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
-                           q.scales8.size() * sizeof(uint8_t), q.zeros.size() * sizeof(uint32_t),
-                           q.sv_index.size() * sizeof(uint8_t)};
+  const void* src[kArrays] = {permuted.empty() ? q.codes.data() : permuted.data(),
+                              tiled ? scales16.data() : q.scales16.data(),
+                              tiled ? scales8.data() : q.scales8.data(),
+                              q.zeros.data(),
+                              tiled ? sv_index.data() : q.sv_index.data(),
+                              zero_bytes.data()};
+  const size_t bytes[kArrays] = {q.codes.size() * sizeof(uint32_t), q.scales16.size() * sizeof(uint16_t),
+                                 q.scales8.size() * sizeof(uint8_t), q.zeros.size() * sizeof(uint32_t),
+                                 q.sv_index.size() * sizeof(uint8_t), zero_bytes.size()};
   DeviceTensor t;
   allocate_arrays(t, bytes);
   cudaStream_t s = as_stream(stream);
-  const void* dst[5] = {t.codes, t.scales16, t.scales8, t.zeros, t.sv_index};
-  for (int i = 0; i < 5; ++i)
+  const std::array<const void*, kArrays> dst = arrays(t);
+  for (int i = 0; i < kArrays; ++i)
     if (bytes[i]) RAZERQ_CUDA(cudaMemcpyAsync(const_cast<void*>(dst[i]), src[i], bytes[i], cudaMemcpyHostToDevice, s));
   RAZERQ_CUDA(cudaStreamSynchronize(s));  // the host vectors may go away after we return
   t.cfg = q.cfg;

@@ -45,6 +45,9 @@ struct DeviceTensor {
   const uint8_t* scales8 = nullptr;    // [rows, groups_per_row] 8-bit scale kinds (else null)
   const uint32_t* zeros = nullptr;     // [rows, zero_words_per_row] asym int (else null)
   const uint8_t* sv_index = nullptr;   // [rows, groups_per_row] razer fallback (else null)
+  // [rows, groups_per_row] the zero points once more, a byte each and laid out like the scales
+  // (tiled where they are), for the fused GEMV's nibble decoders: asym int nib3 tensors (else null).
+  const uint8_t* zero_bytes = nullptr;
   float tensor_scale = 1.0f;
   // Every group scale is representable as an fp16 (always for fp16 kinds; MX kinds: exponents
   // -24 .. 15), which the fused GEMV needs (gemv_cuda.hpp). Set by upload().
@@ -77,9 +80,9 @@ struct DeviceTensor {
   // 3-bit codes stored as nibbles for the fused GEMV's lookup decoder (gemv_bits3.cuh nib3_pack:
   // a lane's 12 bytes of a row and 128-column block hold three chunks as nibbles, the fourth in
   // their spare bits; the chunks in column order, pair_order false). Set by upload() where
-  // nib3_applies (razer3, fp3 and int3 sym: grids whose values and special values x 2^-14 are fp16
-  // with a zero low byte, as the defaults); kept by concat_rows and row_view; the dequantization
-  // kernel and the GEMV's table decoder read it too.
+  // nib3_applies (razer3, fp3 and int3: grids whose values and special values x 2^-14 are fp16
+  // with a zero low byte, as the defaults; int3 asym also gets zero_bytes); kept by concat_rows
+  // and row_view; the dequantization kernel and the GEMV's table decoder read it too.
   bool nib3 = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;

@@ -26,14 +26,14 @@
 // E2M1 formats and fp3: sign and exponent/magnitude bits placed into an fp16, E2M1 four codes at a
 // time as high bytes, RaZeR's -0 code patched there to the group's special value; 4-bit RaZeR
 // (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload (DeviceTensor::razer_xor): two PRMT
-// lookups in 8-byte tables per four codes, XORed, special value included; razer3, fp3 and int3 sym
+// lookups in 8-byte tables per four codes, XORed, special value included; razer3, fp3 and int3
 // stored as nibbles: a PRMT lookup in an 8-byte table held in registers, razer3's special value in
-// it), else through a 16-entry fp16 table of the format's values in shared memory (one per special
-// value for the RaZeR kinds); then the zero point (asym int) and one HMUL2 by the group's fp16
-// inner scale (the nibbles at M <= 8 and K > 4096: the scale on each 128-column block's fp32 sums
-// instead, POST: post_scaled). The nibbles at M = 1 in the bulk ring: int8 tensor-core products
-// instead (kNib3I8, gemv_body's I8): the codes looked up as int8 values, x split per block into two
-// int8 parts of a 16-bit fixed point.
+// it, int3 asym's zero point by the table's choice), else through a 16-entry fp16 table of the
+// format's values in shared memory (one per special value for the RaZeR kinds); then the zero point
+// (asym int) and one HMUL2 by the group's fp16 inner scale (the nibbles at M <= 8 and K > 4096: the
+// scale on each 128-column block's fp32 sums instead, POST: post_scaled). The nibbles at M = 1 in
+// the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8): the codes looked up
+// as int8 values, x split per block into two int8 parts of a 16-bit fixed point.
 // bench/gemv.md has the measurements and what was tried.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -77,6 +77,7 @@ struct GemvArgs {
   const uint8_t* scales8;    // 8-bit kinds
   const uint32_t* zeros;     // asym: 4-bit zero points, [N, zero_words]
   const uint8_t* sv_index;   // razer fallback: special-value index per group (else null)
+  const uint8_t* zero_bytes;  // asym nib3: the zero points as bytes, laid out like scales16 (DeviceTensor)
   const uint16_t* x;         // [M, K]
   uint16_t* y;               // [M, N]
   int N, K, M;
@@ -102,6 +103,9 @@ struct GemvArgs {
   uint32_t nib_t0;            // kNib3: the high bytes of codes 0..3's values x 2^-14 (gemv3::nib3_tables);
                              // kNib3I8: their int8 values x 2^i8_shift (gemv3::nib3_i8_tables)
   int i8_shift;               // kNib3I8: the tables' values are the grid's x 2^i8_shift
+  uint32_t nib_z[2][8];       // kNib3 asym (ZB): per zero point z, the tables of codes 0..3 and 4..7
+                              // of the values c - z (in place of nib_t0 and special[]; x 2^-14, high
+                              // bytes: gemv3::nib3_zero_tables)
   int split_from;            // one-tile blocks from this (even) index on take half of a tile's K each,
                              // in clusters of two (split_plan); INT_MAX: none
   int pair_rows;             // the SiLU epilogue (PAIR, gemv_silu_mul_fp16_cuda): F, W = [gate; up] of
@@ -201,6 +205,7 @@ struct GroupRow {
   const uint16_t* s16;
   const uint8_t* s8;
   const uint8_t* sv;
+  const uint8_t* zb;  // zero_bytes (ZB)
 };
 
 // SV: the kernel reads razer's separate special-value indices where the tensor has them (the
@@ -209,9 +214,14 @@ struct GroupRow {
 // lane's two (2 t, 2 t + 1 of the block's 8) are one 16-bit load (off even: rows and tile units
 // start at multiples of 8 entries); under kPair (NVPAIR: groups t, t + 4) off is the block's
 // first group and its 8 bytes one 64-bit load.
-template <ScaleKind K, bool SV, bool NVPAIR>
+// ZB (asym nib3, fp16 scales): the group's zero point in the scale entry's bits 16..23 (one register
+// per row and stage; the scale's users read the low 16 bits).
+template <ScaleKind K, bool SV, bool NVPAIR, bool ZB = false>
 __device__ __forceinline__ GroupRaw load_group(const GroupRow& r, int off) {
-  if constexpr (K == ScaleKind::kFp16 || K == ScaleKind::kFp16Razer) {
+  if constexpr (ZB) {
+    static_assert(K == ScaleKind::kFp16, "zero point bytes come with plain fp16 scales");
+    return {r.s16[off] | static_cast<uint32_t>(r.zb[off]) << 16, 0u};
+  } else if constexpr (K == ScaleKind::kFp16 || K == ScaleKind::kFp16Razer) {
     if constexpr (K == ScaleKind::kFp16Razer && SV) return {r.s16[off], r.sv ? r.sv[off] + 1u : 0u};
     return {r.s16[off], 0u};
   } else if constexpr (K == ScaleKind::kE8M0 || K == ScaleKind::kE8M0Razer) {
@@ -230,7 +240,7 @@ __device__ __forceinline__ GroupRaw load_group(const GroupRow& r, int off) {
 template <ScaleKind K, bool SV, bool NVPAIR>
 __device__ __forceinline__ Group decode_group(GroupRaw g, uint32_t nv_sel, uint32_t scale_mask) {
   if constexpr (K == ScaleKind::kFp16) {
-    return {g.a, 0u};
+    return {g.a, 0u};  // (ZB: the zero point stays in bits 16..23)
   } else if constexpr (K == ScaleKind::kFp16Razer) {
     if (SV && g.b) return {g.a, 32u * (g.b - 1u)};
     return {g.a & scale_mask, 32u * (g.a >> 14)};  // bits 15, 14: the index's high and low bit
@@ -253,6 +263,11 @@ __device__ __forceinline__ uint32_t lds16(uint32_t addr) {
   asm volatile("ld.shared.u16 %0, [%1];" : "=r"(v) : "r"(addr));
   return v;
 }
+__device__ __forceinline__ uint32_t lds32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
+}
 
 // Per lane and 128-column block: the decoded group parameters of one weight row.
 struct RowGroup {
@@ -261,6 +276,7 @@ struct RowGroup {
                      // 1024 + zero (asym); kInt3: per magic m (gemv3::int3_pair) m + 4 or m + zero
   uint32_t tb[2];    // kLut: shared address of the value table; kE2M1 RaZeR: special[] (the byte);
                      // kNib3: the byte table of codes 4..7 (razer3: the special value's in byte 0)
+  uint32_t t0;       // kNib3 asym (ZB): the byte table of codes 0..3 (else nib_t0 serves every group)
   float post;        // POST (post_scaled): the inner scale as fp32
 };
 
@@ -413,6 +429,14 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
     r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kE2M1Xor || DEC == Decode::kNib3
                             ? a.special[g0.table >> 5]
                             : lut_addr | g0.table;
+    if constexpr (ASYM && DEC == Decode::kNib3) {  // (ZB: the zero point in the scale entry's high half)
+      // nib_z as gemv_body copied it to shared memory (lut_addr), not indexed parameter loads
+      // (which serialize over a warp's distinct addresses): M = 2..8 on the three largest shapes
+      // 0.5-1.8 points of the floor faster (bench/gemv.md, twenty-ninth session).
+      const uint32_t z4 = (g0.scale >> 16) * 4u;
+      r.t0 = lds32(lut_addr + z4);
+      r.tb[0] = r.tb[1] = lds32(lut_addr + 32u + z4);
+    }
   }
   if constexpr (DEC == Decode::kInt3) {
 #pragma unroll
@@ -420,7 +444,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
   } else {
     r.zero[0] = r.zero[1] = r.zero[2] = DEC == Decode::kInt4 ? u2h(0x64086408u) : __float2half2_rn(0.f);
   }
-  if constexpr (ASYM) {
+  if constexpr (ASYM && DEC != Decode::kNib3) {  // (kNib3: the zero point is in its tables)
     const int gl = col >> a.group_shift;
     uint32_t z;
     if constexpr (BITS == 4) {
@@ -496,6 +520,9 @@ __host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asy
                                                    int tiles = 1) {
   // The bulk ring's 9 warps: 56 registers at 4 blocks; its two-tile int8 products 72 at 3.
   if (stages == kBulkStages) return dec == Decode::kNib3I8 && tiles == 2 ? 3 : kMinBlocksPerSm;
+  // int3 asym's nibble decoder at M <= 8: 78 registers unbounded where split (the zero point's
+  // tables), 64 as its sym twin at four blocks.
+  if (mt == 1 && stages == 1 && dec == Decode::kNib3 && asym) return kMinBlocksPerSm;
   if (mt != 2 || stages != 1) return 0;
   if (dec == Decode::kE2M1Xor) return 3;
   return dec != Decode::kLut && !(asym && bits == 3) && !g16 ? kMinBlocksPerSm : 0;
@@ -528,8 +555,13 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   constexpr int kBlkWords = kRowsPerBlock * block_words(BITS);  // a tile's 128-column block of codes
   // TILES == 2 in the ring (the int8 products only): each warp takes its block of K of both tiles.
   constexpr bool kWarpTiles = BULK && TILES == 2;
+  // ZB (asym int3 on nibbles): each group's zero point byte comes with its scale (load_group: in
+  // the scale entry's high half), for kNib3 selecting the group's tables (nib_z), for kNib3I8 the
+  // term z sum q (block_i8); the ring stages them after the scales.
+  constexpr bool ZB = ASYM && (DEC == Decode::kNib3 || DEC == Decode::kNib3I8);
   constexpr int kStageBlocks = kWarps * (kWarpTiles ? 2 : 1);  // tile-blocks per stage
-  constexpr int kStageWords = kStageBlocks * (kBlkWords + kRowsPerBlock / 2);  // + their 16 fp16 scales each
+  // + their 16 fp16 scales each (and ZB 16 zero point bytes)
+  constexpr int kStageWords = kStageBlocks * (kBlkWords + kRowsPerBlock / 2 + (ZB ? kRowsPerBlock / 4 : 0));
   constexpr int kDMax = 40960 / (4 * kStageWords);  // (48 KB of static shared memory in all)
   constexpr int kD = BULK ? (kBulkDepth < kDMax ? kBulkDepth : kDMax) : 1;
   static_assert(!BULK || kD >= 2, "the bulk ring needs two stages");
@@ -552,6 +584,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   if (DEC == Decode::kLut) {
     if (tid < kTables * 16) lut[tid] = a.table[tid];
+    __syncthreads();
+  }
+  if constexpr (ZB && DEC == Decode::kNib3) {  // the tables per zero point, nib_z, in lut's place
+    if (tid < 16) reinterpret_cast<uint32_t*>(lut)[tid] = a.nib_z[tid >> 3][tid & 7];
     __syncthreads();
   }
   const uint32_t lut_addr = static_cast<uint32_t>(__cvta_generic_to_shared(lut));  // 128-byte aligned
@@ -624,7 +660,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
                     static_cast<int64_t>(r & (kRowsPerBlock - 1)) * a.g_row_stride
               : 0;
     return GroupRow{a.scales16 ? a.scales16 + at : nullptr, a.scales8 ? a.scales8 + at : nullptr,
-                    a.sv_index ? a.sv_index + at : nullptr};
+                    a.sv_index ? a.sv_index + at : nullptr, ZB ? a.zero_bytes + at : nullptr};
   };
   const GroupRow grA = group_row(PAIR ? nA : g, okA), grB = group_row(PAIR ? nB : g + 8, okB);
   constexpr bool kSv = DEC == Decode::kLut;  // (choose_decoder: separate indices take the table)
@@ -646,7 +682,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       const int gl = (kbc * 128 + (kNvPair ? 0 : t * 32)) >> a.group_shift;
       off = ((gl >> a.g_unit_shift) << a.g_block_shift) + (gl & ((1 << a.g_unit_shift) - 1));
     }
-    const GroupRaw g = load_group<K, kSv, kNvPair>(r, off);
+    const GroupRaw g = load_group<K, kSv, kNvPair, ZB>(r, off);
     if constexpr (G16) return g;
     else return decode_group<K, kSv, false>(g, 0u, a.razer_scale_mask);
   };
@@ -694,7 +730,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
-      const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf], nib_t0), pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf], nib_t0);
+      const Word pa = prep_word<DEC, SPECIAL>(wa[w], rA.tb[hlf], ZB ? rA.t0 : nib_t0);
+      const Word pb = prep_word<DEC, SPECIAL>(wb[w], rB.tb[hlf], ZB ? rB.t0 : nib_t0);
       // The word's codes are in pair order (DeviceTensor::pair_order): pair i (fields i, i + 4)
       // is columns 8w + 2i, 8w + 2i + 1, the x half2 word 4w + i as loaded; razer_xor and nib3:
       // in column order, pair i (fields 2i, 2i + 1) the same columns.
@@ -731,6 +768,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // So each x is used as q 2^-(29 - E): exact where |x| >= 2^(E - 19) (a binade at most 4 below the
   // largest one's: its fp16 ulp 2^(E' - 25) is a multiple of 2^(E - 29)), else off by at most
   // 2^(E - 30) <= 2^-15 max |x| of the block.
+  // ZB (int3 asym): the tables hold the codes c (0..7); the zero point z enters as sum (c - z) q =
+  // sum c q - z sum q, sum q by one warp reduction per block (all 32 rows), z per row and block.
   // x with an inf or NaN (E = 31) gives NaN sums. Only the sums of x row 0 (acc0[0], acc0[2]) are kept.
   // kWarpTiles: the same for rows 16..31 (qC, qD, gC, gD: rows g + 16, g + 24, into acc1[0], acc1[2])
   // with the same x split, so each split serves 32 rows.
@@ -751,6 +790,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       f[2] = __float_as_uint(fmaf(__low2float(x23), up, 12582912.f));
       f[3] = __float_as_uint(fmaf(__high2float(x23), up, 12582912.f));
       const uint32_t p01 = bits::prmt(f[0], f[1], 0x5410u), p23 = bits::prmt(f[2], f[3], 0x5410u);
+      // ZB: the block's sum of q (f's bits are 0x4b400000 + q), for the zero points' term.
+      int qsum = 0;
+      if constexpr (ZB)
+        qsum = __reduce_add_sync(0xffffffffu, static_cast<int>(f[0] + f[1] + f[2] + f[3] - 4u * 0x4b400000u));
       xsplit[warp][buf][lane] = make_uint2(bits::prmt(p01, p23, 0x7531u), bits::prmt(p01, p23, 0x6420u));
       __syncwarp();
       uint32_t wa[4], wb[4];
@@ -761,7 +804,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         gemv3::nib3_words(qC.x, qC.y, qC.z, wc);
         gemv3::nib3_words(qD.x, qD.y, qD.z, wd);
       }
-      const uint32_t tA = a.special[gA.table >> 5], tB = a.special[gB.table >> 5];
+      const uint32_t tA = a.special[gA.table >> 5], tB = a.special[gB.table >> 5];  // (ZB: table 0)
       const uint32_t tC = kWarpTiles ? a.special[gC.table >> 5] : 0u, tD = kWarpTiles ? a.special[gD.table >> 5] : 0u;
       int hi[4] = {0, 0, 0, 0}, lo[4] = {0, 0, 0, 0}, hi2[4] = {0, 0, 0, 0}, lo2[4] = {0, 0, 0, 0};
       constexpr int kQuad = static_cast<int>(CodeLayout::kQuad);
@@ -782,11 +825,13 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       const float down = E == 31 ? __int_as_float(0x7fc00000)
                                  : __uint_as_float(static_cast<uint32_t>(98 + E - a.i8_shift) << 23);  // 2^-(29 - E + shift)
       auto scale_of = [&](const Group& gr) { return __half2float(__ushort_as_half(static_cast<unsigned short>(gr.scale))) * down; };
-      acc0[0] = fmaf(scale_of(gA), __int2float_rn(hi[0] * 256 + lo[0]), acc0[0]);
-      acc0[2] = fmaf(scale_of(gB), __int2float_rn(hi[2] * 256 + lo[2]), acc0[2]);
+      // ZB: the codes c went in as they are; sum (c - z) q = sum c q - z sum q (exact in int32).
+      auto sum_of = [&](int s, const Group& gr) { return ZB ? s - static_cast<int>(gr.scale >> 16) * qsum : s; };
+      acc0[0] = fmaf(scale_of(gA), __int2float_rn(sum_of(hi[0] * 256 + lo[0], gA)), acc0[0]);
+      acc0[2] = fmaf(scale_of(gB), __int2float_rn(sum_of(hi[2] * 256 + lo[2], gB)), acc0[2]);
       if constexpr (kWarpTiles) {
-        acc1[0] = fmaf(scale_of(gC), __int2float_rn(hi2[0] * 256 + lo2[0]), acc1[0]);
-        acc1[2] = fmaf(scale_of(gD), __int2float_rn(hi2[2] * 256 + lo2[2]), acc1[2]);
+        acc1[0] = fmaf(scale_of(gC), __int2float_rn(sum_of(hi2[0] * 256 + lo2[0], gC)), acc1[0]);
+        acc1[2] = fmaf(scale_of(gD), __int2float_rn(sum_of(hi2[2] * 256 + lo2[2], gD)), acc1[2]);
       }
     }
   };
@@ -808,14 +853,15 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         // Step i (blocks kb_begin + kw i ..) goes to stage i % kD; from the second round on, it waits
         // until every consumer lane has read the stage's previous use (use u: empty phase u - 1).
         // The stage: the tiles' codes (tile j's kw blocks at word j kw kBlkWords), then their scales
-        // (tile j's at fp16 j kw 16). A tile past N reads row 0's (never stored).
+        // (tile j's at fp16 j kw 16), then (ZB) their zero point bytes (tile j's at byte j kw 16).
+        // A tile past N reads row 0's (never stored).
         int slot = 0;
         uint32_t phase = 0;
         for (int c0 = kb_begin, i = 0; c0 < kb_end; c0 += kw, ++i) {
           if (i >= kD) bulk::wait(ebar0 + 8u * slot, phase);
           const int nb = min(kw, kb_end - c0);
           const uint32_t bar = bar0 + 8u * slot, dst = buf0 + 4u * kStageWords * slot;
-          bulk::expect_tx(bar, TILES * nb * (4u * kBlkWords + 2u * kRowsPerBlock));
+          bulk::expect_tx(bar, TILES * nb * (4u * kBlkWords + (ZB ? 3u : 2u) * kRowsPerBlock));
 #pragma unroll
           for (int j = 0; j < TILES; ++j) {
             const int r = n0 + j * kRowsPerBlock;
@@ -824,6 +870,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
                        nb * 4u * kBlkWords, bar, policy);
             bulk::copy(dst + 4u * kStageBlocks * kBlkWords + 2u * j * kw * kRowsPerBlock,
                        a.scales16 + row * a.groups_per_row + c0 * kRowsPerBlock, nb * 2u * kRowsPerBlock, bar, policy);
+            if constexpr (ZB)  // (after every tile's scales)
+              bulk::copy(dst + 4u * kStageBlocks * kBlkWords + 2u * kStageBlocks * kRowsPerBlock + j * kw * kRowsPerBlock,
+                         a.zero_bytes + row * a.groups_per_row + c0 * kRowsPerBlock, nb * kRowsPerBlock, bar, policy);
           }
           if (++slot == kD) {
             slot = 0;
@@ -841,6 +890,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       // (kWarpTiles: the second tile's block wk kw blocks on, its scales kw 16 on.)
       const uint32_t lane_word = wk * kBlkWords + 4u * g + t;
       const uint16_t* scale0 = reinterpret_cast<const uint16_t*>(&bulk_buf[0][kStageBlocks * kBlkWords]) + wk * kRowsPerBlock;
+      const uint8_t* zero0 =  // (ZB)
+          reinterpret_cast<const uint8_t*>(&bulk_buf[0][kStageBlocks * (kBlkWords + kRowsPerBlock / 2)]) + wk * kRowsPerBlock;
       auto lane_q = [&](const uint32_t* p) { return make_uint4(p[0], p[kTilePlaneWords], p[2 * kTilePlaneWords], 0u); };
       uint2 x_next{};  // I8: the next block's x (clamped to the last block), loaded a block ahead
       if constexpr (I8) x_next = x_lane(kb_clamp(kb_begin + wk));
@@ -850,20 +901,24 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         const uint32_t* p = &bulk_buf[0][0] + kStageWords * slot + lane_word;
         const uint4 qA = lane_q(p), qB = lane_q(p + 32);
         const uint16_t* sc = scale0 + 2 * kStageWords * slot;
+        const uint8_t* zs = zero0 + 4 * kStageWords * slot;
         const uint16_t sA = sc[g], sB = sc[g + 8];
+        const uint32_t zA = ZB ? zs[g] : 0u, zB = ZB ? zs[g + 8] : 0u;
         uint4 qC{}, qD{};
         uint16_t sC = 0, sD = 0;
+        uint32_t zC = 0, zD = 0;
         if constexpr (kWarpTiles) {
           qC = lane_q(p + kw * kBlkWords), qD = lane_q(p + kw * kBlkWords + 32);
           sC = sc[kw * kRowsPerBlock + g], sD = sc[kw * kRowsPerBlock + g + 8];
+          if constexpr (ZB) zC = zs[kw * kRowsPerBlock + g], zD = zs[kw * kRowsPerBlock + g + 8];
         }
         bulk::arrive(ebar0 + 8u * slot);  // the producer may refill the stage
-        const Staged gA0 = decode_group<K, false, false>(GroupRaw{sA, 0u}, 0u, a.razer_scale_mask);
-        const Staged gB0 = decode_group<K, false, false>(GroupRaw{sB, 0u}, 0u, a.razer_scale_mask);
+        const Staged gA0 = decode_group<K, false, false>(GroupRaw{sA | zA << 16, 0u}, 0u, a.razer_scale_mask);
+        const Staged gB0 = decode_group<K, false, false>(GroupRaw{sB | zB << 16, 0u}, 0u, a.razer_scale_mask);
         if (++slot == kD) slot = 0, phase ^= 1u;
         if constexpr (I8) {
-          const Staged gC0 = decode_group<K, false, false>(GroupRaw{sC, 0u}, 0u, a.razer_scale_mask);
-          const Staged gD0 = decode_group<K, false, false>(GroupRaw{sD, 0u}, 0u, a.razer_scale_mask);
+          const Staged gC0 = decode_group<K, false, false>(GroupRaw{sC | zC << 16, 0u}, 0u, a.razer_scale_mask);
+          const Staged gD0 = decode_group<K, false, false>(GroupRaw{sD | zD << 16, 0u}, 0u, a.razer_scale_mask);
           const uint2 xv = x_next;
           x_next = x_lane(kb_clamp(kb + kw));
           block_i8(xv, qA, qB, gA0, gB0, qC, qD, gC0, gD0, it & 1);
@@ -1247,11 +1302,11 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
             return pre ? launch_d<K, false, Decode::kFp3, true, 3>(a, s, stages)
                        : launch_d<K, false, Decode::kFp3, false, 3>(a, s, stages);
       }
-      if constexpr (!ASYM) {  // (upload's nib3_applies: razer3, fp3 and int3 sym)
+      if constexpr (!ASYM || K == ScaleKind::kFp16) {  // (upload's nib3_applies: razer3, fp3 and int3)
         if (dec == Decode::kNib3)
-          return pre ? launch_d<K, false, Decode::kNib3, true, 3>(a, s, stages)
-                     : launch_d<K, false, Decode::kNib3, false, 3>(a, s, stages);
-        if (dec == Decode::kNib3I8) return launch_d<K, false, Decode::kNib3I8, false, 3>(a, s, stages);
+          return pre ? launch_d<K, ASYM, Decode::kNib3, true, 3>(a, s, stages)
+                     : launch_d<K, ASYM, Decode::kNib3, false, 3>(a, s, stages);
+        if (dec == Decode::kNib3I8) return launch_d<K, ASYM, Decode::kNib3I8, false, 3>(a, s, stages);
       }
     }
     throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "3-bit codes with scale kind %d and decoder %d",
@@ -1286,8 +1341,8 @@ int g_int8 = 0;   // set_gemv_int8: 0 automatic (choose_plan), 1 never
 
 // 3-bit: kNib3 for the nibble-encoded codes (DeviceTensor::nib3: razer3 whose special values
 // x 2^-14 are exact fp16 with a zero low byte, at most 3 significant bits: the defaults +-3, +-6
-// are; fp3; int3 sym); on the bitstream (int3 asym, or set_upload_nib3(false)) kInt3 for int (sym
-// codes c - 4, asym c), kFp3 for the fp3 grid without special values, else the table (razer3 on
+// are; fp3; int3, asym with a table per zero point); on the bitstream (set_upload_nib3(false)) kInt3
+// for int (sym codes c - 4, asym c), kFp3 for the fp3 grid without special values, else the table (razer3 on
 // the bitstream, or special values the nibble tables cannot hold).
 Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables], uint32_t* t0) {
   if (w.nib3) {  // (upload checked the grid: nib3_applies)
@@ -1364,8 +1419,10 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
 // razer4 0.94-0.99x at M = 1, not instantiated). set_gemv_stages(3) takes it wherever the tensor
 // allows (tests).
 bool bulk_applies(const DeviceTensor& w, Decode dec) {
+  const bool zb = w.cfg.asym && (dec == Decode::kNib3 || dec == Decode::kNib3I8);  // (gemv_body's ZB)
   return w.cfg.bits == 3 && w.tiled && w.cfg.group == 128 && w.layout != CodeLayout::kDisk && w.scales16 &&
          reinterpret_cast<uintptr_t>(w.scales16) % 16 == 0 && reinterpret_cast<uintptr_t>(w.codes) % 16 == 0 &&
+         (!zb || (w.zero_bytes && reinterpret_cast<uintptr_t>(w.zero_bytes) % 16 == 0)) &&
          bulk_kind(w.cfg.spec().scale_kind, dec);
 }
 int choose_stages(const DeviceTensor& w, Decode dec, int64_t M) {
@@ -1396,7 +1453,7 @@ struct Plan {
 //
 // The int8 products (kNib3I8, gemv_body's I8) replace kNib3 wherever it would run in the bulk ring
 // at M = 1 (choose_stages) and the grid's values have int8 tables (gemv3::nib3_i8_tables: razer3's
-// defaults, fp3 and int3 sym do); set_gemv_int8(1) never. Measured (bench/gemv.md, twenty-sixth
+// defaults, fp3 and int3 do); set_gemv_int8(1) never. Measured (bench/gemv.md, twenty-sixth
 // session, H100, two runs in one call, M = 1, razer3): 28672x8192 39.1 -> 38.0 us (78.3 -> 80.6 %
 // of the floor), 8192x28672 38.1 -> 37.7 (80.4 -> 81.3 %), 16384x16384 43.4 -> 42.3 (80.7 ->
 // 82.8 %). A probe that only dropped kNib3's four spreading PRMTs per 8 codes (what the int8 weights
@@ -1418,6 +1475,14 @@ struct Plan {
 // decoders' was 1.00-1.07x at 11008x4096, 4096x11008 and the three largest, 0.94-0.98x at
 // 14336x4096 (every M); M = 16 0.92-1.03x; 4096x4096 noise (int3 and fp3 ran the same kernel in
 // 7.03 and 5.48 us at M = 1).
+// int3 asym as nibbles (twenty-ninth session: the int8 products take the codes 0..7 and subtract
+// z sum q per row and block, the ring stages the zero point bytes; kNib3 a table per zero point;
+// one call against the bit decoder on the bitstream in the same binary): M = 1 on the three
+// largest shapes 36.0 / 33.8 / 40.4 us (85.4 / 91.0 / 87.0 % of the floor; bitstream 63.7 / 63.3 /
+// 66.8 %); M = 2..8 there 1.19-1.24x the bit decoder's speed, 14336x4096 1.18-1.20x, 4096x11008
+// 1.37-1.41x, 11008x4096 1.00-1.01x; M = 16 0.95-1.29x. 4096x4096 is slower at every M:
+// 9.2-9.4 us against 6.3-7.2 (split or not, the same; int3 sym's nibbles take 5.4-7.6): not
+// explained.
 // (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
 Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
                  int* i8_shift = nullptr, bool no_int8 = false) {
@@ -1487,6 +1552,7 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
 
   GemvArgs a{};
   a.codes = w.codes, a.scales16 = w.scales16, a.scales8 = w.scales8, a.zeros = w.zeros, a.sv_index = w.sv_index;
+  a.zero_bytes = w.zero_bytes;
   a.x = x, a.y = y;
   a.N = static_cast<int>(w.rows), a.K = static_cast<int>(w.cols), a.M = static_cast<int>(M);
   a.code_words = static_cast<int>(w.code_words_per_row);
@@ -1526,6 +1592,14 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   a.nib3 = w.nib3 ? 1 : 0;
   const Plan plan = choose_plan(w, grid, M, a.special, &a.nib_t0, &a.i8_shift, pair_rows != 0);
   const Decode dec = plan.dec;
+  if (w.cfg.asym && (dec == Decode::kNib3 || dec == Decode::kNib3I8)) {  // gemv_body's ZB
+    if (!w.zero_bytes) throw_error(ErrorKind::kInternal, where, "asym nib3 tensor %s without zero_bytes", w.cfg.label().c_str());
+    // kNib3: a table per zero point; kNib3I8: the codes themselves (i8_shift 0), the zero point
+    // applied to the block sums.
+    if (dec == Decode::kNib3 ? !gemv3::nib3_zero_tables(grid.value, a.nib_z[0], a.nib_z[1])
+                             : a.i8_shift != 0 || a.nib_t0 != 0x03020100u || a.special[0] != 0x07060504u)
+      throw_error(ErrorKind::kInternal, where, "asym nib3 tensor %s: no tables for its grid", w.cfg.label().c_str());
+  }
   const bool pre = plan.pre;
   const bool e4m3_pre = spec.scale_kind == ScaleKind::kE4M3Tensor && times_2m14(dec);
   const bool e3m3 = spec.scale_kind == ScaleKind::kE3M3RazerTensor;

@@ -190,4 +190,20 @@ inline bool nib3_i8_tables(const std::vector<double>& grid, int special_code, co
   return false;
 }
 
+// Asym 3-bit grids (int3 asym: values 0..7, the group's zero point z subtracted) for the nibble
+// decoder: for each z in 0..7 the tables of the values grid[c] - z, as nib3_tables lays them out
+// (t0[z]: codes 0..3, t1[z]: codes 4..7; fp16 high bytes x 2^-14). So the zero point costs the
+// table choice per group, nothing per weight. False where a value has no such byte.
+inline bool nib3_zero_tables(const std::vector<double>& grid, uint32_t (&t0)[8], uint32_t (&t1)[8]) {
+  if (grid.size() != 8) return false;
+  for (int z = 0; z < 8; ++z) {
+    std::vector<double> v(grid);
+    for (double& x : v) x -= z;
+    Nib3Tables t;
+    if (!nib3_tables(v, -1, {}, &t)) return false;
+    t0[z] = t.t0, t1[z] = t.t1[0];
+  }
+  return true;
+}
+
 }  // namespace razerq::kernels::gemv3

@@ -19,10 +19,10 @@
 // every format except nf4 the weights used are exactly the float64 reference rounded once to fp16
 // (NV kinds: exactly the reference before the tensor scale); nf4's table values are rounded to fp16
 // first (its grid is not fp16-exact), within one fp16 ulp. The exception is the 3-bit bit decoders'
-// POST (set_gemv_post, gemv_post_scaled: the nibble decoder (razer3, fp3, int3 sym) at M <= 8
+// POST (set_gemv_post, gemv_post_scaled: the nibble decoder (razer3, fp3, int3) at M <= 8
 // and K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly
 // (value x 2^-14 in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums). The other
-// exception is the int8 products (razer3, fp3, int3 sym; set_gemv_int8, gemv_int8_products: by
+// exception is the int8 products (razer3, fp3, int3; set_gemv_int8, gemv_int8_products: by
 // default at M = 1 where the bulk ring runs, below): the weights are the reference exactly, as
 // under POST, and x is used as q 2^-e per 128-column block, q = round(x 2^e) a 16-bit integer with
 // e fixed by the block's largest |x|: exact for every x in that largest one's binade or the 4 below
@@ -67,19 +67,20 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // (and, for int3, its kin 0x5800 / 0x4c00), the E2M1 formats (RaZeR included) by building the fp16
 // high bytes of four codes at a time (RaZeR: the special value patched in there; 4-bit RaZeR
 // (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload, DeviceTensor::razer_xor: looked up in
-// two byte tables instead), fp3 by placing the code's bits into an fp16, razer3 (and fp3 and int3
-// sym, which upload() stores as nibbles too: DeviceTensor::nib3) by a PRMT lookup in an 8-byte
-// table of the values' high bytes held in registers (the RaZeR kinds' special values x 2^-14 must
-// be fp16 with a zero low byte, as the defaults +-5, +-8, +-3, +-6 are, else the table); the table:
-// a shared-memory table of the format's 16 (8) values (any grid, nf4). kAuto: bits wherever the
-// grid allows, the table for nf4 (bits are the faster on the H100 for every format, bench/gemv.md);
-// kTable / kBits force one (kBits where the grid allows). Every choice gives the same weights and
-// the same y bit for bit (tests; with the scale on the weights, set_gemv_post(1), for the 3-bit
-// formats). With the stage count (blocks of codes in flight per warp: 1 or 2; 3 = the bulk ring
-// wherever the tensor allows it: 3-bit bit decoders, fp16 scales in groups of 128, tiled rows,
-// where a producer warp keeps four steps of the block's codes in shared memory, y the same as 1's
-// bit for bit; 0 = automatic: the ring at M = 1 with K >= 8192 on grids of more than two 16-row
-// tiles per SM, else 1) these are process-wide settings for tests and benchmarks.
+// two byte tables instead), fp3 by placing the code's bits into an fp16, razer3 (and fp3 and int3,
+// which upload() stores as nibbles too: DeviceTensor::nib3) by a PRMT lookup in an 8-byte table of
+// the values' high bytes held in registers (int3 asym: one per zero point; the RaZeR kinds' special
+// values x 2^-14 must be fp16 with a zero low byte, as the defaults +-5, +-8, +-3, +-6 are, else
+// the table); the table: a shared-memory table of the format's 16 (8) values (any grid, nf4).
+// kAuto: bits wherever the grid allows, the table for nf4 (bits are the faster on the H100 for
+// every format, bench/gemv.md); kTable / kBits force one (kBits where the grid allows). Every
+// choice gives the same weights and the same y bit for bit (tests; with the scale on the weights,
+// set_gemv_post(1), for the 3-bit formats). With the stage count (blocks of codes in flight per
+// warp: 1 or 2; 3 = the bulk ring wherever the tensor allows it: 3-bit bit decoders, fp16 scales in
+// groups of 128, tiled rows, where a producer warp keeps four steps of the block's codes in shared
+// memory, y the same as 1's bit for bit; 0 = automatic: the ring at M = 1 with K >= 8192 on grids
+// of more than two 16-row tiles per SM, else 1) these are process-wide settings for tests and
+// benchmarks.
 enum class GemvDecoder { kAuto, kTable, kBits };
 void set_gemv_decoder(GemvDecoder d);
 void set_gemv_stages(int stages);
@@ -108,7 +109,7 @@ void set_gemv_split(int mode);
 // inner scales of 4 or more), 1 = never (PRE, else the table decoder), 2 = wherever the group
 // allows. Process-wide, for tests and benchmarks.
 void set_gemv_post(int mode);
-// The nibbles (razer3, fp3, int3 sym) by int8 tensor-core products (mma m16n8k32, int32 sums): the
+// The nibbles (razer3, fp3, int3) by int8 tensor-core products (mma m16n8k32, int32 sums): the
 // codes looked up as int8 values four per instruction, x split per 128-column block into two int8
 // parts of a 16-bit fixed-point value (what it computes: above). Taken where the nibble decoder
 // would run in the bulk ring at M = 1 and the special values times a power of two 2^0 .. 2^7 are
@@ -121,7 +122,7 @@ bool gemv_int8_products(const DeviceTensor& w, int64_t M);
 // products) now.
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
-// "fp3-bits/1", "nib3/1" (razer3, fp3, int3 sym), "nib3/bulk", "nib3-i8/bulk" (the int8
+// "fp3-bits/1", "nib3/1" (razer3, fp3, int3), "nib3/bulk", "nib3-i8/bulk" (the int8
 // products), "table/1", ... (decoder / stages at M rows of x), or "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M = 1);
 

@@ -321,7 +321,7 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   std::mt19937 rng(test::test_seed());
   const std::string expect[] = {"e2m1-xor",  "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
                                 "e2m1-xor",  "e2m1-bits", "e2m1-xor",  "e2m1-xor",  "int4-bits", "nib3",
-                                "nib3",      "int3-bits", "nib3",      "nib3",      "int3-bits"};
+                                "nib3",      "nib3",      "nib3",      "nib3",      "nib3"};
   static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
   const std::pair<kernels::GemvDecoder, int> configs[] = {
       {kernels::GemvDecoder::kBits, 1}, {kernels::GemvDecoder::kBits, 2}, {kernels::GemvDecoder::kTable, 1},
@@ -334,8 +334,10 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
       {
         DecoderScope scope(kernels::GemvDecoder::kBits);
         const std::string name = kernels::gemv_decoder_name(t);
-        // (razer's separate special-value indices, scales of 2 and above: the table only)
-        EXPECT_EQ(name.substr(0, name.find('/')), t.sv_index ? std::string("table") : expect[i]) << label(c) << " x" << wscale;
+        // (razer's separate special-value indices, scales of 2 and above: the table only; so the
+        // nibble decoder under groups of 64 or less with scales of 4 and above, set_gemv_post)
+        const bool table = t.sv_index || (t.nib3 && c.group < 128 && t.max_inner_scale >= 4);
+        EXPECT_EQ(name.substr(0, name.find('/')), table ? std::string("table") : expect[i]) << label(c) << " x" << wscale;
       }
       std::normal_distribution<float> nd(0.f, static_cast<float>(1.0 / wscale));
       for (int64_t M : {1, 7, 16}) {
@@ -412,7 +414,10 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
   }
   EXPECT_EQ(cases, 4) << "razer3, int3, int3-asym and fp3 in groups of 128";
   // The default takes the ring at M = 1 only, for K >= 8192 and grids of more than two tiles per SM
-  // (int3 asym: the bit decoder; the nibble decoder's int8 products: Int8ProductsAreWithinTheirBound).
+  // (int3 asym's bit decoder on the bitstream; the nibble decoder's int8 products:
+  // Int8ProductsAreWithinTheirBound).
+  Nib3UploadScope restore;
+  kernels::set_upload_nib3(false);
   for (int64_t K : {4096, 8192}) {
     const GemvCase c{"int", true, 128, 3};
     const DeviceTensor t = kernels::upload(quantize_random(rng, c, 6400, K));
@@ -422,13 +427,13 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
   }
 }
 
-// The int8 products (set_gemv_int8; the bulk ring at M = 1; razer3, fp3 and int3 sym): taken by
+// The int8 products (set_gemv_int8; the bulk ring at M = 1; razer3, fp3 and int3): taken by
 // default where the nibble decoder runs in the ring at M = 1 (not at M = 2, not under
 // set_gemv_int8(1)); within the reference's bound with x's fixed-point term, for K of one block, a
 // partial step and more steps than the ring holds, whole and split tiles, one and two tiles per
 // block (N of an odd number of tiles: the second tile of the last block is past N), both permuted
 // layouts, razer3's default special values and a set that needs the shift 2^1 (0.5, -64), fp3 and
-// int3 sym (one table); x normal, with an outlier of 1000 sigma in every block (most of the block
+// int3 sym (one table), int3 asym (a table per zero point, the zero points staged); x normal, with an outlier of 1000 sigma in every block (most of the block
 // then rounds to the fixed point), of subnormal size, and zero; an inf in x gives NaN rows. y stays
 // within 2^-9 max |y| of the fp16 products', and two tiles per block (each warp 32 rows with one x
 // split) give one tile's y bit for bit.
@@ -437,11 +442,12 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
   std::mt19937 rng(test::test_seed());
   const std::pair<int64_t, int64_t> shapes[] = {{48, 128}, {304, 1152}, {80, 8192}, {144, 4096 + 5 * 128}};
   // razer3 with the default special values and a set that needs the shift; int3 sym and fp3 (no
-  // special value: one table).
+  // special value: one table); int3 asym.
   const quantizer::FormatConfig cfgs[] = {quantizer::make_format_config("razer", 3, 128, false),
                                           quantizer::make_format_config("razer", 3, 128, false, {0.5f, -3.5f, 7.f, -64.f}),
                                           quantizer::make_format_config("int", 3, 128, false),
-                                          quantizer::make_format_config("fp3", 3, 128, false)};
+                                          quantizer::make_format_config("fp3", 3, 128, false),
+                                          quantizer::make_format_config("int", 3, 128, true)};
   for (const quantizer::FormatConfig& cfg : cfgs)
     for (auto [N, K] : shapes)
       for (CodeLayout layout : {CodeLayout::kQuad, CodeLayout::kPair})
@@ -456,6 +462,7 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
                                      (layout == CodeLayout::kQuad ? " quad" : " pair") + (split == 2 ? " split" : "") +
                                      " tiles " + std::to_string(tiles);
             ASSERT_TRUE(t.nib3) << what;
+            ASSERT_EQ(t.zero_bytes != nullptr, cfg.asym) << what;
             ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << what;
             EXPECT_TRUE(kernels::gemv_int8_products(t, 1)) << what;
             EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
@@ -497,13 +504,13 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
                 }
             }
           }
-  // The default: razer3, int3 sym and fp3 at M = 1 on a grid the ring takes (K >= 8192, more than
-  // two tiles per SM); int3 asym keeps its bit decoder on the bitstream.
+  // The default: razer3, int3 and fp3 at M = 1 on a grid the ring takes (K >= 8192, more than two
+  // tiles per SM).
   DecoderScope scope(kernels::GemvDecoder::kAuto);
   for (const GemvCase& c : {GemvCase{"int", false, 128, 3}, GemvCase{"fp3", false, 128, 3}, GemvCase{"int", true, 128, 3}}) {
     const DeviceTensor t = kernels::upload(quantize_random(rng, c, 6400, 8192));
-    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), c.asym ? "int3-bits/bulk" : "nib3-i8/bulk") << label(c);
-    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 2)), c.asym ? "int3-bits/1" : "nib3/1") << label(c);
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << label(c);
+    EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 2)), "nib3/1") << label(c);
   }
   const DeviceTensor big = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 6400, 8192));
   EXPECT_EQ(std::string(kernels::gemv_decoder_name(big, 1)), "nib3-i8/bulk");
@@ -608,17 +615,17 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
   }
 }
 
-// razer3, fp3 and int3 sym uploaded as nibbles for the lookup decoder (DeviceTensor::nib3, the
-// default) and as a bitstream in pair order (set_upload_nib3(false): the table or bit decoder then)
-// give the same weights (dequantization) and the same y bit for bit, with either decoder of each,
-// tiled and row-major, groups of 64 and 128, ragged rows; int3 asym is not re-encoded; tensors of
-// the two encodings are not concatenated.
+// razer3, fp3 and int3 (sym and asym) uploaded as nibbles for the lookup decoder (DeviceTensor::nib3,
+// the default; int3 asym with its zero points as bytes too) and as a bitstream in pair order
+// (set_upload_nib3(false): the table or bit decoder then) give the same weights (dequantization)
+// and the same y bit for bit, with either decoder of each, tiled and row-major, groups of 32, 64
+// and 128, ragged rows; tensors of the two encodings are not concatenated.
 TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   Nib3UploadScope restore;
   const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 64, 3}, {"fp3", false, 128, 3},
-                            {"int", false, 128, 3},   {"int", true, 128, 3}};
+                            {"int", false, 128, 3},   {"int", true, 128, 3},    {"int", true, 32, 3}};
   for (const GemvCase& c : cases) {
     for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
       for (bool tiled_rows : {true, false}) {
@@ -630,11 +637,12 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
         const DeviceTensor tb = kernels::upload(q);
         kernels::set_upload_nib3(true);
         const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
-        const bool nib = !c.asym;  // (razer3, fp3, int3 sym)
-        ASSERT_EQ(tn.nib3, nib) << what;
+        ASSERT_TRUE(tn.nib3) << what;
+        ASSERT_EQ(tn.zero_bytes != nullptr, c.asym) << what;
         ASSERT_FALSE(tb.nib3) << what;
+        ASSERT_EQ(tb.zero_bytes, nullptr) << what;
         ASSERT_TRUE(tb.pair_order) << what;
-        expect_encodings_agree(tn, tb, rng, what, nib ? "nibble encoding" : nullptr);
+        expect_encodings_agree(tn, tb, rng, what, "nibble encoding");
       }
     }
   }
@@ -867,9 +875,11 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
           // (3/4-bit codes, K a multiple of 128: pair order, or the 4-bit RaZeR kinds' re-encoded codes)
           const std::string f = c.format;
           const bool xor_codes = (f == "razer" || f == "mxfp4-razer" || f == "nvfp4-razer") && c.bits == 4;
-          const bool nib = c.bits == 3 && !c.asym;  // (razer3, fp3, int3 sym: nibbles, DeviceTensor::nib3)
+          const bool nib = c.bits == 3;  // (razer3, fp3, int3: nibbles, DeviceTensor::nib3)
           EXPECT_EQ(t.razer_xor, xor_codes) << what;
           EXPECT_EQ(t.nib3, nib) << what;
+          EXPECT_EQ(t.zero_bytes != nullptr, nib && c.asym) << what;
+          EXPECT_EQ(kernels::row_view(t, 16, 5).zero_bytes != nullptr, nib && c.asym) << what;
           EXPECT_EQ(t.pair_order, !xor_codes && !nib) << what;
           EXPECT_EQ(kernels::row_view(t, 0, 16).razer_xor, t.razer_xor) << what;
           EXPECT_EQ(kernels::row_view(t, 0, 16).nib3, t.nib3) << what;
