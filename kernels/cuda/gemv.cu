@@ -1339,11 +1339,11 @@ int g_tiles = 0;  // 0: two_tiles_pay
 int g_post = 0;   // set_gemv_post: 0 automatic (choose_plan), 1 never, 2 always
 int g_int8 = 0;   // set_gemv_int8: 0 automatic (choose_plan), 1 never
 
-// 3-bit: kNib3 for the nibble-encoded codes (DeviceTensor::nib3: razer3 whose special values
-// x 2^-14 are exact fp16 with a zero low byte, at most 3 significant bits: the defaults +-3, +-6
-// are; fp3; int3, asym with a table per zero point); on the bitstream (set_upload_nib3(false)) kInt3
-// for int (sym codes c - 4, asym c), kFp3 for the fp3 grid without special values, else the table (razer3 on
-// the bitstream, or special values the nibble tables cannot hold).
+// 3-bit: kNib3 for the nibble-encoded codes (DeviceTensor::nib3: razer3 whose special values x
+// 2^-14 are exact fp16 with a zero low byte, at most 3 significant bits: the defaults +-3, +-6 are;
+// fp3; int3, asym with a table per zero point); on the bitstream (set_upload_nib3(false)) kInt3 for
+// int (sym codes c - 4, asym c), kFp3 for the fp3 grid without special values, else the table
+// (razer3 on the bitstream, or special values the nibble tables cannot hold).
 Decode choose_decoder3(const DeviceTensor& w, const quantizer::Grid& grid, uint32_t (&special)[kTables], uint32_t* t0) {
   if (w.nib3) {  // (upload checked the grid: nib3_applies)
     gemv3::Nib3Tables t;
@@ -1481,7 +1481,8 @@ struct Plan {
 // largest shapes 36.0 / 33.8 / 40.4 us (85.4 / 91.0 / 87.0 % of the floor; bitstream 63.7 / 63.3 /
 // 66.8 %); M = 2..8 there 1.19-1.24x the bit decoder's speed, 14336x4096 1.18-1.20x, 4096x11008
 // 1.37-1.41x, 11008x4096 1.00-1.01x; M = 16 0.95-1.29x. 4096x4096 is slower at every M:
-// 9.2-9.4 us against 6.3-7.2 (split or not, the same; int3 sym's nibbles take 5.4-7.6): not
+// 9.2-9.4 us against 6.3-7.2 (split or not, the same; int3 sym's nibbles take 5.4-7.6), while
+// under ncu, one launch alone, the nibble kernel takes 8.70 us and the bit decoder's 9.44: not
 // explained.
 // (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
 Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
