@@ -326,7 +326,6 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
     if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
     if (p.pair_order != f.pair_order || p.razer_xor != f.razer_xor || p.nib3 != f.nib3)
       bad("pair order, RaZeR or nibble encoding of the codes");
-    if ((p.zero_bytes == nullptr) != (f.zero_bytes == nullptr)) bad("zero points as bytes");
     if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
     rows += p.rows;
   }
@@ -441,9 +440,8 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   if (nib3 && q.cfg.asym) {
     zero_bytes.resize(static_cast<size_t>(q.rows * q.groups_per_row));
     for (int64_t r = 0; r < q.rows; ++r)
-      for (int64_t gi = 0; gi < q.groups_per_row; ++gi)
-        zero_bytes[static_cast<size_t>(r * q.groups_per_row + gi)] =
-            static_cast<uint8_t>(quantizer::unpack_one(q.zeros.data() + r * q.zero_words_per_row(), gi, q.cfg.bits));
+      quantizer::unpack_row(q.zeros.data() + r * q.zero_words_per_row(), q.groups_per_row, q.cfg.bits,
+                            zero_bytes.data() + r * q.groups_per_row);
   }
   if (tiled) {
     permuted = tile_rows(permuted.empty() ? q.codes.data() : permuted.data(), q.rows, q.code_words_per_row, q.cfg.bits);

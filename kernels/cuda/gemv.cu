@@ -312,6 +312,10 @@ struct RowGroup {
 //         block (gemv_body's I8): M = 1, the bulk ring only.
 enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3, kNib3I8 };
 
+// The decoders that take an asym tensor's zero points as bytes (DeviceTensor::zero_bytes; gemv_body's ZB).
+__host__ __device__ constexpr bool takes_zero_bytes(bool asym, Decode d) {
+  return asym && (d == Decode::kNib3 || d == Decode::kNib3I8);
+}
 __host__ __device__ constexpr bool is_3bit_decoder(Decode d) {
   return d == Decode::kInt3 || d == Decode::kFp3 || d == Decode::kNib3 || d == Decode::kNib3I8;
 }
@@ -558,7 +562,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // ZB (asym int3 on nibbles): each group's zero point byte comes with its scale (load_group: in
   // the scale entry's high half), for kNib3 selecting the group's tables (nib_z), for kNib3I8 the
   // term z sum q (block_i8); the ring stages them after the scales.
-  constexpr bool ZB = ASYM && (DEC == Decode::kNib3 || DEC == Decode::kNib3I8);
+  constexpr bool ZB = takes_zero_bytes(ASYM, DEC);
   constexpr int kStageBlocks = kWarps * (kWarpTiles ? 2 : 1);  // tile-blocks per stage
   // + their 16 fp16 scales each (and ZB 16 zero point bytes)
   constexpr int kStageWords = kStageBlocks * (kBlkWords + kRowsPerBlock / 2 + (ZB ? kRowsPerBlock / 4 : 0));
@@ -1419,10 +1423,9 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
 // razer4 0.94-0.99x at M = 1, not instantiated). set_gemv_stages(3) takes it wherever the tensor
 // allows (tests).
 bool bulk_applies(const DeviceTensor& w, Decode dec) {
-  const bool zb = w.cfg.asym && (dec == Decode::kNib3 || dec == Decode::kNib3I8);  // (gemv_body's ZB)
   return w.cfg.bits == 3 && w.tiled && w.cfg.group == 128 && w.layout != CodeLayout::kDisk && w.scales16 &&
          reinterpret_cast<uintptr_t>(w.scales16) % 16 == 0 && reinterpret_cast<uintptr_t>(w.codes) % 16 == 0 &&
-         (!zb || (w.zero_bytes && reinterpret_cast<uintptr_t>(w.zero_bytes) % 16 == 0)) &&
+         (!takes_zero_bytes(w.cfg.asym, dec) || (w.zero_bytes && reinterpret_cast<uintptr_t>(w.zero_bytes) % 16 == 0)) &&
          bulk_kind(w.cfg.spec().scale_kind, dec);
 }
 int choose_stages(const DeviceTensor& w, Decode dec, int64_t M) {
@@ -1593,7 +1596,7 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   a.nib3 = w.nib3 ? 1 : 0;
   const Plan plan = choose_plan(w, grid, M, a.special, &a.nib_t0, &a.i8_shift, pair_rows != 0);
   const Decode dec = plan.dec;
-  if (w.cfg.asym && (dec == Decode::kNib3 || dec == Decode::kNib3I8)) {  // gemv_body's ZB
+  if (takes_zero_bytes(w.cfg.asym, dec)) {
     if (!w.zero_bytes) throw_error(ErrorKind::kInternal, where, "asym nib3 tensor %s without zero_bytes", w.cfg.label().c_str());
     // kNib3: a table per zero point; kNib3I8: the codes themselves (i8_shift 0), the zero point
     // applied to the block sums.

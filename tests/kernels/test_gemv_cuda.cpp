@@ -433,10 +433,11 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
 // partial step and more steps than the ring holds, whole and split tiles, one and two tiles per
 // block (N of an odd number of tiles: the second tile of the last block is past N), both permuted
 // layouts, razer3's default special values and a set that needs the shift 2^1 (0.5, -64), fp3 and
-// int3 sym (one table), int3 asym (a table per zero point, the zero points staged); x normal, with an outlier of 1000 sigma in every block (most of the block
-// then rounds to the fixed point), of subnormal size, and zero; an inf in x gives NaN rows. y stays
-// within 2^-9 max |y| of the fp16 products', and two tiles per block (each warp 32 rows with one x
-// split) give one tile's y bit for bit.
+// int3 sym (one table), int3 asym (the codes, z sum q per row and block, the zero points staged);
+// x normal, with an outlier of 1000 sigma in every block (most of the block then rounds to the
+// fixed point), of subnormal size, and zero; an inf in x gives NaN rows. y stays within 2^-9
+// max |y| of the fp16 products', and two tiles per block (each warp 32 rows with one x split) give
+// one tile's y bit for bit.
 TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
