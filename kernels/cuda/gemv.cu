@@ -1405,6 +1405,82 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   return Decode::kE2M1;
 }
 
+// What a launch takes from the tensor's grid and encoding, not from its shape or M: choose_decoder's
+// decoder and byte tables, the int8 tables (kNib3), the per-zero-point tables (int3 asym on
+// nibbles) and the table decoder's fp16 values. Building them is host time of the order of a
+// small product's kernel: int3 asym's nib3_zero_tables (256 fp16 conversions) about 9 us per
+// launch on the H100 machine's CPU, which made every int3-asym launch at 4096x4096 host-bound
+// (9.3 us at every M; thirtieth session, bench/gemv.md); the fp16 table 0.5-1.5 us for every
+// format. So grid_tables keeps the last few per thread, keyed by what they are computed from
+// (set_gemv_table_cache(false): rebuilt at every launch, for the benchmark's comparison).
+struct GridTables {
+  Decode dec = Decode::kLut;
+  uint32_t special[kTables] = {0, 0, 0, 0}, t0 = 0;
+  bool has_i8 = false;  // kNib3: gemv3::nib3_i8_tables holds for the grid
+  gemv3::Nib3I8Tables i8;
+  uint32_t nib_z[2][8] = {};  // kNib3 on an asym tensor: gemv3::nib3_zero_tables
+  uint16_t table[kTables * 16] = {};
+};
+struct GridKey {
+  std::vector<double> value;
+  int special_code;
+  std::vector<float> special_values;
+  quantizer::FormatId id;
+  int bits;
+  bool asym, razer_xor, nib3, sv_index;
+  GemvDecoder decoder;
+  bool matches(const DeviceTensor& w, const quantizer::Grid& grid) const {
+    return special_code == grid.special_code && id == w.cfg.id && bits == w.cfg.bits && asym == w.cfg.asym &&
+           razer_xor == w.razer_xor && nib3 == w.nib3 && sv_index == (w.sv_index != nullptr) && decoder == g_decoder &&
+           value == grid.value && special_values == w.cfg.special_values;
+  }
+};
+bool g_table_cache = true;
+
+GridTables build_grid_tables(const DeviceTensor& w, const quantizer::Grid& grid) {
+  GridTables gt;
+  gt.dec = choose_decoder(w, grid, gt.special, &gt.t0);
+  if (gt.dec == Decode::kNib3) {
+    gt.has_i8 = gemv3::nib3_i8_tables(grid.value, grid.special_code, w.cfg.special_values, &gt.i8);
+    if (w.cfg.asym && !gemv3::nib3_zero_tables(grid.value, gt.nib_z[0], gt.nib_z[1]))
+      throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "asym nib3 tensor %s: no tables for its grid", w.cfg.label().c_str());
+  }
+  // The value tables: the registry's grid in fp16; table i has the special code's slot set to
+  // special value i (RaZeR kinds), else all four tables are the plain grid.
+  // (3-bit grids: the first 8 entries of each 16-entry table.)
+  const quantizer::FormatSpec& spec = w.cfg.spec();
+  const int codes = 1 << w.cfg.bits;
+  if (static_cast<int>(grid.value.size()) != codes)
+    throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "%d-bit grid of %zu values", w.cfg.bits, grid.value.size());
+  for (int tbl = 0; tbl < kTables; ++tbl)
+    for (int c = 0; c < codes; ++c) {
+      double v = grid.value[c];
+      if (spec.has_special && c == grid.special_code) v = w.cfg.special_values[tbl];
+      if (w.razer_xor)  // the re-encoded codes (gemv_e2m1.cuh); zero as +0 (the products are the same)
+        v = c == 15 ? std::fabs(w.cfg.special_values[tbl]) : c == 0 ? 0.0 : gemv4::kXorValue[c];
+      gt.table[tbl * 16 + c] = razerq::double_to_fp16(v);
+    }
+  return gt;
+}
+
+GridTables grid_tables(const DeviceTensor& w, const quantizer::Grid& grid) {
+  constexpr int kSlots = 4;  // a model's few formats (evaluation alternates between them)
+  thread_local std::pair<GridKey, GridTables> memo[kSlots];
+  thread_local int filled = 0, next = 0;
+  if (g_table_cache)
+    for (int i = 0; i < filled; ++i)
+      if (memo[i].first.matches(w, grid)) return memo[i].second;
+  GridTables gt = build_grid_tables(w, grid);
+  if (g_table_cache) {
+    memo[next] = {GridKey{grid.value, grid.special_code, w.cfg.special_values, w.cfg.id, w.cfg.bits, w.cfg.asym,
+                          w.razer_xor, w.nib3, w.sv_index != nullptr, g_decoder},
+                  gt};
+    next = (next + 1) % kSlots;
+    filled = std::min(filled + 1, kSlots);
+  }
+  return gt;
+}
+
 // One block of codes in flight per warp (prefetched while the current one is decoded) is the
 // fastest at every measured shape once the decode is by bits: two or more take registers that
 // cost more resident warps than they hide latency (bench/gemv.md). (nvfp4-razer on under-filled
@@ -1483,21 +1559,20 @@ struct Plan {
 // one call against the bit decoder on the bitstream in the same binary): M = 1 on the three
 // largest shapes 36.0 / 33.8 / 40.4 us (85.4 / 91.0 / 87.0 % of the floor; bitstream 63.7 / 63.3 /
 // 66.8 %); M = 2..8 there 1.19-1.24x the bit decoder's speed, 14336x4096 1.18-1.20x, 4096x11008
-// 1.37-1.41x, 11008x4096 1.00-1.01x; M = 16 0.95-1.29x. 4096x4096 is slower at every M:
-// 9.2-9.4 us against 6.3-7.2 (split or not, the same; int3 sym's nibbles take 5.4-7.6), while
-// under ncu, one launch alone, the nibble kernel takes 8.70 us and the bit decoder's 9.44: not
-// explained.
+// 1.37-1.41x, 11008x4096 1.00-1.01x; M = 16 0.95-1.29x. At 4096x4096 (9.2-9.4 us at every M
+// then) the launches were host-bound on the per-zero-point tables (grid_tables): since the
+// thirtieth session 6.15-6.43 us at M = 1..8, 0.99-1.02x the bit decoder's speed.
 // (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
-Plan choose_plan(const DeviceTensor& w, const quantizer::Grid& grid, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
+Plan choose_plan(const DeviceTensor& w, const GridTables& gt, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
                  int* i8_shift = nullptr, bool no_int8 = false) {
-  const Decode dec = choose_decoder(w, grid, special, t0);
+  const Decode dec = gt.dec;
+  std::memcpy(special, gt.special, sizeof(special));
+  *t0 = gt.t0;
   const ScaleKind k = w.cfg.spec().scale_kind;
-  gemv3::Nib3I8Tables i8;
-  if (dec == Decode::kNib3 && !no_int8 && g_int8 != 1 && M == 1 && choose_stages(w, dec, M) == kBulkStages &&
-      gemv3::nib3_i8_tables(grid.value, grid.special_code, w.cfg.special_values, &i8)) {
-    *t0 = i8.t0;
-    for (int i = 0; i < kTables; ++i) special[i] = i8.t1[i];
-    if (i8_shift) *i8_shift = i8.shift;
+  if (dec == Decode::kNib3 && !no_int8 && g_int8 != 1 && M == 1 && choose_stages(w, dec, M) == kBulkStages && gt.has_i8) {
+    *t0 = gt.i8.t0;
+    for (int i = 0; i < kTables; ++i) special[i] = gt.i8.t1[i];
+    if (i8_shift) *i8_shift = gt.i8.shift;
     return {Decode::kNib3I8, false};
   }
   const bool pre_fits = w.max_inner_scale < 3.99;
@@ -1574,35 +1649,24 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   a.zero_words = static_cast<int>(w.zero_words_per_row);
   const quantizer::FormatSpec& spec = w.cfg.spec();
   a.outer = is_tensor_kind(spec.scale_kind) ? w.tensor_scale : 1.0f;
-  // The value tables: the registry's grid in fp16; table i has the special code's slot set to
-  // special value i (RaZeR kinds), else all four tables are the plain grid.
-  // (3-bit grids: the first 8 entries of each 16-entry table.)
-  const quantizer::Grid grid = quantizer::base_grid(w.cfg);
-  const int codes = 1 << w.cfg.bits;
-  if (static_cast<int>(grid.value.size()) != codes)
-    throw_error(ErrorKind::kInternal, where, "%d-bit grid of %zu values", w.cfg.bits, grid.value.size());
-  for (int tbl = 0; tbl < kTables; ++tbl)
-    for (int c = 0; c < codes; ++c) {
-      double v = grid.value[c];
-      if (spec.has_special && c == grid.special_code) v = w.cfg.special_values[tbl];
-      if (w.razer_xor)  // the re-encoded codes (gemv_e2m1.cuh); zero as +0 (the products are the same)
-        v = c == 15 ? std::fabs(w.cfg.special_values[tbl]) : c == 0 ? 0.0 : gemv4::kXorValue[c];
-      a.table[tbl * 16 + c] = razerq::double_to_fp16(v);
-    }
+  const GridTables gt = grid_tables(w, quantizer::base_grid(w.cfg));
+  std::memcpy(a.table, gt.table, sizeof(a.table));
   a.razer_scale_mask = spec.scale_kind == ScaleKind::kE3M3RazerTensor ? (w.razer_xor ? 0xbfbfu : 0x3f3fu)
                        : spec.scale_kind == ScaleKind::kE8M0Razer   ? (w.razer_xor ? 0x80u : 0u)
                                                                     : (w.razer_xor ? 0xbfffu : 0x3fffu);
   a.razer_xor = w.razer_xor ? 1 : 0;
   a.nib3 = w.nib3 ? 1 : 0;
-  const Plan plan = choose_plan(w, grid, M, a.special, &a.nib_t0, &a.i8_shift, pair_rows != 0);
+  const Plan plan = choose_plan(w, gt, M, a.special, &a.nib_t0, &a.i8_shift, pair_rows != 0);
   const Decode dec = plan.dec;
   if (takes_zero_bytes(w.cfg.asym, dec)) {
     if (!w.zero_bytes) throw_error(ErrorKind::kInternal, where, "asym nib3 tensor %s without zero_bytes", w.cfg.label().c_str());
-    // kNib3: a table per zero point; kNib3I8: the codes themselves (i8_shift 0), the zero point
-    // applied to the block sums.
-    if (dec == Decode::kNib3 ? !gemv3::nib3_zero_tables(grid.value, a.nib_z[0], a.nib_z[1])
-                             : a.i8_shift != 0 || a.nib_t0 != 0x03020100u || a.special[0] != 0x07060504u)
-      throw_error(ErrorKind::kInternal, where, "asym nib3 tensor %s: no tables for its grid", w.cfg.label().c_str());
+    // kNib3: a table per zero point (grid_tables checked that the grid has them); kNib3I8: the
+    // codes themselves (i8_shift 0), the zero point applied to the block sums.
+    if (dec == Decode::kNib3) {
+      std::memcpy(a.nib_z, gt.nib_z, sizeof(a.nib_z));
+    } else if (a.i8_shift != 0 || a.nib_t0 != 0x03020100u || a.special[0] != 0x07060504u) {
+      throw_error(ErrorKind::kInternal, where, "asym nib3 tensor %s: no int8 tables for its grid", w.cfg.label().c_str());
+    }
   }
   const bool pre = plan.pre;
   const bool e4m3_pre = spec.scale_kind == ScaleKind::kE4M3Tensor && times_2m14(dec);
@@ -1659,24 +1723,25 @@ void set_gemv_tiles(int tiles) { g_tiles = tiles == 1 || tiles == 2 ? tiles : 0;
 void set_gemv_split(int mode) { g_split = mode == 1 || mode == 2 ? mode : 0; }
 void set_gemv_post(int mode) { g_post = mode == 1 || mode == 2 ? mode : 0; }
 void set_gemv_int8(int mode) { g_int8 = mode == 1 ? 1 : 0; }
+void set_gemv_table_cache(bool on) { g_table_cache = on; }
 
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return false;
   uint32_t special[kTables], t0;
-  const Plan p = choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0);
+  const Plan p = choose_plan(w, grid_tables(w, quantizer::base_grid(w.cfg)), M, special, &t0);
   return post_scaled(p.dec, p.pre) || p.dec == Decode::kNib3I8;
 }
 
 bool gemv_int8_products(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return false;
   uint32_t special[kTables], t0;
-  return choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0).dec == Decode::kNib3I8;
+  return choose_plan(w, grid_tables(w, quantizer::base_grid(w.cfg)), M, special, &t0).dec == Decode::kNib3I8;
 }
 
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return "unsupported";
   uint32_t special[kTables], t0;
-  const Decode dec = choose_plan(w, quantizer::base_grid(w.cfg), M, special, &t0).dec;
+  const Decode dec = choose_plan(w, grid_tables(w, quantizer::base_grid(w.cfg)), M, special, &t0).dec;
   const int stages = choose_stages(w, dec, M);
   if (dec == Decode::kNib3I8) return "nib3-i8/bulk";
   if (stages == kBulkStages) return dec == Decode::kNib3 ? "nib3/bulk" : dec == Decode::kFp3 ? "fp3-bits/bulk" : "int3-bits/bulk";

@@ -116,6 +116,11 @@ void set_gemv_post(int mode);
 // all integers in [-128, 127] (the defaults are). 0 = automatic, 1 = never (the fp16 products).
 // Process-wide, for tests and benchmarks.
 void set_gemv_int8(int mode);
+// Whether gemv_fp16_cuda keeps the tables it builds from a tensor's grid (the decoder's byte tables,
+// the table decoder's fp16 values, int3 asym's per-zero-point tables) for the next launches of
+// the same format, per thread (default on). Off rebuilds them at every launch: host time only
+// (about 9 us for int3 asym, up to 1.5 us for the others), y the same. For benchmarks.
+void set_gemv_table_cache(bool on);
 // Whether gemv_fp16_cuda(w, x, M, ...) runs the int8 products now.
 bool gemv_int8_products(const DeviceTensor& w, int64_t M);
 // Whether gemv_fp16_cuda(w, x, M, ...) applies w's scales to the block sums (POST, or the int8

@@ -587,6 +587,58 @@ TEST(GemvCuda, RazerSpecialValueSets) {
   }
 }
 
+// gemv_fp16_cuda keeps the tables it builds from a grid per thread (set_gemv_table_cache): launches
+// that interleave more formats than it keeps (4-bit and 3-bit RaZeR with two special-value sets
+// each, int4 and int3 asym, int3 asym on nibbles and on the bitstream, nf4 on the table), under
+// both decoder settings, give y bit for bit as with the tables rebuilt at every launch.
+TEST(GemvCuda, KeptGridTablesGiveTheRebuiltTablesY) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  Nib3UploadScope restore_nib3;
+  struct CacheScope {
+    ~CacheScope() { kernels::set_gemv_table_cache(true); }
+  } restore_cache;
+  const int64_t N = 96, K = 512;
+  const struct {
+    GemvCase c;
+    std::vector<float> sv;  // (empty: the format's defaults)
+    bool nib3;
+  } cases[] = {{{"razer", false, 128}, {}, true},          {{"razer", false, 128}, {0.5f, 64.f, -3.5f, -7.f}, true},
+               {{"razer", false, 128, 3}, {}, true},       {{"razer", false, 128, 3}, {0.5f, -3.5f, 7.f, -64.f}, true},
+               {{"int", true, 128}, {}, true},             {{"int", true, 128, 3}, {}, true},
+               {{"int", true, 128, 3}, {}, false},         {{"nf4", false, 64}, {}, true}};
+  std::vector<DeviceTensor> ts;
+  for (const auto& k : cases) {
+    const std::vector<float> w = test::random_weights(rng, N, K, 1.0);
+    const QuantizedTensor q = quantizer::quantize_tensor(
+        w.data(), N, K, quantizer::make_format_config(k.c.format, k.c.bits, k.c.group, k.c.asym, k.sv));
+    kernels::set_upload_nib3(k.nib3);
+    ts.push_back(kernels::upload(q));
+    kernels::set_upload_nib3(true);
+  }
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t M : {1, 3}) {
+    std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+    for (auto& h : xh) h = float_to_fp16(nd(rng));
+    DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
+    dx.copy_from_host(xh.data(), xh.size() * 2);
+    for (auto dec : {kernels::GemvDecoder::kAuto, kernels::GemvDecoder::kTable}) {
+      DecoderScope scope(dec);
+      std::vector<std::vector<uint16_t>> rebuilt;
+      kernels::set_gemv_table_cache(false);
+      for (const DeviceTensor& t : ts) rebuilt.push_back(gemv_to_host(t, dx, M, dy));
+      kernels::set_gemv_table_cache(true);
+      for (int pass = 0; pass < 2; ++pass)  // (the second pass: every format evicted once before)
+        for (size_t i = 0; i < ts.size(); ++i) {
+          const std::vector<uint16_t> y = gemv_to_host(ts[i], dx, M, dy);
+          EXPECT_EQ(count_diff(y, rebuilt[i]), 0) << ts[i].cfg.label() << (ts[i].nib3 ? " nib3" : "") << " case " << i
+                                                  << " M=" << M << " pass " << pass << " "
+                                                  << kernels::gemv_decoder_name(ts[i], M);
+        }
+    }
+  }
+}
+
 // 4-bit RaZeR uploaded re-encoded for the two-table decoder (DeviceTensor::razer_xor, the default)
 // and as E2M1 codes in pair order (set_upload_razer_xor(false): the byte patch) gives the same
 // weights (dequantization) and the same y bit for bit, with either decoder of each, for razer's
