@@ -15,7 +15,8 @@
 // set_upload_razer_xor), razer3's codes as a bitstream (the table decoder then) instead of
 // nibbles for the lookup decoder (":bs", set_upload_nib3), the 3-bit scale on the block sums
 // (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), razer3's fp16
-// products where the int8 ones would run (":f16", set_gemv_int8(1)), the gate/up
+// products where the int8 ones would run (":f16", set_gemv_int8(1)), the launch's grid tables
+// rebuilt at every launch instead of kept (":nocache", set_gemv_table_cache(false)), the gate/up
 // product's SiLU epilogue (":silu", gemv_silu_mul_fp16_cuda: N = 2 F rows as [gate; up]) or the plain product followed by
 // the SiLU kernel (":silusep", the decode step's pair without the epilogue; its time is the two
 // launches').
@@ -30,12 +31,15 @@
 // kernels/cuda/pdl_cuda.hpp), the main columns, and without ("serial"). Each fused-GEMV row also
 // gives the read-only ceiling ("read-only", JSON read_us): a kernel that only reads the same
 // weight bytes from the same rotated sets, launched the same way (read_only_kernel), and our time
-// as a % of it.
+// as a % of it. "host" (JSON host_us): the host's time to issue one launch of the PDL batches
+// (the median batch's wall-clock time over its launches; the batches end in a sync, so the
+// queue never fills): where it reaches the GPU time, the row is host-bound.
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -422,16 +426,20 @@ int main(int argc, char** argv) {
     // us_serial (fused GEMV only, else < 0): the same launches without programmatic dependent
     // launch, each waiting for the one before to finish.
     // read_us (fused GEMV only, else < 0): the read-only ceiling of the row's weight bytes.
-    auto row = [&](const std::string& name, int M, double us, double floor_us, double us_serial, double read_us) {
+    // host_us (fused GEMV only, else < 0): the host's issue time per launch.
+    auto row = [&](const std::string& name, int M, double us, double floor_us, double us_serial, double read_us,
+                   double host_us = -1) {
       std::printf("%-24s %6lldx%-6lld %3d %10.2f %6.1f%% %10.2f %7.2fx", name.c_str(), static_cast<long long>(N),
                   static_cast<long long>(K), M, us, 100.0 * floor_us / us, cublas_us[M], cublas_us[M] / us);
       if (us_serial > 0) std::printf("   serial %8.2f %6.1f%%", us_serial, 100.0 * floor_us / us_serial);
       if (read_us > 0) std::printf("   read-only %8.2f (%5.1f%%)", read_us, 100.0 * read_us / us);
+      if (host_us > 0) std::printf("   host %6.2f", host_us);
       std::printf("\n");
       if (js)
-        std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f, \"us_serial\": %.3f, \"bw_pct_serial\": %.2f, \"read_us\": %.3f}",
+        std::fprintf(js, "%s{\"format\": \"%s\", \"N\": %lld, \"K\": %lld, \"M\": %d, \"us\": %.3f, \"bw_pct\": %.2f, \"cublas_us\": %.3f, \"us_serial\": %.3f, \"bw_pct_serial\": %.2f, \"read_us\": %.3f, \"host_us\": %.3f}",
                      first_row ? "" : ",\n", name.c_str(), static_cast<long long>(N), static_cast<long long>(K), M, us,
-                     100.0 * floor_us / us, cublas_us[M], us_serial, us_serial > 0 ? 100.0 * floor_us / us_serial : -1.0, read_us);
+                     100.0 * floor_us / us, cublas_us[M], us_serial, us_serial > 0 ? 100.0 * floor_us / us_serial : -1.0, read_us,
+                     host_us);
       first_row = false;
     };
 
@@ -472,6 +480,7 @@ int main(int argc, char** argv) {
       kernels::set_gemv_split(no_split ? 1 : split_all ? 2 : 0);
       kernels::set_gemv_post(opts.find(":post") != std::string::npos ? 2 : opts.find(":pre") != std::string::npos ? 1 : 0);
       kernels::set_gemv_int8(opts.find(":f16") != std::string::npos ? 1 : 0);
+      kernels::set_gemv_table_cache(opts.find(":nocache") == std::string::npos);
       using kernels::CodeLayout;
       const CodeLayout layout = opts.find(":disk") != std::string::npos   ? CodeLayout::kDisk
                                 : opts.find(":quad") != std::string::npos ? CodeLayout::kQuad
@@ -518,7 +527,8 @@ int main(int argc, char** argv) {
       const std::string name = (silu ? std::string(" silu") : silusep ? " silu-sep" : "") +
                                (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
                                (ws[0].tiled ? "" : " row-major") +
-                               (no_split ? " no split" : "") + (split_all ? " split all" : "");
+                               (no_split ? " no split" : "") + (split_all ? " split all" : "") +
+                               (opts.find(":nocache") != std::string::npos ? " tables rebuilt" : "");
       // The weight sets' bytes (codes first, then scales; storage_bytes may add alignment padding,
       // which is not read): qbytes of each.
       std::vector<const void*> bufs;
@@ -526,11 +536,13 @@ int main(int argc, char** argv) {
       const double read_us = read_only_us(bufs, std::min(qbytes, ws[0].storage_bytes) & ~size_t{15}, gs, static_cast<uint32_t*>(dyf));
       for (int M : Ms) {
         double us_pdl[2];
+        std::vector<double> host_us;  // per batch of the PDL run
         for (int pdl = 0; pdl < 2; ++pdl) {
           kernels::set_pdl(pdl == 1);
           int idx = 0;
           us_pdl[pdl] = median_us(
               [&](int r) {
+                const auto t0 = std::chrono::steady_clock::now();
                 for (int i = 0; i < r; ++i) {
                   const kernels::DeviceTensor& w = ws[idx++ % nq];
                   if (silu) {
@@ -542,14 +554,17 @@ int main(int argc, char** argv) {
                                              dyf, gs);
                   }
                 }
+                if (pdl == 1)
+                  host_us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / r);
               },
               50);
         }
         kernels::set_pdl(true);
+        std::sort(host_us.begin(), host_us.end());
         row(cfg.label() + " " + kernels::gemv_decoder_name(ws[0], M) + name +
                 (kernels::gemv_post_scaled(ws[0], M) ? " post" : ""),
             M, us_pdl[1],
-            (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3), us_pdl[0], read_us);
+            (qbytes + 2.0 * M * K + 2.0 * M * N) / (copy_gbs * 1e3), us_pdl[0], read_us, host_us[host_us.size() / 2]);
       }
     }
     CK(cudaFree(dx));

@@ -20,8 +20,10 @@ print(f"measured copy bandwidth {ours['copy_gbs']:.0f} GB/s; torch {tiny.get('to
 # read-only: a kernel that only reads the row's weight bytes, launched as ours (bench_gemv's
 # read_only_kernel): the ceiling for any kernel that must read them; "% of read-only" its time
 # over ours.
-print("| format | N x K | M | ours us | % of BW floor | read-only us | % of read-only | serial us | serial % | cuBLAS fp16 us | tinygemm us | vs cuBLAS | serial vs cuBLAS | vs tinygemm |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+# host us: the host's time to issue one of our launches (bench_gemv's host_us); where it reaches
+# "ours us", the row is host-bound.
+print("| format | N x K | M | ours us | % of BW floor | read-only us | % of read-only | serial us | serial % | host us | cuBLAS fp16 us | tinygemm us | vs cuBLAS | serial vs cuBLAS | vs tinygemm |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in ours["rows"]:
     t = tg.get((r["N"], r["K"], r["M"]))
     ts = f"{t:.2f}" if t else "n/a"
@@ -30,6 +32,8 @@ for r in ours["rows"]:
     ss = (f"{su:.2f} | {r['bw_pct_serial']:.1f} %", f"{r['cublas_us'] / su:.2f}x") if su > 0 else ("n/a | n/a", "n/a")
     ro = r.get("read_us", -1)
     rs = f"{ro:.2f} | {100 * ro / r['us']:.1f} %" if ro > 0 else "n/a | n/a"
-    print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {rs} | {ss[0]} | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {ss[1]} | {vt} |")
+    ho = r.get("host_us", -1)
+    hs = f"{ho:.2f}" if ho > 0 else "n/a"
+    print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {rs} | {ss[0]} | {hs} | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {ss[1]} | {vt} |")
 PY
 rm -rf "$T"
