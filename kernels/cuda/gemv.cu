@@ -559,6 +559,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   constexpr int kBlkWords = kRowsPerBlock * block_words(BITS);  // a tile's 128-column block of codes
   // TILES == 2 in the ring (the int8 products only): each warp takes its block of K of both tiles.
   constexpr bool kWarpTiles = BULK && TILES == 2;
+  constexpr int kPairs = kWarpTiles ? 2 : 1;  // the ring's row pairs per warp and block (block_i8)
   // ZB (asym int3 on nibbles): each group's zero point byte comes with its scale (load_group: in
   // the scale entry's high half), for kNib3 selecting the group's tables (nib_z), for kNib3I8 the
   // term z sum q (block_i8); the ring stages them after the scales.
@@ -775,12 +776,11 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // ZB (int3 asym): the tables hold the codes c (0..7); the zero point z enters as sum (c - z) q =
   // sum c q - z sum q, sum q by one warp reduction per block (all 32 rows), z per row and block.
   // x with an inf or NaN (E = 31) gives NaN sums. Only the sums of x row 0 (acc0[0], acc0[2]) are kept.
-  // kWarpTiles: the same for rows 16..31 (qC, qD, gC, gD: rows g + 16, g + 24, into acc1[0], acc1[2])
-  // with the same x split, so each split serves 32 rows.
+  // Row pairs: pair 0 is rows g, g + 8 (q[0], gr[0]; into acc0[0], acc0[2]); kWarpTiles adds pair 1,
+  // rows g + 16, g + 24 (into acc1[0], acc1[2]), with the same x split, so each split serves 32 rows.
   // xv: the lane's four x of the block (loaded a block ahead by the loop: x_lane).
   auto x_lane = [&](int kbc) { return __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kbc) * 128) + lane); };
-  auto block_i8 = [&](const uint2& xv, const uint4& qA, const uint4& qB, const Group& gA, const Group& gB, const uint4& qC,
-                      const uint4& qD, const Group& gC, const Group& gD, int buf) {
+  auto block_i8 = [&](const uint2& xv, const uint4 (&q)[kPairs][2], const Group (&gr)[kPairs][2], int buf) {
     if constexpr (I8) {
       const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
       const uint32_t mx = __reduce_max_sync(0xffffffffu, max(m2 & 0xffffu, m2 >> 16));
@@ -800,42 +800,44 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         qsum = __reduce_add_sync(0xffffffffu, static_cast<int>(f[0] + f[1] + f[2] + f[3] - 4u * 0x4b400000u));
       xsplit[warp][buf][lane] = make_uint2(bits::prmt(p01, p23, 0x7531u), bits::prmt(p01, p23, 0x6420u));
       __syncwarp();
-      uint32_t wa[4], wb[4];
-      gemv3::nib3_words(qA.x, qA.y, qA.z, wa);
-      gemv3::nib3_words(qB.x, qB.y, qB.z, wb);
-      uint32_t wc[4], wd[4];
-      if constexpr (kWarpTiles) {
-        gemv3::nib3_words(qC.x, qC.y, qC.z, wc);
-        gemv3::nib3_words(qD.x, qD.y, qD.z, wd);
-      }
-      const uint32_t tA = a.special[gA.table >> 5], tB = a.special[gB.table >> 5];  // (ZB: table 0)
-      const uint32_t tC = kWarpTiles ? a.special[gC.table >> 5] : 0u, tD = kWarpTiles ? a.special[gD.table >> 5] : 0u;
-      int hi[4] = {0, 0, 0, 0}, lo[4] = {0, 0, 0, 0}, hi2[4] = {0, 0, 0, 0}, lo2[4] = {0, 0, 0, 0};
+      uint32_t w[kPairs][2][4], tb[kPairs][2];
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) gemv3::nib3_words(q[p][r].x, q[p][r].y, q[p][r].z, w[p][r]);
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) tb[p][r] = a.special[gr[p][r].table >> 5];  // (ZB: table 0)
+      int hi[kPairs][4], lo[kPairs][4];
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) hi[p][i] = lo[p][i] = 0;
       constexpr int kQuad = static_cast<int>(CodeLayout::kQuad);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         // Chunk j's first column in the block (kQuad: 32 j + 8 t; kPair: 64 (j >> 1) + 16 t + 8 (j & 1)).
         const int c = LAYOUT == kQuad ? 32 * j + 8 * t : 64 * (j >> 1) + 16 * t + 8 * (j & 1);
         const uint4 xb = *reinterpret_cast<const uint4*>(&xsplit[warp][buf][c >> 2]);
-        const gemv3::Nib3Bytes bA = gemv3::nib3_lookup(wa[j], nib_t0, tA), bB = gemv3::nib3_lookup(wb[j], nib_t0, tB);
-        mma16832<true>(hi, bA.lo, bB.lo, bA.hi, bB.hi, xb.x, xb.z);
-        mma16832<false>(lo, bA.lo, bB.lo, bA.hi, bB.hi, xb.y, xb.w);
-        if constexpr (kWarpTiles) {
-          const gemv3::Nib3Bytes bC = gemv3::nib3_lookup(wc[j], nib_t0, tC), bD = gemv3::nib3_lookup(wd[j], nib_t0, tD);
-          mma16832<true>(hi2, bC.lo, bD.lo, bC.hi, bD.hi, xb.x, xb.z);
-          mma16832<false>(lo2, bC.lo, bD.lo, bC.hi, bD.hi, xb.y, xb.w);
+#pragma unroll
+        for (int p = 0; p < kPairs; ++p) {
+          const gemv3::Nib3Bytes b0 = gemv3::nib3_lookup(w[p][0][j], nib_t0, tb[p][0]);
+          const gemv3::Nib3Bytes b1 = gemv3::nib3_lookup(w[p][1][j], nib_t0, tb[p][1]);
+          mma16832<true>(hi[p], b0.lo, b1.lo, b0.hi, b1.hi, xb.x, xb.z);
+          mma16832<false>(lo[p], b0.lo, b1.lo, b0.hi, b1.hi, xb.y, xb.w);
         }
       }
       const float down = E == 31 ? __int_as_float(0x7fc00000)
                                  : __uint_as_float(static_cast<uint32_t>(98 + E - a.i8_shift) << 23);  // 2^-(29 - E + shift)
-      auto scale_of = [&](const Group& gr) { return __half2float(__ushort_as_half(static_cast<unsigned short>(gr.scale))) * down; };
+      auto scale_of = [&](const Group& g_) { return __half2float(__ushort_as_half(static_cast<unsigned short>(g_.scale))) * down; };
       // ZB: the codes c went in as they are; sum (c - z) q = sum c q - z sum q (exact in int32).
-      auto sum_of = [&](int s, const Group& gr) { return ZB ? s - static_cast<int>(gr.scale >> 16) * qsum : s; };
-      acc0[0] = fmaf(scale_of(gA), __int2float_rn(sum_of(hi[0] * 256 + lo[0], gA)), acc0[0]);
-      acc0[2] = fmaf(scale_of(gB), __int2float_rn(sum_of(hi[2] * 256 + lo[2], gB)), acc0[2]);
-      if constexpr (kWarpTiles) {
-        acc1[0] = fmaf(scale_of(gC), __int2float_rn(sum_of(hi2[0] * 256 + lo2[0], gC)), acc1[0]);
-        acc1[2] = fmaf(scale_of(gD), __int2float_rn(sum_of(hi2[2] * 256 + lo2[2], gD)), acc1[2]);
+      auto sum_of = [&](int s, const Group& g_) { return ZB ? s - static_cast<int>(g_.scale >> 16) * qsum : s; };
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p) {
+        float(&acc)[4] = p == 0 ? acc0 : acc1;
+        acc[0] = fmaf(scale_of(gr[p][0]), __int2float_rn(sum_of(hi[p][0] * 256 + lo[p][0], gr[p][0])), acc[0]);
+        acc[2] = fmaf(scale_of(gr[p][1]), __int2float_rn(sum_of(hi[p][2] * 256 + lo[p][2], gr[p][1])), acc[2]);
       }
     }
   };
@@ -902,32 +904,33 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       for (int c0 = kb_begin, it = 0; c0 + wk < kb_end; c0 += kw, ++it) {
         const int kb = c0 + wk;
         bulk::wait(bar0 + 8u * slot, phase);
-        const uint32_t* p = &bulk_buf[0][0] + kStageWords * slot + lane_word;
-        const uint4 qA = lane_q(p), qB = lane_q(p + 32);
+        const uint32_t* ps = &bulk_buf[0][0] + kStageWords * slot + lane_word;
         const uint16_t* sc = scale0 + 2 * kStageWords * slot;
         const uint8_t* zs = zero0 + 4 * kStageWords * slot;
-        const uint16_t sA = sc[g], sB = sc[g + 8];
-        const uint32_t zA = ZB ? zs[g] : 0u, zB = ZB ? zs[g + 8] : 0u;
-        uint4 qC{}, qD{};
-        uint16_t sC = 0, sD = 0;
-        uint32_t zC = 0, zD = 0;
-        if constexpr (kWarpTiles) {
-          qC = lane_q(p + kw * kBlkWords), qD = lane_q(p + kw * kBlkWords + 32);
-          sC = sc[kw * kRowsPerBlock + g], sD = sc[kw * kRowsPerBlock + g + 8];
-          if constexpr (ZB) zC = zs[kw * kRowsPerBlock + g], zD = zs[kw * kRowsPerBlock + g + 8];
-        }
+        // Row pair p (rows g + 16 p, g + 16 p + 8: tile p's under kWarpTiles): codes, scales, zero points.
+        uint4 q[kPairs][2];
+        uint32_t se[kPairs][2];  // the scale entry (ZB: the zero point in bits 16..23)
+#pragma unroll
+        for (int p = 0; p < kPairs; ++p)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            q[p][r] = lane_q(ps + p * kw * kBlkWords + 32 * r);
+            const int e = p * kw * kRowsPerBlock + g + 8 * r;
+            se[p][r] = sc[e] | (ZB ? static_cast<uint32_t>(zs[e]) << 16 : 0u);
+          }
         bulk::arrive(ebar0 + 8u * slot);  // the producer may refill the stage
-        const Staged gA0 = decode_group<K, false, false>(GroupRaw{sA | zA << 16, 0u}, 0u, a.razer_scale_mask);
-        const Staged gB0 = decode_group<K, false, false>(GroupRaw{sB | zB << 16, 0u}, 0u, a.razer_scale_mask);
+        Group gr[kPairs][2];
+#pragma unroll
+        for (int p = 0; p < kPairs; ++p)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) gr[p][r] = decode_group<K, false, false>(GroupRaw{se[p][r], 0u}, 0u, a.razer_scale_mask);
         if (++slot == kD) slot = 0, phase ^= 1u;
         if constexpr (I8) {
-          const Staged gC0 = decode_group<K, false, false>(GroupRaw{sC | zC << 16, 0u}, 0u, a.razer_scale_mask);
-          const Staged gD0 = decode_group<K, false, false>(GroupRaw{sD | zD << 16, 0u}, 0u, a.razer_scale_mask);
           const uint2 xv = x_next;
           x_next = x_lane(kb_clamp(kb + kw));
-          block_i8(xv, qA, qB, gA0, gB0, qC, qD, gC0, gD0, it & 1);
+          block_i8(xv, q, gr, it & 1);
         } else {
-          block(kb, qA, qB, gA0, gB0);
+          block(kb, q[0][0], q[0][1], gr[0][0], gr[0][1]);
         }
       }
     }
