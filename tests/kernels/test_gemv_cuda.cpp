@@ -590,7 +590,8 @@ TEST(GemvCuda, RazerSpecialValueSets) {
 // gemv_fp16_cuda keeps the tables it builds from a grid per thread (set_gemv_table_cache): launches
 // that interleave more formats than it keeps (4-bit and 3-bit RaZeR with two special-value sets
 // each, int4 and int3 asym, int3 asym on nibbles and on the bitstream, nf4 on the table), under
-// both decoder settings, give y bit for bit as with the tables rebuilt at every launch.
+// both decoder settings and in the ring wherever it applies (stages 3: the int8 tables at M = 1),
+// give y bit for bit as with the tables rebuilt at every launch.
 TEST(GemvCuda, KeptGridTablesGiveTheRebuiltTablesY) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -622,8 +623,9 @@ TEST(GemvCuda, KeptGridTablesGiveTheRebuiltTablesY) {
     for (auto& h : xh) h = float_to_fp16(nd(rng));
     DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(M * N) * 2);
     dx.copy_from_host(xh.data(), xh.size() * 2);
-    for (auto dec : {kernels::GemvDecoder::kAuto, kernels::GemvDecoder::kTable}) {
-      DecoderScope scope(dec);
+    for (auto [dec, stages] : {std::pair{kernels::GemvDecoder::kAuto, 0}, std::pair{kernels::GemvDecoder::kTable, 0},
+                               std::pair{kernels::GemvDecoder::kAuto, 3}}) {
+      DecoderScope scope(dec, stages);
       std::vector<std::vector<uint16_t>> rebuilt;
       kernels::set_gemv_table_cache(false);
       for (const DeviceTensor& t : ts) rebuilt.push_back(gemv_to_host(t, dx, M, dy));
@@ -632,8 +634,11 @@ TEST(GemvCuda, KeptGridTablesGiveTheRebuiltTablesY) {
         for (size_t i = 0; i < ts.size(); ++i) {
           const std::vector<uint16_t> y = gemv_to_host(ts[i], dx, M, dy);
           EXPECT_EQ(count_diff(y, rebuilt[i]), 0) << ts[i].cfg.label() << (ts[i].nib3 ? " nib3" : "") << " case " << i
-                                                  << " M=" << M << " pass " << pass << " "
+                                                  << " M=" << M << " stages " << stages << " pass " << pass << " "
                                                   << kernels::gemv_decoder_name(ts[i], M);
+      if (stages == 3 && M == 1) {  // (the ring applies to the nibble tensors: int8 products there)
+        EXPECT_STREQ(kernels::gemv_decoder_name(ts[5], M), "nib3-i8/bulk") << ts[5].cfg.label();
+      }
         }
     }
   }
