@@ -480,7 +480,8 @@ int main(int argc, char** argv) {
       kernels::set_gemv_split(no_split ? 1 : split_all ? 2 : 0);
       kernels::set_gemv_post(opts.find(":post") != std::string::npos ? 2 : opts.find(":pre") != std::string::npos ? 1 : 0);
       kernels::set_gemv_int8(opts.find(":f16") != std::string::npos ? 1 : 0);
-      kernels::set_gemv_table_cache(opts.find(":nocache") == std::string::npos);
+      const bool rebuild_tables = opts.find(":nocache") != std::string::npos;
+      kernels::set_gemv_table_cache(!rebuild_tables);
       using kernels::CodeLayout;
       const CodeLayout layout = opts.find(":disk") != std::string::npos   ? CodeLayout::kDisk
                                 : opts.find(":quad") != std::string::npos ? CodeLayout::kQuad
@@ -528,7 +529,7 @@ int main(int argc, char** argv) {
                                (tiles ? " tiles " + std::to_string(tiles) : "") + layout_name +
                                (ws[0].tiled ? "" : " row-major") +
                                (no_split ? " no split" : "") + (split_all ? " split all" : "") +
-                               (opts.find(":nocache") != std::string::npos ? " tables rebuilt" : "");
+                               (rebuild_tables ? " tables rebuilt" : "");
       // The weight sets' bytes (codes first, then scales; storage_bytes may add alignment padding,
       // which is not read): qbytes of each.
       std::vector<const void*> bufs;

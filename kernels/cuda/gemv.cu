@@ -809,11 +809,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       for (int p = 0; p < kPairs; ++p)
 #pragma unroll
         for (int r = 0; r < 2; ++r) tb[p][r] = a.special[gr[p][r].table >> 5];  // (ZB: table 0)
-      int hi[kPairs][4], lo[kPairs][4];
-#pragma unroll
-      for (int p = 0; p < kPairs; ++p)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) hi[p][i] = lo[p][i] = 0;
+      int hi[kPairs][4] = {}, lo[kPairs][4] = {};
       constexpr int kQuad = static_cast<int>(CodeLayout::kQuad);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
@@ -1728,23 +1724,27 @@ void set_gemv_post(int mode) { g_post = mode == 1 || mode == 2 ? mode : 0; }
 void set_gemv_int8(int mode) { g_int8 = mode == 1 ? 1 : 0; }
 void set_gemv_table_cache(bool on) { g_table_cache = on; }
 
+namespace {
+// The plan gemv_fp16_cuda(w, x, M, ...) would take now (w supported), for the queries below.
+Plan plan_of(const DeviceTensor& w, int64_t M) {
+  uint32_t special[kTables], t0;
+  return choose_plan(w, grid_tables(w, quantizer::base_grid(w.cfg)), M, special, &t0);
+}
+}  // namespace
+
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return false;
-  uint32_t special[kTables], t0;
-  const Plan p = choose_plan(w, grid_tables(w, quantizer::base_grid(w.cfg)), M, special, &t0);
+  const Plan p = plan_of(w, M);
   return post_scaled(p.dec, p.pre) || p.dec == Decode::kNib3I8;
 }
 
 bool gemv_int8_products(const DeviceTensor& w, int64_t M) {
-  if (!gemv_supported(w)) return false;
-  uint32_t special[kTables], t0;
-  return choose_plan(w, grid_tables(w, quantizer::base_grid(w.cfg)), M, special, &t0).dec == Decode::kNib3I8;
+  return gemv_supported(w) && plan_of(w, M).dec == Decode::kNib3I8;
 }
 
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return "unsupported";
-  uint32_t special[kTables], t0;
-  const Decode dec = choose_plan(w, grid_tables(w, quantizer::base_grid(w.cfg)), M, special, &t0).dec;
+  const Decode dec = plan_of(w, M).dec;
   const int stages = choose_stages(w, dec, M);
   if (dec == Decode::kNib3I8) return "nib3-i8/bulk";
   if (stages == kBulkStages) return dec == Decode::kNib3 ? "nib3/bulk" : dec == Decode::kFp3 ? "fp3-bits/bulk" : "int3-bits/bulk";
