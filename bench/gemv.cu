@@ -13,7 +13,9 @@
 // (":rm", set_upload_tiling), no split tail (":ns", set_gemv_split) or every tile split (":sp"),
 // 4-bit RaZeR's E2M1 codes with the byte patch instead of the re-encoded two-table codes (":e2m1",
 // set_upload_razer_xor), razer3's codes as a bitstream (the table decoder then) instead of
-// nibbles for the lookup decoder (":bs", set_upload_nib3), the 3-bit scale on the block sums
+// nibbles for the lookup decoder (":bs", set_upload_nib3), nf4's codes in pair order (the table
+// decoder then) instead of column order for the pair-table decoder (":porder", set_upload_pair_table),
+// the 3-bit scale on the block sums
 // (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), razer3's fp16
 // products where the int8 ones would run (":f16", set_gemv_int8(1)), the launch's grid tables
 // rebuilt at every launch instead of kept (":nocache", set_gemv_table_cache(false)), the gate/up
@@ -509,11 +511,13 @@ int main(int argc, char** argv) {
       kernels::set_upload_tiling(!row_major);
       kernels::set_upload_razer_xor(opts.find(":e2m1") == std::string::npos);
       kernels::set_upload_nib3(opts.find(":bs") == std::string::npos);
+      kernels::set_upload_pair_table(opts.find(":porder") == std::string::npos);
       for (int i = 0; i < nq; ++i) ws.push_back(kernels::upload(q));
       kernels::set_upload_layout(CodeLayout::kAuto);
       kernels::set_upload_tiling(true);
       kernels::set_upload_razer_xor(true);
       kernels::set_upload_nib3(true);
+      kernels::set_upload_pair_table(true);
       const char* layout_name = ws[0].layout == CodeLayout::kQuad   ? " quad"
                                 : ws[0].layout == CodeLayout::kPair ? " pair"
                                                                     : "";

@@ -117,6 +117,17 @@ bool nib3_applies(const quantizer::QuantizedTensor& q) {
   return gemv3::nib3_tables(grid.value, grid.special_code, c.special_values, &t);
 }
 
+// Whether upload() keeps a tensor's 4-bit codes in column order for the GEMV's pair-table
+// decoder (DeviceTensor::pair_table): plain fp16 scales, symmetric, a grid of 16 values without
+// a special code that no bit decoder takes (not int, not E2M1: nf4), whole 128-column blocks.
+bool pair_table_applies(const quantizer::QuantizedTensor& q) {
+  const quantizer::FormatConfig& c = q.cfg;
+  if (c.bits != 4 || c.asym || c.id == quantizer::FormatId::kInt || c.spec().scale_kind != ScaleKind::kFp16) return false;
+  if (!pair_order_applies(c.bits, q.cols)) return false;
+  const quantizer::Grid grid = quantizer::base_grid(c);
+  return grid.special_code < 0 && grid.value.size() == 16 && !gemv4::is_e2m1_grid(grid.value, -1);
+}
+
 // `rows` rows of 3-bit codes (`words_per_row` words, whole 128-column blocks of 12 words, the
 // chunks in column order) with each lane's 12 bytes (words 3 t .. 3 t + 2 of a block: chunks
 // 4 t .. 4 t + 3) as gemv3::nib3_pack stores them.
@@ -192,6 +203,7 @@ CodeLayout g_upload_layout = CodeLayout::kAuto;
 bool g_upload_tiling = true;
 bool g_upload_razer_xor = true;
 bool g_upload_nib3 = true;
+bool g_upload_pair_table = true;
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -286,6 +298,7 @@ DeviceTensor& DeviceTensor::operator=(DeviceTensor&& o) noexcept {
     pair_order = o.pair_order;
     razer_xor = o.razer_xor;
     nib3 = o.nib3;
+    pair_table = o.pair_table;
     storage = o.storage, storage_bytes = o.storage_bytes;
     o.storage = nullptr, o.storage_bytes = 0;
     clear_arrays(o);
@@ -324,8 +337,8 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
       bad("code layout (set_upload_layout changed between the uploads, or NV-kind parts on both sides of "
           "upload's row bound for kPair: gemv_layout.hpp layout_for)");
     if (p.tiled != f.tiled) bad("row tiling (rows a multiple of 16 in one, not in the other, or set_upload_tiling)");
-    if (p.pair_order != f.pair_order || p.razer_xor != f.razer_xor || p.nib3 != f.nib3)
-      bad("pair order, RaZeR or nibble encoding of the codes");
+    if (p.pair_order != f.pair_order || p.razer_xor != f.razer_xor || p.nib3 != f.nib3 || p.pair_table != f.pair_table)
+      bad("pair order, RaZeR or nibble encoding of the codes, or pair-table encoding");
     if (p.tiled && p.rows % kTileRows) bad("whole 16-row tiles (a tiled row_view that ends inside a tile)");
     rows += p.rows;
   }
@@ -359,6 +372,7 @@ DeviceTensor concat_rows(const std::vector<const DeviceTensor*>& parts, void* st
   t.pair_order = f.pair_order;
   t.razer_xor = f.razer_xor;
   t.nib3 = f.nib3;
+  t.pair_table = f.pair_table;
   t.scales_fit_fp16 = true;
   t.max_inner_scale = 0;
   for (const DeviceTensor* p : parts) {
@@ -397,6 +411,7 @@ DeviceTensor row_view(const DeviceTensor& t, int64_t row0, int64_t rows) {
   v.pair_order = t.pair_order;
   v.razer_xor = t.razer_xor;
   v.nib3 = t.nib3;
+  v.pair_table = t.pair_table;
   return v;
 }
 
@@ -419,11 +434,13 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   // The fused GEMV's layout (gemv_layout.hpp) where it applies.
   const CodeLayout layout =
       layout_for(q.cfg, q.cols, g_upload_layout, few_rows_per_sm(q.rows, detail::current_device_sm_count()));
-  // RaZeR 4-bit for the two-table decoder: re-encoded, in column order; the others in pair order.
-  // 3-bit codes the lookup decoder takes: as nibbles (after the chunk permutation, column order).
+  // RaZeR 4-bit for the two-table decoder: re-encoded, in column order; nf4 (pair_table_applies) in
+  // column order as on disk; the others in pair order. 3-bit codes the lookup decoder takes: as
+  // nibbles (after the chunk permutation, column order).
   const bool razer_xor = g_upload_razer_xor && razer_xor_applies(q);
   const bool nib3 = g_upload_nib3 && nib3_applies(q);
-  const bool pair_order = !razer_xor && !nib3 && pair_order_applies(q.cfg.bits, q.cols);
+  const bool pair_table = g_upload_pair_table && pair_table_applies(q);
+  const bool pair_order = !razer_xor && !nib3 && !pair_table && pair_order_applies(q.cfg.bits, q.cols);
   std::vector<uint32_t> xor_codes = razer_xor ? razer_xor_codes(q) : std::vector<uint32_t>();
   const uint32_t* codes = razer_xor ? xor_codes.data() : q.codes.data();
   std::vector<uint32_t> permuted =
@@ -479,6 +496,7 @@ DeviceTensor upload(const quantizer::QuantizedTensor& q, void* stream) {
   t.pair_order = pair_order;
   t.razer_xor = razer_xor;
   t.nib3 = nib3;
+  t.pair_table = pair_table;
   double mx = 0;
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -520,6 +538,7 @@ void set_upload_layout(CodeLayout layout) { g_upload_layout = layout; }
 void set_upload_tiling(bool tiled) { g_upload_tiling = tiled; }
 void set_upload_razer_xor(bool on) { g_upload_razer_xor = on; }
 void set_upload_nib3(bool on) { g_upload_nib3 = on; }
+void set_upload_pair_table(bool on) { g_upload_pair_table = on; }
 
 void dequantize_fp16_cuda(const DeviceTensor& t, uint16_t* d_out, void* stream) {
   const char* where = "dequantize_fp16_cuda";

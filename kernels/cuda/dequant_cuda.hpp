@@ -84,6 +84,12 @@ struct DeviceTensor {
   // with a zero low byte, as the defaults; int3 asym also gets zero_bytes); kept by concat_rows
   // and row_view; the dequantization kernel and the GEMV's table decoder read it too.
   bool nib3 = false;
+  // 4-bit codes kept in column order (pair_order false) for the fused GEMV's pair-table decoder
+  // (gemv.cu Decode::kPairLut: each byte of two codes looks up its half2 of fp16 values in a
+  // 256-entry shared-memory table): grids without a bit decoder, with plain fp16 scales,
+  // symmetric (nf4). Set by upload() where pair_table_applies; kept by concat_rows and row_view;
+  // the dequantization kernel and the GEMV's table decoder read the column order.
+  bool pair_table = false;
   void* storage = nullptr;  // the owning allocation (null for a row_view, which borrows it)
   size_t storage_bytes = 0;
 
@@ -113,6 +119,10 @@ void set_upload_razer_xor(bool on);
 // true: DeviceTensor::nib3); false keeps them in pair order for the bit decoders, for tests and
 // benchmarks. Process-wide.
 void set_upload_nib3(bool on);
+// Whether later upload() calls keep 4-bit codes in column order for the pair-table decoder where
+// pair_table_applies (the default, true: DeviceTensor::pair_table); false gives them the pair
+// order (then the table decoder), for tests and benchmarks. Process-wide.
+void set_upload_pair_table(bool on);
 // Frees the device memory; idempotent.
 void free(DeviceTensor& t);
 

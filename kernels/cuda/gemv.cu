@@ -28,8 +28,10 @@
 // (razer4, mxfp4-razer, nvfp4-razer) re-encoded at upload (DeviceTensor::razer_xor): two PRMT
 // lookups in 8-byte tables per four codes, XORed, special value included; razer3, fp3 and int3
 // stored as nibbles: a PRMT lookup in an 8-byte table held in registers, razer3's special value in
-// it, int3 asym's zero point by the table's choice), else through a 16-entry fp16 table of the
-// format's values in shared memory (one per special value for the RaZeR kinds); then the zero point
+// it, int3 asym's zero point by the table's choice; nf4, whose grid no bit decoder takes, kept in
+// column order at upload (DeviceTensor::pair_table): each byte of two codes loads its half2 from a
+// 256-entry table in shared memory, 32 copies, one per bank), else through a 16-entry fp16 table
+// of the format's values in shared memory (one per special value for the RaZeR kinds); then the zero point
 // (asym int) and one HMUL2 by the group's fp16 inner scale (the nibbles at M <= 8 and K > 4096: the
 // scale on each 128-column block's fp32 sums instead, POST: post_scaled). The nibbles at M = 1 in
 // the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8): the codes looked up
@@ -100,6 +102,7 @@ struct GemvArgs {
                               // signed, 0x3f3f), kE8M0Razer the byte's sign bit (0x80 signed, 0)
   int razer_xor;              // the codes re-encoded (DeviceTensor::razer_xor): kE2M1Xor or the table
   int nib3;                   // 3-bit codes as nibbles (DeviceTensor::nib3): kNib3 or the table
+  int pair_table;             // 4-bit codes in column order for kPairLut (DeviceTensor::pair_table): it or the table
   uint32_t nib_t0;            // kNib3: the high bytes of codes 0..3's values x 2^-14 (gemv3::nib3_tables);
                              // kNib3I8: their int8 values x 2^i8_shift (gemv3::nib3_i8_tables)
   int i8_shift;               // kNib3I8: the tables' values are the grid's x 2^i8_shift
@@ -310,7 +313,14 @@ struct RowGroup {
 //         gemv3::nib3_i8_tables: four weights per PRMT, no spreading into half2s) and multiplied by
 //         int8 tensor-core products (mma.m16n8k32) against x split in two int8 parts per 128-column
 //         block (gemv_body's I8): M = 1, the bulk ring only.
-enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3, kNib3I8 };
+//  kPairLut: 4-bit codes in column order (DeviceTensor::pair_table: grids no bit decoder takes,
+//         nf4), so byte i of a word is pair i (codes 2i, 2i + 1): one 32-bit shared-memory load of
+//         the half2 (value(low nibble), value(high nibble)) from a 256-entry table, which gemv_body
+//         builds per block from the grid's fp16 values in 32 copies, word 32 e + lane for entry e,
+//         so that every lane reads its own bank (no conflicts). Per word of 8 codes: 4 byte
+//         extractions, 4 address computations and 4 loads, against the table decoder's 8 loads
+//         and 20 ALU-pipe instructions; the same fp16 values, so the same y bit for bit.
+enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3, kNib3I8, kPairLut };
 
 // The decoders that take an asym tensor's zero points as bytes (DeviceTensor::zero_bytes; gemv_body's ZB).
 __host__ __device__ constexpr bool takes_zero_bytes(bool asym, Decode d) {
@@ -395,6 +405,9 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
     const uint32_t hi = lds16(((q >> (4 * f1 - 1)) & 0x1eu) | tb);
     v = u2h(__byte_perm(lo, hi, 0x5410));
     if constexpr (ASYM) v = __hsub2(v, r.zero[0]);
+  } else if constexpr (DEC == Decode::kPairLut) {  // byte i = codes (2i, 2i + 1); tb: the lane's copy
+    const uint32_t b = i == 0 ? q & 0xffu : i == 3 ? q >> 24 : bits::prmt(q, 0u, 0x4440u | static_cast<uint32_t>(i));
+    v = u2h(lds32(tb + (b << 7)));
   } else if constexpr (DEC == Decode::kInt4) {
     v = __hsub2(u2h(gemv3::and_or(q >> (4 * i), 0x000f000fu, 0x64006400u)), r.zero[0]);
   } else if constexpr (DEC == Decode::kInt3) {
@@ -528,7 +541,7 @@ __host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asy
   // tables), 64 as its sym twin at four blocks.
   if (mt == 1 && stages == 1 && dec == Decode::kNib3 && asym) return kMinBlocksPerSm;
   if (mt != 2 || stages != 1) return 0;
-  if (dec == Decode::kE2M1Xor) return 3;
+  if (dec == Decode::kE2M1Xor || dec == Decode::kPairLut) return 3;
   return dec != Decode::kLut && !(asym && bits == 3) && !g16 ? kMinBlocksPerSm : 0;
 }
 
@@ -580,14 +593,25 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // I8: each warp's x block split in two int8 parts (hi, lo) for its lanes' B operands, two blocks
   // (the one being multiplied and the next) so that one __syncwarp per block orders the writes.
   __shared__ __align__(16) uint2 xsplit[I8 ? kWarps : 1][2][32];
-  // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them).
-  // The table decoder on a nib3 tensor: nibbles, in column order too.
-  const bool col_order = DEC == Decode::kLut && (BITS == 4 ? is_razer_kind(K) && a.razer_xor : a.nib3 != 0);
+  // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them)
+  // or a pair_table tensor (plain fp16 scales, sym). The table decoder on a nib3 tensor: nibbles, in
+  // column order too.
+  const bool col_order =
+      DEC == Decode::kLut && (BITS == 4 ? (is_razer_kind(K) && a.razer_xor) || (K == ScaleKind::kFp16 && !ASYM && a.pair_table)
+                                        : a.nib3 != 0);
+  // kPairLut: the pair table, entry e's 32 copies at words 32 e .. 32 e + 31 (built below).
+  __shared__ __align__(16) uint32_t ptab[DEC == Decode::kPairLut ? 256 * 32 : 1];
   __shared__ __align__(128) uint16_t lut[kTables * 16];  // 4 tables x 32 bytes: the 32 banks once
-  __shared__ float red[kWarps][4 * MT][32];  // partial sums: [warp][accumulator][lane]
+  // Partial sums: [warp][accumulator][lane]; kPairLut: in the pair table's place (dead after the
+  // main loop; a barrier first), so that its blocks' shared memory leaves L1 room for x.
+  constexpr bool kRedInTable = DEC == Decode::kPairLut;
+  static_assert(!kRedInTable || kWarps * 4 * MT * 32 <= 256 * 32, "the partial sums fit in the pair table");
+  __shared__ float red_own[kRedInTable ? 1 : kWarps][4 * MT][32];
+  using RedWarp = float[4 * MT][32];
+  RedWarp* red = kRedInTable ? reinterpret_cast<RedWarp*>(ptab) : red_own;
   __shared__ float xfer[4 * MT][32];          // split tail: the second half's sums, written by its block
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  if (DEC == Decode::kLut) {
+  if (DEC == Decode::kLut || DEC == Decode::kPairLut) {  // (kPairLut: the pair table is built from it)
     if (tid < kTables * 16) lut[tid] = a.table[tid];
     __syncthreads();
   }
@@ -596,6 +620,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     __syncthreads();
   }
   const uint32_t lut_addr = static_cast<uint32_t>(__cvta_generic_to_shared(lut));  // 128-byte aligned
+  // The value table's shared address as row_group hands it to decode_pair (kPairLut: the lane's copy).
+  const uint32_t tab_addr =
+      DEC == Decode::kPairLut ? static_cast<uint32_t>(__cvta_generic_to_shared(ptab)) + 4u * static_cast<uint32_t>(tid & 31)
+                              : lut_addr;
   const uint32_t nib_t0 = a.nib_t0;
 
   const int g = lane >> 2, t = lane & 3;
@@ -714,8 +742,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         xb[4 * i] = u.x, xb[4 * i + 1] = u.y, xb[4 * i + 2] = u.z, xb[4 * i + 3] = u.w;
       }
     }
-    const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gA0), nA, okA, col, lut_addr);
-    const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gB0), nB, okB, col, lut_addr);
+    const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gA0), nA, okA, col, tab_addr);
+    const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gB0), nB, okB, col, tab_addr);
     uint32_t wa[4], wb[4];  // 8 codes each (columns 8w .. 8w + 7 of the lane's 32)
     if constexpr (BITS == 4) {
       wa[0] = qA.x, wa[1] = qA.y, wa[2] = qA.z, wa[3] = qA.w;
@@ -940,6 +968,18 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
       ga0[s] = load_g(grA, kbc), gb0[s] = load_g(grB, kbc);
     }
+    if constexpr (DEC == Decode::kPairLut) {  // the pair table (lut: table 0), while the loads fly
+      // Thread tid writes 16-byte pieces j = tid + 256 i (4 copies of entry e = j / 8): e's low nibble
+      // is the thread's, (tid / 8) % 16; its high nibble tid / 128 + 2 i is the warp's (one load).
+      static_assert(kWarps * 32 == 256, "the pair table's build assumes 256 threads");
+      const uint32_t lo = lut[(tid >> 3) & 15];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t v = lo | static_cast<uint32_t>(lut[(tid >> 7) + 2 * i]) << 16;
+        reinterpret_cast<uint4*>(ptab)[tid + 256 * i] = make_uint4(v, v, v, v);
+      }
+      __syncthreads();
+    }
     // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
     // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
     pdl::wait();
@@ -968,6 +1008,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1. kWarpTiles (M = 1): rows g + 16,
   // g + 24 of x row 0 go into the x row 1 places (c1, c3), never stored otherwise.
   if constexpr (kWarpTiles) acc0[1] = acc1[0], acc0[3] = acc1[2];
+  if constexpr (kRedInTable) __syncthreads();  // every warp is done with the table
   if (!producer) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -1125,6 +1166,18 @@ struct OccupancyCap {
   int natural = 0;
   size_t smem = 0;
 };
+// The pair table's kernels (kPairLut, 34 KB of shared memory each) get the smallest shared-memory
+// configuration that holds kPairLutBlocks of them, so that L1 (the x loads) keeps the rest.
+// Measured on the H100 (bench/gemv.md, thirty-first session, nf4): the largest configuration (228
+// KB, L1 28 KB) with the blocks the registers allowed was the fastest at M = 1 (28672x8192 /
+// 8192x28672 / 16384x16384: 47.8 / 47.0 / 50.9 us) but lost at M = 8 and 16 (58.8 / 58.5 / 65.8
+// and 100.7 / 99.0 / 105.1 us; the x loads missing L1, presumably: not profiled); three blocks (132 KB, 58 %) measured
+// 45.7 / 51.2 us at M = 1 on the two long-row shapes in one call and 65.0 / 57.8 in two others, and
+// 14336x4096 18.9 us against 13.8 at four; four (164 KB, 72 %): 47.5 / 49.6 / 58.4 at M = 1, 53.7 /
+// 59.5 / 61.0 at M = 8, 71.6 / 69.4 / 78.7 at M = 16; five (196 KB) the slowest nearly everywhere.
+// Hence four. (The launch attribute cudaLaunchAttributePreferredSharedMemoryCarveout instead of the
+// kernels' attribute gave the same times as the attribute at the same percentage.)
+constexpr int kPairLutBlocks = 4;
 
 template <class Kernel>
 OccupancyCap occupancy_cap(Kernel k, int threads = kWarps * 32) {
@@ -1133,6 +1186,28 @@ OccupancyCap occupancy_cap(Kernel k, int threads = kWarps * 32) {
   RAZERQ_CUDA(cudaFuncGetAttributes(&attr, k));
   if (attr.sharedSizeBytes > 12 * 1024)  // the bulk ring's kernels (31 KB): room for four blocks
     RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+  if (attr.sharedSizeBytes > 32 * 1024) {
+    // The pair table's kernels: the configuration that holds kPairLutBlocks (or as many as the
+    // registers allow, if fewer); no cap. The carveout is a hint that the driver rounds to a
+    // configuration (sm_90: 0, 8, 16, 32, 64, 100, 132, 164, 196, 228 KB), so ask for the one that
+    // holds the blocks: 4 blocks of 34 KB ask for 164 KB, 72 %. (Asking for 47 %, 3 blocks' bytes,
+    // left 2 resident blocks: 4096x11008 at M = 1 ran 1.5x slower, thirty-first session.)
+    const int blocks = std::min(resident_blocks_per_sm(k, threads), kPairLutBlocks);  // (at the largest)
+    int dev = 0, per_sm = 0;
+    RAZERQ_CUDA(cudaGetDevice(&dev));
+    RAZERQ_CUDA(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    static constexpr long long kConfigsKb[] = {0, 8, 16, 32, 64, 100, 132, 164, 196, 228};
+    const long long need = blocks * (static_cast<long long>(attr.sharedSizeBytes) + 1024);  // (+1 KB: the system's)
+    int pct = 100;
+    for (long long kb : kConfigsKb)
+      if (kb * 1024 >= need) {
+        pct = static_cast<int>(std::min<long long>(100, (100 * kb * 1024 + per_sm - 1) / per_sm));
+        break;
+      }
+    RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, pct));
+    cap.natural = resident_blocks_per_sm(k, threads);
+    return cap;
+  }
   cap.natural = resident_blocks_per_sm(k, threads);
   if (cap.natural <= kMinBlocksPerSm) return cap;
   int dev = 0, optin = 0;
@@ -1318,6 +1393,8 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
   if (dec == Decode::kLut) return launch_d<K, ASYM, Decode::kLut, false>(a, s, stages);
   if constexpr (K == ScaleKind::kFp16)
     if (dec == Decode::kInt4) return launch_d<K, ASYM, Decode::kInt4, false>(a, s, stages);
+  if constexpr (K == ScaleKind::kFp16 && !ASYM)
+    if (dec == Decode::kPairLut) return launch_d<K, false, Decode::kPairLut, false>(a, s, stages);
   if constexpr (!ASYM)
     if (dec == Decode::kE2M1)
       return pre ? launch_d<K, false, Decode::kE2M1, true>(a, s, stages)
@@ -1377,6 +1454,7 @@ Decode choose_decoder(const DeviceTensor& w, const quantizer::Grid& grid, uint32
   std::memset(special, 0, sizeof(special));
   *t0 = 0;
   if (g_decoder == GemvDecoder::kTable) return Decode::kLut;
+  if (w.pair_table) return Decode::kPairLut;  // (upload checked the grid: pair_table_applies)
   if (w.razer_xor) {  // (upload checked the grid and the special values: razer_xor_applies)
     for (int i = 0; i < kTables; ++i)
       special[i] = gemv4::kXorT2Hi |
@@ -1426,11 +1504,12 @@ struct GridKey {
   std::vector<float> special_values;
   quantizer::FormatId id;
   int bits;
-  bool asym, razer_xor, nib3, sv_index;
+  bool asym, razer_xor, nib3, pair_table, sv_index;
   GemvDecoder decoder;
   bool matches(const DeviceTensor& w, const quantizer::Grid& grid) const {
     return special_code == grid.special_code && id == w.cfg.id && bits == w.cfg.bits && asym == w.cfg.asym &&
-           razer_xor == w.razer_xor && nib3 == w.nib3 && sv_index == (w.sv_index != nullptr) && decoder == g_decoder &&
+           razer_xor == w.razer_xor && nib3 == w.nib3 && pair_table == w.pair_table &&
+           sv_index == (w.sv_index != nullptr) && decoder == g_decoder &&
            value == grid.value && special_values == w.cfg.special_values;
   }
 };
@@ -1472,7 +1551,7 @@ GridTables grid_tables(const DeviceTensor& w, const quantizer::Grid& grid) {
   GridTables gt = build_grid_tables(w, grid);
   if (g_table_cache) {
     memo[next] = {GridKey{grid.value, grid.special_code, w.cfg.special_values, w.cfg.id, w.cfg.bits, w.cfg.asym,
-                          w.razer_xor, w.nib3, w.sv_index != nullptr, g_decoder},
+                          w.razer_xor, w.nib3, w.pair_table, w.sv_index != nullptr, g_decoder},
                   gt};
     next = (next + 1) % kSlots;
     filled = std::min(filled + 1, kSlots);
@@ -1601,7 +1680,7 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
   if (w.cfg.bits == 3 && w.cfg.spec().scale_kind != ScaleKind::kFp16 && w.cfg.spec().scale_kind != ScaleKind::kFp16Razer)
     return no("3-bit codes with a scale kind other than fp16");
   if (w.cols % 128) return no(strprintf("K = %lld is not a multiple of 128", static_cast<long long>(w.cols)));
-  if (!w.pair_order && !w.razer_xor && !w.nib3)
+  if (!w.pair_order && !w.razer_xor && !w.nib3 && !w.pair_table)
     return no("codes neither in pair order nor re-encoded (upload() gives one to every tensor the kernel takes)");
   const int g = w.cfg.group;
   if (g < 16 || (g & (g - 1)) != 0)
@@ -1655,6 +1734,7 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
                                                                     : (w.razer_xor ? 0xbfffu : 0x3fffu);
   a.razer_xor = w.razer_xor ? 1 : 0;
   a.nib3 = w.nib3 ? 1 : 0;
+  a.pair_table = w.pair_table ? 1 : 0;
   const Plan plan = choose_plan(w, gt, M, a.special, &a.nib_t0, &a.i8_shift, pair_rows != 0);
   const Decode dec = plan.dec;
   if (takes_zero_bytes(w.cfg.asym, dec)) {
@@ -1756,6 +1836,7 @@ const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
     case Decode::kFp3: return two ? "fp3-bits/2" : "fp3-bits/1";
     case Decode::kE2M1Xor: return two ? "e2m1-xor/2" : "e2m1-xor/1";
     case Decode::kNib3: return two ? "nib3/2" : "nib3/1";
+    case Decode::kPairLut: return two ? "pair-table/2" : "pair-table/1";
     case Decode::kNib3I8: break;  // (above)
     case Decode::kLut: break;
   }

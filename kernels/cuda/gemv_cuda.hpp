@@ -71,9 +71,12 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // which upload() stores as nibbles too: DeviceTensor::nib3) by a PRMT lookup in an 8-byte table of
 // the values' high bytes held in registers (int3 asym: one per zero point; the RaZeR kinds' special
 // values x 2^-14 must be fp16 with a zero low byte, as the defaults +-5, +-8, +-3, +-6 are, else
-// the table); the table: a shared-memory table of the format's 16 (8) values (any grid, nf4).
-// kAuto: bits wherever the grid allows, the table for nf4 (bits are the faster on the H100 for
-// every format, bench/gemv.md); kTable / kBits force one (kBits where the grid allows). Every
+// the table); nf4 (4-bit grids no bit decoder takes, with plain fp16 scales, which upload() keeps
+// in column order: DeviceTensor::pair_table) by a pair table: a byte of two codes looks up its two
+// fp16 values at once in shared memory (256 entries, 32 copies); the table: a shared-memory table
+// of the format's 16 (8) values (any grid). kAuto: bits wherever the grid allows, the pair table
+// for nf4 (both are faster than the table on the H100 for every format, bench/gemv.md); kTable /
+// kBits force one (kBits: the bit decoder or the pair table where the tensor has one). Every
 // choice gives the same weights and the same y bit for bit (tests; with the scale on the weights,
 // set_gemv_post(1), for the 3-bit formats). With the stage count (blocks of codes in flight per
 // warp: 1 or 2; 3 = the bulk ring wherever the tensor allows it: 3-bit bit decoders, fp16 scales in

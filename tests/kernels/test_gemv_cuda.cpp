@@ -319,7 +319,7 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
 TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  const std::string expect[] = {"e2m1-xor",  "int4-bits", "int4-bits", "e2m1-bits", "table",     "e2m1-bits",
+  const std::string expect[] = {"e2m1-xor",  "int4-bits", "int4-bits", "e2m1-bits", "pair-table", "e2m1-bits",
                                 "e2m1-xor",  "e2m1-bits", "e2m1-xor",  "e2m1-xor",  "int4-bits", "nib3",
                                 "nib3",      "nib3",      "nib3",      "nib3",      "nib3"};
   static_assert(std::size(expect) == std::size(kCases), "one expected decoder per case");
@@ -706,6 +706,43 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
   }
 }
 
+// nf4 uploaded in column order for the pair-table decoder (DeviceTensor::pair_table, the default)
+// and in pair order (set_upload_pair_table(false): the table decoder then) gives the same weights
+// (dequantization) and the same y bit for bit, with either decoder of each, tiled and row-major,
+// groups of 64, 128 and 256 (the permuted chunk layouts at 128 and 256), ragged rows; tensors of the
+// two encodings are not concatenated. gemv_decoder_name names the pair table at M = 1 and 16.
+TEST(GemvCuda, PairTableCodesEqualThePairOrderCodes) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  struct PairTableScope {
+    ~PairTableScope() { kernels::set_upload_pair_table(true); }
+  } restore;
+  const GemvCase cases[] = {{"nf4", false, 128}, {"nf4", false, 64}, {"nf4", false, 256}};
+  for (const GemvCase& c : cases) {
+    for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
+      for (bool tiled_rows : {true, false}) {
+        const QuantizedTensor q = quantize_random(rng, c, N, K);
+        DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, tiled_rows);
+        kernels::set_upload_pair_table(true);
+        const DeviceTensor tp = kernels::upload(q);
+        kernels::set_upload_pair_table(false);
+        const DeviceTensor to = kernels::upload(q);
+        kernels::set_upload_pair_table(true);
+        const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
+        ASSERT_TRUE(tp.pair_table) << what;
+        ASSERT_FALSE(tp.pair_order) << what;
+        ASSERT_FALSE(to.pair_table) << what;
+        ASSERT_TRUE(to.pair_order) << what;
+        EXPECT_TRUE(kernels::row_view(tp, 16, 5).pair_table) << what;
+        EXPECT_STREQ(kernels::gemv_decoder_name(tp, 1), "pair-table/1") << what;
+        EXPECT_STREQ(kernels::gemv_decoder_name(tp, 16), "pair-table/1") << what;
+        EXPECT_STREQ(kernels::gemv_decoder_name(to, 1), "table/1") << what;
+        expect_encodings_agree(tp, to, rng, what, "pair-table encoding");
+      }
+    }
+  }
+}
+
 // The 3-bit decoders' POST (set_gemv_post(2): the nibble decoder (razer3, fp3, int3 sym) and fp3's
 // bit decoder (on the bitstream) apply the scale to each 128-column block's fp32 sums, not to every
 // weight): within the bound of the reference with the exact weights, for groups of 128 and 256,
@@ -934,11 +971,14 @@ TEST(GemvCuda, PermutedLayoutsDequantizeToTheSameWeights) {
           const std::string f = c.format;
           const bool xor_codes = (f == "razer" || f == "mxfp4-razer" || f == "nvfp4-razer") && c.bits == 4;
           const bool nib = c.bits == 3;  // (razer3, fp3, int3: nibbles, DeviceTensor::nib3)
+          const bool ptab = f == "nf4";   // (column order for the pair table, DeviceTensor::pair_table)
           EXPECT_EQ(t.razer_xor, xor_codes) << what;
           EXPECT_EQ(t.nib3, nib) << what;
+          EXPECT_EQ(t.pair_table, ptab) << what;
+          EXPECT_EQ(kernels::row_view(t, 0, 16).pair_table, t.pair_table) << what;
           EXPECT_EQ(t.zero_bytes != nullptr, nib && c.asym) << what;
           EXPECT_EQ(kernels::row_view(t, 16, 5).zero_bytes != nullptr, nib && c.asym) << what;
-          EXPECT_EQ(t.pair_order, !xor_codes && !nib) << what;
+          EXPECT_EQ(t.pair_order, !xor_codes && !nib && !ptab) << what;
           EXPECT_EQ(kernels::row_view(t, 0, 16).razer_xor, t.razer_xor) << what;
           EXPECT_EQ(kernels::row_view(t, 0, 16).nib3, t.nib3) << what;
           const DeviceTensor v = kernels::row_view(t, 16, 5);
