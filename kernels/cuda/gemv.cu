@@ -1179,14 +1179,16 @@ struct OccupancyCap {
 // kernels' attribute gave the same times as the attribute at the same percentage.)
 constexpr int kPairLutBlocks = 4;
 
+// pair_table: a kPairLut kernel (named by the caller, not told by its shared memory: the int8
+// products' two-tile ring kernels also have more than 32 KB and keep the rules below).
 template <class Kernel>
-OccupancyCap occupancy_cap(Kernel k, int threads = kWarps * 32) {
+OccupancyCap occupancy_cap(Kernel k, int threads, bool pair_table) {
   OccupancyCap cap;
   cudaFuncAttributes attr{};
   RAZERQ_CUDA(cudaFuncGetAttributes(&attr, k));
   if (attr.sharedSizeBytes > 12 * 1024)  // the bulk ring's kernels (31 KB): room for four blocks
     RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-  if (attr.sharedSizeBytes > 32 * 1024) {
+  if (pair_table) {
     // The pair table's kernels: the configuration that holds kPairLutBlocks (or as many as the
     // registers allow, if fewer); no cap. The carveout is a hint that the driver rounds to a
     // configuration (sm_90: 0, 8, 16, 32, 64, 100, 132, 164, 196, 228 KB), so ask for the one that
@@ -1251,6 +1253,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kThreads = block_threads(bulk_body(K, G16, DEC, S, BITS, TILES, kL, PAIR));
   block.x = kThreads;
   constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;  // the M <= 16 kernel's MT (the int8 products: M = 1 only)
+  constexpr bool kPt = DEC == Decode::kPairLut;
   GemvArgs a = a0;
   a.split_from = INT_MAX;
   if constexpr ((TILES == 1 || DEC == Decode::kNib3I8) && (S == 1 || S == kBulkStages)) {
@@ -1258,7 +1261,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
     auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, true, PAIR>();
     // Resident blocks per SM of each split kernel and their caps (asked on the first device;
     // registers differ by MT).
-    static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);
+    static const OccupancyCap cap1 = occupancy_cap(k1, kThreads, kPt), cap2 = occupancy_cap(k2, kThreads, kPt);
     const OccupancyCap& cap = a.M <= 8 ? cap1 : cap2;
     const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1, TILES);
     if (from != INT_MAX) {
@@ -1269,7 +1272,7 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   }
   auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
-  static const OccupancyCap cap1 = occupancy_cap(k1, kThreads), cap2 = occupancy_cap(k2, kThreads);
+  static const OccupancyCap cap1 = occupancy_cap(k1, kThreads, kPt), cap2 = occupancy_cap(k2, kThreads, kPt);
   pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
 }
 

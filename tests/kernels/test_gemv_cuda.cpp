@@ -20,6 +20,7 @@
 #include <iterator>
 #include <random>
 #include <tuple>
+#include <utility>
 
 #include "common/error.hpp"
 #include "common/half.hpp"
@@ -225,6 +226,18 @@ struct DecoderScope {
 struct Nib3UploadScope {
   ~Nib3UploadScope() { kernels::set_upload_nib3(true); }
 };
+
+// q uploaded with one of upload()'s encodings on (first) and off (second), set: its switch
+// (set_upload_razer_xor, set_upload_nib3, set_upload_pair_table), on again after (the callers'
+// scopes restore it when upload throws).
+std::pair<DeviceTensor, DeviceTensor> upload_on_off(const QuantizedTensor& q, void (*set)(bool)) {
+  set(true);
+  DeviceTensor on = kernels::upload(q);
+  set(false);
+  DeviceTensor off = kernels::upload(q);
+  set(true);
+  return {std::move(on), std::move(off)};
+}
 
 // Two uploads of one tensor in different device encodings (first, second) give the same weights
 // (dequantization) and the same y bit for bit: M = 1, 5 and 16 with random x, each tensor with the
@@ -660,11 +673,7 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
   for (const GemvCase& c : cases) {
     for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
       const QuantizedTensor q = quantize_random(rng, c, N, K);
-      kernels::set_upload_razer_xor(true);
-      const DeviceTensor tx = kernels::upload(q);
-      kernels::set_upload_razer_xor(false);
-      const DeviceTensor te = kernels::upload(q);
-      kernels::set_upload_razer_xor(true);
+      const auto [tx, te] = upload_on_off(q, kernels::set_upload_razer_xor);
       const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K);
       ASSERT_TRUE(tx.razer_xor) << what;
       ASSERT_FALSE(te.razer_xor) << what;
@@ -689,11 +698,7 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
       for (bool tiled_rows : {true, false}) {
         const QuantizedTensor q = quantize_random(rng, c, N, K);
         DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, tiled_rows);
-        kernels::set_upload_nib3(true);
-        const DeviceTensor tn = kernels::upload(q);
-        kernels::set_upload_nib3(false);
-        const DeviceTensor tb = kernels::upload(q);
-        kernels::set_upload_nib3(true);
+        const auto [tn, tb] = upload_on_off(q, kernels::set_upload_nib3);
         const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
         ASSERT_TRUE(tn.nib3) << what;
         ASSERT_EQ(tn.zero_bytes != nullptr, c.asym) << what;
@@ -723,11 +728,7 @@ TEST(GemvCuda, PairTableCodesEqualThePairOrderCodes) {
       for (bool tiled_rows : {true, false}) {
         const QuantizedTensor q = quantize_random(rng, c, N, K);
         DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, tiled_rows);
-        kernels::set_upload_pair_table(true);
-        const DeviceTensor tp = kernels::upload(q);
-        kernels::set_upload_pair_table(false);
-        const DeviceTensor to = kernels::upload(q);
-        kernels::set_upload_pair_table(true);
+        const auto [tp, to] = upload_on_off(q, kernels::set_upload_pair_table);
         const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
         ASSERT_TRUE(tp.pair_table) << what;
         ASSERT_FALSE(tp.pair_order) << what;
