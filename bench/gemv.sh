@@ -6,7 +6,7 @@
 set -euo pipefail
 B=${1:?build dir}
 SET=${2:-all}
-FORMATS=${3:-razer,int,int-asym,fp4,mxfp4,nvfp4,nvfp4-razer,razer3,int3}
+FORMATS=${3:-razer,int,int-asym,fp4,nf4,mxfp4,nvfp4,nvfp4-razer,razer3,int3,int3-asym}
 T=$(mktemp -d)
 "$B/bench/bench_gemv" --formats "$FORMATS" --shapes "$SET" --json "$T/ours.json" >&2
 python3 "$(dirname "$0")/gemv_tinygemm.py" "$T/tiny.json" "$SET" >&2 || echo '{"rows": []}' > "$T/tiny.json"

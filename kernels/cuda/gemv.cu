@@ -1165,19 +1165,50 @@ double wave_efficiency(int64_t blocks, int per_sm, int sms) {
 struct OccupancyCap {
   int natural = 0;
   size_t smem = 0;
+  int wide = 0;         // pair table: the blocks its registers allow (> natural), in wide_pct's configuration
+  int wide_pct = -1;    // pair table: the carveout for them (-1: no such configuration)
 };
-// The pair table's kernels (kPairLut, 34 KB of shared memory each) get the smallest shared-memory
-// configuration that holds kPairLutBlocks of them, so that L1 (the x loads) keeps the rest.
-// Measured on the H100 (bench/gemv.md, thirty-first session, nf4): the largest configuration (228
-// KB, L1 28 KB) with the blocks the registers allowed was the fastest at M = 1 (28672x8192 /
-// 8192x28672 / 16384x16384: 47.8 / 47.0 / 50.9 us) but lost at M = 8 and 16 (58.8 / 58.5 / 65.8
-// and 100.7 / 99.0 / 105.1 us; the x loads missing L1, presumably: not profiled); three blocks (132 KB, 58 %) measured
-// 45.7 / 51.2 us at M = 1 on the two long-row shapes in one call and 65.0 / 57.8 in two others, and
-// 14336x4096 18.9 us against 13.8 at four; four (164 KB, 72 %): 47.5 / 49.6 / 58.4 at M = 1, 53.7 /
-// 59.5 / 61.0 at M = 8, 71.6 / 69.4 / 78.7 at M = 16; five (196 KB) the slowest nearly everywhere.
-// Hence four. (The launch attribute cudaLaunchAttributePreferredSharedMemoryCarveout instead of the
-// kernels' attribute gave the same times as the attribute at the same percentage.)
+// The carveout percentage that gets the smallest sm_90 shared-memory configuration of 64 KB or
+// more (64, 100, 132, 164, 196, 228 KB) holding `bytes`. Which configuration a percentage gets
+// was measured, not derived (bench/carveout_probe.cu and a first version of it, on the H100 with
+// CUDA 13; bench/gemv.md, thirty-second session): for a 33 KB block the resident blocks changed
+// at 29, 44, 58, 72 and 86 %, as the occupancy calculator says (pct x 228 KB rounded up to a
+// configuration); for a 32 KB block at 57, 71 and 85 % already (ncu: 164 KB at 57 %, 196 at 71),
+// where the calculator counted one block fewer. The launch attribute maps as the kernel attribute.
+// So the percentages below sit at least two points from every boundary seen. (Until the
+// thirty-second session the pair table asked for ceil(100 x 164 / 228) = 72 % for 164 KB and got
+// 196: its M <= 8 kernels ran five blocks, not the four that the thirty-first session's notes say.)
+int carveout_pct_for(long long bytes) {
+  static constexpr struct {
+    long long kb;
+    int pct;
+  } kConfigs[] = {{64, 20}, {100, 36}, {132, 48}, {164, 60}, {196, 74}, {228, 100}};
+  for (const auto& c : kConfigs)
+    if (c.kb * 1024 >= bytes) return c.pct;
+  return 100;
+}
+
+// The pair table's kernels (kPairLut, 34 KB of shared memory each) run in the smallest
+// shared-memory configuration that holds kPairLutBlocks of them, or as many as their registers
+// allow if fewer (M <= 8: 164 KB, four blocks; M = 16, 80 registers: three, 100 or 132 KB), so
+// that L1 (the x loads) keeps the rest. Where the registers allow more blocks (the M <= 8
+// kernels: 48 registers, five), a launch at M <= kPairLutWideMaxM takes the configuration for
+// those (196 KB) when its grid fills their waves by 3 % more (pair_table_carveout): of the
+// benchmarked shapes, 28672x8192 (1792 tiles: 2.72 waves of five against 3.39 of four).
+// Measured on the H100 (bench/gemv.md, thirty-second session, nf4, two rounds per call), us:
+// - M = 1 / 8 at 28672x8192, 8192x28672, 16384x16384, the whole launch in one configuration:
+//   164 KB, four blocks: 47.1 / 44.7 / 50.1 and 53.3 / 50.8 / 59.1;
+//   196 KB, five:        45.2 / 48.7 / 57.5 and 54.0 / 59.2 / 59.2;
+//   228 KB, five:        46.7 / 50.0 / 54.3 and 57.6 / 61.9 / 69.0.
+//   Four blocks fill 1024 and 512 tiles' waves (1.94, 0.97); L1's 92 KB holds x at M = 1 where 60
+//   KB does not (K = 28672: 57 KB).
+// - 28672x8192, the wide launch against none (four rounds in one call): M = 1 47.2-47.3 against
+//   48.4-48.7, M = 2 47.4-47.7 against 49.5-50.0, M = 4 48.7-49.3 against 52.1-52.5; at M = 8
+//   (another call, two rounds) 52.8-53.9 against 52.6-54.8: it pays to M = 4.
+// - M = 16 at 100 or 132 KB (this rule), at 132 and at 164 KB: within 4 % of each other on every
+//   shape, each the fastest somewhere.
 constexpr int kPairLutBlocks = 4;
+constexpr int kPairLutWideMaxM = 4;
 
 // pair_table: a kPairLut kernel (named by the caller, not told by its shared memory: the int8
 // products' two-tile ring kernels also have more than 32 KB and keep the rules below).
@@ -1188,26 +1219,18 @@ OccupancyCap occupancy_cap(Kernel k, int threads, bool pair_table) {
   RAZERQ_CUDA(cudaFuncGetAttributes(&attr, k));
   if (attr.sharedSizeBytes > 12 * 1024)  // the bulk ring's kernels (31 KB): room for four blocks
     RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-  if (pair_table) {
-    // The pair table's kernels: the configuration that holds kPairLutBlocks (or as many as the
-    // registers allow, if fewer); no cap. The carveout is a hint that the driver rounds to a
-    // configuration (sm_90: 0, 8, 16, 32, 64, 100, 132, 164, 196, 228 KB), so ask for the one that
-    // holds the blocks: 4 blocks of 34 KB ask for 164 KB, 72 %. (Asking for 47 %, 3 blocks' bytes,
-    // left 2 resident blocks: 4096x11008 at M = 1 ran 1.5x slower, thirty-first session.)
-    const int blocks = std::min(resident_blocks_per_sm(k, threads), kPairLutBlocks);  // (at the largest)
-    int dev = 0, per_sm = 0;
-    RAZERQ_CUDA(cudaGetDevice(&dev));
-    RAZERQ_CUDA(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-    static constexpr long long kConfigsKb[] = {0, 8, 16, 32, 64, 100, 132, 164, 196, 228};
-    const long long need = blocks * (static_cast<long long>(attr.sharedSizeBytes) + 1024);  // (+1 KB: the system's)
-    int pct = 100;
-    for (long long kb : kConfigsKb)
-      if (kb * 1024 >= need) {
-        pct = static_cast<int>(std::min<long long>(100, (100 * kb * 1024 + per_sm - 1) / per_sm));
-        break;
-      }
-    RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, pct));
+  if (pair_table) {  // (the occupancy calculator counts the kernel's carveout)
+    const long long per_block = static_cast<long long>(attr.sharedSizeBytes) + 1024;  // (+1 KB: the system's)
+    const int regs_bound = resident_blocks_per_sm(k, threads);  // (at 100 %, just set)
+    if (regs_bound > kPairLutBlocks) {
+      cap.wide_pct = carveout_pct_for(regs_bound * per_block);
+      RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cap.wide_pct));
+      cap.wide = resident_blocks_per_sm(k, threads);
+    }
+    const int blocks = std::min(regs_bound, kPairLutBlocks);
+    RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, carveout_pct_for(blocks * per_block)));
     cap.natural = resident_blocks_per_sm(k, threads);
+    if (cap.wide <= cap.natural) cap.wide = 0, cap.wide_pct = -1;
     return cap;
   }
   cap.natural = resident_blocks_per_sm(k, threads);
@@ -1247,6 +1270,14 @@ size_t cap_smem(const OccupancyCap& cap, int64_t blocks) {
                                                                                                             : cap.smem;
 }
 
+// A pair-table launch's carveout (pdl::LaunchExtras): the wide configuration's where occupancy_cap
+// found one, M <= kPairLutWideMaxM and the grid fills its waves by 3 % more; else -1 (the kernel's).
+int pair_table_carveout(const OccupancyCap& cap, int64_t blocks, int M) {
+  if (cap.wide_pct < 0 || M > kPairLutWideMaxM) return -1;
+  const int sms = detail::current_device_sm_count();
+  return wave_efficiency(blocks, cap.wide, sms) >= wave_efficiency(blocks, cap.natural, sms) + 0.03 ? cap.wide_pct : -1;
+}
+
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
 void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
@@ -1267,13 +1298,16 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
     if (from != INT_MAX) {
       a.split_from = from;
       grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
-      return pdl::launch_clustered(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s, 2u, a);
+      return pdl::launch_ex(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s,
+                            pdl::LaunchExtras{2u, pair_table_carveout(cap, grid.x, a.M)}, a);
     }
   }
   auto* k1 = gemv_kernel_for<K, ASYM, 1, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   auto* k2 = gemv_kernel_for<K, ASYM, kMt2, G16, DEC, PRE, S, BITS, TILES, kL, false, PAIR>();
   static const OccupancyCap cap1 = occupancy_cap(k1, kThreads, kPt), cap2 = occupancy_cap(k2, kThreads, kPt);
-  pdl::launch(a.M <= 8 ? k1 : k2, grid, block, cap_smem(a.M <= 8 ? cap1 : cap2, grid.x), s, a);
+  const OccupancyCap& cap = a.M <= 8 ? cap1 : cap2;
+  pdl::launch_ex(a.M <= 8 ? k1 : k2, grid, block, cap_smem(cap, grid.x), s,
+                 pdl::LaunchExtras{1u, pair_table_carveout(cap, grid.x, a.M)}, a);
 }
 
 // The SiLU epilogue's kernels (a.pair_rows) exist for one tile and one stage (gemv_launch asks for them).

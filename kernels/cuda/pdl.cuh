@@ -30,22 +30,35 @@ __device__ __forceinline__ void launch_dependents() {
 // Whether a launch on s carries the attribute (pdl_cuda.hpp: setting, stream, device).
 bool use(cudaStream_t s);
 
-// kernel<<<grid, block, smem, s>>>(args...), with the attribute where use(s), in thread-block
-// clusters of cluster_x blocks along x when cluster_x > 1 (sm_90); launch errors throw.
+// The optional parts of a launch: thread-block clusters of cluster_x blocks along x when
+// cluster_x > 1 (sm_90); when carveout_pct >= 0, the shared-memory carveout for this launch
+// instead of the kernel's attribute (a percentage the driver maps to a configuration: gemv.cu's
+// carveout_pct_for has the mapping measured on sm_90).
+struct LaunchExtras {
+  unsigned cluster_x = 1;
+  int carveout_pct = -1;
+};
+
+// kernel<<<grid, block, smem, s>>>(args...), with the attribute where use(s), and the extras;
+// launch errors throw.
 template <class... P, class... A>
-void launch_clustered(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, unsigned cluster_x,
-                      A&&... args) {
-  cudaLaunchAttribute attr[2];
+void launch_ex(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, LaunchExtras ex,
+               A&&... args) {
+  cudaLaunchAttribute attr[3];
   unsigned n = 0;
   if (use(s)) {
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[n++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (cluster_x > 1) {
+  if (ex.cluster_x > 1) {
     attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = cluster_x;
+    attr[n].val.clusterDim.x = ex.cluster_x;
     attr[n].val.clusterDim.y = 1;
     attr[n++].val.clusterDim.z = 1;
+  }
+  if (ex.carveout_pct >= 0) {
+    attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+    attr[n++].val.sharedMemCarveout = static_cast<unsigned>(ex.carveout_pct);
   }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
@@ -59,7 +72,7 @@ void launch_clustered(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, 
 
 template <class... P, class... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
-  launch_clustered(kernel, grid, block, smem, s, 1u, std::forward<A>(args)...);
+  launch_ex(kernel, grid, block, smem, s, LaunchExtras{}, std::forward<A>(args)...);
 }
 
 }  // namespace razerq::kernels::pdl
