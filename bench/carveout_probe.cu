@@ -10,7 +10,7 @@
 // answer is printed beside it. `ncu --section LaunchStats` prints the configuration's size
 // ("Shared Memory Configuration Size") for the kernel attribute's launches; for a launch
 // attribute it printed the kernel attribute's configuration while the residency followed the
-// launch attribute (CUDA 13, ncu 2025), so the residency is the measure here.
+// launch attribute (CUDA 13), so the residency is the measure here.
 #include <cuda_runtime.h>
 
 #include <cstdio>
