@@ -227,17 +227,6 @@ struct Nib3UploadScope {
   ~Nib3UploadScope() { kernels::set_upload_nib3(true); }
 };
 
-// q uploaded with one of upload()'s encodings on (first) and off (second), set: its switch
-// (set_upload_razer_xor, set_upload_nib3, set_upload_pair_table), on again after (the callers'
-// scopes restore it when upload throws).
-std::pair<DeviceTensor, DeviceTensor> upload_on_off(const QuantizedTensor& q, void (*set)(bool)) {
-  set(true);
-  DeviceTensor on = kernels::upload(q);
-  set(false);
-  DeviceTensor off = kernels::upload(q);
-  set(true);
-  return {std::move(on), std::move(off)};
-}
 
 // Two uploads of one tensor in different device encodings (first, second) give the same weights
 // (dequantization) and the same y bit for bit: M = 1, 5 and 16 with random x, each tensor with the
@@ -272,6 +261,35 @@ void expect_encodings_agree(const DeviceTensor& first, const DeviceTensor& secon
         EXPECT_EQ(count_diff(y, ref), 0) << what << " M=" << M << " " << kernels::gemv_decoder_name(*t)
                                          << (t == &first ? " (first" : " (second") << " encoding) vs the first's bits";
       }
+  }
+}
+
+// The encoding tests' sweep: each of cases at 300x1024, 37x512 and 64x8192 (ragged rows), with
+// 16-row tiles and, where row_major_too, row-major rows; a random tensor uploaded with one of
+// upload()'s encodings on (first) and off (second), set: its switch (set_upload_razer_xor,
+// set_upload_nib3, set_upload_pair_table), on again afterwards, failed assertions included.
+// body(c, on, off, what) checks the pair; what names the case, shape and rows.
+template <size_t NC, class Body>
+void sweep_encoding_pairs(std::mt19937& rng, const GemvCase (&cases)[NC], void (*set)(bool), bool row_major_too,
+                          Body body) {
+  struct Restore {
+    void (*set)(bool);
+    ~Restore() { set(true); }
+  } restore{set};
+  for (const GemvCase& c : cases) {
+    for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
+      for (bool tiled_rows : {true, false}) {
+        if (!tiled_rows && !row_major_too) continue;
+        const QuantizedTensor q = quantize_random(rng, c, N, K);
+        DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, tiled_rows);
+        set(true);
+        const DeviceTensor on = kernels::upload(q);
+        set(false);
+        const DeviceTensor off = kernels::upload(q);
+        set(true);
+        body(c, on, off, label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major"));
+      }
+    }
   }
 }
 
@@ -665,21 +683,14 @@ TEST(GemvCuda, KeptGridTablesGiveTheRebuiltTablesY) {
 TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  struct XorScope {
-    ~XorScope() { kernels::set_upload_razer_xor(true); }
-  } restore;
   const GemvCase cases[] = {{"razer", false, 128}, {"razer", false, 64}, {"razer", false, 256},
                             {"mxfp4-razer", false, 32}, {"nvfp4-razer", false, 16}};
-  for (const GemvCase& c : cases) {
-    for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
-      const QuantizedTensor q = quantize_random(rng, c, N, K);
-      const auto [tx, te] = upload_on_off(q, kernels::set_upload_razer_xor);
-      const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K);
-      ASSERT_TRUE(tx.razer_xor) << what;
-      ASSERT_FALSE(te.razer_xor) << what;
-      expect_encodings_agree(tx, te, rng, what, "RaZeR or nibble encoding");
-    }
-  }
+  sweep_encoding_pairs(rng, cases, kernels::set_upload_razer_xor, false,
+                       [&](const GemvCase&, const DeviceTensor& tx, const DeviceTensor& te, const std::string& what) {
+                         ASSERT_TRUE(tx.razer_xor) << what;
+                         ASSERT_FALSE(te.razer_xor) << what;
+                         expect_encodings_agree(tx, te, rng, what, "RaZeR or nibble encoding");
+                       });
 }
 
 // razer3, fp3 and int3 (sym and asym) uploaded as nibbles for the lookup decoder (DeviceTensor::nib3,
@@ -690,25 +701,17 @@ TEST(GemvCuda, RazerReencodedCodesEqualTheE2m1Codes) {
 TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  Nib3UploadScope restore;
   const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 64, 3}, {"fp3", false, 128, 3},
                             {"int", false, 128, 3},   {"int", true, 128, 3},    {"int", true, 32, 3}};
-  for (const GemvCase& c : cases) {
-    for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
-      for (bool tiled_rows : {true, false}) {
-        const QuantizedTensor q = quantize_random(rng, c, N, K);
-        DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, tiled_rows);
-        const auto [tn, tb] = upload_on_off(q, kernels::set_upload_nib3);
-        const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
-        ASSERT_TRUE(tn.nib3) << what;
-        ASSERT_EQ(tn.zero_bytes != nullptr, c.asym) << what;
-        ASSERT_FALSE(tb.nib3) << what;
-        ASSERT_EQ(tb.zero_bytes, nullptr) << what;
-        ASSERT_TRUE(tb.pair_order) << what;
-        expect_encodings_agree(tn, tb, rng, what, "nibble encoding");
-      }
-    }
-  }
+  sweep_encoding_pairs(rng, cases, kernels::set_upload_nib3, true,
+                       [&](const GemvCase& c, const DeviceTensor& tn, const DeviceTensor& tb, const std::string& what) {
+                         ASSERT_TRUE(tn.nib3) << what;
+                         ASSERT_EQ(tn.zero_bytes != nullptr, c.asym) << what;
+                         ASSERT_FALSE(tb.nib3) << what;
+                         ASSERT_EQ(tb.zero_bytes, nullptr) << what;
+                         ASSERT_TRUE(tb.pair_order) << what;
+                         expect_encodings_agree(tn, tb, rng, what, "nibble encoding");
+                       });
 }
 
 // nf4 uploaded in column order for the pair-table decoder (DeviceTensor::pair_table, the default)
@@ -719,29 +722,19 @@ TEST(GemvCuda, Nib3CodesEqualTheBitstreamCodes) {
 TEST(GemvCuda, PairTableCodesEqualThePairOrderCodes) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
-  struct PairTableScope {
-    ~PairTableScope() { kernels::set_upload_pair_table(true); }
-  } restore;
   const GemvCase cases[] = {{"nf4", false, 128}, {"nf4", false, 64}, {"nf4", false, 256}};
-  for (const GemvCase& c : cases) {
-    for (auto [N, K] : {std::pair<int64_t, int64_t>{300, 1024}, {37, 512}, {64, 8192}}) {
-      for (bool tiled_rows : {true, false}) {
-        const QuantizedTensor q = quantize_random(rng, c, N, K);
-        DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 0, CodeLayout::kAuto, 0, tiled_rows);
-        const auto [tp, to] = upload_on_off(q, kernels::set_upload_pair_table);
-        const std::string what = label(c) + " " + std::to_string(N) + "x" + std::to_string(K) + (tiled_rows ? "" : " row-major");
-        ASSERT_TRUE(tp.pair_table) << what;
-        ASSERT_FALSE(tp.pair_order) << what;
-        ASSERT_FALSE(to.pair_table) << what;
-        ASSERT_TRUE(to.pair_order) << what;
-        EXPECT_TRUE(kernels::row_view(tp, 16, 5).pair_table) << what;
-        EXPECT_STREQ(kernels::gemv_decoder_name(tp, 1), "pair-table/1") << what;
-        EXPECT_STREQ(kernels::gemv_decoder_name(tp, 16), "pair-table/1") << what;
-        EXPECT_STREQ(kernels::gemv_decoder_name(to, 1), "table/1") << what;
-        expect_encodings_agree(tp, to, rng, what, "pair-table encoding");
-      }
-    }
-  }
+  sweep_encoding_pairs(rng, cases, kernels::set_upload_pair_table, true,
+                       [&](const GemvCase&, const DeviceTensor& tp, const DeviceTensor& to, const std::string& what) {
+                         ASSERT_TRUE(tp.pair_table) << what;
+                         ASSERT_FALSE(tp.pair_order) << what;
+                         ASSERT_FALSE(to.pair_table) << what;
+                         ASSERT_TRUE(to.pair_order) << what;
+                         EXPECT_TRUE(kernels::row_view(tp, 16, 5).pair_table) << what;
+                         EXPECT_STREQ(kernels::gemv_decoder_name(tp, 1), "pair-table/1") << what;
+                         EXPECT_STREQ(kernels::gemv_decoder_name(tp, 16), "pair-table/1") << what;
+                         EXPECT_STREQ(kernels::gemv_decoder_name(to, 1), "table/1") << what;
+                         expect_encodings_agree(tp, to, rng, what, "pair-table encoding");
+                       });
 }
 
 // The 3-bit decoders' POST (set_gemv_post(2): the nibble decoder (razer3, fp3, int3 sym) and fp3's
