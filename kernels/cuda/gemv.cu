@@ -1159,6 +1159,13 @@ double wave_efficiency(int64_t blocks, int per_sm, int sms) {
   return static_cast<double>(blocks) / static_cast<double>((blocks + slots - 1) / slots * slots);
 }
 
+// Whether `blocks` blocks fill their waves by 3 % more at `more` resident blocks per SM than at
+// `fewer`: the rule by which a launch takes the larger count (cap_smem, pair_table_carveout).
+bool fills_waves_better(int64_t blocks, int more, int fewer) {
+  const int sms = detail::current_device_sm_count();
+  return wave_efficiency(blocks, more, sms) >= wave_efficiency(blocks, fewer, sms) + 0.03;
+}
+
 // A kernel's resident blocks per SM (`natural`) and the dynamic shared memory that caps it at
 // kMinBlocksPerSm where its registers would let more in (`smem`, 0: none possible; the kernels use
 // none, it only takes room). Asked once per kernel, on the first device (launch_m's statics).
@@ -1265,17 +1272,14 @@ OccupancyCap occupancy_cap(Kernel k, int threads, bool pair_table) {
 // 1.0-1.1x.
 size_t cap_smem(const OccupancyCap& cap, int64_t blocks) {
   if (cap.smem == 0) return 0;
-  const int sms = detail::current_device_sm_count();
-  return wave_efficiency(blocks, cap.natural, sms) >= wave_efficiency(blocks, kMinBlocksPerSm, sms) + 0.03 ? 0
-                                                                                                            : cap.smem;
+  return fills_waves_better(blocks, cap.natural, kMinBlocksPerSm) ? 0 : cap.smem;
 }
 
 // A pair-table launch's carveout (pdl::LaunchExtras): the wide configuration's where occupancy_cap
 // found one, M <= kPairLutWideMaxM and the grid fills its waves by 3 % more; else -1 (the kernel's).
 int pair_table_carveout(const OccupancyCap& cap, int64_t blocks, int M) {
   if (cap.wide_pct < 0 || M > kPairLutWideMaxM) return -1;
-  const int sms = detail::current_device_sm_count();
-  return wave_efficiency(blocks, cap.wide, sms) >= wave_efficiency(blocks, cap.natural, sms) + 0.03 ? cap.wide_pct : -1;
+  return fills_waves_better(blocks, cap.wide, cap.natural) ? cap.wide_pct : -1;
 }
 
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
