@@ -32,8 +32,8 @@
 // column order at upload (DeviceTensor::pair_table): each byte of two codes loads its half2 from a
 // 256-entry table in shared memory, 32 copies, one per bank), else through a 16-entry fp16 table
 // of the format's values in shared memory (one per special value for the RaZeR kinds); then the zero point
-// (asym int) and one HMUL2 by the group's fp16 inner scale (the nibbles at M <= 8 and K > 4096: the
-// scale on each 128-column block's fp32 sums instead, POST: post_scaled). The nibbles at M = 1 in
+// (asym int) and one HMUL2 by the group's fp16 inner scale (the nibbles and razer4 at M <= 8 and
+// K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled). The nibbles at M = 1 in
 // the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8): the codes looked up
 // as int8 values, x split per block into two int8 parts of a 16-bit fixed point.
 // bench/gemv.md has the measurements and what was tried.
@@ -303,7 +303,8 @@ struct RowGroup {
 //         The 2^14 as for kE2M1.
 //  kE2M1Xor: RaZeR 4-bit re-encoded at upload (DeviceTensor::razer_xor): two PRMT lookups in
 //         8-byte tables per four codes, XORed, give the high bytes (special value included), then
-//         one PRMT per pair (gemv_e2m1.cuh). The 2^14 as for kE2M1.
+//         one PRMT per pair (gemv_e2m1.cuh). The 2^14 as for kE2M1; razer4 (fp16 scales) under POST:
+//         no HMUL2, the scale and 2^14 on the block's sums.
 //  kNib3: 3-bit codes stored as nibbles at upload (DeviceTensor::nib3, gemv_bits3.cuh): per word
 //         of 8 codes two PRMT lookups in the 8-byte table of the grid's high bytes (per group for
 //         razer3: codes 4..7 hold the special value) and one PRMT per pair; razer3, fp3 and int3
@@ -355,7 +356,11 @@ __host__ __device__ constexpr float pre_factor(ScaleKind k) { return k == ScaleK
 // FFMA per accumulator and block, the 2^14 to the final sums (GemvArgs::outer): no HMUL2 per pair.
 // A k-step sums the columns of all four lanes t of a row, so a row's block must have one scale:
 // groups of 128 columns or more (choose_plan checks). Any fp16 scale (no range condition, unlike PRE).
-__host__ __device__ constexpr bool post_scaled(Decode d, bool pre) { return (d == Decode::kNib3 || d == Decode::kFp3) && !pre; }
+// Since the thirty-third session razer4's two-table decoder too (kE2M1Xor with fp16 razer scales,
+// whose values come out x 2^-14 like the nibbles'; choose_plan).
+__host__ __device__ constexpr bool post_scaled(Decode d, bool pre, ScaleKind k) {
+  return !pre && (d == Decode::kNib3 || d == Decode::kFp3 || (d == Decode::kE2M1Xor && k == ScaleKind::kFp16Razer));
+}
 
 // A word of 8 codes as its decoder takes it, prepared once for the word's 4 pairs: the codes, or
 // kE2M1's high bytes of its even and odd codes (gemv_e2m1.cuh), or the 3-bit bit decoders' forms
@@ -389,7 +394,7 @@ __device__ __forceinline__ Word prep_word(uint32_t q, uint32_t tb, uint32_t t0) 
 // col_order (a nib3 tensor's) 8 nibbles, code j in bits 4j .. 4j + 2, pair i = nibbles 2i, 2i + 1.
 // col_order (kLut, 4-bit): the word's codes in column order (a razer_xor tensor's), so pair i is
 // fields (2 i, 2 i + 1), not (i, i + 4).
-template <Decode DEC, bool ASYM, bool SPECIAL, bool PRE, int BITS>
+template <ScaleKind K, Decode DEC, bool ASYM, bool SPECIAL, bool PRE, int BITS>
 __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& r, int hlf, bool col_order) {
   const uint32_t q = wd.a, tb = r.tb[hlf];
   __half2 v;
@@ -414,9 +419,10 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
     v = __hsub2(u2h(gemv3::int3_pair(q, i)), r.zero[gemv3::int3_magic_index(i)]);
   } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kNib3) {
     v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::nib3_pair({wd.a, wd.b}, i));
-    if constexpr (post_scaled(DEC, PRE)) return h2u(v);  // the scale goes to the block's sums
+    if constexpr (post_scaled(DEC, PRE, K)) return h2u(v);  // the scale goes to the block's sums
   } else {  // kE2M1 / kE2M1Xor: the high bytes prepared per word (special value included)
     v = u2h(DEC == Decode::kE2M1 ? gemv4::e2m1_pair({wd.a, wd.b}, i) : gemv4::xor_pair({wd.a, wd.b}, i));
+    if constexpr (post_scaled(DEC, PRE, K)) return h2u(v);
     if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
   }
   return h2u(__hmul2(v, r.scale[hlf]));
@@ -439,7 +445,7 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
       r.tb[0] = lut_addr | t0, r.tb[1] = lut_addr | t1;
     }
   } else {
-    if constexpr (post_scaled(DEC, PRE)) r.post = __half2float(__ushort_as_half(static_cast<unsigned short>(g0.scale)));
+    if constexpr (post_scaled(DEC, PRE, K)) r.post = __half2float(__ushort_as_half(static_cast<unsigned short>(g0.scale)));
     __half2 s0 = u2h(bits::prmt(g0.scale, 0u, 0x1010u));  // the low 16 bits in both halves
     if constexpr (times_2m14(DEC) && PRE) s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
     r.scale[0] = r.scale[1] = s0;
@@ -586,7 +592,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   __shared__ __align__(128) uint32_t bulk_buf[kD][BULK ? kStageWords : 1];
   __shared__ __align__(8) uint64_t bulk_bar[2 * kD];  // full[kD], empty[kD]
   constexpr bool SPECIAL = e2m1_special(DEC, K);
-  constexpr bool kPost = post_scaled(DEC, PRE);
+  constexpr bool kPost = post_scaled(DEC, PRE, K);
   static_assert(!kPost || !G16, "POST takes one group per lane and block");
   constexpr bool I8 = DEC == Decode::kNib3I8;
   static_assert(!I8 || (BULK && !PAIR), "the int8 products run in the bulk ring only");
@@ -772,10 +778,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       const uint32_t* xq = xb + 4 * w;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const uint32_t a0 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf, col_order);
-        const uint32_t a1 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf, col_order);
-        const uint32_t a2 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf, col_order);
-        const uint32_t a3 = decode_pair<DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf, col_order);
+        const uint32_t a0 = decode_pair<K, DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf, col_order);
+        const uint32_t a1 = decode_pair<K, DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h, rB, hlf, col_order);
+        const uint32_t a2 = decode_pair<K, DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h + 1, rA, hlf, col_order);
+        const uint32_t a3 = decode_pair<K, DEC, ASYM, SPECIAL, PRE, BITS>(pb, 2 * h + 1, rB, hlf, col_order);
         mma16816(c0, a0, a1, a2, a3, xp[2 * h], xp[2 * h + 1]);
         if constexpr (MT == 2) mma16816(c1, a0, a1, a2, a3, xq[2 * h], xq[2 * h + 1]);
       }
@@ -1441,10 +1447,9 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
       return pre ? launch_d<K, false, Decode::kE2M1, true>(a, s, stages)
                  : launch_d<K, false, Decode::kE2M1, false>(a, s, stages);
   if constexpr (K == ScaleKind::kFp16Razer && !ASYM)
-    if (dec == Decode::kE2M1Xor) {  // (razer's 14-bit scales are below 2: PRE always holds)
-      if (!pre) throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "razer_xor tensor with an inner scale of 4 or more");
-      return launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages);
-    }
+    if (dec == Decode::kE2M1Xor)  // (without PRE: POST, choose_plan)
+      return pre ? launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages)
+                 : launch_d<K, false, Decode::kE2M1Xor, false>(a, s, stages);
   if constexpr (K == ScaleKind::kE3M3RazerTensor && !ASYM)  // (PRE always: pre_factor)
     if (dec == Decode::kE2M1Xor) return launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages);
   if constexpr (K == ScaleKind::kE8M0Razer && !ASYM)
@@ -1644,6 +1649,15 @@ int choose_stages(const DeviceTensor& w, Decode dec, int64_t M) {
 // bit decoder (kFp3, on the bitstream) was mixed (0.98-1.04x at M = 1), so it keeps PRE. The M = 16
 // POST kernels (a second set of block accumulators) spill at the four-block bound of 64 registers,
 // hence M <= 8.
+// razer4's two-table decoder (kE2M1Xor on razer_xor tensors with fp16 scales, thirty-third session)
+// takes POST by the same rule (M <= 8, K > 4096, groups of 128 or more): 32 HMUL2 fewer per
+// 128-column block (the loop's 195 SASS instructions against int4's 173). Measured (bench/gemv.md,
+// thirty-third session, one process per setting, two rounds, us, PRE -> POST): 4096x11008 M = 1 / 2
+// / 4 / 8 12.46 -> 12.01, 12.39 -> 11.93, 12.06 -> 11.68, 12.22 -> 11.92; 28672x8192 M = 8 48.68
+// -> 47.48; 16384x16384 M = 1 / 8 51.72 -> 51.33, 55.06 -> 54.01; 28672x8192 M = 1..4 and
+// 8192x28672 M = 1..8 within 0.6 % either way; K = 4096 0.99-1.01x at M <= 8 (4096x4096 up to 1.02x
+// slower), so not there; M = 16 mixed (8192x28672 60.30 -> 57.60, 16384x16384 68.14 -> 69.90,
+// 4096x11008 16.22 -> 16.96), so not there either.
 struct Plan {
   Decode dec;
   bool pre;
@@ -1701,6 +1715,10 @@ Plan choose_plan(const DeviceTensor& w, const GridTables& gt, int64_t M, uint32_
     if (post_fits && (wanted || !pre_fits)) return {dec, false};
     if (pre_fits) return {dec, true};
     return {Decode::kLut, false};
+  }
+  if (dec == Decode::kE2M1Xor && k == ScaleKind::kFp16Razer) {  // (razer's 14-bit scales are below 2: PRE always fits)
+    const bool post = w.cfg.group % 128 == 0 && g_post != 1 && (g_post == 2 || (M <= 8 && w.cols > 4096));
+    return {dec, !post};
   }
   return {dec, (k == ScaleKind::kE4M3Tensor && times_2m14(dec)) || k == ScaleKind::kE3M3RazerTensor || pre_fits};
 }
@@ -1791,7 +1809,7 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   const bool pre = plan.pre;
   const bool e4m3_pre = spec.scale_kind == ScaleKind::kE4M3Tensor && times_2m14(dec);
   const bool e3m3 = spec.scale_kind == ScaleKind::kE3M3RazerTensor;
-  if (post_scaled(dec, pre)) a.outer *= 16384.f;
+  if (post_scaled(dec, pre, spec.scale_kind)) a.outer *= 16384.f;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
   // (The SiLU epilogue's kernels have one stage and one tile per block.)
@@ -1856,7 +1874,7 @@ Plan plan_of(const DeviceTensor& w, int64_t M) {
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return false;
   const Plan p = plan_of(w, M);
-  return post_scaled(p.dec, p.pre) || p.dec == Decode::kNib3I8;
+  return post_scaled(p.dec, p.pre, w.cfg.spec().scale_kind) || p.dec == Decode::kNib3I8;
 }
 
 bool gemv_int8_products(const DeviceTensor& w, int64_t M) {

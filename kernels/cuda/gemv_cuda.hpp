@@ -18,8 +18,8 @@
 // scale without the fp32 tensor scale (NV kinds), which multiplies the fp32 sums at the end. So for
 // every format except nf4 the weights used are exactly the float64 reference rounded once to fp16
 // (NV kinds: exactly the reference before the tensor scale); nf4's table values are rounded to fp16
-// first (its grid is not fp16-exact), within one fp16 ulp. The exception is the 3-bit bit decoders'
-// POST (set_gemv_post, gemv_post_scaled: the nibble decoder (razer3, fp3, int3) at M <= 8
+// first (its grid is not fp16-exact), within one fp16 ulp. The exception is POST (set_gemv_post,
+// gemv_post_scaled: the nibble decoder (razer3, fp3, int3) and razer4's two-table decoder at M <= 8
 // and K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly
 // (value x 2^-14 in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums). The other
 // exception is the int8 products (razer3, fp3, int3; set_gemv_int8, gemv_int8_products: by
@@ -78,7 +78,7 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // for nf4 (both are faster than the table on the H100 for every format, bench/gemv.md); kTable /
 // kBits force one (kBits: the bit decoder or the pair table where the tensor has one). Every
 // choice gives the same weights and the same y bit for bit (tests; with the scale on the weights,
-// set_gemv_post(1), for the 3-bit formats). With the stage count (blocks of codes in flight per
+// set_gemv_post(1), for the 3-bit formats and razer4). With the stage count (blocks of codes in flight per
 // warp: 1 or 2; 3 = the bulk ring wherever the tensor allows it: 3-bit bit decoders, fp16 scales in
 // groups of 128, tiled rows, where a producer warp keeps four steps of the block's codes in shared
 // memory, y the same as 1's bit for bit; 0 = automatic: the ring at M = 1 with K >= 8192 on grids
@@ -104,13 +104,14 @@ void set_gemv_tiles(int tiles);
 // the fp32 summation order, so y may differ in the last bits; every setting stays within the
 // reference's bound. Process-wide, for tests and benchmarks.
 void set_gemv_split(int mode);
-// Where the 3-bit bit decoders (the nibble lookups, fp3's bits on the bitstream) apply the group's
-// scale: to every decoded weight pair in fp16 (PRE: the weights are fp16(value x scale), as for the
-// other formats), or, for groups of 128 or more, to each 128-column block's fp32 sums (POST: the
-// weights are value x scale exactly, so y differs from PRE's in the last bits). 0 = automatic (POST
-// for the nibbles at M <= 8 and K > 4096, and for either where scale x 2^14 is not an fp16, i.e.
-// inner scales of 4 or more), 1 = never (PRE, else the table decoder), 2 = wherever the group
-// allows. Process-wide, for tests and benchmarks.
+// Where the 3-bit bit decoders (the nibble lookups, fp3's bits on the bitstream) and razer4's
+// two-table decoder apply the group's scale: to every decoded weight pair in fp16 (PRE: the weights
+// are fp16(value x scale), as for the other formats), or, for groups of 128 or more, to each
+// 128-column block's fp32 sums (POST: the weights are value x scale exactly, so y differs from PRE's
+// in the last bits). 0 = automatic (POST for the nibbles and razer4 at M <= 8 and K > 4096, and for
+// the 3-bit ones where scale x 2^14 is not an fp16, i.e. inner scales of 4 or more), 1 = never
+// (PRE, else the table decoder), 2 = wherever the group allows. Process-wide, for tests and
+// benchmarks.
 void set_gemv_post(int mode);
 // The nibbles (razer3, fp3, int3) by int8 tensor-core products (mma m16n8k32, int32 sums): the
 // codes looked up as int8 values four per instruction, x split per 128-column block into two int8

@@ -737,18 +737,19 @@ TEST(GemvCuda, PairTableCodesEqualThePairOrderCodes) {
                        });
 }
 
-// The 3-bit decoders' POST (set_gemv_post(2): the nibble decoder (razer3, fp3, int3 sym) and fp3's
-// bit decoder (on the bitstream) apply the scale to each 128-column block's fp32 sums, not to every
-// weight): within the bound of the reference with the exact weights, for groups of 128 and 256,
-// every tile, split, layout and row order, M = 1 .. 16, scales below and above 4; groups of 64 keep
-// the scale on the weights (PRE).
+// POST (set_gemv_post(2): the nibble decoder (razer3, fp3, int3 sym), fp3's bit decoder (on the
+// bitstream) and razer4's two-table decoder apply the scale to each 128-column block's fp32 sums, not
+// to every weight): within the bound of the reference with the exact weights, for groups of 128 and
+// 256, every tile, split, layout and row order, M = 1 .. 16, scales below and above 4 (razer4's are
+// below 2); groups of 64 keep the scale on the weights (PRE).
 TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   using G = kernels::GemvDecoder;
   const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 256, 3}, {"fp3", false, 128, 3},
-                            {"razer", false, 64, 3},  {"int", false, 128, 3},  {"fp3", false, 128, 3}};
-  const bool bitstream[] = {false, false, false, false, false, true};  // (fp3's bit decoder: set_upload_nib3(false))
+                            {"razer", false, 64, 3},  {"int", false, 128, 3},  {"fp3", false, 128, 3},
+                            {"razer", false, 128, 4}, {"razer", false, 256, 4}, {"razer", false, 64, 4}};
+  const bool bitstream[] = {false, false, false, false, false, true, false, false, false};  // (fp3's bit decoder: set_upload_nib3(false))
   Nib3UploadScope restore;
   const std::pair<int64_t, int64_t> shapes[] = {{300, 1024}, {37, 256}, {64, 8192}, {320, 1024}};
   // (tiles per block, code layout, split, tiled rows)
@@ -768,7 +769,7 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
           const QuantizedTensor q = quantize_random(rng, c, N, K, wscale);
           const DeviceTensor t = kernels::upload(q);
           const std::string name = kernels::gemv_decoder_name(t);
-          EXPECT_EQ(name.substr(0, name.find('/')), bitstream[ci] ? "fp3-bits" : "nib3") << label(c);
+          EXPECT_EQ(name.substr(0, name.find('/')), c.bits == 4 ? "e2m1-xor" : bitstream[ci] ? "fp3-bits" : "nib3") << label(c);
           for (int64_t M : {1, 2, 8, 9, 16}) {
             const std::string what = label(c) + (bitstream[ci] ? " bitstream" : "") + " x" + std::to_string(wscale) + " " +
                                      std::to_string(N) + "x" + std::to_string(K) + " tiles " + std::to_string(tiles) +
@@ -781,11 +782,11 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
     }
 }
 
-// The automatic choice: POST for the nibble decoder (razer3, fp3, int3 sym) at M <= 8 and K > 4096
-// with groups of 128 or more, and at any M and K where its scales reach 4 (fp3's bit decoder on the
-// bitstream: only there); under set_gemv_post(1) never (fp3 with such scales then takes the table,
-// within the fp16-weight reference's bound).
-TEST(GemvCuda, PostScaledByDefaultForTheNibbleDecoderUpToM8) {
+// The automatic choice: POST for the nibble decoder (razer3, fp3, int3 sym) and razer4's two-table
+// decoder at M <= 8 and K > 4096 with groups of 128 or more, and for the nibbles at any M and K where
+// their scales reach 4 (fp3's bit decoder on the bitstream: only there); under set_gemv_post(1) never
+// (fp3 with such scales then takes the table, within the fp16-weight reference's bound).
+TEST(GemvCuda, PostScaledByDefaultForTheNibblesAndRazer4UpToM8) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
   const DeviceTensor r3 = kernels::upload(quantize_random(rng, {"razer", false, 128, 3}, 32, 4224));
@@ -794,8 +795,15 @@ TEST(GemvCuda, PostScaledByDefaultForTheNibbleDecoderUpToM8) {
   const DeviceTensor fp3 = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 32, 4224));
   const DeviceTensor int3 = kernels::upload(quantize_random(rng, {"int", false, 128, 3}, 32, 4224));
   const DeviceTensor fp3big = kernels::upload(quantize_random(rng, {"fp3", false, 128, 3}, 64, 512, 300.0));
+  const DeviceTensor r4 = kernels::upload(quantize_random(rng, {"razer", false, 128}, 32, 4224));
+  const DeviceTensor r4short = kernels::upload(quantize_random(rng, {"razer", false, 128}, 32, 4096));
+  const DeviceTensor r4g64 = kernels::upload(quantize_random(rng, {"razer", false, 64}, 32, 4224));
   ASSERT_GE(fp3big.max_inner_scale, 4.0);
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(r4, 1)), "e2m1-xor/1");
   for (int64_t M : {1, 8}) {
+    EXPECT_TRUE(kernels::gemv_post_scaled(r4, M)) << M;
+    EXPECT_FALSE(kernels::gemv_post_scaled(r4short, M)) << M;
+    EXPECT_FALSE(kernels::gemv_post_scaled(r4g64, M)) << M;
     EXPECT_TRUE(kernels::gemv_post_scaled(r3, M)) << M;
     EXPECT_TRUE(kernels::gemv_post_scaled(fp3, M)) << M;
     EXPECT_TRUE(kernels::gemv_post_scaled(int3, M)) << M;
@@ -804,6 +812,8 @@ TEST(GemvCuda, PostScaledByDefaultForTheNibbleDecoderUpToM8) {
   }
   EXPECT_FALSE(kernels::gemv_post_scaled(r3, 9));
   EXPECT_FALSE(kernels::gemv_post_scaled(fp3, 9));
+  EXPECT_FALSE(kernels::gemv_post_scaled(r4, 9));
+  for (int64_t M : {1, 8, 9}) check_gemv(quantize_random(rng, {"razer", false, 128}, 64, 4224), M, rng, 1.f, "razer4 default M=" + std::to_string(M));
   {  // fp3's bit decoder (the bitstream): PRE wherever its scales allow
     Nib3UploadScope restore;
     kernels::set_upload_nib3(false);
@@ -817,6 +827,7 @@ TEST(GemvCuda, PostScaledByDefaultForTheNibbleDecoderUpToM8) {
     DecoderScope scope(kernels::GemvDecoder::kAuto);
     kernels::set_gemv_post(1);
     EXPECT_FALSE(kernels::gemv_post_scaled(r3, 1));
+    EXPECT_FALSE(kernels::gemv_post_scaled(r4, 1));
     EXPECT_FALSE(kernels::gemv_post_scaled(fp3big, 1));
     EXPECT_EQ(std::string(kernels::gemv_decoder_name(fp3big)), "table/1");
     check_gemv(quantize_random(rng, {"fp3", false, 128, 3}, 64, 512, 300.0), 1, rng, 1.f / 300.f, "fp3 x300 never POST");
