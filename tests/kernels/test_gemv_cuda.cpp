@@ -749,7 +749,8 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
   const GemvCase cases[] = {{"razer", false, 128, 3}, {"razer", false, 256, 3}, {"fp3", false, 128, 3},
                             {"razer", false, 64, 3},  {"int", false, 128, 3},  {"fp3", false, 128, 3},
                             {"razer", false, 128, 4}, {"razer", false, 256, 4}, {"razer", false, 64, 4}};
-  const bool bitstream[] = {false, false, false, false, false, true, false, false, false};  // (fp3's bit decoder: set_upload_nib3(false))
+  // (fp3's bit decoder: set_upload_nib3(false))
+  const bool bitstream[] = {false, false, false, false, false, true, false, false, false};
   Nib3UploadScope restore;
   const std::pair<int64_t, int64_t> shapes[] = {{300, 1024}, {37, 256}, {64, 8192}, {320, 1024}};
   // (tiles per block, code layout, split, tiled rows)
@@ -769,7 +770,8 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
           const QuantizedTensor q = quantize_random(rng, c, N, K, wscale);
           const DeviceTensor t = kernels::upload(q);
           const std::string name = kernels::gemv_decoder_name(t);
-          EXPECT_EQ(name.substr(0, name.find('/')), c.bits == 4 ? "e2m1-xor" : bitstream[ci] ? "fp3-bits" : "nib3") << label(c);
+          const char* dec = c.bits == 4 ? "e2m1-xor" : bitstream[ci] ? "fp3-bits" : "nib3";
+          EXPECT_EQ(name.substr(0, name.find('/')), dec) << label(c);
           for (int64_t M : {1, 2, 8, 9, 16}) {
             const std::string what = label(c) + (bitstream[ci] ? " bitstream" : "") + " x" + std::to_string(wscale) + " " +
                                      std::to_string(N) + "x" + std::to_string(K) + " tiles " + std::to_string(tiles) +
@@ -813,7 +815,8 @@ TEST(GemvCuda, PostScaledByDefaultForTheNibblesAndRazer4UpToM8) {
   EXPECT_FALSE(kernels::gemv_post_scaled(r3, 9));
   EXPECT_FALSE(kernels::gemv_post_scaled(fp3, 9));
   EXPECT_FALSE(kernels::gemv_post_scaled(r4, 9));
-  for (int64_t M : {1, 8, 9}) check_gemv(quantize_random(rng, {"razer", false, 128}, 64, 4224), M, rng, 1.f, "razer4 default M=" + std::to_string(M));
+  for (int64_t M : {1, 8, 9})
+    check_gemv(quantize_random(rng, {"razer", false, 128}, 64, 4224), M, rng, 1.f, "razer4 default M=" + std::to_string(M));
   {  // fp3's bit decoder (the bitstream): PRE wherever its scales allow
     Nib3UploadScope restore;
     kernels::set_upload_nib3(false);
