@@ -12,9 +12,11 @@ B=${1:?build dir}
 SET=${2:-all}
 FORMATS=${3:-razer,int,int-asym,fp4,nf4,mxfp4,nvfp4,nvfp4-razer,razer3,int3,int3-asym}
 T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT  # (also when a format's bench_gemv fails: set -e ends the script there)
 IFS=, read -r -a FLIST <<< "$FORMATS"
 for i in "${!FLIST[@]}"; do
-  "$B/bench/bench_gemv" --formats "${FLIST[$i]}" --shapes "$SET" --json "$T/ours_$i.json" >&2
+  "$B/bench/bench_gemv" --formats "${FLIST[$i]}" --shapes "$SET" --json "$T/ours_$i.json" >&2 ||
+    { echo "bench/gemv.sh: bench_gemv failed for format '${FLIST[$i]}' (its messages above); no table" >&2; exit 1; }
 done
 python3 "$(dirname "$0")/gemv_tinygemm.py" "$T/tiny.json" "$SET" >&2 || echo '{"rows": []}' > "$T/tiny.json"
 python3 - "$T/tiny.json" "$T"/ours_*.json <<'PY'
@@ -53,4 +55,3 @@ for r in ours["rows"]:
     hs = f"{ho:.2f}" if ho > 0 else "n/a"
     print(f"| {r['format']} | {r['N']}x{r['K']} | {r['M']} | {r['us']:.2f} | {r['bw_pct']:.1f} % | {rs} | {ss[0]} | {hs} | {r['cublas_us']:.2f} | {ts} | {r['cublas_us'] / r['us']:.2f}x | {ss[1]} | {vt} |")
 PY
-rm -rf "$T"
