@@ -419,12 +419,11 @@ __device__ __forceinline__ uint32_t decode_pair(Word wd, int i, const RowGroup& 
     v = __hsub2(u2h(gemv3::int3_pair(q, i)), r.zero[gemv3::int3_magic_index(i)]);
   } else if constexpr (DEC == Decode::kFp3 || DEC == Decode::kNib3) {
     v = u2h(DEC == Decode::kFp3 ? gemv3::fp3_pair(q, i) : gemv3::nib3_pair({wd.a, wd.b}, i));
-    if constexpr (post_scaled(DEC, PRE, K)) return h2u(v);  // the scale goes to the block's sums
   } else {  // kE2M1 / kE2M1Xor: the high bytes prepared per word (special value included)
     v = u2h(DEC == Decode::kE2M1 ? gemv4::e2m1_pair({wd.a, wd.b}, i) : gemv4::xor_pair({wd.a, wd.b}, i));
-    if constexpr (post_scaled(DEC, PRE, K)) return h2u(v);
-    if constexpr (!PRE) v = __hmul2(v, __float2half2_rn(16384.f));
+    if constexpr (!PRE && !post_scaled(DEC, PRE, K)) v = __hmul2(v, __float2half2_rn(16384.f));
   }
+  if constexpr (post_scaled(DEC, PRE, K)) return h2u(v);  // the scale goes to the block's sums
   return h2u(__hmul2(v, r.scale[hlf]));
 }
 
@@ -1709,16 +1708,15 @@ Plan choose_plan(const DeviceTensor& w, const GridTables& gt, int64_t M, uint32_
     return {Decode::kNib3I8, false};
   }
   const bool pre_fits = w.max_inner_scale < 3.99;
-  if (dec == Decode::kNib3 || dec == Decode::kFp3) {
+  // POST where a decoder can take it (post_scaled without PRE), the group allows it and it is
+  // wanted: set_gemv_post(2), or by default at M <= 8 and K > 4096 for the nibbles and razer4.
+  if (post_scaled(dec, false, k)) {
     const bool post_fits = w.cfg.group % 128 == 0 && g_post != 1;
-    const bool wanted = g_post == 2 || (g_post == 0 && dec == Decode::kNib3 && M <= 8 && w.cols > 4096);
+    const bool by_default = (dec == Decode::kNib3 || dec == Decode::kE2M1Xor) && M <= 8 && w.cols > 4096;
+    const bool wanted = g_post == 2 || (g_post == 0 && by_default);
     if (post_fits && (wanted || !pre_fits)) return {dec, false};
-    if (pre_fits) return {dec, true};
+    if (pre_fits) return {dec, true};  // (always for razer4: its 14-bit scales are below 2)
     return {Decode::kLut, false};
-  }
-  if (dec == Decode::kE2M1Xor && k == ScaleKind::kFp16Razer) {  // (razer's 14-bit scales are below 2: PRE always fits)
-    const bool post = w.cfg.group % 128 == 0 && g_post != 1 && (g_post == 2 || (M <= 8 && w.cols > 4096));
-    return {dec, !post};
   }
   return {dec, (k == ScaleKind::kE4M3Tensor && times_2m14(dec)) || k == ScaleKind::kE3M3RazerTensor || pre_fits};
 }

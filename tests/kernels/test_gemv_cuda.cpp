@@ -227,7 +227,6 @@ struct Nib3UploadScope {
   ~Nib3UploadScope() { kernels::set_upload_nib3(true); }
 };
 
-
 // Two uploads of one tensor in different device encodings (first, second) give the same weights
 // (dequantization) and the same y bit for bit: M = 1, 5 and 16 with random x, each tensor with the
 // bit decoder and with the table, all against the first tensor's bit decoder. refused_concat: when
