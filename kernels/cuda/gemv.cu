@@ -550,6 +550,25 @@ __host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asy
   return dec != Decode::kLut && !(asym && bits == 3) && !g16 ? kMinBlocksPerSm : 0;
 }
 
+// Two accumulator sets per warp (gemv_body's kChains): the block's even code words' products go
+// into acc0 / acc1 (POST: blk0 / blk1), the odd ones' into acc0b / acc1b (blk0b / blk1b), added
+// together after the loop (POST: after the block). A warp's eight tensor-core products per block
+// are otherwise one dependent chain, which is what int4's loop waits on where the grid leaves few
+// warps per SM. The rule depends on the tensor only (scale kind, sym, bits) and on MT, so that
+// every decoder of a tensor sums in the same order (BitDecodersEqualTheTableBitForBit). Measured
+// (bench/gemv.md, thirty-fourth session): two chains for every kind made int4 6-12 % faster on
+// the 4096-row shapes at M <= 8 and razer4 slower in 29 of 35 rows; at M = 16 int4 was
+// 1.02-1.07x slower; on an H200, the non-RaZeR kinds at M <= 8 gained for int4 sym, fp4 and nf4
+// and were mixed for int4 asym, int3, mxfp4 and nvfp4. Hence the 4-bit sym fp16-scale kinds (int4
+// sym, fp4, nf4) at M <= 8. Against one chain on the H100 (two rounds, M = 1..8, the issue's seven
+// shapes): int4 sym 0-12 % faster (14336x4096 within 0.4 % either way), fp4 1-13 % faster but
+// 2.2-2.6 % slower at 28672x8192 M = 1..4, nf4 mixed (4096x4096, 8192x28672 and 16384x16384 2-4 %
+// faster, 4096x11008 within 1.3 %, 28672x8192 0.5 % faster to 3.6 % slower, 11008x4096 and
+// 14336x4096 1-6 % slower).
+__host__ __device__ constexpr bool two_chains(ScaleKind k, bool asym, int bits, int mt) {
+  return mt == 1 && bits == 4 && !asym && k == ScaleKind::kFp16;
+}
+
 // PAIR: the SiLU epilogue (gemv_silu_mul_fp16_cuda; one tile per block and one stage): tile j
 // takes gate rows 8 j .. 8 j + 7 (as rows g) and their up rows F + 8 j + g (as rows g + 8), so each
 // lane ends with both sums of its outputs and writes act = silu(gate) * up. A row's sums take the
@@ -669,6 +688,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   const uint16_t* x1 = a.x + static_cast<int64_t>(m1_ok ? g + 8 : 0) * a.K;
 
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
+  constexpr int kChains = two_chains(K, ASYM, BITS, MT) ? 2 : 1;  // (acc0b, acc1b: the second chain)
+  float acc0b[4] = {0.f, 0.f, 0.f, 0.f}, acc1b[4] = {0.f, 0.f, 0.f, 0.f};
   // Every load is unconditional, from a valid address, and nothing is zero-filled (a zero fill
   // costs a register-clearing instruction per two registers and a predicate per load in every
   // step): rows past N read row 0 (wA, wB, group_row), x rows past M read row 0 (x0, x1), and
@@ -763,8 +784,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     }
     // POST: the block's sums in fresh accumulators, scaled into acc0 / acc1 after the block.
     float blk0[4] = {0.f, 0.f, 0.f, 0.f}, blk1[4] = {0.f, 0.f, 0.f, 0.f};
-    float(&c0)[4] = kPost ? blk0 : acc0;
-    float(&c1)[4] = kPost ? blk1 : acc1;
+    float blk0b[4] = {0.f, 0.f, 0.f, 0.f}, blk1b[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
@@ -775,6 +795,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       // in column order, pair i (fields 2i, 2i + 1) the same columns.
       const uint32_t* xp = xa + 4 * w;
       const uint32_t* xq = xb + 4 * w;
+      const bool odd = kChains == 2 && (w & 1);
+      float(&c0)[4] = kPost ? (odd ? blk0b : blk0) : (odd ? acc0b : acc0);
+      float(&c1)[4] = kPost ? (odd ? blk1b : blk1) : (odd ? acc1b : acc1);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const uint32_t a0 = decode_pair<K, DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf, col_order);
@@ -789,8 +812,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float sc = i < 2 ? rA.post : rB.post;
-        acc0[i] = fmaf(sc, blk0[i], acc0[i]);
-        if constexpr (MT == 2) acc1[i] = fmaf(sc, blk1[i], acc1[i]);
+        acc0[i] = fmaf(sc, kChains == 2 ? blk0[i] + blk0b[i] : blk0[i], acc0[i]);
+        if constexpr (MT == 2) acc1[i] = fmaf(sc, kChains == 2 ? blk1[i] + blk1b[i] : blk1[i], acc1[i]);
       }
     }
   };
@@ -1009,6 +1032,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // 1 % of this on the large shapes (bench/gemv.md, 2026-11-24 third session).
   // (The CTA's first call counts: the bulk producer, done early, leaves it to the consumers.)
   if (!producer) pdl::launch_dependents();
+  if constexpr (kChains == 2 && !I8) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc0[i] += acc0b[i], acc1[i] += acc1b[i];
+  }
   // Sum the warps' accumulators; warp 0 writes. c0, c1: weight row g, x rows 2t, 2t+1;
   // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1. kWarpTiles (M = 1): rows g + 16,
   // g + 24 of x row 0 go into the x row 1 places (c1, c3), never stored otherwise.
