@@ -551,8 +551,8 @@ __host__ __device__ constexpr int min_blocks_per_sm(int mt, Decode dec, bool asy
 }
 
 // Two accumulator sets per warp (gemv_body's kChains): the block's even code words' products go
-// into acc0 / acc1 (POST: blk0 / blk1), the odd ones' into acc0b / acc1b (blk0b / blk1b), added
-// together after the loop (POST: after the block). A warp's eight tensor-core products per block
+// into acc0, the odd ones' into acc0b, added together after the loop (M <= 8, so acc1 is unused;
+// no POST decoder has these kinds). A warp's eight tensor-core products per block
 // are otherwise one dependent chain, which is what int4's loop waits on where the grid leaves few
 // warps per SM. The rule depends on the tensor only (scale kind, sym, bits) and on MT, so that
 // every decoder of a tensor sums in the same order (BitDecodersEqualTheTableBitForBit). Measured
@@ -614,6 +614,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(!kPost || !G16, "POST takes one group per lane and block");
   constexpr bool I8 = DEC == Decode::kNib3I8;
   static_assert(!I8 || (BULK && !PAIR), "the int8 products run in the bulk ring only");
+  static_assert(!two_chains(K, ASYM, BITS, MT) || (MT == 1 && !kPost && !I8),
+                "two chains only beside acc0: M <= 8, no POST, no int8 products");
   // I8: each warp's x block split in two int8 parts (hi, lo) for its lanes' B operands, two blocks
   // (the one being multiplied and the next) so that one __syncwarp per block orders the writes.
   __shared__ __align__(16) uint2 xsplit[I8 ? kWarps : 1][2][32];
@@ -688,8 +690,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   const uint16_t* x1 = a.x + static_cast<int64_t>(m1_ok ? g + 8 : 0) * a.K;
 
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
-  constexpr int kChains = two_chains(K, ASYM, BITS, MT) ? 2 : 1;  // (acc0b, acc1b: the second chain)
-  float acc0b[4] = {0.f, 0.f, 0.f, 0.f}, acc1b[4] = {0.f, 0.f, 0.f, 0.f};
+  constexpr int kChains = two_chains(K, ASYM, BITS, MT) ? 2 : 1;  // (acc0b: the second chain)
+  float acc0b[4] = {0.f, 0.f, 0.f, 0.f};
   // Every load is unconditional, from a valid address, and nothing is zero-filled (a zero fill
   // costs a register-clearing instruction per two registers and a predicate per load in every
   // step): rows past N read row 0 (wA, wB, group_row), x rows past M read row 0 (x0, x1), and
@@ -784,7 +786,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     }
     // POST: the block's sums in fresh accumulators, scaled into acc0 / acc1 after the block.
     float blk0[4] = {0.f, 0.f, 0.f, 0.f}, blk1[4] = {0.f, 0.f, 0.f, 0.f};
-    float blk0b[4] = {0.f, 0.f, 0.f, 0.f}, blk1b[4] = {0.f, 0.f, 0.f, 0.f};
+    float(&c1)[4] = kPost ? blk1 : acc1;
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       const int hlf = G16 && w >= 2 ? 1 : 0;  // columns 16..31: the second group
@@ -795,9 +797,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       // in column order, pair i (fields 2i, 2i + 1) the same columns.
       const uint32_t* xp = xa + 4 * w;
       const uint32_t* xq = xb + 4 * w;
-      const bool odd = kChains == 2 && (w & 1);
-      float(&c0)[4] = kPost ? (odd ? blk0b : blk0) : (odd ? acc0b : acc0);
-      float(&c1)[4] = kPost ? (odd ? blk1b : blk1) : (odd ? acc1b : acc1);
+      float(&c0)[4] = kPost ? blk0 : kChains == 2 && (w & 1) ? acc0b : acc0;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const uint32_t a0 = decode_pair<K, DEC, ASYM, SPECIAL, PRE, BITS>(pa, 2 * h, rA, hlf, col_order);
@@ -812,8 +812,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float sc = i < 2 ? rA.post : rB.post;
-        acc0[i] = fmaf(sc, kChains == 2 ? blk0[i] + blk0b[i] : blk0[i], acc0[i]);
-        if constexpr (MT == 2) acc1[i] = fmaf(sc, kChains == 2 ? blk1[i] + blk1b[i] : blk1[i], acc1[i]);
+        acc0[i] = fmaf(sc, blk0[i], acc0[i]);
+        if constexpr (MT == 2) acc1[i] = fmaf(sc, blk1[i], acc1[i]);
       }
     }
   };
@@ -1032,9 +1032,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // 1 % of this on the large shapes (bench/gemv.md, 2026-11-24 third session).
   // (The CTA's first call counts: the bulk producer, done early, leaves it to the consumers.)
   if (!producer) pdl::launch_dependents();
-  if constexpr (kChains == 2 && !I8) {
+  if constexpr (kChains == 2) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc0[i] += acc0b[i], acc1[i] += acc1b[i];
+    for (int i = 0; i < 4; ++i) acc0[i] += acc0b[i];
   }
   // Sum the warps' accumulators; warp 0 writes. c0, c1: weight row g, x rows 2t, 2t+1;
   // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1. kWarpTiles (M = 1): rows g + 16,
