@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "common/error.hpp"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/decode_ops_cuda.hpp"
 #include "kernels/cuda/device_info.cuh"
@@ -302,12 +303,6 @@ size_t split_smem_bytes(int heads_per_block, int64_t hd, int tile, int score_row
          sizeof(float) * static_cast<size_t>(2 * heads_per_block * hd + heads_per_block * score_row + 3 * heads_per_block) +
          static_cast<size_t>(2 * hd) * 2 + (part ? sizeof(float) * static_cast<size_t>(heads_per_block * hd) : 0);
 }
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
 // Keys [t0, t0 + tn) of the block's kv head into the tiles (row j - t0), key `skip` left out
 // (-1: none): by 16-byte cp.async (a.vec; completed by cp_async_wait_all) or by plain loads.
