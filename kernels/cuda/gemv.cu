@@ -49,6 +49,7 @@
 
 #include "common/error.hpp"
 #include "kernels/cuda/bulk_copy.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/device_info.cuh"
 #include "common/half.hpp"
@@ -119,6 +120,23 @@ struct GemvArgs {
                                  // second table's high word, kXorT2Hi | |S|'s byte << 24;
                                  // kNib3: the high bytes of codes 4..7's values x 2^-14;
                                  // kNib3I8: their int8 values x 2^i8_shift
+  // The norm epilogues (NORM, gemv_add_norm_fp16_cuda / gemv_normed_fp16_cuda; norm_mode 0: none).
+  // 1 (add + norm): y is not stored; h = fp16(h + y), norm_x = fp16(h norm_w norm_scale), and each
+  // 16-row tile j writes its rows' sum of h^2 per x row m to norm_slots_out[m norm_tiles + j] (the
+  // last tile also zeroes the padding up to norm_tiles). 2 (normed): the x rows' factors
+  // rsqrt(sum of norm_slots_in[m norm_tiles ..] / norm_n + norm_eps) norm_scale multiply the fp32 sums.
+  int norm_mode;
+  int norm_vec;               // 1: the tiles' h rows and norm weights by 16-byte copies (N a multiple
+                              // of 16, h and norm_w 16-byte aligned)
+  int norm_tiles;             // slots per x row: the producer's tiles rounded up to a multiple of 4
+  int norm_n;                 // 2: the normed length (K, the producer's N)
+  float norm_eps;             // 2
+  float norm_scale;           // 1: x_scale; 2: 1 / x_scale
+  uint16_t* norm_h;           // 1: the residual stream [M, N]
+  const uint16_t* norm_w;     // 1: the norm's weight [N]
+  uint16_t* norm_x;           // 1: [M, N]
+  float* norm_slots_out;      // 1
+  const float* norm_slots_in;  // 2
 };
 
 __device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: do not keep in L1
@@ -577,8 +595,15 @@ __host__ __device__ constexpr bool two_chains(ScaleKind k, bool asym, int bits, 
 // (plain) and gemv_pair_m8_kernel / gemv_pair_m16_kernel (PAIR) are its kernels. A compile-time
 // choice: as a runtime branch in one kernel it moved 280 of the 600 kernels' register counts
 // (48 <-> 64 both ways, ptxas -v, 2026-11-25).
+//
+// NORM (GemvArgs::norm_mode; gemv_norm_kernel, gemv_norm_pair_kernel): the decode step's residual
+// add + RMSNorm split over its products. 1 (o, down): the epilogue adds y into the residual stream
+// and writes the next product's x unnormalised, with each tile's sums of squares; 2 (q/k/v,
+// gate/up; PAIR too): the block copies those sums into shared memory right after its wait (off the
+// critical path), reduces them after its loop and scales its fp32 sums by each x row's rsqrt.
+// Compile-time, as PAIR, and only with one tile, one stage and M <= 8.
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
-          bool SPLIT, bool PAIR>
+          bool SPLIT, bool PAIR, int NORM = 0>
 __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(BITS == 4 ? !is_3bit_decoder(DEC) : BITS == 3 && (DEC == Decode::kLut || is_3bit_decoder(DEC)),
                 "3-bit codes take the table or a 3-bit decoder, 4-bit codes no 3-bit decoder");
@@ -616,6 +641,15 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(!I8 || (BULK && !PAIR), "the int8 products run in the bulk ring only");
   static_assert(!two_chains(K, ASYM, BITS, MT) || (MT == 1 && !kPost && !I8),
                 "two chains only beside acc0: M <= 8, no POST, no int8 products");
+  static_assert(NORM == 0 || (MT == 1 && TILES == 1 && kStages == 1 && !BULK), "the norm epilogues: M <= 8, one tile, one stage");
+  static_assert(NORM != 1 || !PAIR, "add + norm writes the residual stream of a plain product");
+  // NORM == 2: the producer's sums of squares [M][norm_tiles] (cp.async), then each x row's factor.
+  __shared__ __align__(16) float norm_sl[NORM == 2 ? kGemvNormSlots : 4];
+  __shared__ float norm_rs[NORM == 2 ? kWarps : 1];
+  // NORM == 1 with norm_vec: the tile's h rows [m][16] and norm weights [16], copied by warp 0 (the
+  // epilogue's) while the loop runs, so that the epilogue only stores.
+  __shared__ __align__(16) uint16_t norm_hs[NORM == 1 ? kGemvNormMaxM * kRowsPerBlock : 8];
+  __shared__ __align__(16) uint16_t norm_ws[NORM == 1 ? kRowsPerBlock : 8];
   // I8: each warp's x block split in two int8 parts (hi, lo) for its lanes' B operands, two blocks
   // (the one being multiplied and the next) so that one __syncwarp per block orders the writes.
   __shared__ __align__(16) uint2 xsplit[I8 ? kWarps : 1][2][32];
@@ -1010,7 +1044,19 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
     }
     // Programmatic dependent launch (pdl_cuda.hpp): the loads above are weights; x (written by the
     // kernel before, possibly still running) and y (possibly still read by it) wait until it is done.
+    if constexpr (NORM == 1) {  // the norm's weights (never written by a kernel): before the wait
+      if (a.norm_vec && warp == 0 && lane >= 16 && lane < 18)
+        cp_async16(norm_ws + 8 * (lane - 16), a.norm_w + n0 + 8 * (lane - 16));
+    }
     pdl::wait();
+    if constexpr (NORM == 1) {  // h rows n0 .. n0 + 15 of x row m = lane / 2
+      if (a.norm_vec && warp == 0 && lane < 2 * a.M)
+        cp_async16(norm_hs + 8 * lane, a.norm_h + static_cast<int64_t>(lane >> 1) * a.N + n0 + 8 * (lane & 1));
+    }
+    if constexpr (NORM == 2) {  // (completed after the loop: no register holds them meanwhile)
+      const int chunks = (a.M * a.norm_tiles) >> 2;
+      for (int c = tid; c < chunks; c += kWarps * 32) cp_async16(norm_sl + 4 * c, a.norm_slots_in + 4 * c);
+    }
     for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kStages * kw) {
 #pragma unroll
       for (int s = 0; s < kStages; ++s) {
@@ -1035,6 +1081,19 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   if constexpr (kChains == 2) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc0[i] += acc0b[i];
+  }
+  if constexpr (NORM == 2) {  // warp m: x row m's factor, its slots summed in a fixed order
+    cp_async_wait_all();
+    __syncthreads();
+    if (warp < a.M) {
+      const float* sl = norm_sl + warp * a.norm_tiles;
+      const int tiles = (a.norm_n + kRowsPerBlock - 1) / kRowsPerBlock;
+      float ss = 0.f;
+      for (int j = lane; j < tiles; j += 32) ss += sl[j];
+#pragma unroll
+      for (int o = 16; o; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      if (lane == 0) norm_rs[warp] = rsqrtf(ss / static_cast<float>(a.norm_n) + a.norm_eps) * a.norm_scale;
+    }
   }
   // Sum the warps' accumulators; warp 0 writes. c0, c1: weight row g, x rows 2t, 2t+1;
   // c2, c3: weight row g + 8. acc1: x rows 8 + 2t, 8 + 2t + 1. kWarpTiles (M = 1): rows g + 16,
@@ -1082,17 +1141,73 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       if (i & 2) continue;
       const int m = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
       if (m >= a.M) continue;
-      const float gt = __half2float(__float2half_rn(sum[i] * a.outer));
-      const float up = __half2float(__float2half_rn(sum[i + 2] * a.outer));
+      const float r = NORM == 2 ? norm_rs[m] : 1.f;
+      const float gt = __half2float(__float2half_rn(sum[i] * a.outer * r));
+      const float up = __half2float(__float2half_rn(sum[i + 2] * a.outer * r));
       const float act = __half2float(__float2half_rn(silu_f32(gt)));
       a.y[static_cast<int64_t>(m) * a.pair_rows + nA] = __half_as_ushort(__float2half_rn(act * up));
+    }
+  } else if constexpr (NORM == 1) {  // add_rms_norm's arithmetic up to the sums of squares
+    // h and the norm's weights: from the copies (norm_vec), else loaded here, all before any store.
+    uint16_t hb[4], wb[2];
+    if (a.norm_vec) {
+      cp_async_wait_all();
+      __syncwarp();
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int m = 2 * t + (i & 1);
+        hb[i] = norm_hs[(m < a.M ? m : 0) * kRowsPerBlock + g + ((i & 2) ? 8 : 0)];
+      }
+      wb[0] = norm_ws[g], wb[1] = norm_ws[g + 8];
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int n = n0 + g + ((i & 2) ? 8 : 0), m = 2 * t + (i & 1);
+        hb[i] = m < a.M && n < a.N ? a.norm_h[static_cast<int64_t>(m) * a.N + n] : 0;
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) wb[r] = n0 + g + 8 * r < a.N ? a.norm_w[n0 + g + 8 * r] : 0;
+    }
+    float ss[2] = {0.f, 0.f};  // x rows 2 t, 2 t + 1
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int n = n0 + g + ((i & 2) ? 8 : 0), m = 2 * t + (i & 1);
+      if (m >= a.M || n >= a.N) continue;
+      const int64_t at = static_cast<int64_t>(m) * a.N + n;
+      const float yv = __half2float(__float2half_rn(sum[i] * a.outer));
+      const __half hn = __float2half_rn(__half2float(__ushort_as_half(hb[i])) + yv);
+      const float hv = __half2float(hn);
+      a.norm_h[at] = __half_as_ushort(hn);
+      a.norm_x[at] = __half_as_ushort(__float2half_rn(hv * __half2float(__ushort_as_half(wb[i >> 1])) * a.norm_scale));
+      ss[i & 1] += hv * hv;
+    }
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1) {  // over the 8 lanes g of each t: the tile's 16 rows
+      ss[0] += __shfl_xor_sync(0xffffffffu, ss[0], o);
+      ss[1] += __shfl_xor_sync(0xffffffffu, ss[1], o);
+    }
+    const int j = n0 / kRowsPerBlock, last = (a.N - 1) / kRowsPerBlock;
+    if (g == 0) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int m = 2 * t + r;
+        if (m >= a.M) continue;
+        float* row = a.norm_slots_out + static_cast<int64_t>(m) * a.norm_tiles;
+        row[j] = ss[r];
+        if (j == last)
+          for (int p = last + 1; p < a.norm_tiles; ++p) row[p] = 0.f;
+      }
     }
   } else {
 #pragma unroll
     for (int i = 0; i < 4 * MT; ++i) {
       const int n = n0 + g + ((i & 2) ? 8 : 0) + (kWarpTiles && (i & 1) ? 16 : 0);
       const int m = kWarpTiles ? 2 * t : 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
-      if (m < a.M && n < a.N) a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(sum[i] * a.outer));
+      if (m < a.M && n < a.N) {
+        float v = sum[i] * a.outer;
+        if constexpr (NORM == 2) v *= norm_rs[m];
+        a.y[static_cast<int64_t>(m) * a.N + n] = __half_as_ushort(__float2half_rn(v));
+      }
     }
   }
 }
@@ -1120,6 +1235,19 @@ template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int 
 __global__ void __launch_bounds__(kWarps * 32, min_blocks_per_sm(2, DEC, ASYM, BITS, 1, G16))
     gemv_pair_m16_kernel(const __grid_constant__ GemvArgs a) {
   gemv_body<K, ASYM, 2, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
+}
+
+// The norm epilogues' kernels (NORM 1, 2: M <= 8, one tile, one stage; the split-tail build, which
+// runs unsplit where split_from is INT_MAX): the plain kernel's bounds, and the SiLU one's 64
+// registers for the normed gate/up product.
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, int NORM>
+__global__ void __launch_bounds__(kWarps * 32, min_blocks_per_sm(1, DEC, ASYM, BITS, 1, G16, 1))
+    gemv_norm_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, 1, G16, DEC, PRE, 1, BITS, 1, LAYOUT, true, false, NORM>(a);
+}
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT>
+__global__ void __maxnreg__(64) gemv_norm_pair_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, 1, G16, DEC, PRE, 1, BITS, 1, LAYOUT, true, true, 2>(a);
 }
 
 // The kernel of a launch: plain or PAIR, M <= 8 (MT = 1) or M <= 16 (MT = 2).
@@ -1314,8 +1442,38 @@ int pair_table_carveout(const OccupancyCap& cap, int64_t blocks, int M) {
   return fills_waves_better(blocks, cap.wide, cap.natural) ? cap.wide_pct : -1;
 }
 
+// The norm epilogues' launch (a.norm_mode 1 or 2; PAIR: 2 only): the split tail as launch_p's.
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, CodeLayout L, bool PAIR>
+void launch_norm(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
+  constexpr int kL = static_cast<int>(L);
+  constexpr bool kPt = DEC == Decode::kPairLut;
+  block.x = kWarps * 32;
+  GemvArgs a = a0;
+  a.split_from = INT_MAX;
+  auto* k = PAIR ? gemv_norm_pair_kernel<K, ASYM, G16, DEC, PRE, BITS, kL>
+            : a.norm_mode == 1 ? gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 1>
+                               : gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 2>;
+  static const OccupancyCap cap1 = occupancy_cap(gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 1>, kWarps * 32, kPt);
+  static const OccupancyCap cap2 = occupancy_cap(gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 2>, kWarps * 32, kPt);
+  static const OccupancyCap capp = occupancy_cap(gemv_norm_pair_kernel<K, ASYM, G16, DEC, PRE, BITS, kL>, kWarps * 32, kPt);
+  const OccupancyCap& cap = PAIR ? capp : a.norm_mode == 1 ? cap1 : cap2;
+  const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1, 1);
+  if (from != INT_MAX) {
+    a.split_from = from;
+    grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
+  }
+  pdl::launch_ex(k, grid, block, cap_smem(cap, grid.x), s,
+                 pdl::LaunchExtras{from != INT_MAX ? 2u : 1u, pair_table_carveout(cap, grid.x, a.M)}, a);
+}
+
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
 void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
+  if (a0.norm_mode) {  // (gemv_launch asks for one tile, one stage and M <= 8)
+    if constexpr (TILES == 1 && S == 1 && DEC != Decode::kNib3I8)
+      return launch_norm<K, ASYM, G16, DEC, PRE, BITS, L, PAIR>(a0, grid, block, s);
+    else
+      throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "%d tiles and %d stages have no norm epilogue", TILES, S);
+  }
   constexpr int kL = static_cast<int>(L);
   constexpr int kThreads = block_threads(bulk_body(K, G16, DEC, S, BITS, TILES, kL, PAIR));
   block.x = kThreads;
@@ -1780,14 +1938,27 @@ bool gemv_supported(const DeviceTensor& w, std::string* why) {
 
 namespace {
 
-// gemv_fp16_cuda (pair_rows 0) and gemv_silu_mul_fp16_cuda (pair_rows F, checked by the caller).
+// The norm epilogues' arguments (GemvArgs::norm_mode), checked by the callers.
+struct NormEpi {
+  int mode = 0;  // 1: add + norm (y null), 2: normed
+  uint16_t* h = nullptr;
+  const uint16_t* w = nullptr;
+  uint16_t* x_out = nullptr;
+  float* slots_out = nullptr;
+  const float* slots_in = nullptr;
+  float eps = 0.f, x_scale = 1.f;
+};
+
+// gemv_fp16_cuda (pair_rows 0), gemv_silu_mul_fp16_cuda (pair_rows F, checked by the caller) and
+// the norm epilogues (ne).
 void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, int pair_rows,
-                 void* stream) {
+                 void* stream, const NormEpi* ne = nullptr) {
   std::string why;
   if (!gemv_supported(w, &why)) throw_error(ErrorKind::kUnsupported, where, "%s: %s", w.cfg.label().c_str(), why.c_str());
   if (M < 1 || M > kGemvMaxM)
     throw_error(ErrorKind::kInvalidArgument, where, "M = %lld (expected 1 .. %d)", static_cast<long long>(M), kGemvMaxM);
-  if (!x || !y) throw_error(ErrorKind::kInvalidArgument, where, "null x or y");
+  const bool add_norm = ne && ne->mode == 1;
+  if (!x || (!y && !add_norm)) throw_error(ErrorKind::kInvalidArgument, where, "null x or y");
   if (reinterpret_cast<uintptr_t>(x) % 16) throw_error(ErrorKind::kInvalidArgument, where, "x is not 16-byte aligned");
   if (reinterpret_cast<uintptr_t>(y) % 2) throw_error(ErrorKind::kInvalidArgument, where, "y is not 2-byte aligned");
 
@@ -1819,7 +1990,8 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   a.razer_xor = w.razer_xor ? 1 : 0;
   a.nib3 = w.nib3 ? 1 : 0;
   a.pair_table = w.pair_table ? 1 : 0;
-  const Plan plan = choose_plan(w, gt, M, a.special, &a.nib_t0, &a.i8_shift, pair_rows != 0);
+  const bool one_stage = pair_rows != 0 || ne != nullptr;  // (the epilogues' kernels: one stage, one tile)
+  const Plan plan = choose_plan(w, gt, M, a.special, &a.nib_t0, &a.i8_shift, one_stage);
   const Decode dec = plan.dec;
   if (takes_zero_bytes(w.cfg.asym, dec)) {
     if (!w.zero_bytes) throw_error(ErrorKind::kInternal, where, "asym nib3 tensor %s without zero_bytes", w.cfg.label().c_str());
@@ -1837,11 +2009,27 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   if (post_scaled(dec, pre, spec.scale_kind)) a.outer *= 16384.f;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
-  // (The SiLU epilogue's kernels have one stage and one tile per block.)
-  const int stages = pair_rows ? 1 : choose_stages(w, dec, M);
-  a.tiles = pair_rows ? 1 : g_tiles;  // 0: two_tiles_pay decides
+  // (The SiLU and norm epilogues' kernels have one stage and one tile per block.)
+  const int stages = one_stage ? 1 : choose_stages(w, dec, M);
+  a.tiles = one_stage ? 1 : g_tiles;  // 0: two_tiles_pay decides
   a.layout = static_cast<int>(w.layout);
   a.pair_rows = pair_rows;
+  if (ne) {
+    a.norm_mode = ne->mode;
+    a.norm_eps = ne->eps;
+    if (ne->mode == 1) {
+      a.norm_tiles = static_cast<int>(gemv_norm_slot_stride(w.rows));
+      a.norm_scale = ne->x_scale;
+      a.norm_h = ne->h, a.norm_w = ne->w, a.norm_x = ne->x_out, a.norm_slots_out = ne->slots_out;
+      a.norm_vec = w.rows % 16 == 0 && reinterpret_cast<uintptr_t>(ne->h) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(ne->w) % 16 == 0;
+    } else {
+      a.norm_tiles = static_cast<int>(gemv_norm_slot_stride(w.cols));
+      a.norm_n = static_cast<int>(w.cols);
+      a.norm_scale = 1.f / ne->x_scale;
+      a.norm_slots_in = ne->slots_in;
+    }
+  }
   cudaStream_t s = detail::as_stream(stream);
   switch (spec.scale_kind) {
     case ScaleKind::kFp16:
@@ -1860,6 +2048,76 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
 
 void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* y, void* stream) {
   gemv_launch("gemv_fp16_cuda", w, x, M, y, 0, stream);
+}
+
+int64_t gemv_norm_slot_stride(int64_t n) { return ((n + 15) / 16 + 3) / 4 * 4; }
+
+bool gemv_norm_supported(const DeviceTensor& w, int64_t M, int64_t n, std::string* why) {
+  if (!gemv_supported(w, why)) return false;
+  auto no = [&](const std::string& m) {
+    if (why) *why = m;
+    return false;
+  };
+  if (M < 1 || M > kGemvNormMaxM) return no(strprintf("M = %lld (the norm epilogues take 1 .. %d)", static_cast<long long>(M), kGemvNormMaxM));
+  if (M * gemv_norm_slot_stride(n) > kGemvNormSlots)
+    return no(strprintf("M = %lld rows of %lld elements need %lld slots (at most %d)", static_cast<long long>(M),
+                        static_cast<long long>(n), static_cast<long long>(M * gemv_norm_slot_stride(n)), kGemvNormSlots));
+  return true;
+}
+
+namespace {
+bool is_pow2_scale(float s) {
+  int e = 0;
+  return std::isfinite(s) && s > 0.f && std::frexp(s, &e) == 0.5f;
+}
+void check_norm(const char* where, const DeviceTensor& w, int64_t M, int64_t n, float x_scale) {
+  std::string why;
+  if (!gemv_norm_supported(w, M, n, &why)) throw_error(ErrorKind::kUnsupported, where, "%s: %s", w.cfg.label().c_str(), why.c_str());
+  if (!is_pow2_scale(x_scale)) throw_error(ErrorKind::kInvalidArgument, where, "x_scale %g is not a power of two", x_scale);
+}
+}  // namespace
+
+void gemv_add_norm_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* h, const uint16_t* norm_w,
+                             float x_scale, uint16_t* x_out, float* slots, void* stream) {
+  const char* where = "gemv_add_norm_fp16_cuda";
+  check_norm(where, w, M, w.rows, x_scale);
+  if (!h || !norm_w || !x_out || !slots) throw_error(ErrorKind::kInvalidArgument, where, "null h, norm_w, x_out or slots");
+  if (reinterpret_cast<uintptr_t>(slots) % 16) throw_error(ErrorKind::kInvalidArgument, where, "slots are not 16-byte aligned");
+  const size_t bytes = static_cast<size_t>(M * w.rows) * 2;
+  const auto overlap = [](const void* p, size_t pn, const void* q, size_t qn) {
+    const uintptr_t u = reinterpret_cast<uintptr_t>(p), v = reinterpret_cast<uintptr_t>(q);
+    return u < v + qn && v < u + pn;
+  };
+  if (overlap(h, bytes, x_out, bytes) || overlap(h, bytes, x, static_cast<size_t>(M * w.cols) * 2) ||
+      overlap(x_out, bytes, x, static_cast<size_t>(M * w.cols) * 2))
+    throw_error(ErrorKind::kInvalidArgument, where, "h, x_out and x overlap");
+  NormEpi ne;
+  ne.mode = 1, ne.h = h, ne.w = norm_w, ne.x_out = x_out, ne.slots_out = slots, ne.x_scale = x_scale;
+  gemv_launch(where, w, x, M, nullptr, 0, stream, &ne);
+}
+
+void gemv_normed_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
+                           float x_scale, uint16_t* y, void* stream) {
+  const char* where = "gemv_normed_fp16_cuda";
+  check_norm(where, w, M, w.cols, x_scale);
+  if (!slots || reinterpret_cast<uintptr_t>(slots) % 16) throw_error(ErrorKind::kInvalidArgument, where, "slots null or not 16-byte aligned");
+  if (!std::isfinite(eps) || eps < 0.f) throw_error(ErrorKind::kInvalidArgument, where, "eps %g (expected finite, >= 0)", eps);
+  NormEpi ne;
+  ne.mode = 2, ne.slots_in = slots, ne.eps = eps, ne.x_scale = x_scale;
+  gemv_launch(where, w, x, M, y, 0, stream, &ne);
+}
+
+void gemv_normed_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
+                                    float x_scale, uint16_t* act, void* stream) {
+  const char* where = "gemv_normed_silu_mul_fp16_cuda";
+  std::string why;
+  if (!gemv_silu_mul_supported(w, &why)) throw_error(ErrorKind::kUnsupported, where, "%s: %s", w.cfg.label().c_str(), why.c_str());
+  check_norm(where, w, M, w.cols, x_scale);
+  if (!slots || reinterpret_cast<uintptr_t>(slots) % 16) throw_error(ErrorKind::kInvalidArgument, where, "slots null or not 16-byte aligned");
+  if (!std::isfinite(eps) || eps < 0.f) throw_error(ErrorKind::kInvalidArgument, where, "eps %g (expected finite, >= 0)", eps);
+  NormEpi ne;
+  ne.mode = 2, ne.slots_in = slots, ne.eps = eps, ne.x_scale = x_scale;
+  gemv_launch(where, w, x, M, act, static_cast<int>(w.rows / 2), stream, &ne);
 }
 
 bool gemv_silu_mul_supported(const DeviceTensor& w, std::string* why) {

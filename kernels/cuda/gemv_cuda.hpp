@@ -63,6 +63,36 @@ void gemv_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_
 bool gemv_silu_mul_supported(const DeviceTensor& w, std::string* why = nullptr);
 void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* act, void* stream = nullptr);
 
+// The decode step's residual add + RMSNorm in its products' epilogues (eval's forward_static,
+// ModelOptions::norm_epilogue), so that no norm kernel stands between two products. For x rows
+// m < M of length n (n = the producer's w.rows = the consumer's w.cols):
+// - gemv_add_norm_fp16_cuda (the o and down products): y = x W^T as gemv_fp16_cuda rounds it (not
+//   stored), then h[m] = fp16(h[m] + y[m]) (the residual stream, in place), x_out[m] =
+//   fp16(h[m] * norm_w * x_scale), and per 16-row tile j of W the fp32 sum of h[m]^2 over its rows
+//   into slots[m * gemv_norm_slot_stride(n) + j] (the stride's padding zeroed): add_rms_norm_cuda's
+//   arithmetic up to the sum of squares, the normalisation left to the next product.
+// - gemv_normed_fp16_cuda (q/k/v): y = fp16(s_m * (x W^T)_fp32 / x_scale), s_m = rsqrt(sum of the
+//   m-th row's slots / n + eps), the slots summed in a fixed order; x is the x_out above.
+//   gemv_normed_silu_mul_fp16_cuda (gate/up): the same sums through the SiLU epilogue (as
+//   gemv_silu_mul_fp16_cuda, gate and up each scaled so before rounding).
+// Against add_rms_norm_cuda followed by the plain product, which round x = fp16(w fp16(h s)) before
+// the product, the normalisation enters after it: y differs in the last bits (tests bound it).
+// x_scale, a power of two, keeps x_out finite (eval takes 2^-ceil(log2 max |norm_w|) for weights
+// above 1, else 1). The kernels run one tile per block and one stage; M <= kGemvNormMaxM and M x
+// gemv_norm_slot_stride(n) <= kGemvNormSlots (gemv_norm_supported). slots 16-byte aligned; a
+// producer's slots are read by the next normed products, which must be launched after it on the
+// same stream (or after it completes) and before the next producer writes them.
+inline constexpr int kGemvNormMaxM = 8;
+inline constexpr int kGemvNormSlots = 1024;  // floats of shared memory in a normed product's block
+int64_t gemv_norm_slot_stride(int64_t n);    // ceil(n / 16) rounded up to a multiple of 4
+bool gemv_norm_supported(const DeviceTensor& w, int64_t M, int64_t n, std::string* why = nullptr);
+void gemv_add_norm_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, uint16_t* h, const uint16_t* norm_w,
+                             float x_scale, uint16_t* x_out, float* slots, void* stream = nullptr);
+void gemv_normed_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
+                           float x_scale, uint16_t* y, void* stream = nullptr);
+void gemv_normed_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
+                                    float x_scale, uint16_t* act, void* stream = nullptr);
+
 // How the kernel turns codes into fp16 weights. Bit decoders: int4 and int3 by the 0x6400 magic
 // (and, for int3, its kin 0x5800 / 0x4c00), the E2M1 formats (RaZeR included) by building the fp16
 // high bytes of four codes at a time (RaZeR: the special value patched in there; 4-bit RaZeR

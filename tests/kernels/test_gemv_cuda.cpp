@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <random>
@@ -1155,6 +1156,158 @@ TEST(GemvCuda, SiluEpilogueEqualsProductThenSiluKernel) {
   DeviceBuffer x(256 * 2), y(64 * 2);
   EXPECT_EQ(test::catch_error([&] { kernels::gemv_silu_mul_fp16_cuda(odd, x.as<uint16_t>(), 1, y.as<uint16_t>()); }).kind(),
             ErrorKind::kUnsupported);
+}
+
+// The norm epilogues (gemv_add_norm_fp16_cuda, gemv_normed_fp16_cuda,
+// gemv_normed_silu_mul_fp16_cuda) for every format, M = 1, 3, 8, the split tail never and on every
+// tile, one tile per block (the epilogues' setting) in the plain products compared against:
+// - add + norm (a producer [H, 384], H = 256, and H = 200 for the slots' padding): h equals
+//   fp16(h0 + y) and x_out fp16(h w x_scale) bit for bit, y the plain product's; each slot the sum of
+//   its tile's h^2 (float64, relative 1e-5), the padding zero; guards after x_out and the slots kept.
+// - normed (a consumer [2 F, H], F = 96, x = that x_out): y against the float64 product of x_out and
+//   the kernel's weights times rsqrt(sum h^2 / H + eps) / x_scale (float64 from h), within the plain
+//   product's bound plus 2^-19 of the unscaled sum (the fp32 slot sum and rsqrtf); the normed SiLU
+//   epilogue equal bit for bit to the normed product followed by silu_mul_cuda.
+// Outputs poisoned first. Then the refusals: M = 9, slots over kGemvNormSlots, x_scale not a power of two.
+TEST(GemvCuda, NormEpiloguesAgainstTheSeparateArithmetic) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  constexpr int64_t K1 = 384, F = 96;
+  constexpr float kEps = 1e-5f;
+  int64_t checked = 0;
+  for (const GemvCase& c : kCases) {
+    for (const int64_t H : {int64_t{256}, int64_t{200}}) {
+      DecoderScope rows_scope(kernels::GemvDecoder::kAuto, 0, 1);
+      const QuantizedTensor qc = quantize_random(rng, c, 2 * F, 256);
+      const DeviceTensor wp = kernels::upload(quantize_random(rng, c, H, K1)), wc = kernels::upload(qc);
+      const bool consumer = H == 256;
+      const int64_t Tp = kernels::gemv_norm_slot_stride(H), T = (H + 15) / 16;
+      std::uniform_real_distribution<float> ud(0.25f, 2.5f);
+      std::vector<uint16_t> nw(static_cast<size_t>(H));
+      float wmax = 0.f;
+      for (auto& v : nw) v = float_to_fp16(ud(rng)), wmax = std::max(wmax, fp16_to_float(v));
+      int e = 0;
+      (void)std::frexp(wmax, &e);
+      const float xs = std::ldexp(1.f, -e);  // as eval's Norm::x_scale
+      for (int split : {1, 2}) {
+        DecoderScope scope(kernels::GemvDecoder::kAuto, 0, 1, CodeLayout::kAuto, split, true);
+        for (int64_t M : {1, 3, 8}) {
+          const std::string what = label(c) + " H=" + std::to_string(H) + " split=" + std::to_string(split) +
+                                   " M=" + std::to_string(M);
+          std::normal_distribution<float> nd(0.f, 1.f);
+          std::vector<uint16_t> x1(static_cast<size_t>(M * K1)), h0(static_cast<size_t>(M * H));
+          for (auto& v : x1) v = float_to_fp16(nd(rng));
+          for (auto& v : h0) v = float_to_fp16(2.f * nd(rng));
+          DeviceBuffer dx(x1.size() * 2), dy(static_cast<size_t>(M * H) * 2), dh(h0.size() * 2), dw(nw.size() * 2),
+              dxo(static_cast<size_t>(M * H + 64) * 2), dsl(static_cast<size_t>(M * Tp + 16) * 4);
+          dx.copy_from_host(x1.data(), x1.size() * 2);
+          dh.copy_from_host(h0.data(), h0.size() * 2);
+          dw.copy_from_host(nw.data(), nw.size() * 2);
+          const std::vector<uint16_t> y = gemv_to_host(wp, dx, M, dy);
+          dxo.fill_bytes(0xff);
+          dsl.fill_bytes(0xff);
+          kernels::gemv_add_norm_fp16_cuda(wp, dx.as<uint16_t>(), M, dh.as<uint16_t>(), dw.as<uint16_t>(), xs,
+                                           dxo.as<uint16_t>(), dsl.as<float>());
+          kernels::cuda_synchronize();
+          std::vector<uint16_t> h(h0.size()), xo(static_cast<size_t>(M * H + 64));
+          std::vector<float> sl(static_cast<size_t>(M * Tp + 16));
+          dh.copy_to_host(h.data(), h.size() * 2);
+          dxo.copy_to_host(xo.data(), xo.size() * 2);
+          dsl.copy_to_host(sl.data(), sl.size() * 4);
+          int bad_h = 0, bad_x = 0, bad_s = 0;
+          std::vector<double> ss(static_cast<size_t>(M), 0.0);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < H; ++n) {
+              const size_t i = static_cast<size_t>(m * H + n);
+              const uint16_t hn = float_to_fp16(fp16_to_float(h0[i]) + fp16_to_float(y[i]));
+              const float hv = fp16_to_float(hn);
+              bad_h += h[i] != hn;
+              bad_x += xo[i] != float_to_fp16(hv * fp16_to_float(nw[static_cast<size_t>(n)]) * xs);
+              ss[static_cast<size_t>(m)] += static_cast<double>(hv) * hv;
+            }
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t j = 0; j < Tp; ++j) {
+              double want = 0;
+              for (int64_t n = 16 * j; n < std::min(H, 16 * j + 16); ++n) {
+                const double hv = fp16_to_float(h[static_cast<size_t>(m * H + n)]);
+                want += hv * hv;
+              }
+              const float got = sl[static_cast<size_t>(m * Tp + j)];
+              bad_s += j >= T ? got != 0.f : !(std::fabs(got - want) <= 1e-5 * want + 1e-30);
+            }
+          EXPECT_EQ(bad_h, 0) << what << ": h elements other than fp16(h0 + y)";
+          EXPECT_EQ(bad_x, 0) << what << ": x_out elements other than fp16(h w x_scale)";
+          EXPECT_EQ(bad_s, 0) << what << ": slots off their tiles' sums of squares (or padding not zero)";
+          for (int i = 0; i < 64; ++i) EXPECT_EQ(xo[static_cast<size_t>(M * H + i)], 0xffffu) << what << ": x_out guard " << i;
+          for (int i = 0; i < 16; ++i) {
+            uint32_t bits = 0;
+            std::memcpy(&bits, &sl[static_cast<size_t>(M * Tp + i)], 4);
+            EXPECT_EQ(bits, 0xffffffffu) << what << ": slot guard " << i;
+          }
+          ++checked;
+          if (!consumer) continue;
+          // The consumer on x_out and the slots.
+          DeviceBuffer dyc(static_cast<size_t>(M * 2 * F + 64) * 2), dact(static_cast<size_t>(M * F) * 2),
+              dref(static_cast<size_t>(M * F) * 2);
+          dyc.fill_bytes(0xff);
+          dact.fill_bytes(0xff);
+          kernels::gemv_normed_fp16_cuda(wc, dxo.as<uint16_t>(), M, dsl.as<float>(), kEps, xs, dyc.as<uint16_t>());
+          kernels::gemv_normed_silu_mul_fp16_cuda(wc, dxo.as<uint16_t>(), M, dsl.as<float>(), kEps, xs, dact.as<uint16_t>());
+          kernels::silu_mul_cuda(kernels::ActDType::kFp16, dyc.data(), dyc.as<uint16_t>() + F, 2 * F, M, F, dref.data());
+          kernels::cuda_synchronize();
+          std::vector<uint16_t> yc(static_cast<size_t>(M * 2 * F + 64)), act(static_cast<size_t>(M * F)),
+              ref_act(static_cast<size_t>(M * F));
+          dyc.copy_to_host(yc.data(), yc.size() * 2);
+          dact.copy_to_host(act.data(), act.size() * 2);
+          dref.copy_to_host(ref_act.data(), ref_act.size() * 2);
+          EXPECT_EQ(count_diff(act, ref_act), 0) << what << ": normed SiLU epilogue against normed product + SiLU kernel";
+          const std::vector<double> wk = kernel_weights(qc, kernels::gemv_post_scaled(wc, M));
+          int bad = 0;
+          for (int64_t m = 0; m < M; ++m) {
+            const double r = 1.0 / std::sqrt(ss[static_cast<size_t>(m)] / H + kEps) / xs;
+            for (int64_t n = 0; n < 2 * F; ++n) {
+              double s = 0, a = 0;
+              for (int64_t k = 0; k < H; ++k) {
+                const double p = static_cast<double>(fp16_to_float(xo[static_cast<size_t>(m * H + k)])) * wk[static_cast<size_t>(n * H + k)];
+                s += p;
+                a += std::fabs(p);
+              }
+              const double ref = s * r, got = fp16_to_float(yc[static_cast<size_t>(m * 2 * F + n)]);
+              const double bound = std::ldexp(std::fabs(ref), -11) + 6e-8 + (H * std::ldexp(a, -23) + std::ldexp(std::fabs(s), -19)) * r;
+              if (!(std::fabs(got - ref) <= bound) && bad++ < 5)
+                ADD_FAILURE() << what << ": normed y[" << m << "][" << n << "] = " << got << ", reference " << ref
+                              << " (bound " << bound << ")";
+            }
+          }
+          for (int i = 0; i < 64; ++i) EXPECT_EQ(yc[static_cast<size_t>(M * 2 * F + i)], 0xffffu) << what << ": y guard " << i;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, static_cast<int64_t>(std::size(kCases)) * 2 * 2 * 3);
+  // Refusals, with the reason.
+  const DeviceTensor w = kernels::upload(quantize_random(rng, kCases[0], 256, 256));
+  std::string why;
+  EXPECT_TRUE(kernels::gemv_norm_supported(w, 8, 256, &why)) << why;
+  EXPECT_FALSE(kernels::gemv_norm_supported(w, 9, 256, &why));
+  EXPECT_NE(why.find("M = 9"), std::string::npos) << why;
+  EXPECT_FALSE(kernels::gemv_norm_supported(w, 4, 8192, &why));
+  EXPECT_NE(why.find("2048 slots"), std::string::npos) << why;
+  DeviceBuffer x(256 * 2 * 9), hb(256 * 2 * 9), xo(256 * 2 * 9), sl(4096 * 4);
+  EXPECT_EQ(test::catch_error([&] {
+              kernels::gemv_add_norm_fp16_cuda(w, x.as<uint16_t>(), 9, hb.as<uint16_t>(), hb.as<uint16_t>(), 1.f,
+                                               xo.as<uint16_t>(), sl.as<float>());
+            }).kind(),
+            ErrorKind::kUnsupported);
+  EXPECT_EQ(test::catch_error([&] {
+              kernels::gemv_normed_fp16_cuda(w, x.as<uint16_t>(), 1, sl.as<float>(), kEps, 0.3f, xo.as<uint16_t>());
+            }).kind(),
+            ErrorKind::kInvalidArgument);
+  EXPECT_EQ(test::catch_error([&] {
+              kernels::gemv_add_norm_fp16_cuda(w, x.as<uint16_t>(), 1, xo.as<uint16_t>(), hb.as<uint16_t>(), 1.f,
+                                               xo.as<uint16_t>(), sl.as<float>());
+            }).kind(),
+            ErrorKind::kInvalidArgument);
 }
 
 TEST(GemvCuda, UnsupportedTensorsAndArgumentsAreRefused) {
