@@ -1,5 +1,5 @@
 // razerq bench decode MODEL [--baseline DIR] [--batch 1,4,16] [--prompt 128] [--tokens 128]
-//                     [--mode eager|static|graph] [--decode-ops fused|separate-silu|libtorch] [--device cuda]
+//                     [--mode eager|static|graph] [--decode-ops fused|norm-epilogue|separate-silu|libtorch] [--device cuda]
 //                     [--dtype fp16]
 //                     [--seed 0] [--json]
 // Greedy token-by-token decoding with the KV cache: time to first token (the prompt's prefill)
@@ -15,7 +15,9 @@
 // one synchronisation after the last. --decode-ops: the static step's norms, RoPE, cache writes,
 // attention and SiLU through our CUDA kernels (fused, the default where the model takes them:
 // eval::ModelOptions::fused_decode_ops; a packed model's gate/up product then writes SiLU * up
-// itself, ModelOptions::silu_epilogue), the same with SiLU * up as its own kernel (separate-silu)
+// itself, ModelOptions::silu_epilogue), the same with the residual add + RMSNorm in the products'
+// epilogues where the batch allows (norm-epilogue, ModelOptions::norm_epilogue: `ops` reads
+// norm-epilogue where they ran, fused where not), the same with SiLU * up as its own kernel (separate-silu)
 // or libtorch's ops; the `ops` column says which ran.
 #include <algorithm>
 #include <chrono>
@@ -43,6 +45,7 @@ struct DecodeRow {
   int batch = 0;
   double ttft_ms = 0, ms_per_step = 0, tokens_per_s = 0;
   int64_t fused_calls = 0;
+  bool norm_epilogue = false;  // the static step ran the norm epilogues
   std::string ops;  // the static step's small operations: --decode-ops (decode kernels) or "libtorch"
 };
 
@@ -63,14 +66,16 @@ DecodeRow run_decode_static(const eval::Model& m, const std::string& label, int 
   const torch::Tensor prompt = torch::randint(V, {B, a.prompt}, torch::kLong).to(m.device());
   eval::StaticDecoder d(m, B, int64_t{a.prompt} + a.warmup + a.tokens, graph);
   (void)d.prefill(prompt);
-  const int64_t calls0 = eval::Model::fused_gemv_calls();
+  const int64_t calls0 = eval::Model::fused_gemv_calls(), norms0 = eval::Model::norm_epilogue_calls();
   (void)d.step();
   const int64_t per_step = eval::Model::fused_gemv_calls() - calls0;
+  const bool norm_epilogue = eval::Model::norm_epilogue_calls() > norms0;
   d.capture();
   d.replay(std::max(0, a.warmup - 1));
   sync(d.logits());
   DecodeRow r;
   r.model = label, r.batch = B;
+  r.norm_epilogue = norm_epilogue;
   const double t0 = now_s();
   sync(d.prefill(prompt));
   const double t1 = now_s();
@@ -119,14 +124,16 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
   if (a.warmup < 0) throw_error(ErrorKind::kInvalidArgument, "bench decode", "--warmup %d (expected >= 0)", a.warmup);
   for (int b : a.batches)
     if (b < 1) throw_error(ErrorKind::kInvalidArgument, "bench decode", "--batch %d (expected >= 1)", b);
-  if (a.decode_ops != "fused" && a.decode_ops != "separate-silu" && a.decode_ops != "libtorch")
-    throw_error(ErrorKind::kInvalidArgument, "--decode-ops", "\"%s\" (expected fused, separate-silu or libtorch)",
-                a.decode_ops.c_str());
+  if (a.decode_ops != "fused" && a.decode_ops != "norm-epilogue" && a.decode_ops != "separate-silu" &&
+      a.decode_ops != "libtorch")
+    throw_error(ErrorKind::kInvalidArgument, "--decode-ops",
+                "\"%s\" (expected fused, norm-epilogue, separate-silu or libtorch)", a.decode_ops.c_str());
   eval::ModelOptions opt;
   opt.device = eval::parse_device(a.device);
   opt.dtype = eval::parse_dtype(a.dtype);
   opt.fused_decode_ops = a.decode_ops != "libtorch";
-  opt.silu_epilogue = a.decode_ops == "fused";
+  opt.silu_epilogue = a.decode_ops == "fused" || a.decode_ops == "norm-epilogue";
+  opt.norm_epilogue = a.decode_ops == "norm-epilogue";
   const std::string mode = a.mode.empty() ? (opt.device.is_cuda() ? "graph" : "eager") : a.mode;
   if (mode != "eager" && mode != "static" && mode != "graph")
     throw_error(ErrorKind::kInvalidArgument, "--mode", "\"%s\" (expected eager, static or graph)", mode.c_str());
@@ -141,7 +148,10 @@ void run_bench_decode(const BenchArgs& a, const GlobalOptions& g) {
     if (!g.quiet) std::fprintf(stderr, "%s: %s\n", label.c_str(), m.describe().c_str());
     for (int B : a.batches) {
       rows.push_back(mode == "eager" ? run_decode(m, label, B, a) : run_decode_static(m, label, B, a, mode == "graph"));
-      rows.back().ops = mode != "eager" && m.decode_kernels() ? a.decode_ops : "libtorch";
+      // (norm-epilogue where the step ran them, else fused: a batch or model they do not take)
+      rows.back().ops = !(mode != "eager" && m.decode_kernels())                       ? "libtorch"
+                        : a.decode_ops == "norm-epilogue" && !rows.back().norm_epilogue ? "fused"
+                                                                                        : a.decode_ops;
       const DecodeRow& r = rows.back();
       if (!g.quiet)
         std::fprintf(stderr, "  %s (%s ops) batch %2d: ttft %.1f ms, %.2f ms/step, %.0f tokens/s%s\n", mode.c_str(),
@@ -198,8 +208,10 @@ void set_bench_command(CLI::App& app, GlobalOptions& g) {
                 "step captured in one CUDA graph, replayed per token); default: graph on CUDA, eager on CPU");
   c->add_option("--decode-ops", a->decode_ops,
                 "The static step's norms, RoPE, cache writes, attention and SiLU: fused (our CUDA kernels, on CUDA "
-                "fp16/bf16 models; a packed model's gate/up product writes SiLU * up itself), separate-silu (the same, "
-                "SiLU * up as its own kernel) or libtorch (libtorch's ops, as on CPU and in eager mode)")
+                "fp16/bf16 models; a packed model's gate/up product writes SiLU * up itself), norm-epilogue (the same, and "
+                "where the batch allows a packed fp16 model's products run the residual add + RMSNorm in their "
+                "epilogues; the ops column says where they ran), separate-silu (SiLU * up as its own kernel) or libtorch "
+                "(libtorch's ops, as on CPU and in eager mode)")
       ->capture_default_str();
   c->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   c->add_option("--dtype", a->dtype, "fp32, fp16 or bf16")->capture_default_str();

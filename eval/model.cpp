@@ -73,6 +73,8 @@ void* torch_stream(const torch::Device& d) {
 std::atomic<int64_t> g_fused_calls{0};
 // Gate/up products with the SiLU epilogue (Model::silu_epilogue_calls).
 std::atomic<int64_t> g_silu_epilogue_calls{0};
+// Products with a norm epilogue (Model::norm_epilogue_calls).
+std::atomic<int64_t> g_norm_epilogue_calls{0};
 // Static decode steps run through the decode kernels (Model::decode_kernel_steps).
 std::atomic<int64_t> g_decode_kernel_steps{0};
 
@@ -169,10 +171,79 @@ struct Linear {
     return false;
 #endif
   }
+
+#if defined(RAZERQ_HAS_CUDA)
+  // The decode step's norm epilogues (kernels/cuda/gemv_cuda.hpp, gemv_add_norm_fp16_cuda and
+  // gemv_normed_*; ModelOptions::norm_epilogue): whether this linear's packed weight takes them
+  // for `rows` rows of x normed over n elements (no bias, no simulated arithmetic).
+  bool norm_epilogue_ok(int64_t rows, int64_t n) const {
+    return packed && !sim && !b.defined() && kernels::gemv_norm_supported(*packed, rows, n);
+  }
+  // h += x W^T, x_out = h * norm_w * x_scale and the sums of squares into slots
+  // (gemv_add_norm_fp16_cuda); norm_epilogue_ok(rows, out) checked by the caller.
+  void add_norm_into(const torch::Tensor& x, const torch::Tensor& h, const torch::Tensor& norm_w, float x_scale,
+                     const torch::Tensor& x_out, const torch::Tensor& slots) const {
+    const int64_t in = w.size(1), rows = x.numel() / in;
+    const torch::Tensor x2 = gemv_input(x, rows, in);
+    kernels::gemv_add_norm_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
+                                     reinterpret_cast<uint16_t*>(h.data_ptr()),
+                                     reinterpret_cast<const uint16_t*>(norm_w.data_ptr()), x_scale,
+                                     reinterpret_cast<uint16_t*>(x_out.data_ptr()), slots.data_ptr<float>(),
+                                     torch_stream(x.device()));
+    g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+    g_norm_epilogue_calls.fetch_add(1, std::memory_order_relaxed);
+  }
+  // y [rows, out] = the normed product of x (an add_norm_into x_out) by the slots
+  // (gemv_normed_fp16_cuda); norm_epilogue_ok(rows, in) checked by the caller.
+  torch::Tensor normed(const torch::Tensor& x, const torch::Tensor& slots, float eps, float x_scale) const {
+    const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
+    const torch::Tensor x2 = gemv_input(x, rows, in);
+    torch::Tensor y = torch::empty({rows, out}, x.options());
+    kernels::gemv_normed_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
+                                   slots.data_ptr<float>(), eps, x_scale, reinterpret_cast<uint16_t*>(y.data_ptr()),
+                                   torch_stream(x.device()));
+    g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+    g_norm_epilogue_calls.fetch_add(1, std::memory_order_relaxed);
+    return y;
+  }
+  // The fused gate/up linear: act = silu(gate) * up of the normed product (gemv_normed_silu_mul_fp16_cuda)
+  // where the SiLU epilogue takes this weight (true), else false and act untouched.
+  bool normed_silu_mul_into(const torch::Tensor& x, const torch::Tensor& slots, float eps, float x_scale,
+                            const torch::Tensor& act) const {
+    if (!kernels::gemv_silu_mul_supported(*packed)) return false;
+    const int64_t in = w.size(1), rows = x.numel() / in;
+    if (!act.is_contiguous() || act.scalar_type() != torch::kFloat16 || act.numel() != rows * packed->rows / 2)
+      throw_error(ErrorKind::kInternal, name, "normed_silu_mul_into: act is not a dense fp16 [%lld, %lld] tensor",
+                  static_cast<long long>(rows), static_cast<long long>(packed->rows / 2));
+    const torch::Tensor x2 = gemv_input(x, rows, in);
+    kernels::gemv_normed_silu_mul_fp16_cuda(*packed, reinterpret_cast<const uint16_t*>(x2.data_ptr()), rows,
+                                            slots.data_ptr<float>(), eps, x_scale,
+                                            reinterpret_cast<uint16_t*>(act.data_ptr()), torch_stream(x.device()));
+    g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+    g_silu_epilogue_calls.fetch_add(1, std::memory_order_relaxed);
+    g_norm_epilogue_calls.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+#endif
 };
 
 struct Norm {
   torch::Tensor w, b;  // b: LayerNorm only (may be undefined)
+  // The norm epilogues' x_scale (kernels::gemv_add_norm_fp16_cuda): 2^-ceil(log2 max |w|) where
+  // that is above 1, else 1, so that h * w * x_scale stays within |h| (set at load on CUDA and by
+  // set_tensor: refresh_x_scale).
+  float x_scale = 1.f;
+  void refresh_x_scale() {
+    x_scale = 1.f;
+    if (!w.defined()) return;
+    const float m = w.abs().max().item<float>();
+    int e = 0;
+    if (std::isfinite(m) && m > 1.f) {
+      const float f = std::frexp(m, &e);  // m = f 2^e, f in [0.5, 1): m <= 2^e
+      (void)f;
+      x_scale = std::ldexp(1.f, -e);
+    }
+  }
 };
 
 // Products of at most this many rows of x on CUDA (decoding) take the fused q/k/v and gate/up
@@ -262,6 +333,7 @@ struct Model::Impl {
   bool decode_kernels_usable() const;
 #if defined(RAZERQ_DECODE_KERNELS)
   torch::Tensor forward_static_kernels(StaticKVCache& c) const;
+  bool norm_epilogue_applies(int64_t B) const;
 #endif
 };
 
@@ -348,6 +420,7 @@ Norm Model::Impl::load_norm(const WeightSource& src, const std::string& prefix, 
   Norm r;
   r.w = load(src, prefix + ".weight", {n});
   if (bias) r.b = load(src, prefix + ".bias", {n});
+  if (opt.device.is_cuda()) r.refresh_x_scale();  // (one value to the host per norm)
   return r;
 }
 
@@ -786,6 +859,25 @@ const void* element_ptr(const torch::Tensor& t, int64_t offset) {
 }
 }  // namespace
 
+// Whether forward_static_kernels takes the norm epilogues at batch B (ModelOptions::norm_epilogue):
+// fp16, and every layer's products (the fused q/k/v and gate/up where the layer has them) on
+// packed weights that take them (Linear::norm_epilogue_ok: no bias, M and the slots within the
+// kernels' bounds).
+bool Model::Impl::norm_epilogue_applies(int64_t B) const {
+  if (!opt.norm_epilogue || opt.dtype != torch::kFloat16 || layers.empty()) return false;
+  const int64_t H = cfg.hidden_size;
+  for (const Layer& L : layers) {
+    std::vector<const Linear*> need = {&L.o, &L.down};
+    for (const Linear* l : L.qkv.w.defined() ? std::vector<const Linear*>{&L.qkv} : std::vector<const Linear*>{&L.q, &L.k, &L.v})
+      need.push_back(l);
+    for (const Linear* l : L.gateup.w.defined() ? std::vector<const Linear*>{&L.gateup} : std::vector<const Linear*>{&L.gate, &L.up})
+      need.push_back(l);
+    for (const Linear* l : need)
+      if (!l->norm_epilogue_ok(B, H)) return false;
+  }
+  return true;
+}
+
 // forward_static with the decode kernels (kernels/cuda/decode_ops_cuda.hpp). Per layer: the
 // q/k/v product, RoPE + K/V write + attention (1 launch), the o product, residual add +
 // post-attention RMSNorm (1), the gate/up product, SiLU * up (1; in the gate/up product's epilogue
@@ -794,6 +886,11 @@ const void* element_ptr(const torch::Tensor& t, int64_t offset) {
 // h is one [B, H] buffer updated in place; x holds the normed input of the next product. The
 // products are the same Linear calls as layer_forward's (fused q/k/v and gate/up where it takes
 // them), so the fused GEMV of packed checkpoints runs here too.
+// With the norm epilogues (norm_epilogue_applies): the o product and every down product but the
+// last add their outputs into h and write the next product's x unnormalised (h * w_norm * x_scale)
+// with the sums of squares in `slots`; the gate/up product and the next layer's q/k/v apply the
+// norm's rsqrt to their sums (kernels/cuda/gemv_cuda.hpp). Layer 0's input norm and the final norm
+// keep their kernels: 2 norm launches per step instead of 2 per layer.
 torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
   const int64_t B = c.batch, H = cfg.hidden_size, nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim;
   const char* what = "forward_static";
@@ -836,44 +933,67 @@ torch::Tensor Model::Impl::forward_static_kernels(StaticKVCache& c) const {
   const torch::Tensor h = torch::embedding(embed, c.ids).reshape({B, H}).contiguous();  // residual stream
   const torch::Tensor x = torch::empty({B, H}, fo);
   const torch::Tensor o = torch::empty({B, nh, hd}, fo);
+  const bool norm_epi = norm_epilogue_applies(B);
+  const torch::Tensor slots =
+      norm_epi ? torch::empty({B * kernels::gemv_norm_slot_stride(H)}, fo.dtype(torch::kFloat32)) : torch::Tensor();
   kernels::rms_norm_cuda(dt, h.data_ptr(), layers.front().ln1.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& L = layers[li];
+    // x from the previous down product's norm epilogue (layer 0: the norm kernel's output).
+    const bool qkv_normed = norm_epi && li > 0;
+    auto in_product = [&](const Linear& l) {
+      return qkv_normed ? l.normed(x, slots, eps, L.ln1.x_scale) : l(x).contiguous();
+    };
     // q, k, v: column blocks of the fused product, or three products.
     torch::Tensor yq, yk, yv;
     const void *kp = nullptr, *vp = nullptr;
     int64_t sq = 0, sk = 0, sv = 0;
     if (use_fused(L.qkv, x, nullptr)) {
-      yq = L.qkv(x).contiguous();  // [B, (nh + 2 nkv) hd]
+      yq = in_product(L.qkv);  // [B, (nh + 2 nkv) hd]
       sq = sk = sv = yq.size(-1);
       kp = element_ptr(yq, nh * hd);
       vp = element_ptr(yq, (nh + nkv) * hd);
     } else {
-      yq = L.q(x).contiguous(), yk = L.k(x).contiguous(), yv = L.v(x).contiguous();
+      yq = in_product(L.q), yk = in_product(L.k), yv = in_product(L.v);
       sq = yq.size(-1), sk = yk.size(-1), sv = yv.size(-1);
       kp = yk.data_ptr(), vp = yv.data_ptr();
     }
     kernels::decode_rope_attention_cuda(dt, shape, yq.data_ptr(), sq, kp, sk, vp, sv, c.cos.data_ptr(),
                                         c.sin.data_ptr(), pos, c.k[li].data_ptr(), c.v[li].data_ptr(), splits,
                                         ws.data_ptr(), ws_bytes, o.data_ptr(), stream);
-    const torch::Tensor attn = L.o(o.view({B, nh * hd})).contiguous();  // [B, H]
-    kernels::add_rms_norm_cuda(dt, h.data_ptr(), attn.data_ptr(), L.ln2.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
+    if (norm_epi) {
+      L.o.add_norm_into(o.view({B, nh * hd}), h, L.ln2.w, L.ln2.x_scale, x, slots);
+    } else {
+      const torch::Tensor attn = L.o(o.view({B, nh * hd})).contiguous();  // [B, H]
+      kernels::add_rms_norm_cuda(dt, h.data_ptr(), attn.data_ptr(), L.ln2.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
+    }
+    auto mlp_product = [&](const Linear& l) {
+      return norm_epi ? l.normed(x, slots, eps, L.ln2.x_scale) : l(x).contiguous();
+    };
     const int64_t F = L.gate.w.size(0);
     torch::Tensor act = torch::empty({B, F}, fo);
     if (use_fused(L.gateup, x, nullptr)) {
-      if (!(opt.silu_epilogue && L.gateup.silu_mul_into(x, act))) {  // (else written by the product itself)
-        const torch::Tensor gu = L.gateup(x).contiguous();  // [B, 2F]: gate, then up
+      // (else written by the product itself)
+      const bool by_epilogue = opt.silu_epilogue && (norm_epi ? L.gateup.normed_silu_mul_into(x, slots, eps, L.ln2.x_scale, act)
+                                                              : L.gateup.silu_mul_into(x, act));
+      if (!by_epilogue) {
+        const torch::Tensor gu = mlp_product(L.gateup);  // [B, 2F]: gate, then up
         kernels::silu_mul_cuda(dt, gu.data_ptr(), element_ptr(gu, F), 2 * F, B, F, act.data_ptr(), stream);
       }
     } else {
-      const torch::Tensor g = L.gate(x).contiguous();  // before up, as layer_forward
-      const torch::Tensor u = L.up(x).contiguous();
+      const torch::Tensor g = mlp_product(L.gate);  // before up, as layer_forward
+      const torch::Tensor u = mlp_product(L.up);
       kernels::silu_mul_cuda(dt, g.data_ptr(), u.data_ptr(), F, B, F, act.data_ptr(), stream);
     }
     if (had_down.defined()) act = had_down(act);
-    const torch::Tensor down = L.down(act).contiguous();  // [B, H]
-    const Norm& next = li + 1 < layers.size() ? layers[li + 1].ln1 : final_norm;
-    kernels::add_rms_norm_cuda(dt, h.data_ptr(), down.data_ptr(), next.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
+    if (norm_epi && li + 1 < layers.size()) {
+      const Norm& next = layers[li + 1].ln1;
+      L.down.add_norm_into(act, h, next.w, next.x_scale, x, slots);
+    } else {
+      const torch::Tensor down = L.down(act).contiguous();  // [B, H]
+      const Norm& next = li + 1 < layers.size() ? layers[li + 1].ln1 : final_norm;
+      kernels::add_rms_norm_cuda(dt, h.data_ptr(), down.data_ptr(), next.w.data_ptr(), B, H, eps, x.data_ptr(), stream);
+    }
   }
   g_decode_kernel_steps.fetch_add(1, std::memory_order_relaxed);
   return lm_head(x.view({B, 1, H})).to(torch::kFloat32);  // head() without its norm (done above)
@@ -1046,6 +1166,7 @@ bool Model::decode_kernels() const { return impl_->decode_kernels; }
 int64_t Model::decode_kernel_steps() { return g_decode_kernel_steps.load(); }
 
 int64_t Model::silu_epilogue_calls() { return g_silu_epilogue_calls.load(); }
+int64_t Model::norm_epilogue_calls() { return g_norm_epilogue_calls.load(); }
 int64_t Model::simulated_linears() const { return impl_->simulated; }
 int64_t Model::parameters() const { return impl_->params; }
 double Model::load_seconds() const { return impl_->load_seconds; }
@@ -1203,6 +1324,12 @@ void Model::set_tensor(const std::string& name, const torch::Tensor& value) {
                 formats::shape_string(value.sizes().vec()).c_str(), formats::shape_string(it->second.sizes().vec()).c_str());
   torch::NoGradGuard no_grad;
   it->second.copy_(value);  // the layers hold the same storage
+  if (impl_->opt.device.is_cuda()) {  // a norm's weight: its x_scale follows
+    for (Layer& L : impl_->layers)
+      for (Norm* n : {&L.ln1, &L.ln2})
+        if (n->w.defined() && n->w.is_same(it->second)) n->refresh_x_scale();
+    if (impl_->final_norm.w.defined() && impl_->final_norm.w.is_same(it->second)) impl_->final_norm.refresh_x_scale();
+  }
 #if defined(RAZERQ_HAS_CUDA)
   // A packed copy for the fused GEMV no longer matches: the linear falls back to the matmul.
   if (impl_->packed_weights.erase(name)) {

@@ -67,6 +67,18 @@ struct ModelOptions {
   // (kernels/cuda/gemv_cuda.hpp). false: the product, then kernels::silu_mul_cuda (`razerq bench
   // decode --decode-ops separate-silu`).
   bool silu_epilogue = true;
+  // With fused_decode_ops, fp16 and packed weights the norm epilogues take (every product of
+  // every layer; kernels/cuda/gemv_cuda.hpp gemv_add_norm_fp16_cuda): the residual add + RMSNorm
+  // between the products runs in them (the o and down products add into the residual stream and
+  // write the next x unnormalised with its sums of squares; q/k/v and gate/up scale their sums by
+  // the rsqrt), so a step launches 2 norm kernels instead of 2 per layer. The normalisation then
+  // enters after the product instead of before x's fp16 rounding: logits differ in the last bits
+  // from the separate kernels' (tests bound it). At batch sizes the kernels take (M <= 8 and M x
+  // ceil(hidden / 64) x 4 <= 1024: 1..4 at hidden 4096); others keep the norm kernels. Off by
+  // default: on the H100 the 7B-shaped razer4 step ran 3 % slower with them at batch 1 and 5 % at
+  // batch 4 than with the norm kernels (bench/decode.md, thirty-fifth session). `razerq bench
+  // decode --decode-ops norm-epilogue` measures them.
+  bool norm_epilogue = false;
   // Simulated custom-precision arithmetic (`razerq eval --sim-mul/--sim-acc`): the quantized
   // linears (those stored quantized in the packed checkpoint) compute x W^T with every product
   // rounded to sim->mul and every partial sum to sim->acc, k in order (kernels/cpu/sim_arith.hpp:
@@ -159,6 +171,8 @@ class Model {
   static int64_t fused_gemv_calls();
   // Of those, gate/up products that wrote SiLU * up themselves (ModelOptions::silu_epilogue).
   static int64_t silu_epilogue_calls();
+  // Of those, products with a norm epilogue (ModelOptions::norm_epilogue).
+  static int64_t norm_epilogue_calls();
   // Whether forward_static runs the CUDA decode kernels (ModelOptions::fused_decode_ops, and the
   // model on CUDA in fp16/bf16, a CUDA libtorch, head_dim even and <= 256); else libtorch's ops.
   bool decode_kernels() const;

@@ -464,6 +464,55 @@ TEST_F(EvalGpuPackedRazer4, StaticDecodeGraphMatchesEagerAndDynamic) {
   EXPECT_EQ(fused % (4 * m.num_layers()), 0);
 }
 
+// Replays two captured static decoders (dk: the step under test, dl: the reference) one step at a
+// time for `steps` steps after a P-token prompt and compares them: the logits within 2^-tol_exp of
+// the largest reference logit up to and including the first step whose greedy token differs, and
+// a token difference only where the reference's top two logits are within twice that bound.
+// Prints the measured figures.
+void compare_replays(StaticDecoder& dk, StaticDecoder& dl, int64_t B, int64_t P, int64_t steps, int tol_exp,
+                     const std::string& what) {
+  std::vector<torch::Tensor> lk, ll;
+  for (int64_t s = 0; s < steps; ++s) {
+    dk.replay(1);
+    dl.replay(1);
+    lk.push_back(dk.logits().clone());
+    ll.push_back(dl.logits().clone());
+  }
+  const torch::Tensor Lk = torch::cat(lk, 1).cpu(), Ll = torch::cat(ll, 1).cpu();  // [B, steps, V]
+  const torch::Tensor tk = dk.tokens(), tl = dl.tokens();                          // [B, P + steps + 1]
+  ASSERT_EQ(tk.sizes(), tl.sizes()) << what;
+  const double top = Ll.abs().max().item<double>(), tol = std::ldexp(top, -tol_exp);
+  double worst = 0;
+  int64_t same_rows = 0, compared = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t first = steps;  // the first step whose greedy token differs
+    for (int64_t s = 0; s < steps; ++s)
+      if (tk[b][P + 1 + s].item<int64_t>() != tl[b][P + 1 + s].item<int64_t>()) {
+        first = s;
+        break;
+      }
+    same_rows += first == steps;
+    for (int64_t s = 0; s <= std::min(first, steps - 1); ++s) {
+      worst = std::max(worst, (Lk[b][s] - Ll[b][s]).abs().max().item<double>());
+      ++compared;
+    }
+    if (first < steps) {
+      const torch::Tensor top2 = std::get<0>(Ll[b][first].topk(2));
+      const double gap = (top2[0] - top2[1]).item<double>();
+      std::printf("  %s B=%lld row %lld: tokens part at step %lld (reference top-2 gap %.4g)\n", what.c_str(),
+                  static_cast<long long>(B), static_cast<long long>(b), static_cast<long long>(first), gap);
+      EXPECT_LE(gap, 2 * tol) << what << " B=" << B << " row " << b << ": tokens differ at step " << first
+                              << " where the reference logits are no near-tie";
+    }
+  }
+  std::printf("  %s B=%lld: max |logit - reference| %.3g over %lld row-steps (max |logit| %.3g, bound %.3g); "
+              "%lld of %lld rows decode the same %lld tokens\n",
+              what.c_str(), static_cast<long long>(B), worst, static_cast<long long>(compared), top, tol,
+              static_cast<long long>(same_rows), static_cast<long long>(B), static_cast<long long>(steps));
+  EXPECT_LE(worst, tol) << what << " B=" << B;
+  EXPECT_GT(compared, 0) << what;
+}
+
 // The static decode step through the decode kernels (ModelOptions::fused_decode_ops, the default:
 // kernels/cuda/decode_ops_cuda.hpp) against the same step through libtorch's ops, both replayed
 // from CUDA graphs: B = 1 and 4, a random 16-token prompt, 48 steps, capacity 72. The two compute
@@ -495,46 +544,7 @@ void check_decode_kernels_match_libtorch(const std::string& dir, torch::ScalarTy
     dl.capture();
     EXPECT_GT(k1, k0) << what << ": the captured step did not run the decode kernels";
     EXPECT_EQ(Model::decode_kernel_steps(), k1) << what << ": the libtorch model ran the decode kernels";
-    std::vector<torch::Tensor> lk, ll;
-    for (int64_t s = 0; s < steps; ++s) {
-      dk.replay(1);
-      dl.replay(1);
-      lk.push_back(dk.logits().clone());
-      ll.push_back(dl.logits().clone());
-    }
-    const torch::Tensor Lk = torch::cat(lk, 1).cpu(), Ll = torch::cat(ll, 1).cpu();  // [B, steps, V]
-    const torch::Tensor tk = dk.tokens(), tl = dl.tokens();                          // [B, P + steps + 1]
-    ASSERT_EQ(tk.sizes(), tl.sizes()) << what;
-    const double top = Ll.abs().max().item<double>(), tol = std::ldexp(top, -tol_exp);
-    double worst = 0;
-    int64_t same_rows = 0, compared = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t first = steps;  // the first step whose greedy token differs
-      for (int64_t s = 0; s < steps; ++s)
-        if (tk[b][P + 1 + s].item<int64_t>() != tl[b][P + 1 + s].item<int64_t>()) {
-          first = s;
-          break;
-        }
-      same_rows += first == steps;
-      for (int64_t s = 0; s <= std::min(first, steps - 1); ++s) {
-        worst = std::max(worst, (Lk[b][s] - Ll[b][s]).abs().max().item<double>());
-        ++compared;
-      }
-      if (first < steps) {
-        const torch::Tensor top2 = std::get<0>(Ll[b][first].topk(2));
-        const double gap = (top2[0] - top2[1]).item<double>();
-        std::printf("  %s B=%lld row %lld: tokens part at step %lld (libtorch top-2 gap %.4g)\n", what.c_str(),
-                    static_cast<long long>(B), static_cast<long long>(b), static_cast<long long>(first), gap);
-        EXPECT_LE(gap, 2 * tol) << what << " B=" << B << " row " << b << ": tokens differ at step " << first
-                                << " where the libtorch logits are no near-tie";
-      }
-    }
-    std::printf("  %s B=%lld: max |logit kernels - libtorch ops| %.3g over %lld row-steps (max |logit| %.3g, bound %.3g); "
-                "%lld of %lld rows decode the same %lld tokens\n",
-                what.c_str(), static_cast<long long>(B), worst, static_cast<long long>(compared), top, tol,
-                static_cast<long long>(same_rows), static_cast<long long>(B), static_cast<long long>(steps));
-    EXPECT_LE(worst, tol) << what << " B=" << B;
-    EXPECT_GT(compared, 0) << what;
+    compare_replays(dk, dl, B, P, steps, tol_exp, what);
   }
 }
 
@@ -581,6 +591,41 @@ TEST_F(EvalGpuPackedRazer4, SiluEpilogueEqualsSeparateSiluKernel) {
     }
     EXPECT_EQ(equal, kSteps) << "B=" << B << ": steps with bit-equal logits";
     EXPECT_TRUE(torch::equal(de.tokens(), ds.tokens())) << "B=" << B;
+  }
+}
+
+// The norm epilogues (ModelOptions::norm_epilogue, off by default) against the norm kernels
+// between the products (the default), both graph-replayed: B = 1, 4 and 8 take them (4 L - 2
+// products per step: the o and gate/up products of every layer, q/k/v and down of all but the
+// first and the last), B = 16 does not (M > 8). The normalisation enters after the product instead
+// of before x's rounding, so logits within 2^-6 of the largest (the bound of the kernels against
+// libtorch's ops above) and tokens as there.
+TEST_F(EvalGpuPackedRazer4, NormEpilogueWithinBoundOfNormKernels) {
+  torch::NoGradGuard ng;
+  ModelOptions oe = cuda_opts(torch::kFloat16), os = cuda_opts(torch::kFloat16);
+  ASSERT_FALSE(os.norm_epilogue) << "the norm kernels are the default";
+  oe.norm_epilogue = true;
+  const Model me = Model::load(dir_, oe), ms = Model::load(dir_, os);
+  ASSERT_TRUE(me.decode_kernels());
+  const int64_t per_step = 4 * me.num_layers() - 2;
+  constexpr int64_t P = 16, steps = 32;
+  for (int64_t B : {1, 4, 8, 16}) {
+    torch::manual_seed(7);
+    const torch::Tensor prompt = torch::randint(me.config().vocab_size, {B, P}, torch::kLong).cuda();
+    StaticDecoder de(me, B, P + steps + 8, true), ds(ms, B, P + steps + 8, true);
+    EXPECT_TRUE(torch::equal(de.prefill(prompt), ds.prefill(prompt))) << "B=" << B;
+    const int64_t n0 = Model::norm_epilogue_calls();
+    de.capture();
+    const int64_t n1 = Model::norm_epilogue_calls();
+    ds.capture();
+    EXPECT_EQ(Model::norm_epilogue_calls(), n1) << "B=" << B << ": norm_epilogue = false ran the epilogues";
+    if (B <= 8) {
+      EXPECT_GT(n1, n0) << "B=" << B << ": the captured step did not run the norm epilogues";
+      EXPECT_EQ((n1 - n0) % per_step, 0) << "B=" << B << ": " << n1 - n0 << " epilogue products";
+    } else {
+      EXPECT_EQ(n1, n0) << "B=" << B << ": M > 8 ran the norm epilogues";
+    }
+    compare_replays(de, ds, B, P, steps, 6, "razer4 fp16 norm epilogues");
   }
 }
 
