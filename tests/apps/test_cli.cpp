@@ -301,7 +301,7 @@ TEST(CliBench, DecodeRowsPerBatchWithBaselineRatio) {
   EXPECT_NE(r.out.find("| static | libtorch | 1 |"), std::string::npos) << r.out;
   r = run_cli("bench decode " + model + " --device cpu --decode-ops cuda");
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_NE(r.out.find("expected fused, separate-silu or libtorch"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("expected fused, norm-epilogue, separate-silu or libtorch"), std::string::npos) << r.out;
 }
 
 // razerq quantize --gptq: calibration recorded in the manifest; the checkpoint evaluates better
