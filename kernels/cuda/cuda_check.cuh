@@ -3,6 +3,8 @@
 // throws razerq::Error(kInternal) naming the call, the source line and cudaGetErrorString's text.
 #include <cuda_runtime.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "common/error.hpp"
@@ -16,6 +18,12 @@ namespace razerq::kernels::detail {
 
 // The public headers pass streams as void* (nullptr: the legacy default stream).
 inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// [a, a + an) and [b, b + bn) bytes overlap (the argument checks of in-place operations).
+inline bool bytes_overlap(const void* a, size_t an, const void* b, size_t bn) {
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + bn && y < x + an;
+}
 
 }  // namespace razerq::kernels::detail
 

@@ -631,11 +631,7 @@ void need_pos(const int64_t* pos, const char* where) {
     throw_error(ErrorKind::kInvalidArgument, where, "pos is null or not 8-byte aligned");
 }
 
-// [a, a + an) and [b, b + bn) bytes overlap.
-bool overlap(const void* a, size_t an, const void* b, size_t bn) {
-  const uintptr_t x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
-  return x < y + bn && y < x + an;
-}
+using detail::bytes_overlap;
 
 void check_shape(const DecodeShape& s, const char* where) {
   if (s.batch < 1 || s.heads < 1 || s.kv_heads < 1 || s.head_dim < 1 || s.capacity < 1)
@@ -690,10 +686,10 @@ void rms_norm_common(const char* where, ActDType dt, bool add, void* h, const vo
   need_ptr(w, where, "w");
   need_ptr(y, where, "y");
   const size_t bytes = static_cast<size_t>(rows * n) * 2;
-  if (overlap(h, bytes, y, bytes)) throw_error(ErrorKind::kInvalidArgument, where, "y overlaps %s", add ? "h" : "x");
+  if (bytes_overlap(h, bytes, y, bytes)) throw_error(ErrorKind::kInvalidArgument, where, "y overlaps %s", add ? "h" : "x");
   if (add) {
     need_ptr(delta, where, "delta");
-    if (overlap(h, bytes, delta, bytes)) throw_error(ErrorKind::kInvalidArgument, where, "delta overlaps h");
+    if (bytes_overlap(h, bytes, delta, bytes)) throw_error(ErrorKind::kInvalidArgument, where, "delta overlaps h");
   }
   const cudaStream_t st = detail::as_stream(stream);
   if (dt == ActDType::kFp16)
@@ -830,7 +826,7 @@ void launch_attention(const char* where, ActDType dt, const DecodeShape& s, Attn
   need_pos(a.pos, where);
   const size_t obytes = static_cast<size_t>(s.batch * s.heads * s.head_dim) * 2;
   const size_t qbytes = rope ? static_cast<size_t>((s.batch - 1) * a.q_stride + s.heads * s.head_dim) * 2 : obytes;
-  if (overlap(a.q, qbytes, a.out, obytes)) throw_error(ErrorKind::kInvalidArgument, where, "out overlaps q");
+  if (bytes_overlap(a.q, qbytes, a.out, obytes)) throw_error(ErrorKind::kInvalidArgument, where, "out overlaps q");
   const int64_t grid_y = s.batch * s.kv_heads * head_blocks(s);
   if (grid_y > 65535 || s.batch * s.heads > INT_MAX)
     throw_error(ErrorKind::kUnsupported, where, "batch %lld x kv_heads %lld is too large for one launch",
