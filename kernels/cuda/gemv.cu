@@ -1450,13 +1450,23 @@ void launch_norm(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   block.x = kWarps * 32;
   GemvArgs a = a0;
   a.split_from = INT_MAX;
-  auto* k = PAIR ? gemv_norm_pair_kernel<K, ASYM, G16, DEC, PRE, BITS, kL>
-            : a.norm_mode == 1 ? gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 1>
-                               : gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 2>;
-  static const OccupancyCap cap1 = occupancy_cap(gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 1>, kWarps * 32, kPt);
-  static const OccupancyCap cap2 = occupancy_cap(gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 2>, kWarps * 32, kPt);
-  static const OccupancyCap capp = occupancy_cap(gemv_norm_pair_kernel<K, ASYM, G16, DEC, PRE, BITS, kL>, kWarps * 32, kPt);
-  const OccupancyCap& cap = PAIR ? capp : a.norm_mode == 1 ? cap1 : cap2;
+  // The kernel and its occupancy (asked once per kernel, on the first device).
+  void (*k)(GemvArgs) = nullptr;
+  const OccupancyCap* capp = nullptr;
+  if constexpr (PAIR) {
+    k = gemv_norm_pair_kernel<K, ASYM, G16, DEC, PRE, BITS, kL>;
+    static const OccupancyCap cap = occupancy_cap(k, kWarps * 32, kPt);
+    capp = &cap;
+  } else if (a.norm_mode == 1) {
+    k = gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 1>;
+    static const OccupancyCap cap = occupancy_cap(k, kWarps * 32, kPt);
+    capp = &cap;
+  } else {
+    k = gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 2>;
+    static const OccupancyCap cap = occupancy_cap(k, kWarps * 32, kPt);
+    capp = &cap;
+  }
+  const OccupancyCap& cap = *capp;
   const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1, 1);
   if (from != INT_MAX) {
     a.split_from = from;
@@ -2084,27 +2094,31 @@ void gemv_add_norm_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
   if (!h || !norm_w || !x_out || !slots) throw_error(ErrorKind::kInvalidArgument, where, "null h, norm_w, x_out or slots");
   if (reinterpret_cast<uintptr_t>(slots) % 16) throw_error(ErrorKind::kInvalidArgument, where, "slots are not 16-byte aligned");
   const size_t bytes = static_cast<size_t>(M * w.rows) * 2;
-  const auto overlap = [](const void* p, size_t pn, const void* q, size_t qn) {
-    const uintptr_t u = reinterpret_cast<uintptr_t>(p), v = reinterpret_cast<uintptr_t>(q);
-    return u < v + qn && v < u + pn;
-  };
-  if (overlap(h, bytes, x_out, bytes) || overlap(h, bytes, x, static_cast<size_t>(M * w.cols) * 2) ||
-      overlap(x_out, bytes, x, static_cast<size_t>(M * w.cols) * 2))
+  const size_t x_bytes = static_cast<size_t>(M * w.cols) * 2;
+  if (detail::bytes_overlap(h, bytes, x_out, bytes) || detail::bytes_overlap(h, bytes, x, x_bytes) ||
+      detail::bytes_overlap(x_out, bytes, x, x_bytes))
     throw_error(ErrorKind::kInvalidArgument, where, "h, x_out and x overlap");
   NormEpi ne;
   ne.mode = 1, ne.h = h, ne.w = norm_w, ne.x_out = x_out, ne.slots_out = slots, ne.x_scale = x_scale;
   gemv_launch(where, w, x, M, nullptr, 0, stream, &ne);
 }
 
-void gemv_normed_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
-                           float x_scale, uint16_t* y, void* stream) {
-  const char* where = "gemv_normed_fp16_cuda";
+namespace {
+// The normed products (pair_rows 0: gemv_normed_fp16_cuda; F: the SiLU epilogue, checked by the caller).
+void normed_launch(const char* where, const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
+                   float x_scale, uint16_t* y, int pair_rows, void* stream) {
   check_norm(where, w, M, w.cols, x_scale);
   if (!slots || reinterpret_cast<uintptr_t>(slots) % 16) throw_error(ErrorKind::kInvalidArgument, where, "slots null or not 16-byte aligned");
   if (!std::isfinite(eps) || eps < 0.f) throw_error(ErrorKind::kInvalidArgument, where, "eps %g (expected finite, >= 0)", eps);
   NormEpi ne;
   ne.mode = 2, ne.slots_in = slots, ne.eps = eps, ne.x_scale = x_scale;
-  gemv_launch(where, w, x, M, y, 0, stream, &ne);
+  gemv_launch(where, w, x, M, y, pair_rows, stream, &ne);
+}
+}  // namespace
+
+void gemv_normed_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
+                           float x_scale, uint16_t* y, void* stream) {
+  normed_launch("gemv_normed_fp16_cuda", w, x, M, slots, eps, x_scale, y, 0, stream);
 }
 
 void gemv_normed_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M, const float* slots, float eps,
@@ -2112,12 +2126,7 @@ void gemv_normed_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, in
   const char* where = "gemv_normed_silu_mul_fp16_cuda";
   std::string why;
   if (!gemv_silu_mul_supported(w, &why)) throw_error(ErrorKind::kUnsupported, where, "%s: %s", w.cfg.label().c_str(), why.c_str());
-  check_norm(where, w, M, w.cols, x_scale);
-  if (!slots || reinterpret_cast<uintptr_t>(slots) % 16) throw_error(ErrorKind::kInvalidArgument, where, "slots null or not 16-byte aligned");
-  if (!std::isfinite(eps) || eps < 0.f) throw_error(ErrorKind::kInvalidArgument, where, "eps %g (expected finite, >= 0)", eps);
-  NormEpi ne;
-  ne.mode = 2, ne.slots_in = slots, ne.eps = eps, ne.x_scale = x_scale;
-  gemv_launch(where, w, x, M, act, static_cast<int>(w.rows / 2), stream, &ne);
+  normed_launch(where, w, x, M, slots, eps, x_scale, act, static_cast<int>(w.rows / 2), stream);
 }
 
 bool gemv_silu_mul_supported(const DeviceTensor& w, std::string* why) {
