@@ -230,8 +230,8 @@ struct Linear {
 struct Norm {
   torch::Tensor w, b;  // b: LayerNorm only (may be undefined)
   // The norm epilogues' x_scale (kernels::gemv_add_norm_fp16_cuda): 2^-ceil(log2 max |w|) where
-  // that is above 1, else 1, so that h * w * x_scale stays within |h| (set at load on CUDA and by
-  // set_tensor: refresh_x_scale).
+  // that is above 1, else 1, so that h * w * x_scale stays within |h| (set at load on CUDA with
+  // ModelOptions::norm_epilogue, and by set_tensor: refresh_x_scale).
   float x_scale = 1.f;
   void refresh_x_scale() {
     x_scale = 1.f;
@@ -239,8 +239,7 @@ struct Norm {
     const float m = w.abs().max().item<float>();
     int e = 0;
     if (std::isfinite(m) && m > 1.f) {
-      const float f = std::frexp(m, &e);  // m = f 2^e, f in [0.5, 1): m <= 2^e
-      (void)f;
+      (void)std::frexp(m, &e);  // m = f 2^e, f in [0.5, 1): m <= 2^e
       x_scale = std::ldexp(1.f, -e);
     }
   }
@@ -420,7 +419,7 @@ Norm Model::Impl::load_norm(const WeightSource& src, const std::string& prefix, 
   Norm r;
   r.w = load(src, prefix + ".weight", {n});
   if (bias) r.b = load(src, prefix + ".bias", {n});
-  if (opt.device.is_cuda()) r.refresh_x_scale();  // (one value to the host per norm)
+  if (opt.device.is_cuda() && opt.norm_epilogue) r.refresh_x_scale();  // (one value to the host per norm)
   return r;
 }
 
@@ -1324,7 +1323,7 @@ void Model::set_tensor(const std::string& name, const torch::Tensor& value) {
                 formats::shape_string(value.sizes().vec()).c_str(), formats::shape_string(it->second.sizes().vec()).c_str());
   torch::NoGradGuard no_grad;
   it->second.copy_(value);  // the layers hold the same storage
-  if (impl_->opt.device.is_cuda()) {  // a norm's weight: its x_scale follows
+  if (impl_->opt.device.is_cuda() && impl_->opt.norm_epilogue) {  // a norm's weight: its x_scale follows
     for (Layer& L : impl_->layers)
       for (Norm* n : {&L.ln1, &L.ln2})
         if (n->w.defined() && n->w.is_same(it->second)) n->refresh_x_scale();
