@@ -599,9 +599,9 @@ __host__ __device__ constexpr bool two_chains(ScaleKind k, bool asym, int bits, 
 // NORM (GemvArgs::norm_mode; gemv_norm_kernel, gemv_norm_pair_kernel): the decode step's residual
 // add + RMSNorm split over its products. 1 (o, down): the epilogue adds y into the residual stream
 // and writes the next product's x unnormalised, with each tile's sums of squares; 2 (q/k/v,
-// gate/up; PAIR too): the block copies those sums into shared memory right after its wait (off the
-// critical path), reduces them after its loop and scales its fp32 sums by each x row's rsqrt.
-// Compile-time, as PAIR, and only with one tile, one stage and M <= 8.
+// gate/up; PAIR too): warp m copies x row m's sums into shared memory right after the wait (off the
+// critical path), reduces them after its own loop, and the block scales its fp32 sums by each x
+// row's rsqrt. Compile-time, as PAIR, and only with one stage, M <= 8 and one tile (2, plain: two too).
 template <ScaleKind K, bool ASYM, int MT, bool G16, Decode DEC, bool PRE, int kStages, int BITS, int TILES, int LAYOUT,
           bool SPLIT, bool PAIR, int NORM = 0>
 __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
@@ -641,7 +641,8 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(!I8 || (BULK && !PAIR), "the int8 products run in the bulk ring only");
   static_assert(!two_chains(K, ASYM, BITS, MT) || (MT == 1 && !kPost && !I8),
                 "two chains only beside acc0: M <= 8, no POST, no int8 products");
-  static_assert(NORM == 0 || (MT == 1 && TILES == 1 && kStages == 1 && !BULK), "the norm epilogues: M <= 8, one tile, one stage");
+  static_assert(NORM == 0 || (MT == 1 && (TILES == 1 || (NORM == 2 && !PAIR)) && kStages == 1 && !BULK),
+                "the norm epilogues: M <= 8, one stage, one tile (the plain normed product: two too)");
   static_assert(NORM != 1 || !PAIR, "add + norm writes the residual stream of a plain product");
   // NORM == 2: the producer's sums of squares [M][norm_tiles] (cp.async), then each x row's factor.
   __shared__ __align__(16) float norm_sl[NORM == 2 ? kGemvNormSlots : 4];
@@ -1053,9 +1054,11 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
       if (a.norm_vec && warp == 0 && lane < 2 * a.M)
         cp_async16(norm_hs + 8 * lane, a.norm_h + static_cast<int64_t>(lane >> 1) * a.N + n0 + 8 * (lane & 1));
     }
-    if constexpr (NORM == 2) {  // (completed after the loop: no register holds them meanwhile)
-      const int chunks = (a.M * a.norm_tiles) >> 2;
-      for (int c = tid; c < chunks; c += kWarps * 32) cp_async16(norm_sl + 4 * c, a.norm_slots_in + 4 * c);
+    if constexpr (NORM == 2) {  // warp m copies x row m's sums (completed by it after the loop)
+      if (warp < a.M) {
+        const int chunks = a.norm_tiles >> 2, at = warp * a.norm_tiles;
+        for (int c = lane; c < chunks; c += 32) cp_async16(norm_sl + at + 4 * c, a.norm_slots_in + at + 4 * c);
+      }
     }
     for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kStages * kw) {
 #pragma unroll
@@ -1082,14 +1085,24 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc0[i] += acc0b[i];
   }
-  if constexpr (NORM == 2) {  // warp m: x row m's factor, its slots summed in a fixed order
-    cp_async_wait_all();
-    __syncthreads();
+  // NORM == 2: warp m, as soon as its own loop is done, sums x row m's slots (which it copied) in a
+  // fixed order, four independent chains per lane; the reduction's barrier below publishes the
+  // factor. (Until the thirty-sixth session every thread copied slots, and a block barrier here
+  // waited for every warp's loop before warp m's sum, which then delayed the reduction's barrier.)
+  if constexpr (NORM == 2) {
     if (warp < a.M) {
+      cp_async_wait_all();
+      __syncwarp();
       const float* sl = norm_sl + warp * a.norm_tiles;
       const int tiles = (a.norm_n + kRowsPerBlock - 1) / kRowsPerBlock;
-      float ss = 0.f;
-      for (int j = lane; j < tiles; j += 32) ss += sl[j];
+      float s4[4] = {0.f, 0.f, 0.f, 0.f};
+      int j = lane;
+      for (; j + 96 < tiles; j += 128) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) s4[u] += sl[j + 32 * u];
+      }
+      for (; j < tiles; j += 32) s4[0] += sl[j];
+      float ss = (s4[0] + s4[1]) + (s4[2] + s4[3]);
 #pragma unroll
       for (int o = 16; o; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
       if (lane == 0) norm_rs[warp] = rsqrtf(ss / static_cast<float>(a.norm_n) + a.norm_eps) * a.norm_scale;
@@ -1237,13 +1250,14 @@ __global__ void __launch_bounds__(kWarps * 32, min_blocks_per_sm(2, DEC, ASYM, B
   gemv_body<K, ASYM, 2, G16, DEC, PRE, 1, BITS, 1, LAYOUT, SPLIT, true>(a);
 }
 
-// The norm epilogues' kernels (NORM 1, 2: M <= 8, one tile, one stage; the split-tail build, which
-// runs unsplit where split_from is INT_MAX): the plain kernel's bounds, and the SiLU one's 64
-// registers for the normed gate/up product.
-template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, int NORM>
-__global__ void __launch_bounds__(kWarps * 32, min_blocks_per_sm(1, DEC, ASYM, BITS, 1, G16, 1))
-    gemv_norm_kernel(const __grid_constant__ GemvArgs a) {
-  gemv_body<K, ASYM, 1, G16, DEC, PRE, 1, BITS, 1, LAYOUT, true, false, NORM>(a);
+// The norm epilogues' kernels (NORM 1, 2: M <= 8, one stage; one tile in the split-tail build,
+// which runs unsplit where split_from is INT_MAX; the plain normed product also two tiles, as
+// two_tiles_pay picks for the plain product). 64 registers, as the SiLU kernels: left alone, ptxas
+// gave razer4's add + norm kernel 48 and its loop ran the 4096x4096 product 2.1 us longer than
+// the plain one under ncu (thirty-sixth session).
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT, int NORM, int TILES>
+__global__ void __maxnreg__(64) gemv_norm_kernel(const __grid_constant__ GemvArgs a) {
+  gemv_body<K, ASYM, 1, G16, DEC, PRE, 1, BITS, TILES, LAYOUT, TILES == 1, false, NORM>(a);
 }
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, int LAYOUT>
 __global__ void __maxnreg__(64) gemv_norm_pair_kernel(const __grid_constant__ GemvArgs a) {
@@ -1442,8 +1456,22 @@ int pair_table_carveout(const OccupancyCap& cap, int64_t blocks, int M) {
   return fills_waves_better(blocks, cap.wide, cap.natural) ? cap.wide_pct : -1;
 }
 
-// The norm epilogues' launch (a.norm_mode 1 or 2; PAIR: 2 only): the split tail as launch_p's.
-template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, CodeLayout L, bool PAIR>
+// A norm epilogue kernel's occupancy_cap, in the 64 KB shared-memory configuration of the plain
+// kernels (but the pair table's, which occupancy_cap sets). The normed products' 4 KB of slots
+// took their static shared memory to 8.2-8.7 KB, and the driver, which sizes the configuration for
+// eight such blocks though the registers allow four, to 100 KB (ncu): L1 156 KB instead of 192.
+// razer4's normed gate/up product of the 7B shape at M = 1, ncu: 28.7-29.2 us at 100 KB, 28.6-28.7 at
+// 64 KB (two calls), the plain one 26.9-27.8. What is left of that gap is not explained
+// (thirty-sixth session: not the split-tail build either).
+OccupancyCap norm_occupancy_cap(void (*k)(GemvArgs), bool pair_table) {
+  const OccupancyCap cap = occupancy_cap(k, kWarps * 32, pair_table);
+  if (!pair_table) RAZERQ_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, carveout_pct_for(64 * 1024)));
+  return cap;
+}
+
+// The norm epilogues' launch (a.norm_mode 1 or 2; PAIR: 2 only; TILES 2: 2 and not PAIR only): the
+// split tail as launch_p's (one tile).
+template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int BITS, CodeLayout L, bool PAIR, int TILES>
 void launch_norm(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
   constexpr bool kPt = DEC == Decode::kPairLut;
@@ -1454,20 +1482,24 @@ void launch_norm(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   void (*k)(GemvArgs) = nullptr;
   const OccupancyCap* capp = nullptr;
   if constexpr (PAIR) {
+    static_assert(TILES == 1, "the normed SiLU epilogue: one tile");
     k = gemv_norm_pair_kernel<K, ASYM, G16, DEC, PRE, BITS, kL>;
-    static const OccupancyCap cap = occupancy_cap(k, kWarps * 32, kPt);
+    static const OccupancyCap cap = norm_occupancy_cap(k, kPt);
     capp = &cap;
-  } else if (a.norm_mode == 1) {
-    k = gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 1>;
-    static const OccupancyCap cap = occupancy_cap(k, kWarps * 32, kPt);
+  } else if (a.norm_mode == 2) {
+    k = gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 2, TILES>;
+    static const OccupancyCap cap = norm_occupancy_cap(k, kPt);
+    capp = &cap;
+  } else if constexpr (TILES == 1) {
+    k = gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 1, 1>;
+    static const OccupancyCap cap = norm_occupancy_cap(k, kPt);
     capp = &cap;
   } else {
-    k = gemv_norm_kernel<K, ASYM, G16, DEC, PRE, BITS, kL, 2>;
-    static const OccupancyCap cap = occupancy_cap(k, kWarps * 32, kPt);
-    capp = &cap;
+    throw_error(ErrorKind::kInternal, "gemv_add_norm_fp16_cuda", "add + norm with %d tiles per block", TILES);
   }
   const OccupancyCap& cap = *capp;
-  const int from = split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1, 1);
+  const int from =
+      TILES == 1 ? split_plan(a, cap.natural, BITS, K == ScaleKind::kFp16Razer && DEC == Decode::kE2M1, 1) : INT_MAX;
   if (from != INT_MAX) {
     a.split_from = from;
     grid.x = static_cast<unsigned>(from + 2 * (static_cast<int64_t>(grid.x) - from));
@@ -1478,9 +1510,9 @@ void launch_norm(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
 
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
 void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
-  if (a0.norm_mode) {  // (gemv_launch asks for one tile, one stage and M <= 8)
-    if constexpr (TILES == 1 && S == 1 && DEC != Decode::kNib3I8)
-      return launch_norm<K, ASYM, G16, DEC, PRE, BITS, L, PAIR>(a0, grid, block, s);
+  if (a0.norm_mode) {  // (gemv_launch asks for one stage, M <= 8 and, but for the plain normed product, one tile)
+    if constexpr ((TILES == 1 || (TILES == 2 && !PAIR)) && S == 1 && DEC != Decode::kNib3I8)
+      return launch_norm<K, ASYM, G16, DEC, PRE, BITS, L, PAIR, TILES>(a0, grid, block, s);
     else
       throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "%d tiles and %d stages have no norm epilogue", TILES, S);
   }
@@ -2019,9 +2051,10 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   if (post_scaled(dec, pre, spec.scale_kind)) a.outer *= 16384.f;
   if (e4m3_pre) a.outer *= 16384.f / pre_factor(spec.scale_kind);
   if (e3m3) a.outer *= 16.f;  // every decoder: the kernel's E3M3 scales are s 2^-4
-  // (The SiLU and norm epilogues' kernels have one stage and one tile per block.)
+  // (The SiLU and norm epilogues' kernels have one stage and one tile per block, but the plain
+  // normed product, which takes two_tiles_pay's choice as the plain product does.)
   const int stages = one_stage ? 1 : choose_stages(w, dec, M);
-  a.tiles = one_stage ? 1 : g_tiles;  // 0: two_tiles_pay decides
+  a.tiles = one_stage && !(ne && ne->mode == 2 && pair_rows == 0) ? 1 : g_tiles;  // 0: two_tiles_pay decides
   a.layout = static_cast<int>(w.layout);
   a.pair_rows = pair_rows;
   if (ne) {

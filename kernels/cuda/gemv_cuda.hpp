@@ -78,7 +78,8 @@ void gemv_silu_mul_fp16_cuda(const DeviceTensor& w, const uint16_t* x, int64_t M
 // Against add_rms_norm_cuda followed by the plain product, which round x = fp16(w fp16(h s)) before
 // the product, the normalisation enters after it: y differs in the last bits (tests bound it).
 // x_scale, a power of two, keeps x_out finite (eval takes 2^-ceil(log2 max |norm_w|) for weights
-// above 1, else 1). The kernels run one tile per block and one stage; M <= kGemvNormMaxM and M x
+// above 1, else 1). The kernels run one stage and one tile per block (gemv_normed_fp16_cuda: one or
+// two, as set_gemv_tiles and the plain product's rule choose); M <= kGemvNormMaxM and M x
 // gemv_norm_slot_stride(n) <= kGemvNormSlots (gemv_norm_supported). slots 16-byte aligned; a
 // producer's slots are read by the next normed products, which must be launched after it on the
 // same stream (or after it completes) and before the next producer writes them.

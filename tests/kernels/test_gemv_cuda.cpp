@@ -1176,11 +1176,12 @@ TEST(GemvCuda, NormEpiloguesAgainstTheSeparateArithmetic) {
   constexpr float kEps = 1e-5f;
   int64_t checked = 0;
   for (const GemvCase& c : kCases) {
-    for (const int64_t H : {int64_t{256}, int64_t{200}}) {
+    // (H = 2048: 128 slots per x row, so the consumers' slot sums take their four-chain loop.)
+    for (const int64_t H : {int64_t{256}, int64_t{200}, int64_t{2048}}) {
       DecoderScope rows_scope(kernels::GemvDecoder::kAuto, 0, 1);
-      const QuantizedTensor qc = quantize_random(rng, c, 2 * F, 256);
+      const bool consumer = H % 128 == 0;
+      const QuantizedTensor qc = quantize_random(rng, c, 2 * F, consumer ? H : 256);
       const DeviceTensor wp = kernels::upload(quantize_random(rng, c, H, K1)), wc = kernels::upload(qc);
-      const bool consumer = H == 256;
       const int64_t Tp = kernels::gemv_norm_slot_stride(H), T = (H + 15) / 16;
       std::uniform_real_distribution<float> ud(0.25f, 2.5f);
       std::vector<uint16_t> nw(static_cast<size_t>(H));
@@ -1247,17 +1248,23 @@ TEST(GemvCuda, NormEpiloguesAgainstTheSeparateArithmetic) {
           ++checked;
           if (!consumer) continue;
           // The consumer on x_out and the slots.
-          DeviceBuffer dyc(static_cast<size_t>(M * 2 * F + 64) * 2), dact(static_cast<size_t>(M * F) * 2),
-              dref(static_cast<size_t>(M * F) * 2);
+          // The plain normed product with one tile per block (the scope's) and with two (yc2).
+          DeviceBuffer dyc(static_cast<size_t>(M * 2 * F + 64) * 2), dyc2(static_cast<size_t>(M * 2 * F + 64) * 2),
+              dact(static_cast<size_t>(M * F) * 2), dref(static_cast<size_t>(M * F) * 2);
           dyc.fill_bytes(0xff);
+          dyc2.fill_bytes(0xff);
           dact.fill_bytes(0xff);
           kernels::gemv_normed_fp16_cuda(wc, dxo.as<uint16_t>(), M, dsl.as<float>(), kEps, xs, dyc.as<uint16_t>());
+          kernels::set_gemv_tiles(2);
+          kernels::gemv_normed_fp16_cuda(wc, dxo.as<uint16_t>(), M, dsl.as<float>(), kEps, xs, dyc2.as<uint16_t>());
+          kernels::set_gemv_tiles(1);
           kernels::gemv_normed_silu_mul_fp16_cuda(wc, dxo.as<uint16_t>(), M, dsl.as<float>(), kEps, xs, dact.as<uint16_t>());
           kernels::silu_mul_cuda(kernels::ActDType::kFp16, dyc.data(), dyc.as<uint16_t>() + F, 2 * F, M, F, dref.data());
           kernels::cuda_synchronize();
-          std::vector<uint16_t> yc(static_cast<size_t>(M * 2 * F + 64)), act(static_cast<size_t>(M * F)),
+          std::vector<uint16_t> yc(static_cast<size_t>(M * 2 * F + 64)), yc2(yc.size()), act(static_cast<size_t>(M * F)),
               ref_act(static_cast<size_t>(M * F));
           dyc.copy_to_host(yc.data(), yc.size() * 2);
+          dyc2.copy_to_host(yc2.data(), yc2.size() * 2);
           dact.copy_to_host(act.data(), act.size() * 2);
           dref.copy_to_host(ref_act.data(), ref_act.size() * 2);
           EXPECT_EQ(count_diff(act, ref_act), 0) << what << ": normed SiLU epilogue against normed product + SiLU kernel";
@@ -1272,19 +1279,25 @@ TEST(GemvCuda, NormEpiloguesAgainstTheSeparateArithmetic) {
                 s += p;
                 a += std::fabs(p);
               }
-              const double ref = s * r, got = fp16_to_float(yc[static_cast<size_t>(m * 2 * F + n)]);
+              const double ref = s * r;
               const double bound = std::ldexp(std::fabs(ref), -11) + 6e-8 + (H * std::ldexp(a, -23) + std::ldexp(std::fabs(s), -19)) * r;
-              if (!(std::fabs(got - ref) <= bound) && bad++ < 5)
-                ADD_FAILURE() << what << ": normed y[" << m << "][" << n << "] = " << got << ", reference " << ref
-                              << " (bound " << bound << ")";
+              for (int tiles : {1, 2}) {
+                const double got = fp16_to_float((tiles == 1 ? yc : yc2)[static_cast<size_t>(m * 2 * F + n)]);
+                if (!(std::fabs(got - ref) <= bound) && bad++ < 5)
+                  ADD_FAILURE() << what << " tiles=" << tiles << ": normed y[" << m << "][" << n << "] = " << got
+                                << ", reference " << ref << " (bound " << bound << ")";
+              }
             }
           }
-          for (int i = 0; i < 64; ++i) EXPECT_EQ(yc[static_cast<size_t>(M * 2 * F + i)], 0xffffu) << what << ": y guard " << i;
+          for (int i = 0; i < 64; ++i) {
+            EXPECT_EQ(yc[static_cast<size_t>(M * 2 * F + i)], 0xffffu) << what << ": y guard " << i;
+            EXPECT_EQ(yc2[static_cast<size_t>(M * 2 * F + i)], 0xffffu) << what << ": y guard (two tiles) " << i;
+          }
         }
       }
     }
   }
-  EXPECT_EQ(checked, static_cast<int64_t>(std::size(kCases)) * 2 * 2 * 3);
+  EXPECT_EQ(checked, static_cast<int64_t>(std::size(kCases)) * 3 * 2 * 3);
   // Refusals, with the reason.
   const DeviceTensor w = kernels::upload(quantize_random(rng, kCases[0], 256, 256));
   std::string why;
