@@ -1510,7 +1510,7 @@ void launch_norm(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
 
 template <ScaleKind K, bool ASYM, bool G16, Decode DEC, bool PRE, int S, int BITS, int TILES, CodeLayout L, bool PAIR>
 void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
-  if (a0.norm_mode) {  // (gemv_launch asks for one stage, M <= 8 and, but for the plain normed product, one tile)
+  if (a0.norm_mode) {  // (gemv_launch asks for one stage, M <= 8 and one tile, or two for the plain normed product)
     if constexpr ((TILES == 1 || (TILES == 2 && !PAIR)) && S == 1 && DEC != Decode::kNib3I8)
       return launch_norm<K, ASYM, G16, DEC, PRE, BITS, L, PAIR, TILES>(a0, grid, block, s);
     else
@@ -2032,7 +2032,7 @@ void gemv_launch(const char* where, const DeviceTensor& w, const uint16_t* x, in
   a.razer_xor = w.razer_xor ? 1 : 0;
   a.nib3 = w.nib3 ? 1 : 0;
   a.pair_table = w.pair_table ? 1 : 0;
-  const bool one_stage = pair_rows != 0 || ne != nullptr;  // (the epilogues' kernels: one stage, one tile)
+  const bool one_stage = pair_rows != 0 || ne != nullptr;  // (the epilogues' kernels: one stage; tiles below)
   const Plan plan = choose_plan(w, gt, M, a.special, &a.nib_t0, &a.i8_shift, one_stage);
   const Decode dec = plan.dec;
   if (takes_zero_bytes(w.cfg.asym, dec)) {
