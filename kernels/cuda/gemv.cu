@@ -35,7 +35,9 @@
 // (asym int) and one HMUL2 by the group's fp16 inner scale (the nibbles and razer4 at M <= 8 and
 // K > 4096: the scale on each 128-column block's fp32 sums instead, POST: post_scaled). The nibbles at M = 1 in
 // the bulk ring: int8 tensor-core products instead (kNib3I8, gemv_body's I8): the codes looked up
-// as int8 values, x split per block into two int8 parts of a 16-bit fixed point.
+// as int8 values, x split per block into two int8 parts of a 16-bit fixed point. razer4 at M = 1
+// likewise in the register pipeline (kE2M1XorI8, gemv_body's I8X): the two lookups' int8 tables,
+// x's two parts of a 15-bit fixed point in two columns of one product.
 // bench/gemv.md has the measurements and what was tried.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -332,6 +334,11 @@ struct RowGroup {
 //         gemv3::nib3_i8_tables: four weights per PRMT, no spreading into half2s) and multiplied by
 //         int8 tensor-core products (mma.m16n8k32) against x split in two int8 parts per 128-column
 //         block (gemv_body's I8): M = 1, the bulk ring only.
+//  kE2M1XorI8: razer4 (kE2M1Xor's tensors, fp16 scales, groups of 128 or more) by int8 tensor-core
+//         products at M = 1 (gemv_body's I8X): the two lookups with int8 tables give the weights -2 v
+//         (gemv_e2m1.cuh kXorI8*), four per instruction, an A register as they stand; x split per
+//         128-column block in two int8 parts of a 15-bit fixed point, one for column 0 of the mma's
+//         B and one for column 1, so one m16n8k32 per 8 codes of a row pair takes both.
 //  kPairLut: 4-bit codes in column order (DeviceTensor::pair_table: grids no bit decoder takes,
 //         nf4), so byte i of a word is pair i (codes 2i, 2i + 1): one 32-bit shared-memory load of
 //         the half2 (value(low nibble), value(high nibble)) from a 256-entry table, which gemv_body
@@ -339,7 +346,7 @@ struct RowGroup {
 //         so that every lane reads its own bank (no conflicts). Per word of 8 codes: 4 byte
 //         extractions, 4 address computations and 4 loads, against the table decoder's 8 loads
 //         and 20 ALU-pipe instructions; the same fp16 values, so the same y bit for bit.
-enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3, kNib3I8, kPairLut };
+enum class Decode { kLut, kInt4, kE2M1, kInt3, kFp3, kE2M1Xor, kNib3, kNib3I8, kPairLut, kE2M1XorI8 };
 
 // The decoders that take an asym tensor's zero points as bytes (DeviceTensor::zero_bytes; gemv_body's ZB).
 __host__ __device__ constexpr bool takes_zero_bytes(bool asym, Decode d) {
@@ -462,11 +469,12 @@ __device__ __forceinline__ RowGroup row_group(const GemvArgs& a, const Group& g0
       r.tb[0] = lut_addr | t0, r.tb[1] = lut_addr | t1;
     }
   } else {
-    if constexpr (post_scaled(DEC, PRE, K)) r.post = __half2float(__ushort_as_half(static_cast<unsigned short>(g0.scale)));
+    if constexpr (post_scaled(DEC, PRE, K) || DEC == Decode::kE2M1XorI8)
+      r.post = __half2float(__ushort_as_half(static_cast<unsigned short>(g0.scale)));
     __half2 s0 = u2h(bits::prmt(g0.scale, 0u, 0x1010u));  // the low 16 bits in both halves
     if constexpr (times_2m14(DEC) && PRE) s0 = __hmul2(s0, __float2half2_rn(pre_factor(K)));
     r.scale[0] = r.scale[1] = s0;
-    r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kE2M1Xor || DEC == Decode::kNib3
+    r.tb[0] = r.tb[1] = DEC == Decode::kE2M1 || DEC == Decode::kE2M1Xor || DEC == Decode::kNib3 || DEC == Decode::kE2M1XorI8
                             ? a.special[g0.table >> 5]
                             : lut_addr | g0.table;
     if constexpr (ASYM && DEC == Decode::kNib3) {  // (ZB: the zero point in the scale entry's high half)
@@ -639,6 +647,11 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   static_assert(!kPost || !G16, "POST takes one group per lane and block");
   constexpr bool I8 = DEC == Decode::kNib3I8;
   static_assert(!I8 || (BULK && !PAIR), "the int8 products run in the bulk ring only");
+  // I8X (kE2M1XorI8): razer4's int8 products, M = 1, in the register pipeline (block_x8); the
+  // epilogues (PAIR, NORM) read x row 0's sums where the fp16 products leave them.
+  constexpr bool I8X = DEC == Decode::kE2M1XorI8;
+  static_assert(!I8X || (K == ScaleKind::kFp16Razer && BITS == 4 && MT == 1 && kStages == 1 && !BULK),
+                "razer4's int8 products: fp16 razer scales, M = 1, one stage");
   static_assert(!two_chains(K, ASYM, BITS, MT) || (MT == 1 && !kPost && !I8),
                 "two chains only beside acc0: M <= 8, no POST, no int8 products");
   static_assert(NORM == 0 || (MT == 1 && (TILES == 1 || (NORM == 2 && !PAIR)) && kStages == 1 && !BULK),
@@ -654,6 +667,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // I8: each warp's x block split in two int8 parts (hi, lo) for its lanes' B operands, two blocks
   // (the one being multiplied and the next) so that one __syncwarp per block orders the writes.
   __shared__ __align__(16) uint2 xsplit[I8 ? kWarps : 1][2][32];
+  // I8X: each warp's x block as 16 chunks of 8 columns, chunk c at words 4 c .. 4 c + 3: the hi
+  // parts of its columns 0..3 and 4..7, then the lo parts; two blocks (block_x8).
+  __shared__ __align__(16) uint32_t xs8[I8X ? kWarps : 1][2][64];
   // The table decoder on a razer_xor tensor (codes in column order; only the RaZeR kinds have them)
   // or a pair_table tensor (plain fp16 scales, sym). The table decoder on a nib3 tensor: nibbles, in
   // column order too.
@@ -850,6 +866,57 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         acc0[i] = fmaf(sc, blk0[i], acc0[i]);
         if constexpr (MT == 2) acc1[i] = fmaf(sc, blk1[i], acc1[i]);
       }
+    }
+  };
+  // I8X (kE2M1XorI8, M = 1): one 128-column block kb of the warp's rows by int8 tensor-core
+  // products, the weights by the two lookups' int8 tables (gemv_e2m1.cuh: w = -2 v, so the block's
+  // sums are multiplied by -scale / 2). x (xv: lane L's columns 4 L .. 4 L + 3, loaded a block ahead
+  // by the loop): the block's largest |x| (biased fp16 exponent E >= 1) fixes q = round(x 2^(28 - E)),
+  // |q| <= 2^14, which splits exactly into q = 256 hi + lo with hi in [-64, 64] and lo in [-128, 127]
+  // (hi = (q + 128) >> 8: byte 1 of q + 128; lo: byte 0 of q + 128, minus 128), both int8. The B
+  // operand's column g of lane (g, t) is hi for even g and lo for odd g (columns 2..7 repeat them,
+  // never read), so one m16n8k32 per code word of the lane's row pair gives the hi sums in c0 / c2 and
+  // the lo sums in c1 / c3 of lane t = 0: sum = 256 c0 + c1, exact in int32. So each x is used as
+  // q 2^-(28 - E): exact where |x| >= 2^(E - 18) (a binade at most 3 below the largest one's), else off
+  // by at most 2^(E - 29) <= 2^-14 max |x| of the block. x with an inf or NaN (E = 31) gives NaN.
+  // Only x row 0's sums (acc0[0], acc0[2] of lanes t = 0) are stored.
+  auto block_x8 = [&](const uint2& xv, const uint4& qA, const uint4& qB, const Staged& gA0, const Staged& gB0,
+                      int kb, int buf) {
+    if constexpr (I8X) {
+      const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
+      const uint32_t mx = __reduce_max_sync(0xffffffffu, max(m2 & 0xffffu, m2 >> 16));
+      const int E = max(static_cast<int>(mx >> 10), 1);
+      const float up = __uint_as_float(static_cast<uint32_t>(155 - E) << 23);  // 2^(28 - E)
+      const __half2 x01 = u2h(xv.x), x23 = u2h(xv.y);
+      // x 2^(28 - E) + 1.5 2^23 + 128: q + 128 in the low 16 bits (rounded to nearest).
+      const uint32_t f0 = __float_as_uint(fmaf(__low2float(x01), up, 12583040.f));
+      const uint32_t f1 = __float_as_uint(fmaf(__high2float(x01), up, 12583040.f));
+      const uint32_t f2 = __float_as_uint(fmaf(__low2float(x23), up, 12583040.f));
+      const uint32_t f3 = __float_as_uint(fmaf(__high2float(x23), up, 12583040.f));
+      const uint32_t p01 = bits::prmt(f0, f1, 0x5410u), p23 = bits::prmt(f2, f3, 0x5410u);
+      uint32_t* xs = xs8[warp][buf];
+      xs[4 * (lane >> 1) + (lane & 1)] = bits::prmt(p01, p23, 0x7531u);                      // hi
+      xs[4 * (lane >> 1) + 2 + (lane & 1)] = bits::prmt(p01, p23, 0x6420u) ^ 0x80808080u;  // lo
+      __syncwarp();
+      const int col = kb * 128 + t * 32;
+      const RowGroup rA = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gA0), nA, okA, col, tab_addr);
+      const RowGroup rB = row_group<K, ASYM, G16, DEC, PRE, BITS>(a, use_g(gB0), nB, okB, col, tab_addr);
+      const uint32_t wa[4] = {qA.x, qA.y, qA.z, qA.w}, wb[4] = {qB.x, qB.y, qB.z, qB.w};
+      int c[4] = {0, 0, 0, 0};
+      constexpr int kQuad = static_cast<int>(CodeLayout::kQuad), kPair = static_cast<int>(CodeLayout::kPair);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        // Word w's chunk of 8 columns in the block (the layouts of gemv_layout.hpp) and the lane's part.
+        const int ch = LAYOUT == kQuad ? 4 * w + t : LAYOUT == kPair ? 8 * (w >> 1) + 2 * t + (w & 1) : 4 * t + w;
+        const uint2 xb = *reinterpret_cast<const uint2*>(xs + 4 * ch + 2 * (g & 1));
+        const gemv4::E2m1Bytes ba = gemv4::xor_bytes<true>(wa[w], rA.tb[0]);
+        const gemv4::E2m1Bytes bb = gemv4::xor_bytes<true>(wb[w], rB.tb[0]);
+        mma16832<true>(c, ba.e, bb.e, ba.o, bb.o, xb.x, xb.y);
+      }
+      // -2^-(29 - E): the weights' -2 and x's 2^(28 - E).
+      const float down = E == 31 ? __int_as_float(0x7fc00000) : __uint_as_float(0x80000000u | (static_cast<uint32_t>(98 + E) << 23));
+      acc0[0] = fmaf(rA.post * down, static_cast<float>(c[0] * 256 + c[1]), acc0[0]);
+      acc0[2] = fmaf(rB.post * down, static_cast<float>(c[2] * 256 + c[3]), acc0[2]);
     }
   };
   // I8 (kNib3I8, M = 1): one 128-column block kb of the warp's rows by int8 tensor-core products.
@@ -1060,6 +1127,11 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         for (int c = lane; c < chunks; c += 32) cp_async16(norm_sl + at + 4 * c, a.norm_slots_in + at + 4 * c);
       }
     }
+    // I8X: the lane's x of the next block (clamped to the last), loaded a block ahead.
+    auto x8_lane = [&](int kbc) { return __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kbc) * 128) + lane); };
+    uint2 x8_next{};
+    if constexpr (I8X) x8_next = x8_lane(kb_clamp(kb_begin + wk));
+    int x8_buf = 0;
     for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kStages * kw) {
 #pragma unroll
       for (int s = 0; s < kStages; ++s) {
@@ -1071,7 +1143,14 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         const uint32_t off = q_off(kn);
         qa[s] = load_q(wA, off), qb[s] = load_q(wB, off);
         ga0[s] = load_g(grA, kn), gb0[s] = load_g(grB, kn);
-        block(kb, qA, qB, gA0, gB0);
+        if constexpr (I8X) {
+          const uint2 xv = x8_next;
+          x8_next = x8_lane(kn);
+          block_x8(xv, qA, qB, gA0, gB0, kb, x8_buf);
+          x8_buf ^= 1;
+        } else {
+          block(kb, qA, qB, gA0, gB0);
+        }
       }
     }
   }
@@ -1519,7 +1598,8 @@ void launch_p(const GemvArgs& a0, dim3 grid, dim3 block, cudaStream_t s) {
   constexpr int kL = static_cast<int>(L);
   constexpr int kThreads = block_threads(bulk_body(K, G16, DEC, S, BITS, TILES, kL, PAIR));
   block.x = kThreads;
-  constexpr int kMt2 = DEC == Decode::kNib3I8 ? 1 : 2;  // the M <= 16 kernel's MT (the int8 products: M = 1 only)
+  constexpr bool kInt8 = DEC == Decode::kNib3I8 || DEC == Decode::kE2M1XorI8;
+  constexpr int kMt2 = kInt8 ? 1 : 2;  // the M <= 16 kernel's MT (the int8 products: M = 1 only)
   constexpr bool kPt = DEC == Decode::kPairLut;
   GemvArgs a = a0;
   a.split_from = INT_MAX;
@@ -1628,7 +1708,11 @@ void launch_s(const GemvArgs& a, cudaStream_t s) {
 
 template <ScaleKind K, bool ASYM, Decode DEC, bool PRE, int BITS = 4>
 void launch_d(const GemvArgs& a, cudaStream_t s, int stages) {
-  if constexpr (DEC == Decode::kNib3I8) {  // (the bulk ring only, at M = 1: choose_plan)
+  if constexpr (DEC == Decode::kE2M1XorI8) {  // (the register pipeline, at M = 1: choose_plan)
+    if (stages != 1 || a.M != 1)
+      throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "razer4's int8 products at M = %d, %d stages", a.M, stages);
+    return launch_s<K, ASYM, DEC, PRE, 1, BITS>(a, s);
+  } else if constexpr (DEC == Decode::kNib3I8) {  // (the bulk ring only, at M = 1: choose_plan)
     if (stages != kBulkStages || a.M != 1)
       throw_error(ErrorKind::kInternal, "gemv_fp16_cuda", "int8 products at M = %d, %d stages", a.M, stages);
     if (a.tiles == 1) return launch_t<K, ASYM, DEC, PRE, kBulkStages, BITS, 1>(a, s);
@@ -1672,10 +1756,12 @@ void launch_k(const GemvArgs& a, cudaStream_t s, Decode dec, bool pre, int stage
     if (dec == Decode::kE2M1)
       return pre ? launch_d<K, false, Decode::kE2M1, true>(a, s, stages)
                  : launch_d<K, false, Decode::kE2M1, false>(a, s, stages);
-  if constexpr (K == ScaleKind::kFp16Razer && !ASYM)
+  if constexpr (K == ScaleKind::kFp16Razer && !ASYM) {
     if (dec == Decode::kE2M1Xor)  // (without PRE: POST, choose_plan)
       return pre ? launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages)
                  : launch_d<K, false, Decode::kE2M1Xor, false>(a, s, stages);
+    if (dec == Decode::kE2M1XorI8) return launch_d<K, false, Decode::kE2M1XorI8, false>(a, s, stages);
+  }
   if constexpr (K == ScaleKind::kE3M3RazerTensor && !ASYM)  // (PRE always: pre_factor)
     if (dec == Decode::kE2M1Xor) return launch_d<K, false, Decode::kE2M1Xor, true>(a, s, stages);
   if constexpr (K == ScaleKind::kE8M0Razer && !ASYM)
@@ -1767,6 +1853,8 @@ struct GridTables {
   uint32_t special[kTables] = {0, 0, 0, 0}, t0 = 0;
   bool has_i8 = false;  // kNib3: gemv3::nib3_i8_tables holds for the grid
   gemv3::Nib3I8Tables i8;
+  bool has_xor_i8 = false;  // kE2M1Xor with fp16 scales: every special value has int8 weights
+  uint32_t xor_i8[kTables] = {0, 0, 0, 0};  // then kXorI8T2Hi | xor_i8_special_byte << 24 per table
   uint32_t nib_z[2][8] = {};  // kNib3 on an asym tensor: gemv3::nib3_zero_tables
   uint16_t table[kTables * 16] = {};
 };
@@ -1790,6 +1878,14 @@ bool g_table_cache = true;
 GridTables build_grid_tables(const DeviceTensor& w, const quantizer::Grid& grid) {
   GridTables gt;
   gt.dec = choose_decoder(w, grid, gt.special, &gt.t0);
+  if (gt.dec == Decode::kE2M1Xor && w.cfg.spec().scale_kind == ScaleKind::kFp16Razer) {
+    gt.has_xor_i8 = true;
+    for (int i = 0; i < kTables; ++i) {
+      const int b = gemv4::xor_i8_special_byte(std::fabs(w.cfg.special_values[static_cast<size_t>(i)]));
+      gt.has_xor_i8 = gt.has_xor_i8 && b >= 0;
+      gt.xor_i8[i] = gemv4::kXorI8T2Hi | (static_cast<uint32_t>(b < 0 ? 0 : b) << 24);
+    }
+  }
   if (gt.dec == Decode::kNib3) {
     gt.has_i8 = gemv3::nib3_i8_tables(grid.value, grid.special_code, w.cfg.special_values, &gt.i8);
     if (w.cfg.asym && !gemv3::nib3_zero_tables(grid.value, gt.nib_z[0], gt.nib_z[1]))
@@ -1921,18 +2017,28 @@ struct Plan {
 // 1.37-1.41x, 11008x4096 1.00-1.01x; M = 16 0.95-1.29x. At 4096x4096 (9.2-9.4 us at every M
 // then) the launches were host-bound on the per-zero-point tables (grid_tables): since the
 // thirtieth session 6.15-6.43 us at M = 1..8, 0.99-1.02x the bit decoder's speed.
-// (no_int8: the SiLU epilogue's kernels, which have one stage and no ring.)
+// (one_stage: the epilogues' kernels, which have one stage and no ring: no nibble int8 products.)
 Plan choose_plan(const DeviceTensor& w, const GridTables& gt, int64_t M, uint32_t (&special)[kTables], uint32_t* t0,
-                 int* i8_shift = nullptr, bool no_int8 = false) {
+                 int* i8_shift = nullptr, bool one_stage = false) {
   const Decode dec = gt.dec;
   std::memcpy(special, gt.special, sizeof(special));
   *t0 = gt.t0;
   const ScaleKind k = w.cfg.spec().scale_kind;
-  if (dec == Decode::kNib3 && !no_int8 && g_int8 != 1 && M == 1 && choose_stages(w, dec, M) == kBulkStages && gt.has_i8) {
+  if (dec == Decode::kNib3 && !one_stage && g_int8 != 1 && M == 1 && choose_stages(w, dec, M) == kBulkStages && gt.has_i8) {
     *t0 = gt.i8.t0;
     for (int i = 0; i < kTables; ++i) special[i] = gt.i8.t1[i];
     if (i8_shift) *i8_shift = gt.i8.shift;
     return {Decode::kNib3I8, false};
+  }
+  // razer4's int8 products (the register pipeline: the epilogues' kernels too, so that they sum as
+  // the plain product does). Measured (bench/gemv.md, thirty-seventh session, H100, one binary, three
+  // rounds, M = 1, against set_gemv_int8(1)'s fp16 products): 0.935-0.983x the time on eight of nine
+  // shapes (14336x4096 14.52 -> 13.57 us, 8192x28672 47.07 -> 44.87, 16384x16384 51.42 -> 49.34,
+  // 28672x8192 45.67 -> 44.21), 1.019x at 11008x4096 (11.44 -> 11.65); taken at every shape.
+  if (dec == Decode::kE2M1Xor && g_int8 != 1 && M == 1 && gt.has_xor_i8 && w.cfg.group % 128 == 0 &&
+      (one_stage || choose_stages(w, dec, M) == 1)) {
+    std::memcpy(special, gt.xor_i8, sizeof(special));
+    return {Decode::kE2M1XorI8, false};
   }
   const bool pre_fits = w.max_inner_scale < 3.99;
   // POST where a decoder can take it (post_scaled without PRE), the group allows it and it is
@@ -2199,11 +2305,15 @@ Plan plan_of(const DeviceTensor& w, int64_t M) {
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M) {
   if (!gemv_supported(w)) return false;
   const Plan p = plan_of(w, M);
-  return post_scaled(p.dec, p.pre, w.cfg.spec().scale_kind) || p.dec == Decode::kNib3I8;
+  return post_scaled(p.dec, p.pre, w.cfg.spec().scale_kind) || p.dec == Decode::kNib3I8 || p.dec == Decode::kE2M1XorI8;
 }
 
-bool gemv_int8_products(const DeviceTensor& w, int64_t M) {
-  return gemv_supported(w) && plan_of(w, M).dec == Decode::kNib3I8;
+bool gemv_int8_products(const DeviceTensor& w, int64_t M) { return gemv_int8_x_bits(w, M) != 0; }
+
+int gemv_int8_x_bits(const DeviceTensor& w, int64_t M) {
+  if (!gemv_supported(w)) return 0;
+  const Decode dec = plan_of(w, M).dec;
+  return dec == Decode::kNib3I8 ? 16 : dec == Decode::kE2M1XorI8 ? 15 : 0;
 }
 
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
@@ -2211,6 +2321,7 @@ const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
   const Decode dec = plan_of(w, M).dec;
   const int stages = choose_stages(w, dec, M);
   if (dec == Decode::kNib3I8) return "nib3-i8/bulk";
+  if (dec == Decode::kE2M1XorI8) return "e2m1-xor-i8/1";
   if (stages == kBulkStages) return dec == Decode::kNib3 ? "nib3/bulk" : dec == Decode::kFp3 ? "fp3-bits/bulk" : "int3-bits/bulk";
   const bool two = stages == 2;
   switch (dec) {
@@ -2222,6 +2333,7 @@ const char* gemv_decoder_name(const DeviceTensor& w, int64_t M) {
     case Decode::kNib3: return two ? "nib3/2" : "nib3/1";
     case Decode::kPairLut: return two ? "pair-table/2" : "pair-table/1";
     case Decode::kNib3I8: break;  // (above)
+    case Decode::kE2M1XorI8: break;
     case Decode::kLut: break;
   }
   return two ? "table/2" : "table/1";

@@ -22,11 +22,12 @@
 // gemv_post_scaled: the nibble decoder (razer3, fp3, int3) and razer4's two-table decoder at M <= 8
 // and K > 4096 by default, groups of 128 or more): the weights are the float64 reference exactly
 // (value x 2^-14 in fp16, the scale and 2^14 applied to each 128-column block's fp32 sums). The other
-// exception is the int8 products (razer3, fp3, int3; set_gemv_int8, gemv_int8_products: by
-// default at M = 1 where the bulk ring runs, below): the weights are the reference exactly, as
-// under POST, and x is used as q 2^-e per 128-column block, q = round(x 2^e) a 16-bit integer with
-// e fixed by the block's largest |x|: exact for every x in that largest one's binade or the 4 below
-// it, else off by at most 2^-15 max |x| of the block (an x with inf or NaN makes y NaN).
+// exception is the int8 products (razer3, fp3, int3 by default at M = 1 where the bulk ring runs;
+// razer4 with groups of 128 or more at M = 1; set_gemv_int8, gemv_int8_products, below): the
+// weights are the reference exactly, as under POST, and x is used as q 2^-e per 128-column block,
+// q = round(x 2^e) a b-bit integer (gemv_int8_x_bits: 16 for the nibbles, 15 for razer4) with e
+// fixed by the block's largest |x|: exact for every x in that largest one's binade or the b - 12
+// below it, else off by at most 2^(1 - b) max |x| of the block (an x with inf or NaN makes y NaN).
 // Accumulation in fp32 (int32, exact, for the int8 products within a block); y is rounded once to fp16.
 #include <cstdint>
 #include <string>
@@ -144,12 +145,14 @@ void set_gemv_split(int mode);
 // (PRE, else the table decoder), 2 = wherever the group allows. Process-wide, for tests and
 // benchmarks.
 void set_gemv_post(int mode);
-// The nibbles (razer3, fp3, int3) by int8 tensor-core products (mma m16n8k32, int32 sums): the
-// codes looked up as int8 values four per instruction, x split per 128-column block into two int8
-// parts of a 16-bit fixed-point value (what it computes: above). Taken where the nibble decoder
-// would run in the bulk ring at M = 1 and the special values times a power of two 2^0 .. 2^7 are
-// all integers in [-128, 127] (the defaults are). 0 = automatic, 1 = never (the fp16 products).
-// Process-wide, for tests and benchmarks.
+// The int8 tensor-core products (mma m16n8k32, int32 sums): the codes looked up as int8 values four
+// per instruction, x split per 128-column block into two int8 parts of a fixed-point value (what it
+// computes: above). The nibbles (razer3, fp3, int3) where their decoder would run in the bulk ring
+// at M = 1 and the special values times a power of two 2^0 .. 2^7 are all integers in [-128, 127]
+// (the defaults are); razer4's two-table tensors (fp16 scales, groups of 128 or more) at M = 1 in
+// the register pipeline, the epilogues' kernels included (every special value the registry allows,
+// a multiple of 0.5 up to 64, has int8 weights; x's parts go into two columns of one product). 0 = automatic, 1 = never (the fp16
+// products). Process-wide, for tests and benchmarks.
 void set_gemv_int8(int mode);
 // Whether gemv_fp16_cuda keeps the tables it builds from a tensor's grid (the decoder's byte tables,
 // the table decoder's fp16 values, int3 asym's per-zero-point tables) for the next launches of
@@ -158,12 +161,14 @@ void set_gemv_int8(int mode);
 void set_gemv_table_cache(bool on);
 // Whether gemv_fp16_cuda(w, x, M, ...) runs the int8 products now.
 bool gemv_int8_products(const DeviceTensor& w, int64_t M);
+// The bits of x's fixed point under the int8 products now (16, or 15 for razer4), else 0.
+int gemv_int8_x_bits(const DeviceTensor& w, int64_t M);
 // Whether gemv_fp16_cuda(w, x, M, ...) applies w's scales to the block sums (POST, or the int8
 // products) now.
 bool gemv_post_scaled(const DeviceTensor& w, int64_t M);
 // What gemv_fp16_cuda uses for w now: "int4-bits/2", "e2m1-bits/1", "int3-bits/1",
-// "fp3-bits/1", "nib3/1" (razer3, fp3, int3), "nib3/bulk", "nib3-i8/bulk" (the int8
-// products), "table/1", ... (decoder / stages at M rows of x), or "unsupported".
+// "fp3-bits/1", "nib3/1" (razer3, fp3, int3), "nib3/bulk", "nib3-i8/bulk" and "e2m1-xor-i8/1"
+// (the int8 products), "table/1", ... (decoder / stages at M rows of x), or "unsupported".
 const char* gemv_decoder_name(const DeviceTensor& w, int64_t M = 1);
 
 }  // namespace razerq::kernels

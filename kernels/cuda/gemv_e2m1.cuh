@@ -123,13 +123,34 @@ RAZERQ_HD uint32_t xor_code(uint32_t c, bool flip) {
   return neg ? (m <= 3 ? m : 4u + m) : (m <= 4 ? 3u + m : 7u + m);
 }
 
+// --- the same codes as int8 weights (gemv.cu Decode::kE2M1XorI8, the int8 tensor-core products) --
+// The two lookups with other tables give each re-encoded code's weight w = -2 v as an int8 (v its
+// value above: E2M1's values are multiples of 0.5, and so must |S| be, with 2 |S| <= 128). The
+// minus sign keeps each pair j, 8 + j of one sign, as the lookups need: codes 0..3 (-0 .. -1.5)
+// and 8..11 (-2 .. -6) give 0, 1, 2, 3 and 4, 6, 8, 12; codes 4..7 and 12..15 give -1 .. -4 and
+// -6, -8, -12, -2 |S|. T1 = the weights of codes 0..7; T2 = those of codes 8..11 and the
+// complements of 12..15's (bit 7 clear in every byte of T2). The kernel multiplies the block's
+// sums by -scale / 2. The bytes of e and o are 4 weights each in column order: an mma.m16n8k32 A
+// register as they stand. Per word: 9 (no per-pair PRMT).
+constexpr uint32_t kXorI8T1Lo = 0x03020100u, kXorI8T1Hi = 0xfcfdfeffu, kXorI8T2Lo = 0x0c080604u, kXorI8T2Hi = 0x000b0705u;
+
 // The eight bytes of a word of re-encoded codes: e = codes 0..3, o = codes 4..7 (byte k of
-// each: code k, resp. 4 + k). t2hi: the group's kXorT2Hi | |S|'s byte << 24.
+// each: code k, resp. 4 + k). t2hi: the group's kXorT2Hi | |S|'s byte << 24 (I8: kXorI8T2Hi |
+// (2 |S| - 1) << 24, xor_i8_special_byte).
+template <bool I8 = false>
 RAZERQ_HD E2m1Bytes xor_bytes(uint32_t q, uint32_t t2hi) {
+  constexpr uint32_t t1lo = I8 ? kXorI8T1Lo : kXorT1Lo, t1hi = I8 ? kXorI8T1Hi : kXorT1Hi, t2lo = I8 ? kXorI8T2Lo : kXorT2Lo;
   const uint32_t qx = q ^ 0x88888888u;
-  const uint32_t e = bits::prmt(kXorT1Lo, kXorT1Hi, q) ^ bits::prmt(kXorT2Lo, t2hi, qx);
-  const uint32_t o = bits::prmt(kXorT1Lo, kXorT1Hi, q >> 16) ^ bits::prmt(kXorT2Lo, t2hi, qx >> 16);
+  const uint32_t e = bits::prmt(t1lo, t1hi, q) ^ bits::prmt(t2lo, t2hi, qx);
+  const uint32_t o = bits::prmt(t1lo, t1hi, q >> 16) ^ bits::prmt(t2lo, t2hi, qx >> 16);
   return {e, o};
+}
+
+// T2's byte 7 for the int8 weights of a special value of magnitude abs_s: ~(-2 abs_s) = 2 abs_s - 1,
+// where 2 abs_s is an integer in [1, 128]; else -1 (no int8 weights for it).
+inline int xor_i8_special_byte(double abs_s) {
+  const double w = 2.0 * abs_s;
+  return w >= 1.0 && w <= 128.0 && w == std::floor(w) ? static_cast<int>(w) - 1 : -1;
 }
 
 // Pair i (0..3): the half2 (code 2 i, code 2 i + 1) as fp16 bits of value x 2^-14.

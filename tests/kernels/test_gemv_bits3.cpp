@@ -290,5 +290,47 @@ TEST(GemvE2m1, XorTablesDecodeTheReencodedCodesToTheGrid) {
   }
 }
 
+// The int8 weights of the same re-encoded codes (gemv_e2m1.cuh kXorI8*, the int8 products): byte k
+// of e / o is code k / 4 + k's weight -2 x (flip ? -1 : 1) x grid value (the special code's the
+// group's special value) as an int8. The default special values and a set at the range's ends
+// (2 |S| = 1 and 128); 2 |S| not an integer or above 128 has no byte.
+TEST(GemvE2m1, XorInt8TablesGiveMinusTwiceTheGridValues) {
+  namespace g4 = kernels::gemv4;
+  std::mt19937 rng(test::test_seed());
+  for (const std::vector<float>& svs : {std::vector<float>{}, std::vector<float>{0.5f, 64.f, -7.5f, -64.f}}) {
+    const quantizer::FormatConfig cfg = quantizer::make_format_config("razer", 4, 128, false, svs);
+    const quantizer::Grid grid = quantizer::base_grid(cfg);
+    ASSERT_EQ(grid.special_code, 8);
+    for (int t = 0; t < 4; ++t) {
+      const double sv = cfg.special_values[static_cast<size_t>(t)];
+      const bool flip = sv < 0;
+      const int b = g4::xor_i8_special_byte(std::fabs(sv));
+      ASSERT_GE(b, 0) << sv;
+      const uint32_t t2hi = g4::kXorI8T2Hi | (static_cast<uint32_t>(b) << 24);
+      auto value = [&](uint32_t c) { return (flip ? -1.0 : 1.0) * (static_cast<int>(c) == grid.special_code ? sv : grid.value[c]); };
+      auto check = [&](uint32_t disk) {
+        uint32_t q = 0;
+        for (int k = 0; k < 8; ++k) q |= g4::xor_code((disk >> (4 * k)) & 15u, flip) << (4 * k);
+        const g4::E2m1Bytes by = g4::xor_bytes<true>(q, t2hi);
+        for (int k = 0; k < 8; ++k) {
+          const uint32_t c = (disk >> (4 * k)) & 15u;
+          const int got = static_cast<int8_t>(((k < 4 ? by.e : by.o) >> (8 * (k & 3))) & 0xffu);
+          if (static_cast<double>(got) != -2.0 * value(c))
+            return ::testing::AssertionFailure() << "special value " << sv << " word " << std::hex << disk << std::dec
+                                                 << " code " << k << ": " << got << ", expected " << -2.0 * value(c);
+        }
+        return ::testing::AssertionSuccess();
+      };
+      sweep_words(rng, check, [](int i, int k) { return 2 * i + k; });
+      if (HasFatalFailure()) return;
+    }
+  }
+  EXPECT_EQ(g4::xor_i8_special_byte(0.25), -1);
+  EXPECT_EQ(g4::xor_i8_special_byte(5.25), -1);
+  EXPECT_EQ(g4::xor_i8_special_byte(64.5), -1);
+  EXPECT_EQ(g4::xor_i8_special_byte(0.0), -1);
+  EXPECT_EQ(g4::xor_i8_special_byte(5.0), 9);
+}
+
 }  // namespace
 }  // namespace razerq

@@ -9,8 +9,8 @@
 // dequantize_ref itself for the NV kinds (the tensor scale is applied to the fp32 sums) and the
 // 3-bit decoders' POST (gemv_post_scaled), and fp16(fp16(grid) x scale) for nf4. The bound per
 // element: the fp16 rounding of y (2^-11 relative) plus fp32 accumulation (K x 2^-23 x sum |x w|);
-// for the int8 products (gemv_int8_products) plus x's 16-bit fixed point per 128-column block,
-// 2^-15 max_block |x| x sum_block |w| (gemv_cuda.hpp).
+// for the int8 products (gemv_int8_products) plus x's b-bit fixed point per 128-column block,
+// 2^(1 - b) max_block |x| x sum_block |w| (gemv_cuda.hpp; b = gemv_int8_x_bits: 16, razer4 15).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -101,7 +101,8 @@ struct Stats {
 Stats check_gemv_x(const QuantizedTensor& q, int64_t M, const std::vector<uint16_t>& xh, const std::string& what) {
   const int64_t N = q.rows, K = q.cols;
   DeviceTensor t = kernels::upload(q);
-  const bool i8 = kernels::gemv_int8_products(t, M);
+  const int i8_bits = kernels::gemv_int8_x_bits(t, M);  // (0: not the int8 products)
+  const bool i8 = i8_bits != 0;
   const std::vector<double> w = kernel_weights(q, kernels::gemv_post_scaled(t, M));
   std::string why;
   EXPECT_TRUE(kernels::gemv_supported(t, &why)) << what << ": " << why;
@@ -120,8 +121,8 @@ Stats check_gemv_x(const QuantizedTensor& q, int64_t M, const std::vector<uint16
   for (int64_t m = 0; m < M; ++m) {
     const uint16_t* xr = xh.data() + m * K;
     std::fill(xmax.begin(), xmax.end(), 0.0);
-    for (int64_t k = 0; k < K; ++k)  // (times 2^-15: the term's factor)
-      xmax[k / 128] = std::max(xmax[k / 128], std::ldexp(std::fabs(static_cast<double>(fp16_to_float(xr[k]))), -15));
+    for (int64_t k = 0; k < K; ++k)  // (times 2^(1 - bits): the term's factor)
+      xmax[k / 128] = std::max(xmax[k / 128], std::ldexp(std::fabs(static_cast<double>(fp16_to_float(xr[k]))), 1 - i8_bits));
     for (int64_t n = 0; n < N; ++n) {
       double s = 0, a = 0;
       const double* wr = w.data() + n * K;
@@ -253,6 +254,7 @@ void expect_encodings_agree(const DeviceTensor& first, const DeviceTensor& secon
       for (auto dec : {kernels::GemvDecoder::kBits, kernels::GemvDecoder::kTable}) {
         DecoderScope scope(dec);  // (after the uploads: its tiling setting does not matter)
         kernels::set_gemv_post(1);  // (POST sums the same products in another order than the table)
+        kernels::set_gemv_int8(1);  // (and razer4's int8 products other products)
         const std::vector<uint16_t> y = gemv_to_host(*t, dx, M, dy);
         if (ref.empty()) {
           ref = y;
@@ -346,7 +348,8 @@ TEST(GemvCuda, EveryFormatShapeAndM) {
 // k-slots, whatever the pipeline depth: y is equal bit for bit. Scales below and above 4 (the
 // 2^14 folded into the scale, or applied separately). The 3-bit ones with the scale on the
 // weights (set_gemv_post(1); fp3 with scales of 4 or more then takes the table: POST is checked
-// by PostScaledBlockSumsAreWithinTheReferenceBound).
+// by PostScaledBlockSumsAreWithinTheReferenceBound); razer4 with the fp16 products
+// (set_gemv_int8(1); its int8 products: Razer4Int8ProductsAreWithinTheirBound).
 TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -364,6 +367,7 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
       const DeviceTensor t = kernels::upload(q);
       {
         DecoderScope scope(kernels::GemvDecoder::kBits);
+        kernels::set_gemv_int8(1);
         const std::string name = kernels::gemv_decoder_name(t);
         // (razer's separate special-value indices, scales of 2 and above: the table only; so the
         // nibble decoder under groups of 64 or less with scales of 4 and above, set_gemv_post)
@@ -380,6 +384,7 @@ TEST(GemvCuda, BitDecodersEqualTheTableBitForBit) {
         for (auto [dec, stages] : configs) {
           DecoderScope scope(dec, stages);
           kernels::set_gemv_post(1);  // (the 3-bit scale on the weights, as the table's)
+          kernels::set_gemv_int8(1);
           const std::vector<uint16_t> y = gemv_to_host(t, dx, M, dy);
           if (first.empty()) {
             first = y;
@@ -572,6 +577,88 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
   EXPECT_EQ(std::string(kernels::gemv_decoder_name(big, 1)), "nib3/bulk");
 }
 
+// razer4's int8 products (the two-table tensors at M = 1, groups of 128 or more; set_gemv_int8):
+// taken by default at M = 1 (not at M = 2, not under set_gemv_int8(1), not with groups of 64);
+// within the reference's bound with x's 15-bit fixed point term, for K of one block and of
+// several, rows past N, one and two tiles per block, whole and split tiles, the three code layouts,
+// the default special values and a set at the ends of the int8 range (2 |S| = 1 and 128); x normal,
+// with an outlier of 1000 sigma in every block, of subnormal size, and zero; y within 2^-9 max |y| of the fp16 products'; an inf in x gives NaN rows;
+// the SiLU epilogue's kernel (the same int8 products) equal to the plain product then the SiLU
+// kernel, bit for bit.
+TEST(GemvCuda, Razer4Int8ProductsAreWithinTheirBound) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937 rng(test::test_seed());
+  const std::pair<int64_t, int64_t> shapes[] = {{48, 128}, {304, 1152}, {80, 8192}, {144, 4096 + 5 * 128}};
+  const std::vector<float> sets[] = {{}, {0.5f, 64.f, -7.f, -64.f}};
+  for (const std::vector<float>& sv : sets)
+    for (auto [N, K] : shapes)
+      for (CodeLayout layout : {CodeLayout::kQuad, CodeLayout::kPair, CodeLayout::kDisk})
+        for (int split : {1, 2})
+          for (int tiles : {1, 2}) {
+            DecoderScope scope(kernels::GemvDecoder::kAuto, 0, tiles, layout, split);
+            const std::vector<float> wf = test::random_weights(rng, N, K, 1.0);
+            const QuantizedTensor q =
+                quantizer::quantize_tensor(wf.data(), N, K, quantizer::make_format_config("razer", 4, 128, false, sv));
+            const DeviceTensor t = kernels::upload(q);
+            const std::string what = q.cfg.label() + (sv.empty() ? "" : " sv " + std::to_string(sv[0])) + " " +
+                                     std::to_string(N) + "x" + std::to_string(K) + " layout " +
+                                     std::to_string(static_cast<int>(layout)) + (split == 2 ? " split" : "") + " tiles " +
+                                     std::to_string(tiles);
+            ASSERT_TRUE(t.razer_xor) << what;
+            ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "e2m1-xor-i8/1") << what;
+            EXPECT_EQ(kernels::gemv_int8_x_bits(t, 1), 15) << what;
+            EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
+            std::normal_distribution<float> nd(0.f, 1.f);
+            for (int kind = 0; kind < 4; ++kind) {
+              std::vector<uint16_t> xh(static_cast<size_t>(K));
+              for (int64_t k = 0; k < K; ++k) {
+                const float v = nd(rng);
+                xh[k] = float_to_fp16(kind == 1 && k % 128 == 17 ? 1000.f * v : kind == 2 ? 1e-6f * v : kind == 3 ? 0.f : v);
+              }
+              const std::string xw = what + (kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero");
+              check_gemv_x(q, 1, xh, xw);
+              if (kind != 0) continue;
+              DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
+              dx.copy_from_host(xh.data(), xh.size() * 2);
+              const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
+              kernels::set_gemv_int8(1);
+              EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "e2m1-xor/1") << what;
+              const std::vector<uint16_t> y16 = gemv_to_host(t, dx, 1, dy);
+              kernels::set_gemv_int8(0);
+              double ymax = 0, dmax = 0;
+              for (int64_t n = 0; n < N; ++n) {
+                ymax = std::max(ymax, std::fabs(static_cast<double>(fp16_to_float(y16[n]))));
+                dmax = std::max(dmax, std::fabs(static_cast<double>(fp16_to_float(y8[n])) - fp16_to_float(y16[n])));
+              }
+              EXPECT_LE(dmax, std::ldexp(ymax, -9)) << what << ": int8 against fp16 products";
+              if (tiles == 1 && split == 1) {  // the SiLU epilogue (one tile, no split tail here)
+                const int64_t F = N / 2;
+                DeviceBuffer dref(static_cast<size_t>(F) * 2), dact(static_cast<size_t>(F) * 2);
+                (void)gemv_to_host(t, dx, 1, dy);
+                kernels::silu_mul_cuda(kernels::ActDType::kFp16, dy.data(), dy.as<uint16_t>() + F, 2 * F, 1, F, dref.data());
+                kernels::gemv_silu_mul_fp16_cuda(t, dx.as<uint16_t>(), 1, dact.as<uint16_t>());
+                kernels::cuda_synchronize();
+                std::vector<uint16_t> ref(static_cast<size_t>(F)), act(static_cast<size_t>(F));
+                dref.copy_to_host(ref.data(), ref.size() * 2);
+                dact.copy_to_host(act.data(), act.size() * 2);
+                EXPECT_EQ(count_diff(act, ref), 0) << what << ": SiLU epilogue";
+              }
+              xh[K / 2] = 0x7c00;  // +inf
+              dx.copy_from_host(xh.data(), xh.size() * 2);
+              const std::vector<uint16_t> yinf = gemv_to_host(t, dx, 1, dy);
+              for (int64_t n = 0; n < N; ++n)
+                if (!std::isnan(fp16_to_float(yinf[n]))) {
+                  ADD_FAILURE() << what << ": x with inf, y[" << n << "] = " << fp16_to_float(yinf[n]);
+                  break;
+                }
+            }
+          }
+  // Not taken with groups of 64 (a row's 128-column block has two scales).
+  const DeviceTensor g64 = kernels::upload(quantize_random(rng, {"razer", false, 64}, 48, 1024));
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(g64, 1)), "e2m1-xor/1");
+  EXPECT_EQ(kernels::gemv_int8_x_bits(g64, 1), 0);
+}
+
 // RaZeR (3- and 4-bit) with special values other than the defaults: the bit decoders (razer3's
 // register byte table, razer4's byte patch or two tables) take a set whose values x 2^-14 are fp16
 // with a zero low byte (0.5 subnormal, 64 the largest allowed), equal to the table bit for bit and
@@ -597,7 +684,7 @@ TEST(GemvCuda, RazerSpecialValueSets) {
     for (float v : set.sv) what += " " + std::to_string(v);
     {
       DecoderScope scope(kernels::GemvDecoder::kBits);
-      const std::string name = kernels::gemv_decoder_name(t);
+      const std::string name = kernels::gemv_decoder_name(t, 2);  // (M = 1: razer4's int8 products)
       EXPECT_EQ(name.substr(0, name.find('/')), set.decoder) << what;
       for (int64_t M : {1, 16}) check_gemv(q, M, rng, 1.f, what + " M=" + std::to_string(M));
     }
@@ -611,6 +698,7 @@ TEST(GemvCuda, RazerSpecialValueSets) {
       for (int k = 0; k < 2; ++k) {
         DecoderScope scope(k == 0 ? kernels::GemvDecoder::kBits : kernels::GemvDecoder::kTable);
         kernels::set_gemv_post(1);
+        kernels::set_gemv_int8(1);
         y[k] = gemv_to_host(t, dx, M, dy);
       }
       EXPECT_EQ(count_diff(y[0], y[1]), 0) << what << " M=" << M << ": bits vs table";
@@ -769,7 +857,7 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
           if (K % c.group) continue;
           const QuantizedTensor q = quantize_random(rng, c, N, K, wscale);
           const DeviceTensor t = kernels::upload(q);
-          const std::string name = kernels::gemv_decoder_name(t);
+          const std::string name = kernels::gemv_decoder_name(t, 2);  // (M = 1: razer4's int8 products, g128)
           const char* dec = c.bits == 4 ? "e2m1-xor" : bitstream[ci] ? "fp3-bits" : "nib3";
           EXPECT_EQ(name.substr(0, name.find('/')), dec) << label(c);
           for (int64_t M : {1, 2, 8, 9, 16}) {
@@ -787,7 +875,8 @@ TEST(GemvCuda, PostScaledBlockSumsAreWithinTheReferenceBound) {
 // The automatic choice: POST for the nibble decoder (razer3, fp3, int3 sym) and razer4's two-table
 // decoder at M <= 8 and K > 4096 with groups of 128 or more, and for the nibbles at any M and K where
 // their scales reach 4 (fp3's bit decoder on the bitstream: only there); under set_gemv_post(1) never
-// (fp3 with such scales then takes the table, within the fp16-weight reference's bound).
+// (fp3 with such scales then takes the table, within the fp16-weight reference's bound). razer4 at
+// M = 1 with groups of 128 takes its int8 products instead, whose block sums are scaled at any K.
 TEST(GemvCuda, PostScaledByDefaultForTheNibblesAndRazer4UpToM8) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
@@ -801,10 +890,17 @@ TEST(GemvCuda, PostScaledByDefaultForTheNibblesAndRazer4UpToM8) {
   const DeviceTensor r4short = kernels::upload(quantize_random(rng, {"razer", false, 128}, 32, 4096));
   const DeviceTensor r4g64 = kernels::upload(quantize_random(rng, {"razer", false, 64}, 32, 4224));
   ASSERT_GE(fp3big.max_inner_scale, 4.0);
-  EXPECT_EQ(std::string(kernels::gemv_decoder_name(r4, 1)), "e2m1-xor/1");
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(r4, 2)), "e2m1-xor/1");
+  // razer4 at M = 1 (groups of 128): the int8 products, which scale the block sums at every K.
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(r4, 1)), "e2m1-xor-i8/1");
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(r4short, 1)), "e2m1-xor-i8/1");
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(r4g64, 1)), "e2m1-xor/1");
+  EXPECT_TRUE(kernels::gemv_post_scaled(r4short, 1));
   for (int64_t M : {1, 8}) {
     EXPECT_TRUE(kernels::gemv_post_scaled(r4, M)) << M;
-    EXPECT_FALSE(kernels::gemv_post_scaled(r4short, M)) << M;
+    if (M > 1) {
+      EXPECT_FALSE(kernels::gemv_post_scaled(r4short, M)) << M;
+    }
     EXPECT_FALSE(kernels::gemv_post_scaled(r4g64, M)) << M;
     EXPECT_TRUE(kernels::gemv_post_scaled(r3, M)) << M;
     EXPECT_TRUE(kernels::gemv_post_scaled(fp3, M)) << M;
@@ -830,7 +926,8 @@ TEST(GemvCuda, PostScaledByDefaultForTheNibblesAndRazer4UpToM8) {
     DecoderScope scope(kernels::GemvDecoder::kAuto);
     kernels::set_gemv_post(1);
     EXPECT_FALSE(kernels::gemv_post_scaled(r3, 1));
-    EXPECT_FALSE(kernels::gemv_post_scaled(r4, 1));
+    EXPECT_FALSE(kernels::gemv_post_scaled(r4, 2));
+    EXPECT_TRUE(kernels::gemv_post_scaled(r4, 1));  // (the int8 products)
     EXPECT_FALSE(kernels::gemv_post_scaled(fp3big, 1));
     EXPECT_EQ(std::string(kernels::gemv_decoder_name(fp3big)), "table/1");
     check_gemv(quantize_random(rng, {"fp3", false, 128, 3}, 64, 512, 300.0), 1, rng, 1.f / 300.f, "fp3 x300 never POST");
