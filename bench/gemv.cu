@@ -16,8 +16,8 @@
 // nibbles for the lookup decoder (":bs", set_upload_nib3), nf4's codes in pair order (the table
 // decoder then) instead of column order for the pair-table decoder (":porder", set_upload_pair_table),
 // the 3-bit scale on the block sums
-// (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), razer3's fp16
-// products where the int8 ones would run (":f16", set_gemv_int8(1)), the launch's grid tables
+// (":post", set_gemv_post(2); rows marked "post") or on the weights (":pre"), the fp16
+// products where the int8 ones would run (":f16", set_gemv_int8(1): razer3, fp3, int3 and razer4), the launch's grid tables
 // rebuilt at every launch instead of kept (":nocache", set_gemv_table_cache(false)), the gate/up
 // product's SiLU epilogue (":silu", gemv_silu_mul_fp16_cuda: N = 2 F rows as [gate; up]) or the plain product followed by
 // the SiLU kernel (":silusep", the decode step's pair without the epilogue; its time is the two
