@@ -463,6 +463,47 @@ TEST(GemvCuda, BulkRingEqualsTheRegisterPrefetchBitForBit) {
   }
 }
 
+// The int8 products' tests: x of K values of one kind (0 normal, 1 an outlier of 1000 sigma in
+// every 128-column block, 2 subnormal size, 3 zero) and its name.
+std::vector<uint16_t> int8_test_x(std::mt19937& rng, int64_t K, int kind) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<uint16_t> xh(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = nd(rng);
+    xh[k] = float_to_fp16(kind == 1 && k % 128 == 17 ? 1000.f * v : kind == 2 ? 1e-6f * v : kind == 3 ? 0.f : v);
+  }
+  return xh;
+}
+const char* int8_x_kind(int kind) {
+  return kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero";
+}
+
+// t's int8 products at M = 1 (y8, from x in dx) against its fp16 products (set_gemv_int8(1), which
+// gemv_decoder_name must call fp16_name): within 2^-9 max |y|; then x with an inf (xh changed) gives
+// NaN in every row.
+void expect_int8_near_fp16_and_inf_nan(const DeviceTensor& t, std::vector<uint16_t>& xh, DeviceBuffer& dx, DeviceBuffer& dy,
+                                       const std::vector<uint16_t>& y8, const char* fp16_name, const std::string& what) {
+  const int64_t N = t.rows, K = t.cols;
+  kernels::set_gemv_int8(1);
+  EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), fp16_name) << what;
+  const std::vector<uint16_t> y16 = gemv_to_host(t, dx, 1, dy);
+  kernels::set_gemv_int8(0);
+  double ymax = 0, dmax = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    ymax = std::max(ymax, std::fabs(static_cast<double>(fp16_to_float(y16[n]))));
+    dmax = std::max(dmax, std::fabs(static_cast<double>(fp16_to_float(y8[n])) - fp16_to_float(y16[n])));
+  }
+  EXPECT_LE(dmax, std::ldexp(ymax, -9)) << what << ": int8 against fp16 products";
+  xh[K / 2] = 0x7c00;  // +inf
+  dx.copy_from_host(xh.data(), xh.size() * 2);
+  const std::vector<uint16_t> yinf = gemv_to_host(t, dx, 1, dy);
+  for (int64_t n = 0; n < N; ++n)
+    if (!std::isnan(fp16_to_float(yinf[n]))) {
+      ADD_FAILURE() << what << ": x with inf, y[" << n << "] = " << fp16_to_float(yinf[n]);
+      break;
+    }
+}
+
 // The int8 products (set_gemv_int8; the bulk ring at M = 1; razer3, fp3 and int3): taken by
 // default where the nibble decoder runs in the ring at M = 1 (not at M = 2, not under
 // set_gemv_int8(1)); within the reference's bound with x's fixed-point term, for K of one block, a
@@ -503,15 +544,9 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
             ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << what;
             EXPECT_TRUE(kernels::gemv_int8_products(t, 1)) << what;
             EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
-            std::normal_distribution<float> nd(0.f, 1.f);
             for (int kind = 0; kind < 4; ++kind) {
-              std::vector<uint16_t> xh(static_cast<size_t>(K));
-              for (int64_t k = 0; k < K; ++k) {
-                const float v = nd(rng);
-                xh[k] = float_to_fp16(kind == 1 && k % 128 == 17 ? 1000.f * v : kind == 2 ? 1e-6f * v : kind == 3 ? 0.f : v);
-              }
-              const std::string xw = what + (kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero");
-              check_gemv_x(q, 1, xh, xw);
+              std::vector<uint16_t> xh = int8_test_x(rng, K, kind);
+              check_gemv_x(q, 1, xh, what + int8_x_kind(kind));
               if (kind != 0) continue;
               DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
               dx.copy_from_host(xh.data(), xh.size() * 2);
@@ -521,24 +556,7 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
                 EXPECT_EQ(count_diff(y8, gemv_to_host(t, dx, 1, dy)), 0) << what << ": two tiles against one";
                 kernels::set_gemv_tiles(2);
               }
-              kernels::set_gemv_int8(1);
-              EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3/bulk") << what;
-              const std::vector<uint16_t> y16 = gemv_to_host(t, dx, 1, dy);
-              kernels::set_gemv_int8(0);
-              double ymax = 0, dmax = 0;
-              for (int64_t n = 0; n < N; ++n) {
-                ymax = std::max(ymax, std::fabs(static_cast<double>(fp16_to_float(y16[n]))));
-                dmax = std::max(dmax, std::fabs(static_cast<double>(fp16_to_float(y8[n])) - fp16_to_float(y16[n])));
-              }
-              EXPECT_LE(dmax, std::ldexp(ymax, -9)) << what << ": int8 against fp16 products";
-              xh[K / 2] = 0x7c00;  // +inf
-              dx.copy_from_host(xh.data(), xh.size() * 2);
-              const std::vector<uint16_t> yinf = gemv_to_host(t, dx, 1, dy);
-              for (int64_t n = 0; n < N; ++n)
-                if (!std::isnan(fp16_to_float(yinf[n]))) {
-                  ADD_FAILURE() << what << ": x with inf, y[" << n << "] = " << fp16_to_float(yinf[n]);
-                  break;
-                }
+              expect_int8_near_fp16_and_inf_nan(t, xh, dx, dy, y8, "nib3/bulk", what);
             }
           }
   // The default: razer3, int3 and fp3 at M = 1 on a grid the ring takes (K >= 8192, more than two
@@ -608,29 +626,13 @@ TEST(GemvCuda, Razer4Int8ProductsAreWithinTheirBound) {
             ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "e2m1-xor-i8/1") << what;
             EXPECT_EQ(kernels::gemv_int8_x_bits(t, 1), 15) << what;
             EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
-            std::normal_distribution<float> nd(0.f, 1.f);
             for (int kind = 0; kind < 4; ++kind) {
-              std::vector<uint16_t> xh(static_cast<size_t>(K));
-              for (int64_t k = 0; k < K; ++k) {
-                const float v = nd(rng);
-                xh[k] = float_to_fp16(kind == 1 && k % 128 == 17 ? 1000.f * v : kind == 2 ? 1e-6f * v : kind == 3 ? 0.f : v);
-              }
-              const std::string xw = what + (kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero");
-              check_gemv_x(q, 1, xh, xw);
+              std::vector<uint16_t> xh = int8_test_x(rng, K, kind);
+              check_gemv_x(q, 1, xh, what + int8_x_kind(kind));
               if (kind != 0) continue;
               DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
               dx.copy_from_host(xh.data(), xh.size() * 2);
               const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
-              kernels::set_gemv_int8(1);
-              EXPECT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "e2m1-xor/1") << what;
-              const std::vector<uint16_t> y16 = gemv_to_host(t, dx, 1, dy);
-              kernels::set_gemv_int8(0);
-              double ymax = 0, dmax = 0;
-              for (int64_t n = 0; n < N; ++n) {
-                ymax = std::max(ymax, std::fabs(static_cast<double>(fp16_to_float(y16[n]))));
-                dmax = std::max(dmax, std::fabs(static_cast<double>(fp16_to_float(y8[n])) - fp16_to_float(y16[n])));
-              }
-              EXPECT_LE(dmax, std::ldexp(ymax, -9)) << what << ": int8 against fp16 products";
               if (tiles == 1 && split == 1) {  // the SiLU epilogue (one tile, no split tail here)
                 const int64_t F = N / 2;
                 DeviceBuffer dref(static_cast<size_t>(F) * 2), dact(static_cast<size_t>(F) * 2);
@@ -643,14 +645,7 @@ TEST(GemvCuda, Razer4Int8ProductsAreWithinTheirBound) {
                 dact.copy_to_host(act.data(), act.size() * 2);
                 EXPECT_EQ(count_diff(act, ref), 0) << what << ": SiLU epilogue";
               }
-              xh[K / 2] = 0x7c00;  // +inf
-              dx.copy_from_host(xh.data(), xh.size() * 2);
-              const std::vector<uint16_t> yinf = gemv_to_host(t, dx, 1, dy);
-              for (int64_t n = 0; n < N; ++n)
-                if (!std::isnan(fp16_to_float(yinf[n]))) {
-                  ADD_FAILURE() << what << ": x with inf, y[" << n << "] = " << fp16_to_float(yinf[n]);
-                  break;
-                }
+              expect_int8_near_fp16_and_inf_nan(t, xh, dx, dy, y8, "e2m1-xor/1", what);
             }
           }
   // Not taken with groups of 64 (a row's 128-column block has two scales).
