@@ -151,8 +151,8 @@ void set_gemv_post(int mode);
 // at M = 1 and the special values times a power of two 2^0 .. 2^7 are all integers in [-128, 127]
 // (the defaults are); razer4's two-table tensors (fp16 scales, groups of 128 or more) at M = 1 in
 // the register pipeline, the epilogues' kernels included (every special value the registry allows,
-// a multiple of 0.5 up to 64, has int8 weights; x's parts go into two columns of one product). 0 = automatic, 1 = never (the fp16
-// products). Process-wide, for tests and benchmarks.
+// a multiple of 0.5 up to 64, has int8 weights; x's parts go into two columns of one product).
+// 0 = automatic, 1 = never (the fp16 products). Process-wide, for tests and benchmarks.
 void set_gemv_int8(int mode);
 // Whether gemv_fp16_cuda keeps the tables it builds from a tensor's grid (the decoder's byte tables,
 // the table decoder's fp16 values, int3 asym's per-zero-point tables) for the next launches of
