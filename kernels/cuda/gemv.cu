@@ -202,6 +202,29 @@ __device__ __forceinline__ uint32_t e4m3x2_half2_bits(uint32_t b2) {
   return r;
 }
 
+// The int8 products' x per 128-column block (block_i8, block_x8; every lane of the warp holds four
+// of the block's values, xv): E, the biased fp16 exponent of the block's largest |x| (at least 1),
+// and f[i], the bits of the float x_i 2^(B - E) + bias rounded to an integer (bias 1.5 2^23 + c:
+// the integer's two's complement plus c in the low 16 bits, for |x_i 2^(B - E)| + c below 2^22).
+struct XFixed {
+  int E;
+  uint32_t f[4];
+};
+template <int B>
+__device__ __forceinline__ XFixed x_fixed(const uint2& xv, float bias) {
+  const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
+  const uint32_t mx = __reduce_max_sync(0xffffffffu, max(m2 & 0xffffu, m2 >> 16));
+  XFixed r;
+  r.E = max(static_cast<int>(mx >> 10), 1);
+  const float up = __uint_as_float(static_cast<uint32_t>(127 + B - r.E) << 23);  // 2^(B - E)
+  const __half2 x01 = u2h(xv.x), x23 = u2h(xv.y);
+  r.f[0] = __float_as_uint(fmaf(__low2float(x01), up, bias));
+  r.f[1] = __float_as_uint(fmaf(__high2float(x01), up, bias));
+  r.f[2] = __float_as_uint(fmaf(__low2float(x23), up, bias));
+  r.f[3] = __float_as_uint(fmaf(__high2float(x23), up, bias));
+  return r;
+}
+
 // A group's entries as loaded (GroupRaw) and decoded (decode_group: the inner scale and
 // special-value table). The kernel keeps one of the two per row and block in flight: the NV
 // kinds their raw bytes (one or two registers per row), decoded at use a block later; the
@@ -883,17 +906,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   auto block_x8 = [&](const uint2& xv, const uint4& qA, const uint4& qB, const Staged& gA0, const Staged& gB0,
                       int kb, int buf) {
     if constexpr (I8X) {
-      const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
-      const uint32_t mx = __reduce_max_sync(0xffffffffu, max(m2 & 0xffffu, m2 >> 16));
-      const int E = max(static_cast<int>(mx >> 10), 1);
-      const float up = __uint_as_float(static_cast<uint32_t>(155 - E) << 23);  // 2^(28 - E)
-      const __half2 x01 = u2h(xv.x), x23 = u2h(xv.y);
       // x 2^(28 - E) + 1.5 2^23 + 128: q + 128 in the low 16 bits (rounded to nearest).
-      const uint32_t f0 = __float_as_uint(fmaf(__low2float(x01), up, 12583040.f));
-      const uint32_t f1 = __float_as_uint(fmaf(__high2float(x01), up, 12583040.f));
-      const uint32_t f2 = __float_as_uint(fmaf(__low2float(x23), up, 12583040.f));
-      const uint32_t f3 = __float_as_uint(fmaf(__high2float(x23), up, 12583040.f));
-      const uint32_t p01 = bits::prmt(f0, f1, 0x5410u), p23 = bits::prmt(f2, f3, 0x5410u);
+      const XFixed xf = x_fixed<28>(xv, 12583040.f);
+      const int E = xf.E;
+      const uint32_t p01 = bits::prmt(xf.f[0], xf.f[1], 0x5410u), p23 = bits::prmt(xf.f[2], xf.f[3], 0x5410u);
       uint32_t* xs = xs8[warp][buf];
       xs[4 * (lane >> 1) + (lane & 1)] = bits::prmt(p01, p23, 0x7531u);                      // hi
       xs[4 * (lane >> 1) + 2 + (lane & 1)] = bits::prmt(p01, p23, 0x6420u) ^ 0x80808080u;  // lo
@@ -940,17 +956,10 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   auto x_lane = [&](int kbc) { return __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kbc) * 128) + lane); };
   auto block_i8 = [&](const uint2& xv, const uint4 (&q)[kPairs][2], const Group (&gr)[kPairs][2], int buf) {
     if constexpr (I8) {
-      const uint32_t m2 = __vmaxu2(xv.x & 0x7fff7fffu, xv.y & 0x7fff7fffu);  // |x| orders like its bits
-      const uint32_t mx = __reduce_max_sync(0xffffffffu, max(m2 & 0xffffu, m2 >> 16));
-      const int E = max(static_cast<int>(mx >> 10), 1);
-      const float up = __uint_as_float(static_cast<uint32_t>(156 - E) << 23);  // 2^(29 - E)
-      uint32_t f[4];
-      const __half2 x01 = u2h(xv.x), x23 = u2h(xv.y);
       // x 2^(29 - E) + 1.5 2^23: q in the low 16 bits, two's complement (|q| < 2^15), rounded to nearest.
-      f[0] = __float_as_uint(fmaf(__low2float(x01), up, 12582912.f));
-      f[1] = __float_as_uint(fmaf(__high2float(x01), up, 12582912.f));
-      f[2] = __float_as_uint(fmaf(__low2float(x23), up, 12582912.f));
-      f[3] = __float_as_uint(fmaf(__high2float(x23), up, 12582912.f));
+      const XFixed xf = x_fixed<29>(xv, 12582912.f);
+      const int E = xf.E;
+      const uint32_t* f = xf.f;
       const uint32_t p01 = bits::prmt(f[0], f[1], 0x5410u), p23 = bits::prmt(f[2], f[3], 0x5410u);
       // ZB: the block's sum of q (f's bits are 0x4b400000 + q), for the zero points' term.
       int qsum = 0;

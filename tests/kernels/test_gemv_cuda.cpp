@@ -478,6 +478,17 @@ const char* int8_x_kind(int kind) {
   return kind == 0 ? " x normal" : kind == 1 ? " x outliers" : kind == 2 ? " x subnormal" : " x zero";
 }
 
+// check_gemv_x at M = 1 on x of each kind (int8_test_x); returns the normal one.
+std::vector<uint16_t> check_int8_x_kinds(const QuantizedTensor& q, std::mt19937& rng, const std::string& what) {
+  std::vector<uint16_t> normal;
+  for (int kind = 0; kind < 4; ++kind) {
+    std::vector<uint16_t> xh = int8_test_x(rng, q.cols, kind);
+    check_gemv_x(q, 1, xh, what + int8_x_kind(kind));
+    if (kind == 0) normal = std::move(xh);
+  }
+  return normal;
+}
+
 // t's int8 products at M = 1 (y8, from x in dx) against its fp16 products (set_gemv_int8(1), which
 // gemv_decoder_name must call fp16_name): within 2^-9 max |y|; then x with an inf (xh changed) gives
 // NaN in every row.
@@ -544,20 +555,16 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
             ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "nib3-i8/bulk") << what;
             EXPECT_TRUE(kernels::gemv_int8_products(t, 1)) << what;
             EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
-            for (int kind = 0; kind < 4; ++kind) {
-              std::vector<uint16_t> xh = int8_test_x(rng, K, kind);
-              check_gemv_x(q, 1, xh, what + int8_x_kind(kind));
-              if (kind != 0) continue;
-              DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
-              dx.copy_from_host(xh.data(), xh.size() * 2);
-              const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
-              if (tiles == 2) {
-                kernels::set_gemv_tiles(1);
-                EXPECT_EQ(count_diff(y8, gemv_to_host(t, dx, 1, dy)), 0) << what << ": two tiles against one";
-                kernels::set_gemv_tiles(2);
-              }
-              expect_int8_near_fp16_and_inf_nan(t, xh, dx, dy, y8, "nib3/bulk", what);
+            std::vector<uint16_t> xh = check_int8_x_kinds(q, rng, what);
+            DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
+            dx.copy_from_host(xh.data(), xh.size() * 2);
+            const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
+            if (tiles == 2) {
+              kernels::set_gemv_tiles(1);
+              EXPECT_EQ(count_diff(y8, gemv_to_host(t, dx, 1, dy)), 0) << what << ": two tiles against one";
+              kernels::set_gemv_tiles(2);
             }
+            expect_int8_near_fp16_and_inf_nan(t, xh, dx, dy, y8, "nib3/bulk", what);
           }
   // The default: razer3, int3 and fp3 at M = 1 on a grid the ring takes (K >= 8192, more than two
   // tiles per SM).
@@ -626,27 +633,22 @@ TEST(GemvCuda, Razer4Int8ProductsAreWithinTheirBound) {
             ASSERT_EQ(std::string(kernels::gemv_decoder_name(t, 1)), "e2m1-xor-i8/1") << what;
             EXPECT_EQ(kernels::gemv_int8_x_bits(t, 1), 15) << what;
             EXPECT_FALSE(kernels::gemv_int8_products(t, 2)) << what;
-            for (int kind = 0; kind < 4; ++kind) {
-              std::vector<uint16_t> xh = int8_test_x(rng, K, kind);
-              check_gemv_x(q, 1, xh, what + int8_x_kind(kind));
-              if (kind != 0) continue;
-              DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
-              dx.copy_from_host(xh.data(), xh.size() * 2);
-              const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);
-              if (tiles == 1 && split == 1) {  // the SiLU epilogue (one tile, no split tail here)
-                const int64_t F = N / 2;
-                DeviceBuffer dref(static_cast<size_t>(F) * 2), dact(static_cast<size_t>(F) * 2);
-                (void)gemv_to_host(t, dx, 1, dy);
-                kernels::silu_mul_cuda(kernels::ActDType::kFp16, dy.data(), dy.as<uint16_t>() + F, 2 * F, 1, F, dref.data());
-                kernels::gemv_silu_mul_fp16_cuda(t, dx.as<uint16_t>(), 1, dact.as<uint16_t>());
-                kernels::cuda_synchronize();
-                std::vector<uint16_t> ref(static_cast<size_t>(F)), act(static_cast<size_t>(F));
-                dref.copy_to_host(ref.data(), ref.size() * 2);
-                dact.copy_to_host(act.data(), act.size() * 2);
-                EXPECT_EQ(count_diff(act, ref), 0) << what << ": SiLU epilogue";
-              }
-              expect_int8_near_fp16_and_inf_nan(t, xh, dx, dy, y8, "e2m1-xor/1", what);
+            std::vector<uint16_t> xh = check_int8_x_kinds(q, rng, what);
+            DeviceBuffer dx(xh.size() * 2), dy(static_cast<size_t>(N) * 2);
+            dx.copy_from_host(xh.data(), xh.size() * 2);
+            const std::vector<uint16_t> y8 = gemv_to_host(t, dx, 1, dy);  // (dy keeps it for the SiLU kernel)
+            if (tiles == 1 && split == 1) {  // the SiLU epilogue (one tile, no split tail here)
+              const int64_t F = N / 2;
+              DeviceBuffer dref(static_cast<size_t>(F) * 2), dact(static_cast<size_t>(F) * 2);
+              kernels::silu_mul_cuda(kernels::ActDType::kFp16, dy.data(), dy.as<uint16_t>() + F, 2 * F, 1, F, dref.data());
+              kernels::gemv_silu_mul_fp16_cuda(t, dx.as<uint16_t>(), 1, dact.as<uint16_t>());
+              kernels::cuda_synchronize();
+              std::vector<uint16_t> ref(static_cast<size_t>(F)), act(static_cast<size_t>(F));
+              dref.copy_to_host(ref.data(), ref.size() * 2);
+              dact.copy_to_host(act.data(), act.size() * 2);
+              EXPECT_EQ(count_diff(act, ref), 0) << what << ": SiLU epilogue";
             }
+            expect_int8_near_fp16_and_inf_nan(t, xh, dx, dy, y8, "e2m1-xor/1", what);
           }
   // Not taken with groups of 64 (a row's 128-column block has two scales).
   const DeviceTensor g64 = kernels::upload(quantize_random(rng, {"razer", false, 64}, 48, 1024));
