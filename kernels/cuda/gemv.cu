@@ -952,7 +952,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
   // x with an inf or NaN (E = 31) gives NaN sums. Only the sums of x row 0 (acc0[0], acc0[2]) are kept.
   // Row pairs: pair 0 is rows g, g + 8 (q[0], gr[0]; into acc0[0], acc0[2]); kWarpTiles adds pair 1,
   // rows g + 16, g + 24 (into acc1[0], acc1[2]), with the same x split, so each split serves 32 rows.
-  // xv: the lane's four x of the block (loaded a block ahead by the loop: x_lane).
+  // xv: the lane's four x of the block (loaded a block ahead by the loop: x_lane; block_x8's too).
   auto x_lane = [&](int kbc) { return __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kbc) * 128) + lane); };
   auto block_i8 = [&](const uint2& xv, const uint4 (&q)[kPairs][2], const Group (&gr)[kPairs][2], int buf) {
     if constexpr (I8) {
@@ -1136,10 +1136,9 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         for (int c = lane; c < chunks; c += 32) cp_async16(norm_sl + at + 4 * c, a.norm_slots_in + at + 4 * c);
       }
     }
-    // I8X: the lane's x of the next block (clamped to the last), loaded a block ahead.
-    auto x8_lane = [&](int kbc) { return __ldg(reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(kbc) * 128) + lane); };
+    // I8X: the lane's x of the next block (clamped to the last), loaded a block ahead (x_lane).
     uint2 x8_next{};
-    if constexpr (I8X) x8_next = x8_lane(kb_clamp(kb_begin + wk));
+    if constexpr (I8X) x8_next = x_lane(kb_clamp(kb_begin + wk));
     int x8_buf = 0;
     for (int kb0 = kb_begin + wk; kb0 < kb_end; kb0 += kStages * kw) {
 #pragma unroll
@@ -1154,7 +1153,7 @@ __device__ __forceinline__ void gemv_body(const GemvArgs& a) {
         ga0[s] = load_g(grA, kn), gb0[s] = load_g(grB, kn);
         if constexpr (I8X) {
           const uint2 xv = x8_next;
-          x8_next = x8_lane(kn);
+          x8_next = x_lane(kn);
           block_x8(xv, qA, qB, gA0, gB0, kb, x8_buf);
           x8_buf ^= 1;
         } else {

@@ -607,9 +607,9 @@ TEST(GemvCuda, Int8ProductsAreWithinTheirBound) {
 // within the reference's bound with x's 15-bit fixed point term, for K of one block and of
 // several, rows past N, one and two tiles per block, whole and split tiles, the three code layouts,
 // the default special values and a set at the ends of the int8 range (2 |S| = 1 and 128); x normal,
-// with an outlier of 1000 sigma in every block, of subnormal size, and zero; y within 2^-9 max |y| of the fp16 products'; an inf in x gives NaN rows;
-// the SiLU epilogue's kernel (the same int8 products) equal to the plain product then the SiLU
-// kernel, bit for bit.
+// with an outlier of 1000 sigma in every block, of subnormal size, and zero; y within 2^-9 max |y|
+// of the fp16 products'; an inf in x gives NaN rows; the SiLU epilogue's kernel (the same int8
+// products) equal to the plain product then the SiLU kernel, bit for bit.
 TEST(GemvCuda, Razer4Int8ProductsAreWithinTheirBound) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937 rng(test::test_seed());
